@@ -1,0 +1,51 @@
+# The few commands a person types. `make help` lists them.
+#
+# Everything installs itself: the contract toolchain from npm (pinned in contracts/package.json),
+# the Rust dependencies through cargo. CARGO_TARGET_DIR is honoured (CI keeps one outside the clone).
+
+SHELL := /bin/bash
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+CONTRACTS := contracts
+FORGE := node_modules/.bin/forge
+SOL_SOURCES := $(shell find $(CONTRACTS)/src -name '*.sol' 2>/dev/null)
+
+.PHONY: help demo test bench lint contracts build test-contracts test-rust clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+demo: build ## Install, build, and run the whole flow once on a fresh local stack
+	$(TARGET_DIR)/debug/strongroom demo
+
+test: build test-contracts test-rust ## Install, build, and run every test (forge + cargo)
+
+bench: build ## Print the end-to-end figures (latency, gas) of one rental
+	$(TARGET_DIR)/debug/strongroom demo | tail -n 1
+
+lint: contracts ## rustfmt and clippy, warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+contracts: $(CONTRACTS)/out/sources.sha256 ## Install the contract toolchain and compile the contracts
+
+build: contracts ## Build every Rust binary (strongroom, strongroom-enclave)
+	cargo build --workspace --bins
+
+test-contracts: contracts
+	cd $(CONTRACTS) && $(FORGE) test
+
+test-rust: build
+	cargo test --workspace
+
+$(CONTRACTS)/node_modules/.installed: $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
+	cd $(CONTRACTS) && npm ci --no-audit --no-fund
+	touch $@
+
+# The stamp lets the Rust build refuse a stale artifact (services/chain/build.rs).
+$(CONTRACTS)/out/sources.sha256: $(CONTRACTS)/node_modules/.installed $(SOL_SOURCES) $(CONTRACTS)/foundry.toml
+	cd $(CONTRACTS) && $(FORGE) build
+	cd $(CONTRACTS) && find src -name '*.sol' | LC_ALL=C sort | xargs cat | sha256sum > out/sources.sha256
+
+clean: ## Remove build outputs
+	rm -rf $(CONTRACTS)/out $(CONTRACTS)/cache
+	cargo clean

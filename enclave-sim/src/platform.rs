@@ -1,0 +1,198 @@
+//! The host side of the simulated platform: the platform key, measured launch, quote service.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+
+use alloy::primitives::{Address, B256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use sha2::{Digest, Sha256};
+use strongroom_types::{QUOTE_TYPE_SIMULATED, Quote, quote_digest};
+
+use crate::guest::{PlatformRequest, PlatformResponse};
+use crate::{Error, Result};
+
+/// The fd on which a launched enclave finds its private platform channel.
+pub(crate) const PLATFORM_FD: i32 = 3;
+
+/// Product id and security version the simulated platform reports.
+const SIM_PRODUCT_ID: u16 = 1;
+const SIM_SVN: u16 = 1;
+
+/// sha256 of an enclave binary: its measurement.
+pub fn measure(binary: &Path) -> Result<B256> {
+    let bytes = std::fs::read(binary).map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
+    Ok(B256::from_slice(&Sha256::digest(&bytes)))
+}
+
+/// The simulated hardware: holds the platform key that signs quotes and derives sealing keys.
+#[derive(Clone)]
+pub struct Platform {
+    key: PrivateKeySigner,
+}
+
+impl std::fmt::Debug for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Platform").field("address", &self.key.address()).finish_non_exhaustive()
+    }
+}
+
+impl Platform {
+    /// Loads the platform key from `dir/platform.key`, creating it (mode 0600) on first use.
+    pub fn load_or_create(dir: &Path) -> Result<Self> {
+        let path = dir.join("platform.key");
+        let err = |reason: String| Error::PlatformKey { path: path.display().to_string(), reason };
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+            let key = text.trim().parse::<PrivateKeySigner>().map_err(|e| err(format!("not a secp256k1 key: {e}")))?;
+            return Ok(Self { key });
+        }
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        let key = PrivateKeySigner::random();
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        let mut file = file.open(&path).map_err(|e| err(e.to_string()))?;
+        file.write_all(hex::encode(key.to_bytes()).as_bytes()).map_err(|e| err(e.to_string()))?;
+        Ok(Self { key })
+    }
+
+    /// The platform key's address, which governance lists as trusted.
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+
+    /// Starts `binary` as a measured enclave. The returned process exposes stdin/stdout (the
+    /// host's message channel) and stderr (its log); the platform channel stays private.
+    pub fn launch(&self, binary: &Path) -> Result<EnclaveProcess> {
+        // Measure the bytes we are about to run. A real CPU measures pages as it loads them; here
+        // the window between hashing and exec is accepted as a simulation limit.
+        let measurement = measure(binary)?;
+        let (platform_end, enclave_end) = UnixStream::pair().map_err(|e| Error::Channel(e.to_string()))?;
+        let enclave_fd = enclave_end.as_raw_fd();
+        let mut command = Command::new(binary);
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_clear();
+        install_platform_fd(&mut command, enclave_fd);
+        let mut child = command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
+        drop(enclave_end);
+
+        let server = PlatformServer { key: self.key.clone(), measurement };
+        let platform_thread = std::thread::Builder::new()
+            .name("enclave-sim-platform".into())
+            .spawn(move || server.serve(platform_end))
+            .map_err(|e| Error::Channel(e.to_string()))?;
+
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        Ok(EnclaveProcess {
+            child,
+            stdin: Some(stdin),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            measurement,
+            binary: binary.to_owned(),
+            _platform_thread: platform_thread,
+        })
+    }
+}
+
+/// Makes `fd` appear as [`PLATFORM_FD`] in the child, without close-on-exec.
+#[allow(unsafe_code)]
+fn install_platform_fd(command: &mut Command, fd: i32) {
+    // SAFETY: the closure runs in the forked child before exec and only calls the
+    // async-signal-safe dup2/fcntl on fds this process owns.
+    unsafe {
+        command.pre_exec(move || {
+            if fd == PLATFORM_FD {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, PLATFORM_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A running enclave process. Dropping it kills the process.
+#[derive(Debug)]
+pub struct EnclaveProcess {
+    child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub stdout: Option<ChildStdout>,
+    pub stderr: Option<ChildStderr>,
+    pub measurement: B256,
+    pub binary: PathBuf,
+    _platform_thread: std::thread::JoinHandle<()>,
+}
+
+impl EnclaveProcess {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for EnclaveProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct PlatformServer {
+    key: PrivateKeySigner,
+    measurement: B256,
+}
+
+impl PlatformServer {
+    fn serve(self, stream: UnixStream) {
+        let Ok(mut writer) = stream.try_clone() else { return };
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            let response = match serde_json::from_str::<PlatformRequest>(&line) {
+                Ok(request) => self.answer(request),
+                Err(e) => PlatformResponse::Error { message: format!("bad platform request: {e}") },
+            };
+            let mut out = serde_json::to_vec(&response).expect("response serializes");
+            out.push(b'\n');
+            if writer.write_all(&out).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn answer(&self, request: PlatformRequest) -> PlatformResponse {
+        match request {
+            PlatformRequest::Quote { report_data } => {
+                let quote = Quote {
+                    quoteType: QUOTE_TYPE_SIMULATED,
+                    measurement: self.measurement,
+                    signer: B256::ZERO,
+                    productId: SIM_PRODUCT_ID,
+                    svn: SIM_SVN,
+                    debug: false,
+                    reportData: report_data,
+                };
+                match self.key.sign_hash_sync(&quote_digest(&quote)) {
+                    Ok(sig) => PlatformResponse::Quote { quote, signature: sig.as_bytes().to_vec().into() },
+                    Err(e) => PlatformResponse::Error { message: format!("signing quote: {e}") },
+                }
+            }
+            PlatformRequest::SealingKey => {
+                // Bound to this platform and this measurement: another binary gets another key.
+                let mut h = Sha256::new();
+                h.update(b"strongroom-sim/sealing-key/v1");
+                h.update(self.key.to_bytes());
+                h.update(self.measurement);
+                PlatformResponse::SealingKey { key: B256::from_slice(&h.finalize()) }
+            }
+        }
+    }
+}

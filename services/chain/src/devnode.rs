@@ -1,0 +1,89 @@
+//! A local anvil chain started by the project itself: the embedded default chain.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{ChainError, Result};
+
+/// anvil's well-known development accounts (mnemonic "test test … junk"), public test keys
+/// with no value: governance, data owner, pool operator, analyst, spare.
+pub const DEV_KEYS: [&str; 5] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+];
+
+/// A running anvil on a loopback port the OS picked. Dropping it stops the chain.
+#[derive(Debug)]
+pub struct DevNode {
+    child: Child,
+    url: String,
+}
+
+impl DevNode {
+    /// The anvil the contracts toolchain installed (`make contracts`), unless `STRONGROOM_ANVIL` says otherwise.
+    pub fn default_binary() -> PathBuf {
+        std::env::var_os("STRONGROOM_ANVIL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/node_modules/.bin/anvil"))
+    }
+
+    /// Starts anvil with instant mining and waits until it listens.
+    pub fn spawn(binary: &Path) -> Result<Self> {
+        if !binary.exists() {
+            return Err(ChainError::DevNode(format!(
+                "anvil not found at {}: run `make contracts` to install the toolchain, or set STRONGROOM_ANVIL",
+                binary.display()
+            )));
+        }
+        let mut child = Command::new(binary)
+            .args(["--port", "0", "--host", "127.0.0.1", "--accounts", "5", "--balance", "10000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| ChainError::DevNode(format!("cannot start {}: {e}", binary.display())))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // anvil announces its address on stdout; keep draining afterwards so it never blocks.
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if !sent && let Some(addr) = line.strip_prefix("Listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                    sent = true;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(addr) => break addr,
+                Err(_) if Instant::now() < deadline => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        return Err(ChainError::DevNode(format!("anvil exited with {status} before listening")));
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    return Err(ChainError::DevNode("anvil did not start listening within 30 s".into()));
+                }
+            }
+        };
+        Ok(Self { child, url: format!("http://{addr}") })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

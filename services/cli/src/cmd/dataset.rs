@@ -1,0 +1,79 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use strongroom_worker::storage;
+
+use super::GlobalArgs;
+use crate::owner::{self, PublishRequest};
+use crate::units::parse_amount;
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Encrypt a dataset column by column, store it, deposit its keys, register it, offer it.
+    Publish(PublishArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// CSV, JSON lines or Parquet file.
+    pub input: PathBuf,
+    /// Licence policy file (its hash is registered on chain).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// Price per task, e.g. 0.01ether.
+    #[arg(long)]
+    pub price: String,
+    /// How long the offer stays valid, in days.
+    #[arg(long, default_value_t = 30)]
+    pub valid_days: u64,
+    /// Key service that will hold the keys.
+    #[arg(long, env = "STRONGROOM_KMS_URL")]
+    pub kms_url: String,
+    /// Storage URL for the encrypted objects; defaults to `<data-dir>/objects`.
+    #[arg(long, env = "STRONGROOM_STORAGE_URL")]
+    pub storage_url: Option<String>,
+}
+
+impl DatasetCommand {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let Self::Publish(args) = self;
+        let signer = global.signer()?;
+        let chain = global.chain().await?;
+        let storage_url = match args.storage_url {
+            Some(url) => url,
+            None => storage::file_url(&global.data_dir.join("objects"))?,
+        };
+        let request = PublishRequest {
+            input: args.input,
+            policy: args.policy,
+            price: parse_amount(&args.price)?,
+            offer_validity: Duration::from_secs(args.valid_days * 86_400),
+            storage_url,
+            kms_url: args.kms_url,
+            market_url: global.market_url()?.into(),
+            salt: None,
+        };
+        let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset")?;
+        if global.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "dataset": published.dataset,
+                    "uri": published.uri,
+                    "rows": published.manifest.rows,
+                    "columns": published.manifest.columns,
+                    "ciphertext_sha256": published.manifest.ciphertext_sha256,
+                    "offer": published.offer,
+                })
+            );
+        } else {
+            println!("dataset {}", published.dataset);
+            println!("  rows {}, {} columns, each with its own key", published.manifest.rows, published.manifest.columns.len());
+            println!("  ciphertext {} (sha256 {})", published.uri, published.manifest.ciphertext_sha256);
+            println!("  offered at {} wei per task", published.offer.price);
+        }
+        Ok(())
+    }
+}

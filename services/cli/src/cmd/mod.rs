@@ -1,0 +1,161 @@
+//! Argument parsing: one file per subcommand, each with `Args::run`.
+
+mod dataset;
+mod demo;
+mod devnet;
+mod kms;
+mod market;
+mod rent;
+mod result;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+/// Rent data without handing it over: encrypted datasets, attested enclaves, results paid on chain.
+#[derive(Debug, Parser)]
+#[command(name = "strongroom", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands; each can also come from the environment
+/// (`strongroom devnet` writes them to `devnet.env`).
+#[derive(Clone, Debug, Args)]
+pub struct GlobalArgs {
+    /// JSON-RPC endpoint of the chain.
+    #[arg(long, global = true, env = "STRONGROOM_RPC_URL")]
+    pub rpc_url: Option<String>,
+    /// Address of the Strongroom contract.
+    #[arg(long, global = true, env = "STRONGROOM_CONTRACT")]
+    pub contract: Option<Address>,
+    /// Private key (hex) of the account acting: owner, analyst or operator.
+    #[arg(long, global = true, env = "STRONGROOM_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+    /// Market URL.
+    #[arg(long, global = true, env = "STRONGROOM_MARKET_URL")]
+    pub market_url: Option<String>,
+    /// Local state (result keys of your rentals, service data).
+    #[arg(long, global = true, env = "STRONGROOM_DATA_DIR", default_value = ".strongroom")]
+    pub data_dir: PathBuf,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+impl GlobalArgs {
+    pub fn rpc_url(&self) -> anyhow::Result<&str> {
+        self.rpc_url.as_deref().context("no chain given: pass --rpc-url or set STRONGROOM_RPC_URL (see `strongroom devnet`)")
+    }
+
+    pub fn contract(&self) -> anyhow::Result<Address> {
+        self.contract.context("no contract given: pass --contract or set STRONGROOM_CONTRACT (see `strongroom devnet`)")
+    }
+
+    pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
+        let key = self.key.as_deref().context("no account key given: pass --key or set STRONGROOM_KEY")?;
+        key.trim().parse().map_err(|_| anyhow::anyhow!("--key is not a secp256k1 private key in hex"))
+    }
+
+    pub fn market_url(&self) -> anyhow::Result<&str> {
+        self.market_url.as_deref().context("no market given: pass --market-url or set STRONGROOM_MARKET_URL")
+    }
+
+    pub async fn chain(&self) -> anyhow::Result<strongroom_chain::Chain> {
+        Ok(strongroom_chain::Chain::connect(self.rpc_url()?, self.contract()?, Some(self.signer()?)).await?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole flow on a fresh local stack and print the analyst's result.
+    Demo(demo::DemoArgs),
+    /// Run a long-lived local stack (anvil, contract, key service, market, worker).
+    Devnet(devnet::DevnetArgs),
+    /// Data owners: publish datasets.
+    #[command(subcommand)]
+    Dataset(dataset::DatasetCommand),
+    /// Analysts: rent a dataset plus compute to run one SQL query.
+    Rent(rent::RentArgs),
+    /// Analysts: fetch, verify and decrypt results.
+    #[command(subcommand)]
+    Result(result::ResultCommand),
+    /// Worker operators: run the key-gated executor.
+    #[command(subcommand)]
+    Worker(worker::WorkerCommand),
+    /// Run a key service.
+    #[command(subcommand)]
+    Kms(kms::KmsCommand),
+    /// Run a market.
+    #[command(subcommand)]
+    Market(market::MarketCommand),
+}
+
+/// Runs a parsed command; errors are printed with their context chain.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let global = cli.global;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => args.run(&global).await,
+            Command::Devnet(args) => args.run(&global).await,
+            Command::Dataset(cmd) => cmd.run(&global).await,
+            Command::Rent(args) => args.run(&global).await,
+            Command::Result(cmd) => cmd.run(&global).await,
+            Command::Worker(cmd) => cmd.run(&global).await,
+            Command::Kms(cmd) => cmd.run(&global).await,
+            Command::Market(cmd) => cmd.run(&global).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (results to stdout); `RUST_LOG` tunes them.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,strongroom=info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Waits for Ctrl-C (for the long-running serve commands).
+async fn until_interrupted() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+}
+
+fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

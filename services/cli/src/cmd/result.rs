@@ -1,0 +1,81 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use arrow::util::pretty::pretty_format_batches;
+use strongroom_types::{TaskId, X25519SecretKey};
+
+use super::GlobalArgs;
+use crate::analyst::{self, Outcome};
+
+#[derive(Debug, Subcommand)]
+pub enum ResultCommand {
+    /// Wait for a task's result, check its digest against the chain, decrypt and print it.
+    Get(GetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub task: TaskId,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+impl ResultCommand {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let Self::Get(args) = self;
+        let chain = global.chain().await?;
+        let secret = load_result_key(&global.data_dir, args.task)?;
+        let published = analyst::wait_for_result(&chain, args.task, 0, Duration::from_secs(args.timeout)).await?;
+        let outcome = analyst::read_result(&chain, args.task, &published.location, &secret).await?;
+        print_outcome(args.task, &outcome, global.json)
+    }
+}
+
+fn key_path(data_dir: &Path, task: TaskId) -> PathBuf {
+    data_dir.join("results").join(format!("task-{task}.key"))
+}
+
+/// Keeps the analyst's result key for `result get` (mode 0600).
+pub(super) fn save_result_key(data_dir: &Path, task: TaskId, secret: &X25519SecretKey) -> anyhow::Result<()> {
+    let path = key_path(data_dir, task);
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).with_context(|| format!("saving the result key to {}", path.display()))?;
+    file.write_all(hex::encode(secret.expose_bytes()).as_bytes())?;
+    Ok(())
+}
+
+fn load_result_key(data_dir: &Path, task: TaskId) -> anyhow::Result<X25519SecretKey> {
+    let path = key_path(data_dir, task);
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&path).with_context(|| format!("no result key for task {task} at {}: was it rented from this data dir?", path.display()))?,
+    );
+    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).context("the result key file is not hex")?);
+    Ok(X25519SecretKey::from_bytes(&bytes)?)
+}
+
+pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyhow::Result<()> {
+    match outcome {
+        Outcome::Table { batches, rows } => {
+            if json {
+                let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+                for batch in batches {
+                    writer.write(batch)?;
+                }
+                writer.finish()?;
+                println!("{}", String::from_utf8_lossy(&writer.into_inner()));
+            } else {
+                println!("{}", pretty_format_batches(batches)?);
+                eprintln!("task {task}: {rows} rows, verified against the enclave's signed digest");
+            }
+            Ok(())
+        }
+        Outcome::Failed { message } => bail!("task {task} failed inside the enclave (attested): {message}"),
+    }
+}

@@ -1,0 +1,57 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use strongroom_types::PoolId;
+use strongroom_worker::{WorkerConfig, storage};
+
+use super::GlobalArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerCommand {
+    /// Launch the enclave, register it, and serve the pool's tasks until interrupted.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pool to serve (`--key` must be its operator).
+    #[arg(long, env = "STRONGROOM_POOL")]
+    pub pool: PoolId,
+    /// The enclave program; defaults to `strongroom-enclave` beside this binary.
+    #[arg(long, env = "STRONGROOM_ENCLAVE")]
+    pub enclave: Option<PathBuf>,
+    /// Storage URL for sealed results; defaults to `<data-dir>/results`.
+    #[arg(long, env = "STRONGROOM_RESULTS_URL")]
+    pub results_url: Option<String>,
+}
+
+impl WorkerCommand {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let Self::Run(args) = self;
+        let enclave_binary = args
+            .enclave
+            .or_else(strongroom_worker::locate_enclave_binary)
+            .context("cannot find the enclave program `strongroom-enclave`: pass --enclave")?;
+        let results_url = match args.results_url {
+            Some(url) => url,
+            None => storage::file_url(&global.data_dir.join("results"))?,
+        };
+        let config = WorkerConfig {
+            rpc_url: global.rpc_url()?.into(),
+            contract: global.contract()?,
+            operator_key: global.signer()?,
+            pool: args.pool,
+            enclave_binary,
+            platform_dir: global.data_dir.join("platform"),
+            results_url,
+            poll_interval: Duration::from_millis(200),
+        };
+        let handle = strongroom_worker::spawn(config).await?;
+        eprintln!("worker serving pool {} with enclave {} (SIMULATED TEE)", args.pool, handle.enclave());
+        super::until_interrupted().await?;
+        handle.shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! A whole Strongroom on one machine, in one process: anvil, the contract (governed by dev
+//! account 0), the simulated platform trusted on chain, the key service and the market on
+//! loopback ports the OS picks, a pool with a listed offer, and optionally a worker.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::{B256, Bytes, U256};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Context;
+use strongroom_chain::{Chain, DEV_KEYS, DevNode};
+use strongroom_enclave_sim::{Platform, measure};
+use strongroom_kms::{KmsConfig, KmsHandle};
+use strongroom_market::{MarketConfig, MarketHandle};
+use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, random_salt, sign_typed};
+use strongroom_worker::{WorkerConfig, WorkerHandle, storage};
+use tracing::info;
+
+use crate::market_client;
+
+/// Roles played by anvil's development accounts.
+pub fn governance_key() -> PrivateKeySigner {
+    DEV_KEYS[0].parse().expect("valid dev key")
+}
+pub fn owner_key() -> PrivateKeySigner {
+    DEV_KEYS[1].parse().expect("valid dev key")
+}
+pub fn operator_key() -> PrivateKeySigner {
+    DEV_KEYS[2].parse().expect("valid dev key")
+}
+pub fn analyst_key() -> PrivateKeySigner {
+    DEV_KEYS[3].parse().expect("valid dev key")
+}
+
+#[derive(Clone, Debug)]
+pub struct DevnetOptions {
+    pub data_dir: PathBuf,
+    pub anvil: PathBuf,
+    pub enclave_binary: PathBuf,
+    /// Start a worker serving the pool.
+    pub with_worker: bool,
+    pub pool_price: U256,
+    /// The pool's maximum task duration: the deadline after which a task is refundable.
+    pub max_task_duration: Duration,
+}
+
+impl DevnetOptions {
+    pub fn new(data_dir: &Path, enclave_binary: PathBuf) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            anvil: DevNode::default_binary(),
+            enclave_binary,
+            with_worker: true,
+            pool_price: U256::from(1_000_000_000_000_000u64),
+            max_task_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The running stack. [`Devnet::shutdown`] stops it in reverse order.
+pub struct Devnet {
+    pub node: DevNode,
+    pub governance: Chain,
+    pub kms: KmsHandle,
+    pub market: MarketHandle,
+    pub worker: Option<WorkerHandle>,
+    pub platform: Platform,
+    pub measurement: B256,
+    pub pool: PoolId,
+    pub pool_offer: PoolOffer,
+    pub pool_offer_signature: Bytes,
+    /// Storage URL for dataset objects.
+    pub objects_url: String,
+    /// Storage URL for sealed results.
+    pub results_url: String,
+    pub options: DevnetOptions,
+}
+
+impl Devnet {
+    pub async fn start(options: DevnetOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
+        let node = DevNode::spawn(&options.anvil)?;
+        let governance = Chain::deploy(node.url(), governance_key(), true).await.context("deploying the contract")?;
+        info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
+
+        let platform = Platform::load_or_create(&options.data_dir.join("platform"))?;
+        let measurement = measure(&options.enclave_binary)
+            .with_context(|| "the enclave binary is needed to trust its measurement: build it with `cargo build --bins`")?;
+        governance.set_platform_key(platform.address(), true).await?;
+        governance.set_measurement(measurement, true).await?;
+
+        let kms = strongroom_kms::spawn(
+            KmsConfig { data_dir: options.data_dir.join("kms"), rpc_url: node.url().into(), contract: governance.address() },
+            loopback()?,
+        )
+        .await?;
+        let market = strongroom_market::spawn(
+            MarketConfig { data_dir: options.data_dir.join("market"), rpc_url: node.url().into(), contract: governance.address() },
+            loopback()?,
+        )
+        .await?;
+
+        let operator = governance.with_signer(operator_key()).await?;
+        let (pool, _) = operator.register_pool(random_salt()).await?;
+        let pool_offer = PoolOffer {
+            pool,
+            price: options.pool_price,
+            maxDuration: options.max_task_duration.as_secs(),
+            salt: random_salt(),
+        };
+        let pool_offer_signature = sign_typed(&operator_key(), &pool_offer, &governance.domain());
+        market_client::post_offer(&market.url(), &PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() })
+            .await?;
+
+        let objects_url = storage::file_url(&options.data_dir.join("objects"))?;
+        let results_url = storage::file_url(&options.data_dir.join("results"))?;
+        let mut devnet = Self {
+            node,
+            governance,
+            kms,
+            market,
+            worker: None,
+            platform,
+            measurement,
+            pool,
+            pool_offer,
+            pool_offer_signature,
+            objects_url,
+            results_url,
+            options,
+        };
+        if devnet.options.with_worker {
+            devnet.worker = Some(devnet.start_worker().await?);
+        }
+        Ok(devnet)
+    }
+
+    /// Starts a worker for the devnet's pool (its enclave registers itself on chain).
+    pub async fn start_worker(&self) -> anyhow::Result<WorkerHandle> {
+        let config = WorkerConfig {
+            rpc_url: self.node.url().into(),
+            contract: self.governance.address(),
+            operator_key: operator_key(),
+            pool: self.pool,
+            enclave_binary: self.options.enclave_binary.clone(),
+            platform_dir: self.options.data_dir.join("platform"),
+            results_url: self.results_url.clone(),
+            poll_interval: Duration::from_millis(50),
+        };
+        Ok(strongroom_worker::spawn(config).await?)
+    }
+
+    /// The deployment as `signer` sees it.
+    pub async fn chain_as(&self, signer: PrivateKeySigner) -> anyhow::Result<Chain> {
+        Ok(self.governance.with_signer(signer).await?)
+    }
+
+    pub fn rpc_url(&self) -> &str {
+        self.node.url()
+    }
+
+    pub async fn shutdown(self) {
+        if let Some(worker) = self.worker {
+            worker.shutdown().await;
+        }
+        self.market.shutdown().await;
+        self.kms.shutdown().await;
+        drop(self.node);
+    }
+}
+
+fn loopback() -> anyhow::Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0").context("binding a loopback port")
+}

@@ -1,0 +1,159 @@
+//! The data owner's journey: encrypt, store, deposit keys, register, offer.
+//!
+//! The order matters for "nothing half-registered": objects are stored and keys deposited
+//! *before* the dataset is registered, so a registered dataset always has its ciphertext and
+//! its keys; a failure before registration leaves only unreferenced objects behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::{B256, Bytes, U256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, bail};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use sha2::{Digest, Sha256};
+use strongroom_chain::Chain;
+use strongroom_types::{
+    ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse,
+    INFO_DEPOSIT, KmsInfo, Manifest, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
+};
+use strongroom_worker::{dataplane, storage};
+use tracing::info;
+
+use crate::market_client;
+
+/// What to publish and on what terms.
+#[derive(Clone, Debug)]
+pub struct PublishRequest {
+    pub input: PathBuf,
+    pub policy: PathBuf,
+    pub price: U256,
+    /// How long the licence offer stays valid.
+    pub offer_validity: Duration,
+    /// Storage URL under which the dataset's objects are written (`file:///…/objects`).
+    pub storage_url: String,
+    pub kms_url: String,
+    pub market_url: String,
+    /// Makes the dataset id; random unless given.
+    pub salt: Option<B256>,
+}
+
+/// A published dataset. The keys stay with the owner (backups come in a later issue).
+#[derive(Debug)]
+pub struct Published {
+    pub dataset: DatasetId,
+    pub uri: String,
+    pub manifest: Manifest,
+    pub offer: DatasetOffer,
+    pub offer_signature: Bytes,
+    pub keys: DatasetKeys,
+    pub register_gas: u64,
+}
+
+/// Reads CSV, JSON lines or Parquet (by extension) into Arrow batches.
+pub async fn read_input(path: &Path) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    if !path.is_file() {
+        bail!("input {} does not exist or is not a file", path.display());
+    }
+    let ctx = SessionContext::new();
+    let name = path.to_str().context("input path is not UTF-8")?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    let frame = match ext.as_str() {
+        "csv" => ctx.read_csv(name, CsvReadOptions::new()).await,
+        "json" | "jsonl" | "ndjson" => ctx.read_json(name, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await,
+        "parquet" => ctx.read_parquet(name, ParquetReadOptions::default()).await,
+        _ => bail!("input {} has extension `{ext}`; use .csv, .jsonl or .parquet", path.display()),
+    }
+    .with_context(|| format!("cannot read {}", path.display()))?;
+    let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((schema, batches))
+}
+
+pub async fn kms_info(kms_url: &str) -> anyhow::Result<KmsInfo> {
+    let url = format!("{}/v1/info", kms_url.trim_end_matches('/'));
+    let response = reqwest::Client::new().get(&url).timeout(Duration::from_secs(30)).send().await;
+    let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;
+    Ok(response.error_for_status()?.json().await?)
+}
+
+/// Publishes a dataset end to end. `chain` must act as `owner`.
+pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishRequest) -> anyhow::Result<Published> {
+    let policy = std::fs::read(&req.policy).with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
+    let policy_hash = keccak256(&policy);
+    let kms = kms_info(&req.kms_url).await?;
+    if kms.chain_id != chain.chain_id() || kms.contract != chain.address() {
+        bail!("key service at {} serves chain {} contract {}, not this deployment", req.kms_url, kms.chain_id, kms.contract);
+    }
+
+    let (schema, batches) = read_input(&req.input).await?;
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let salt = req.salt.unwrap_or_else(random_salt);
+    let dataset = chain.dataset_id(owner.address(), salt).await?;
+    let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
+    let ciphertext = dataplane::encrypt(&schema, &batches, &keys, dataset)?;
+    drop(batches);
+    let checksum = B256::from_slice(&Sha256::digest(&ciphertext));
+    let manifest = Manifest {
+        format: Manifest::FORMAT.into(),
+        object: "data.parquet".into(),
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| ColumnEntry { name: f.name().clone(), data_type: f.data_type().to_string(), key_id: format!("column:{}", f.name()) })
+            .collect(),
+        rows,
+        ciphertext_sha256: checksum,
+        ciphertext_bytes: ciphertext.len() as u64,
+    };
+
+    // 1. Store the objects.
+    let base = format!("{}/{dataset}", req.storage_url.trim_end_matches('/'));
+    let uri = format!("{base}/{}", manifest.object);
+    storage::put(&uri, ciphertext.into()).await?;
+    storage::put(&format!("{base}/{}", Manifest::FILE_NAME), serde_json::to_vec_pretty(&manifest)?.into()).await?;
+    info!(%dataset, rows, bytes = manifest.ciphertext_bytes, "encrypted dataset stored");
+
+    // 2. Deposit the keys, sealed to the key service and bound to this dataset id.
+    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, &keys).await?;
+
+    // 3. Register on chain.
+    let (registered, outcome) = chain
+        .register_dataset(salt, &uri, checksum, &req.kms_url, kms.public_key.to_b256(), policy_hash)
+        .await
+        .context("registering the dataset on chain")?;
+    if registered != dataset {
+        bail!("the contract registered dataset {registered}, expected {dataset}: contract and client disagree on ids");
+    }
+
+    // 4. Offer a licence.
+    let valid_until = chain.block_timestamp().await? + req.offer_validity.as_secs();
+    let offer = DatasetOffer { dataset, price: req.price, validUntil: valid_until, salt: random_salt() };
+    let offer_signature = sign_typed(owner, &offer, &chain.domain());
+    market_client::post_offer(&req.market_url, &PostOfferRequest::Dataset { offer: offer.clone(), signature: offer_signature.clone() }).await?;
+    info!(%dataset, "dataset registered and offered");
+    Ok(Published { dataset, uri, manifest, offer, offer_signature, keys, register_gas: outcome.gas_used })
+}
+
+async fn deposit_keys(
+    kms_url: &str,
+    kms_key: &X25519PublicKey,
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    dataset: DatasetId,
+    keys: &DatasetKeys,
+) -> anyhow::Result<DepositResponse> {
+    let sealed_keys = seal(kms_key, INFO_DEPOSIT, dataset.as_slice(), &keys.to_json())?;
+    let signature = sign_typed(owner, &Deposit { dataset, keysDigest: keccak256(sealed_keys.as_bytes()) }, &chain.domain());
+    let request = DepositRequest { dataset, sealed_keys, owner_signature: signature };
+    let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
+    let response = reqwest::Client::new().post(&url).timeout(Duration::from_secs(30)).json(&request).send().await;
+    let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;
+    if !response.status().is_success() {
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        bail!("key service refused the deposit: {}", body["message"].as_str().unwrap_or("no message"));
+    }
+    Ok(response.json().await?)
+}

@@ -1,0 +1,93 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use alloy::primitives::{Address, B256, U256};
+use thiserror::Error;
+
+pub type Result<T, E = KmsError> = std::result::Result<T, E>;
+
+/// Why the key service refused a request. Every refusal names the thing at fault.
+#[derive(Debug, Error)]
+pub enum KmsError {
+    // The caller's request.
+    #[error("task {0} does not exist on chain")]
+    UnknownTask(U256),
+    #[error("task {task} is {status}, not active: keys are released only for paid, running tasks")]
+    TaskNotActive { task: U256, status: &'static str },
+    #[error("task {task} passed its deadline at unix time {deadline}")]
+    DeadlinePassed { task: U256, deadline: u64 },
+    #[error("the pool operator {operator} did not authorize enclave {enclave} for task {task}")]
+    NotAuthorized { task: U256, enclave: Address, operator: Address },
+    #[error("the key request is not signed by enclave {0}")]
+    BadEnclaveSignature(Address),
+    #[error("enclave {0} is not registered on chain, has expired, or its measurement is no longer trusted")]
+    EnclaveNotRegistered(Address),
+    #[error("the deposit signature does not recover to an address")]
+    BadDepositSignature,
+    #[error("{signer} signed the deposit but dataset {dataset} is owned by {owner}")]
+    NotOwner { dataset: B256, signer: Address, owner: Address },
+    #[error("dataset {dataset} uses key service key {registered}, not this service's {ours}")]
+    WrongKeyService { dataset: B256, registered: B256, ours: B256 },
+    #[error("no keys for dataset {0} were deposited by its owner: run `strongroom dataset publish` again")]
+    NoKeysDeposited(B256),
+    #[error("dataset {0} is not registered on chain")]
+    UnknownDataset(B256),
+    #[error("column `{column}` is not in dataset {dataset}")]
+    UnknownColumn { dataset: B256, column: String },
+    #[error("the deposited keys cannot be opened: {0}")]
+    BadDeposit(String),
+    // The environment.
+    #[error("chain: {0}")]
+    Chain(#[from] strongroom_chain::ChainError),
+    #[error("key store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    // Our own bug.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl KmsError {
+    /// A stable machine-readable code for the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownTask(_) => "unknown_task",
+            Self::TaskNotActive { .. } => "task_not_active",
+            Self::DeadlinePassed { .. } => "deadline_passed",
+            Self::NotAuthorized { .. } => "not_authorized",
+            Self::BadEnclaveSignature(_) => "bad_enclave_signature",
+            Self::EnclaveNotRegistered(_) => "enclave_not_registered",
+            Self::BadDepositSignature => "bad_deposit_signature",
+            Self::NotOwner { .. } => "not_owner",
+            Self::WrongKeyService { .. } => "wrong_key_service",
+            Self::NoKeysDeposited(_) => "no_keys_deposited",
+            Self::UnknownDataset(_) => "unknown_dataset",
+            Self::UnknownColumn { .. } => "unknown_column",
+            Self::BadDeposit(_) => "bad_deposit",
+            Self::Chain(_) => "chain_unavailable",
+            Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) => "storage_error",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for KmsError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::UnknownTask(_) | Self::NoKeysDeposited(_) | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
+            Self::TaskNotActive { .. } | Self::DeadlinePassed { .. } | Self::WrongKeyService { .. } => StatusCode::CONFLICT,
+            Self::NotAuthorized { .. } | Self::BadEnclaveSignature(_) | Self::EnclaveNotRegistered(_) | Self::NotOwner { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) => StatusCode::BAD_REQUEST,
+            Self::Chain(_) => StatusCode::BAD_GATEWAY,
+            Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
+    }
+}

@@ -1,0 +1,22 @@
+//! The key service: custody of dataset keys and their attested, per-task release.
+//!
+//! ```text
+//!  owner ── POST /v1/deposits (keys HPKE-sealed to this service, signed by the owner) ──▶ SQLite
+//!  host  ── POST /v1/releases (enclave-signed KeyRequest + operator Authorization) ──▶
+//!           chain: task active, paid, before deadline · operator authorized the enclave ·
+//!                  enclave registered with a trusted measurement · dataset uses this service
+//!        ◀── KeyRelease{keys, on-chain task facts} HPKE-sealed to the enclave's task key
+//!           + one audit row per release (GET /v1/audit)
+//! ```
+//!
+//! Keys are stored only as the owner sealed them; they are opened in memory for a release and
+//! wiped afterwards. Nothing logs key bytes.
+
+mod config;
+mod error;
+mod service;
+mod store;
+
+pub use config::KmsConfig;
+pub use error::{KmsError, Result};
+pub use service::{KmsHandle, spawn};

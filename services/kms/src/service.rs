@@ -1,0 +1,236 @@
+//! HTTP routes and the release decision.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Mutex;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use alloy::primitives::{U256, keccak256};
+use serde::Deserialize;
+use strongroom_chain::{Chain, TaskStatus};
+use strongroom_types::{
+    AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT,
+    INFO_RELEASE, KeyRelease, KeyRequest, KmsInfo, ReleaseRequest, ReleaseResponse, TaskFacts,
+    X25519SecretKey, open, recover_typed, seal,
+};
+use tracing::{info, warn};
+
+use crate::store::{Store, now};
+use crate::{KmsConfig, KmsError, Result};
+
+struct State {
+    chain: Chain,
+    secret: X25519SecretKey,
+    store: Mutex<Store>,
+}
+
+/// A running key service. [`KmsHandle::shutdown`] stops it gracefully.
+pub struct KmsHandle {
+    addr: SocketAddr,
+    info: KmsInfo,
+    server: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl KmsHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn info(&self) -> &KmsInfo {
+        &self.info
+    }
+
+    pub async fn shutdown(self) {
+        self.server.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (for `strongroom kms serve`).
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Starts the key service on `listener` (bind port 0 in tests); must run inside a tokio runtime.
+pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let secret = load_or_create_key(&config.data_dir.join("kms.key"))?;
+    let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
+    let store = Store::open(&config.data_dir.join("kms.sqlite"))?;
+    let info = KmsInfo { public_key: secret.public_key(), chain_id: chain.chain_id(), contract: chain.address() };
+    let state = web::Data::new(State { chain, secret, store: Mutex::new(store) });
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::JsonConfig::default().limit(1 << 20))
+            .route("/v1/info", web::get().to(get_info))
+            .route("/v1/deposits", web::post().to(post_deposit))
+            .route("/v1/releases", web::post().to(post_release))
+            .route("/v1/audit", web::get().to(get_audit))
+    })
+    .workers(2)
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    info!(%addr, public_key = %info.public_key, "key service listening");
+    Ok(KmsHandle { addr, info, server: handle, task: tokio::spawn(server) })
+}
+
+async fn get_info(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(KmsInfo {
+        public_key: state.secret.public_key(),
+        chain_id: state.chain.chain_id(),
+        contract: state.chain.address(),
+    })
+}
+
+async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
+    let req = body.into_inner();
+    let message = Deposit { dataset: req.dataset, keysDigest: keccak256(req.sealed_keys.as_bytes()) };
+    let signer = recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
+    // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
+    let keys = open_keys(&state.secret, &req)?;
+    // The dataset may not be registered yet: owners deposit first so that a registered dataset
+    // always has its keys. Ownership is then checked again at every release.
+    if let Some(dataset) = state.chain.dataset(req.dataset).await?
+        && dataset.owner != signer
+    {
+        return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
+    }
+    state.store.lock().expect("store lock").put_deposit(req.dataset, signer, &req.sealed_keys)?;
+    info!(dataset = %req.dataset, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
+    Ok(HttpResponse::Ok().json(DepositResponse { dataset: req.dataset, depositor: signer, key_ids: keys.key_ids() }))
+}
+
+fn open_keys(secret: &X25519SecretKey, req: &DepositRequest) -> Result<DatasetKeys> {
+    let plain = zeroize::Zeroizing::new(
+        open(secret, INFO_DEPOSIT, req.dataset.as_slice(), &req.sealed_keys, "deposit").map_err(|e| KmsError::BadDeposit(e.to_string()))?,
+    );
+    let keys: DatasetKeys = serde_json::from_slice(&plain).map_err(|_| KmsError::BadDeposit("not a key set".into()))?;
+    if keys.footer.is_none() {
+        return Err(KmsError::BadDeposit("the key set has no footer key".into()));
+    }
+    Ok(keys)
+}
+
+async fn post_release(state: web::Data<State>, body: web::Json<ReleaseRequest>) -> Result<HttpResponse> {
+    let req = body.into_inner();
+    let span = tracing::info_span!("release", task = %req.task_id, enclave = %req.enclave);
+    let _guard = span.enter();
+    match release(&state, &req).await {
+        Ok(response) => Ok(HttpResponse::Ok().json(response)),
+        Err(e) => {
+            warn!(error = %e, "release refused");
+            Err(e)
+        }
+    }
+}
+
+async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse> {
+    let chain = &state.chain;
+    let domain = chain.domain();
+    let task = chain.task(req.task_id).await?;
+    match task.status {
+        TaskStatus::Active => {}
+        TaskStatus::None => return Err(KmsError::UnknownTask(req.task_id)),
+        other => return Err(KmsError::TaskNotActive { task: req.task_id, status: status_word(other) }),
+    }
+    if chain.block_timestamp().await? > task.deadline {
+        return Err(KmsError::DeadlinePassed { task: req.task_id, deadline: task.deadline });
+    }
+    let key_request = KeyRequest { taskId: req.task_id, taskKey: req.task_key.to_b256() };
+    if recover_typed(&key_request, &domain, &req.enclave_signature) != Some(req.enclave) {
+        return Err(KmsError::BadEnclaveSignature(req.enclave));
+    }
+    let operator = chain.pool_operator(task.pool).await?;
+    let authorization = Authorization { taskId: req.task_id, enclave: req.enclave };
+    if operator.is_zero() || recover_typed(&authorization, &domain, &req.authorization) != Some(operator) {
+        return Err(KmsError::NotAuthorized { task: req.task_id, enclave: req.enclave, operator });
+    }
+    if !chain.is_enclave_active(req.enclave).await? {
+        return Err(KmsError::EnclaveNotRegistered(req.enclave));
+    }
+    let dataset = chain.dataset(task.dataset).await?.ok_or(KmsError::UnknownDataset(task.dataset))?;
+    let ours = state.secret.public_key().to_b256();
+    if dataset.kms_key != ours {
+        return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours });
+    }
+    let sealed = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner)?;
+    let sealed = sealed.ok_or(KmsError::NoKeysDeposited(dataset.id))?;
+    let deposit = DepositRequest { dataset: dataset.id, sealed_keys: sealed, owner_signature: Default::default() };
+    let mut keys = open_keys(&state.secret, &deposit)?;
+    if !req.columns.is_empty() {
+        for column in &req.columns {
+            if !keys.columns.contains_key(column) {
+                return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
+            }
+        }
+        keys.columns.retain(|name, _| req.columns.contains(name));
+    }
+    let facts = TaskFacts {
+        chain_id: chain.chain_id(),
+        contract: chain.address(),
+        task_id: req.task_id,
+        dataset: dataset.id,
+        job_hash: task.job_hash,
+        result_key: task.result_key,
+        policy_hash: dataset.policy_hash,
+        ciphertext_sha256: dataset.checksum,
+        deadline: task.deadline,
+    };
+    let key_ids = keys.key_ids();
+    let release = KeyRelease { facts, keys };
+    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
+    drop(release);
+    let sealed_release = seal(&req.task_key, INFO_RELEASE, &req.task_id.to_be_bytes::<32>(), &plaintext)
+        .map_err(|e| KmsError::Internal(e.to_string()))?;
+    let entry = AuditEntry { task_id: req.task_id, dataset: dataset.id, enclave: req.enclave, key_ids, released_at: now() as u64 };
+    // Audit before answering: a release that is not on record does not leave the service.
+    state.store.lock().expect("store lock").record_release(&entry)?;
+    info!(dataset = %dataset.id, key_ids = ?entry.key_ids, "keys released");
+    Ok(ReleaseResponse { sealed_release })
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    task_id: Option<U256>,
+}
+
+async fn get_audit(state: web::Data<State>, query: web::Query<AuditQuery>) -> Result<HttpResponse> {
+    let entries = state.store.lock().expect("store lock").releases(query.task_id)?;
+    Ok(HttpResponse::Ok().json(entries))
+}
+
+fn status_word(status: TaskStatus) -> &'static str {
+    match status {
+        TaskStatus::None => "unknown",
+        TaskStatus::Active => "active",
+        TaskStatus::Completed => "completed (already paid out)",
+        TaskStatus::Failed => "failed (already settled)",
+        TaskStatus::Refunded => "refunded",
+    }
+}
+
+/// The service's X25519 key, created on first start with mode 0600.
+fn load_or_create_key(path: &Path) -> Result<X25519SecretKey> {
+    let err = |reason: String| KmsError::KeyFile { path: path.display().to_string(), reason };
+    if path.exists() {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+        let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
+        return X25519SecretKey::from_bytes(&bytes).map_err(|e| err(e.to_string()));
+    }
+    let key = X25519SecretKey::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
+    file.write_all(hex::encode(key.expose_bytes()).as_bytes()).map_err(|e| err(e.to_string()))?;
+    Ok(key)
+}
+

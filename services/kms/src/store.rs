@@ -1,0 +1,100 @@
+//! SQLite state: sealed deposits and the release audit log (WAL, synchronous=FULL).
+
+use std::path::Path;
+
+use alloy::primitives::{Address, B256, U256};
+use rusqlite::{Connection, OptionalExtension, params};
+use strongroom_types::{AuditEntry, SealedBox};
+
+pub(crate) struct Store {
+    conn: Connection,
+}
+
+impl Store {
+    pub(crate) fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS deposits (
+                 dataset    BLOB NOT NULL,
+                 depositor  BLOB NOT NULL,
+                 sealed     BLOB NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 PRIMARY KEY (dataset, depositor)
+             );
+             CREATE TABLE IF NOT EXISTS releases (
+                 id          INTEGER PRIMARY KEY AUTOINCREMENT,
+                 task_id     BLOB NOT NULL,
+                 dataset     BLOB NOT NULL,
+                 enclave     BLOB NOT NULL,
+                 key_ids     TEXT NOT NULL,
+                 released_at INTEGER NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// Stores (or replaces) the depositor's sealed keys for a dataset.
+    pub(crate) fn put_deposit(&self, dataset: B256, depositor: Address, sealed: &SealedBox) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO deposits (dataset, depositor, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (dataset, depositor) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at",
+            params![dataset.as_slice(), depositor.as_slice(), sealed.as_bytes(), now()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn deposit(&self, dataset: B256, depositor: Address) -> rusqlite::Result<Option<SealedBox>> {
+        self.conn
+            .query_row(
+                "SELECT sealed FROM deposits WHERE dataset = ?1 AND depositor = ?2",
+                params![dataset.as_slice(), depositor.as_slice()],
+                |row| row.get::<_, Vec<u8>>(0),
+            )
+            .optional()
+            .map(|o| o.map(SealedBox))
+    }
+
+    pub(crate) fn record_release(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO releases (task_id, dataset, enclave, key_ids, released_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                entry.task_id.to_be_bytes::<32>().as_slice(),
+                entry.dataset.as_slice(),
+                entry.enclave.as_slice(),
+                serde_json::to_string(&entry.key_ids).expect("strings serialize"),
+                entry.released_at as i64,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn releases(&self, task: Option<U256>) -> rusqlite::Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT task_id, dataset, enclave, key_ids, released_at FROM releases
+             WHERE ?1 IS NULL OR task_id = ?1 ORDER BY id",
+        )?;
+        let task = task.map(|t| t.to_be_bytes::<32>().to_vec());
+        let rows = stmt.query_map(params![task], |row| {
+            let task_id: Vec<u8> = row.get(0)?;
+            let dataset: Vec<u8> = row.get(1)?;
+            let enclave: Vec<u8> = row.get(2)?;
+            let key_ids: String = row.get(3)?;
+            let released_at: i64 = row.get(4)?;
+            Ok(AuditEntry {
+                task_id: U256::from_be_slice(&task_id),
+                dataset: B256::from_slice(&dataset),
+                enclave: Address::from_slice(&enclave),
+                key_ids: serde_json::from_str(&key_ids).unwrap_or_default(),
+                released_at: released_at as u64,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,120 @@
+//! HTTP routes of the market.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use alloy::primitives::{Address, B256};
+use serde::{Deserialize, Serialize};
+use strongroom_chain::Chain;
+use strongroom_types::{OfferKind, PostOfferRequest, SignedOffer, recover_typed};
+use tracing::info;
+
+use crate::store::Store;
+use crate::{MarketError, Result};
+
+/// Market configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MarketConfig {
+    /// Directory holding the SQLite order book.
+    pub data_dir: PathBuf,
+    pub rpc_url: String,
+    pub contract: Address,
+}
+
+struct State {
+    chain: Chain,
+    store: Mutex<Store>,
+}
+
+/// A running market.
+pub struct MarketHandle {
+    addr: SocketAddr,
+    server: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl MarketHandle {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn shutdown(self) {
+        self.server.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// Starts the market on `listener`; must run inside a tokio runtime.
+pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<MarketHandle> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
+    let store = Store::open(&config.data_dir.join("market.sqlite"))?;
+    let state = web::Data::new(State { chain, store: Mutex::new(store) });
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::JsonConfig::default().limit(64 * 1024))
+            .route("/v1/offers", web::post().to(post_offer))
+            .route("/v1/datasets/{id}/offers", web::get().to(dataset_offers))
+            .route("/v1/pools/offers", web::get().to(pool_offers))
+    })
+    .workers(2)
+    .client_request_timeout(std::time::Duration::from_secs(30))
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    info!(%addr, "market listening");
+    Ok(MarketHandle { addr, server: handle, task: tokio::spawn(server) })
+}
+
+async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) -> Result<HttpResponse> {
+    let domain = state.chain.domain();
+    let (kind, subject, signed) = match body.into_inner() {
+        PostOfferRequest::Dataset { offer, signature } => {
+            let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
+            let dataset = state.chain.dataset(offer.dataset).await?.ok_or(MarketError::UnknownDataset(offer.dataset))?;
+            if dataset.owner != signer {
+                return Err(MarketError::NotOwner { what: format!("dataset {}", offer.dataset), signer, owner: dataset.owner });
+            }
+            (OfferKind::Dataset, offer.dataset, SignedOffer::Dataset { offer, signature, signer })
+        }
+        PostOfferRequest::Pool { offer, signature } => {
+            let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
+            let operator = state.chain.pool_operator(offer.pool).await?;
+            if operator.is_zero() {
+                return Err(MarketError::UnknownPool(offer.pool));
+            }
+            if operator != signer {
+                return Err(MarketError::NotOwner { what: format!("pool {}", offer.pool), signer, owner: operator });
+            }
+            (OfferKind::Pool, offer.pool, SignedOffer::Pool { offer, signature, signer })
+        }
+    };
+    state.store.lock().expect("store lock").put(kind, subject, &signed)?;
+    info!(?kind, %subject, "offer listed");
+    Ok(HttpResponse::Created().json(signed))
+}
+
+async fn dataset_offers(state: web::Data<State>, path: web::Path<B256>) -> Result<HttpResponse> {
+    let offers = state.store.lock().expect("store lock").list(OfferKind::Dataset, Some(path.into_inner()))?;
+    Ok(HttpResponse::Ok().json(offers))
+}
+
+#[derive(Deserialize)]
+struct PoolQuery {
+    pool: Option<B256>,
+}
+
+async fn pool_offers(state: web::Data<State>, query: web::Query<PoolQuery>) -> Result<HttpResponse> {
+    let offers = state.store.lock().expect("store lock").list(OfferKind::Pool, query.pool)?;
+    Ok(HttpResponse::Ok().json(offers))
+}

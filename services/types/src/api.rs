@@ -1,0 +1,93 @@
+//! JSON wire types of the key service and the market.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use serde::{Deserialize, Serialize};
+
+use crate::{DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};
+
+/// `GET /v1/info` of a key service.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KmsInfo {
+    pub public_key: X25519PublicKey,
+    pub chain_id: u64,
+    pub contract: Address,
+}
+
+/// `POST /v1/deposits`: keys sealed to the key service, signed by the dataset owner.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepositRequest {
+    pub dataset: B256,
+    pub sealed_keys: SealedBox,
+    /// EIP-712 `Deposit{dataset, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
+    pub owner_signature: Bytes,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DepositResponse {
+    pub dataset: B256,
+    pub depositor: Address,
+    pub key_ids: Vec<String>,
+}
+
+/// `POST /v1/releases`: the enclave's signed key request, relayed by its host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub task_id: U256,
+    pub enclave: Address,
+    pub task_key: X25519PublicKey,
+    /// Columns the task's plan needs; empty means all columns.
+    pub columns: Vec<String>,
+    /// EIP-712 `KeyRequest{taskId, taskKey}` by the enclave key.
+    pub enclave_signature: Bytes,
+    /// EIP-712 `Authorization{taskId, enclave}` by the pool operator.
+    pub authorization: Bytes,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ReleaseResponse {
+    /// A [`crate::KeyRelease`] sealed to the task key with [`crate::INFO_RELEASE`].
+    pub sealed_release: SealedBox,
+}
+
+/// One row of a key service's audit log.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub task_id: U256,
+    pub dataset: B256,
+    pub enclave: Address,
+    pub key_ids: Vec<String>,
+    pub released_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferKind {
+    Dataset,
+    Pool,
+}
+
+/// `POST /v1/offers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PostOfferRequest {
+    Dataset { offer: DatasetOffer, signature: Bytes },
+    Pool { offer: PoolOffer, signature: Bytes },
+}
+
+/// An offer as the market lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignedOffer {
+    Dataset { offer: DatasetOffer, signature: Bytes, signer: Address },
+    Pool { offer: PoolOffer, signature: Bytes, signer: Address },
+}
+
+/// What the enclave seals to the analyst: the result table or the reason the task failed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ResultPayload {
+    /// The result as an Arrow IPC stream.
+    Table { arrow_ipc: Bytes, rows: u64 },
+    /// An attested failure: bad SQL, a checksum mismatch, a decryption error.
+    Failed { message: String },
+}

@@ -1,0 +1,44 @@
+//! Domain types shared by every Strongroom component.
+//!
+//! ```text
+//!  owner ──DatasetOffer──▶ market ──▶ analyst ──rent──▶ chain ──TaskCreated──▶ worker host
+//!                                                                       │
+//!  key service ◀──KeyRequest (signed by the enclave) + Authorization ───┘
+//!      └──sealed KeyRelease (keys + on-chain task facts)──▶ enclave ──ResultAttestation──▶ chain
+//! ```
+//!
+//! Everything that crosses a trust boundary is defined here once: the EIP-712 messages the
+//! contract and the services verify, the simulated attestation quote, the HPKE envelopes and
+//! the wire types of the key service and the market.
+
+mod api;
+mod attestation;
+mod error;
+mod keys;
+mod manifest;
+mod messages;
+mod seal;
+
+pub use api::{
+    AuditEntry, DepositRequest, DepositResponse, KmsInfo, OfferKind, PostOfferRequest,
+    ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
+};
+pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
+pub use error::{Error, Result};
+pub use keys::{DatasetKeys, KeyRelease, SecretKey32, TaskFacts};
+pub use manifest::{ColumnEntry, Manifest};
+pub use messages::{
+    Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain,
+    job_hash, random_salt, recover_typed, sign_typed,
+};
+pub use seal::{
+    SealedBox, X25519PublicKey, X25519SecretKey, open, seal, INFO_DEPOSIT, INFO_RELEASE,
+    INFO_RESULT,
+};
+
+/// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
+pub type DatasetId = alloy::primitives::B256;
+/// Pool ids are `keccak256(abi.encode(operator, salt))`, computed by the contract.
+pub type PoolId = alloy::primitives::B256;
+/// Task ids are sequential, starting at 1.
+pub type TaskId = alloy::primitives::U256;

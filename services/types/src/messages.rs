@@ -1,0 +1,102 @@
+//! EIP-712 messages, mirrored byte for byte by `contracts/src/Strongroom.sol`.
+//!
+//! Offers, authorizations and result attestations are checked by the contract; key requests
+//! and deposits are checked off chain by the key service under the same domain, so a signature
+//! made for one deployment or chain is worthless on another.
+
+use alloy::primitives::{Address, B256, keccak256};
+use alloy::sol;
+use alloy::sol_types::{Eip712Domain, eip712_domain};
+
+sol! {
+    /// A dataset owner's licence offer.
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct DatasetOffer {
+        bytes32 dataset;
+        uint256 price;
+        uint64 validUntil;
+        bytes32 salt;
+    }
+
+    /// A pool operator's compute offer.
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct PoolOffer {
+        bytes32 pool;
+        uint256 price;
+        uint64 maxDuration;
+        bytes32 salt;
+    }
+
+    /// The pool operator assigns a task to one of its enclaves (off chain, no transaction).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Authorization {
+        uint256 taskId;
+        address enclave;
+    }
+
+    /// The enclave's key request: the fresh X25519 key the task's keys are sealed to.
+    #[derive(Debug, PartialEq, Eq)]
+    struct KeyRequest {
+        uint256 taskId;
+        bytes32 taskKey;
+    }
+
+    /// The dataset owner vouches for the sealed keys deposited with a key service.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Deposit {
+        bytes32 dataset;
+        bytes32 keysDigest;
+    }
+}
+
+// The type name is `Result` on chain; it lives in its own module so it does not shadow
+// `std::result::Result` here.
+mod attestation_message {
+    alloy::sol! {
+        /// The enclave attests the digest of the sealed result (or of the sealed failure).
+        #[derive(Debug, PartialEq, Eq)]
+        struct Result {
+            uint256 taskId;
+            bytes32 digest;
+            bool failed;
+        }
+    }
+}
+pub use attestation_message::Result as ResultAttestation;
+
+/// The signing domain of one Strongroom deployment.
+pub fn domain(chain_id: u64, contract: Address) -> Eip712Domain {
+    eip712_domain! {
+        name: "Strongroom",
+        version: "1",
+        chain_id: chain_id,
+        verifying_contract: contract,
+    }
+}
+
+/// The job hash recorded on chain for an SQL task: `keccak256(bytes(sql))`.
+pub fn job_hash(sql: &str) -> B256 {
+    keccak256(sql.as_bytes())
+}
+
+/// Signs an EIP-712 message; the 65-byte `r || s || v` form the contract and services accept.
+pub fn sign_typed<T: alloy::sol_types::SolStruct>(
+    signer: &alloy::signers::local::PrivateKeySigner,
+    message: &T,
+    domain: &Eip712Domain,
+) -> alloy::primitives::Bytes {
+    use alloy::signers::SignerSync;
+    let sig = signer.sign_hash_sync(&message.eip712_signing_hash(domain)).expect("local signing cannot fail");
+    sig.as_bytes().to_vec().into()
+}
+
+/// Recovers the signer of an EIP-712 message, or `None` if the signature is malformed.
+pub fn recover_typed<T: alloy::sol_types::SolStruct>(message: &T, domain: &Eip712Domain, signature: &[u8]) -> Option<Address> {
+    let sig = alloy::primitives::Signature::from_raw(signature).ok()?;
+    sig.recover_address_from_prehash(&message.eip712_signing_hash(domain)).ok()
+}
+
+/// A fresh random 32-byte salt (dataset ids, pool ids, offer salts).
+pub fn random_salt() -> B256 {
+    B256::from(rand::random::<[u8; 32]>())
+}

@@ -1,0 +1,55 @@
+//! The enclave program: the trusted computing base of a worker.
+//!
+//! ```text
+//!  Attest ─▶ new secp256k1 enclave key, quote binding its address
+//!  RequestKeys ─▶ new X25519 task key, KeyRequest signed by the enclave key
+//!  RunTask ─▶ open release (keys + on-chain facts) ─▶ check ciphertext sha256 and job hash
+//!          ─▶ decrypt Parquet ─▶ DataFusion (read-only SQL) ─▶ seal to analyst ─▶ sign digest
+//! ```
+//!
+//! Keys live only in this process's memory and are wiped when dropped. Nothing here logs key
+//! bytes or data values: the log (stderr) carries task ids, sizes and outcomes.
+
+mod query;
+mod session;
+
+use std::process::ExitCode;
+
+use crate::protocol::{EnclaveReply, HostRequest, read_frame, write_frame};
+
+/// Runs the request loop until the host closes stdin.
+pub fn main() -> ExitCode {
+    let mut platform = match strongroom_enclave_sim::guest::PlatformClient::from_launch_fd() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("enclave: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("enclave: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut session = session::Session::default();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    eprintln!("enclave: started (SIMULATED TEE)");
+    loop {
+        let request: HostRequest = match read_frame(&mut stdin) {
+            Ok(Some(r)) => r,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("enclave: bad frame from host: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let reply = session.handle(request, &mut platform, &runtime).unwrap_or_else(|e| EnclaveReply::Error { message: e.to_string() });
+        if let Err(e) = write_frame(&mut stdout, &reply) {
+            eprintln!("enclave: host channel closed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+}

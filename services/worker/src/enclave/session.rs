@@ -1,0 +1,133 @@
+//! The enclave's state across requests: its identity key, its deployment, its open tasks.
+
+use std::collections::HashMap;
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::{Eip712Domain, SolStruct};
+use sha2::{Digest, Sha256};
+use strongroom_enclave_sim::guest::PlatformClient;
+use strongroom_types::{
+    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload,
+    X25519PublicKey, X25519SecretKey, domain, job_hash, open, report_data_for, seal,
+};
+
+use crate::protocol::{EnclaveReply, HostRequest};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnclaveError {
+    #[error("enclave is not attested yet: send Attest first")]
+    NotAttested,
+    #[error("no key request was made for task {0}: send RequestKeys first")]
+    UnknownTask(U256),
+    #[error("the key release is for task {got}, not task {expected}")]
+    WrongTask { expected: U256, got: U256 },
+    #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
+    WrongDeployment { chain_id: u64, contract: Address },
+    #[error(transparent)]
+    Seal(#[from] strongroom_types::Error),
+    #[error("platform: {0}")]
+    Platform(#[from] strongroom_enclave_sim::Error),
+    #[error("signing: {0}")]
+    Signing(String),
+    #[error("malformed key release: {0}")]
+    MalformedRelease(String),
+}
+
+#[derive(Default)]
+pub(crate) struct Session {
+    identity: Option<Identity>,
+    task_keys: HashMap<U256, X25519SecretKey>,
+}
+
+struct Identity {
+    key: PrivateKeySigner,
+    domain: Eip712Domain,
+    chain_id: u64,
+    contract: Address,
+}
+
+impl Session {
+    pub(crate) fn handle(
+        &mut self,
+        request: HostRequest,
+        platform: &mut PlatformClient,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<EnclaveReply, EnclaveError> {
+        match request {
+            HostRequest::Attest { chain_id, contract } => {
+                // One identity per enclave run; a restart is a new enclave that registers anew.
+                let key = match self.identity.take() {
+                    Some(identity) => identity.key,
+                    None => PrivateKeySigner::random(),
+                };
+                let enclave = key.address();
+                let (quote, platform_signature) = platform.quote(report_data_for(enclave))?;
+                self.identity = Some(Identity { key, domain: domain(chain_id, contract), chain_id, contract });
+                eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
+                Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
+            }
+            HostRequest::RequestKeys { task_id, columns: _ } => {
+                let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+                let task_secret = X25519SecretKey::generate();
+                let task_key = task_secret.public_key();
+                let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256() };
+                let signature = sign(identity, request.eip712_signing_hash(&identity.domain))?;
+                self.task_keys.insert(task_id, task_secret);
+                Ok(EnclaveReply::KeyRequest { task_id, task_key, signature: signature.into() })
+            }
+            HostRequest::RunTask { task_id, sealed_release, ciphertext, sql } => {
+                let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+                let task_secret = self.task_keys.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+                let plain = zeroize::Zeroizing::new(open(&task_secret, INFO_RELEASE, &task_id.to_be_bytes::<32>(), &sealed_release, "key release")?);
+                drop(task_secret);
+                let release: KeyRelease = serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
+                drop(plain);
+                let facts = &release.facts;
+                if facts.task_id != task_id {
+                    return Err(EnclaveError::WrongTask { expected: task_id, got: facts.task_id });
+                }
+                if facts.chain_id != identity.chain_id || facts.contract != identity.contract {
+                    return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
+                }
+                let result_key = X25519PublicKey(facts.result_key.0);
+                let outcome = run_checked(&release, &ciphertext, &sql, runtime);
+                let (payload, failed) = match outcome {
+                    Ok(payload) => (payload, false),
+                    Err(message) => (ResultPayload::Failed { message }, true),
+                };
+                eprintln!("enclave: task {task_id} {}", if failed { "failed (attested)" } else { "succeeded" });
+                let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
+                let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
+                let digest = keccak256(sealed.as_bytes());
+                let attestation = ResultAttestation { taskId: task_id, digest, failed };
+                let signature = sign(identity, attestation.eip712_signing_hash(&identity.domain))?;
+                Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature: signature.into() })
+            }
+        }
+    }
+}
+
+/// The checks and the computation whose failure is the analyst's to read (an attested failure).
+fn run_checked(release: &KeyRelease, ciphertext: &[u8], sql: &str, runtime: &tokio::runtime::Runtime) -> Result<ResultPayload, String> {
+    let facts = &release.facts;
+    let checksum = B256::from_slice(&Sha256::digest(ciphertext));
+    if checksum != facts.ciphertext_sha256 {
+        return Err(format!(
+            "dataset ciphertext sha256 {checksum} does not match {} registered on chain: the worker's copy is corrupt or tampered",
+            facts.ciphertext_sha256
+        ));
+    }
+    if job_hash(sql) != facts.job_hash {
+        return Err("the SQL text relayed by the worker does not match the job hash on chain".into());
+    }
+    let dataset = crate::dataplane::decrypt(ciphertext, &release.keys, facts.dataset).map_err(|e| e.to_string())?;
+    let (arrow_ipc, rows) = runtime.block_on(super::query::run(dataset, sql)).map_err(|e| e.to_string())?;
+    Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
+}
+
+fn sign(identity: &Identity, hash: B256) -> Result<Vec<u8>, EnclaveError> {
+    let sig = identity.key.sign_hash_sync(&hash).map_err(|e| EnclaveError::Signing(e.to_string()))?;
+    Ok(sig.as_bytes().to_vec())
+}

@@ -1,0 +1,237 @@
+//! The host loop: watch the pool's tasks, relay keys, feed the enclave, publish results.
+
+mod enclave_client;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use alloy::signers::local::PrivateKeySigner;
+use strongroom_chain::{Chain, TaskCreated};
+use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
+use strongroom_types::{Authorization, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::protocol::{EnclaveReply, HostRequest};
+use crate::storage;
+use enclave_client::EnclaveClient;
+
+/// Worker configuration. The operator key signs authorizations and pays for transactions.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub rpc_url: String,
+    pub contract: Address,
+    pub operator_key: PrivateKeySigner,
+    pub pool: PoolId,
+    /// The enclave program to launch (its sha256 must be a trusted measurement).
+    pub enclave_binary: PathBuf,
+    /// Where the simulated platform keeps its key.
+    pub platform_dir: PathBuf,
+    /// Storage URL under which sealed results are written (`file:///…/results`).
+    pub results_url: String,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("enclave: {0}")]
+    Enclave(String),
+    #[error("attestation: {0}")]
+    Attestation(#[from] strongroom_enclave_sim::Error),
+    #[error("key service {url} refused task {task}: {message}")]
+    KeyRelease { url: String, task: U256, code: String, message: String },
+    #[error("key service {url} unreachable: {reason}")]
+    KeyServiceDown { url: String, reason: String },
+    #[error("dataset {0} of the task is not registered")]
+    UnknownDataset(alloy::primitives::B256),
+    #[error("chain: {0}")]
+    Chain(#[from] strongroom_chain::ChainError),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+}
+
+/// A running worker. Dropping the handle does not stop it; call [`WorkerHandle::shutdown`].
+pub struct WorkerHandle {
+    enclave: Address,
+    measurement: alloy::primitives::B256,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// The enclave's signing address, as registered on chain.
+    pub fn enclave(&self) -> Address {
+        self.enclave
+    }
+
+    pub fn measurement(&self) -> alloy::primitives::B256 {
+        self.measurement
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Finds `strongroom-enclave`: `STRONGROOM_ENCLAVE`, else beside the running binary (or its
+/// parent, for test binaries under `target/*/deps`).
+pub fn locate_enclave_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("STRONGROOM_ENCLAVE") {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir, dir.parent().unwrap_or(dir)].into_iter().map(|d| d.join("strongroom-enclave")).find(|p| p.is_file())
+}
+
+/// Launches and registers the enclave, then serves the pool's tasks until shut down.
+pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
+    let chain = Chain::connect(&config.rpc_url, config.contract, Some(config.operator_key.clone())).await?;
+    let platform = Platform::load_or_create(&config.platform_dir)?;
+    let client = EnclaveClient::launch(&platform, &config.enclave_binary)?;
+    let measurement = client.measurement();
+    info!(%measurement, binary = %config.enclave_binary.display(), "enclave launched (SIMULATED TEE)");
+
+    let reply = client.call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address() }).await?;
+    let EnclaveReply::Attested { enclave, quote, platform_signature } = reply else {
+        return Err(unexpected(reply));
+    };
+    // Check the quote the way the contract will, so a misconfiguration reads as a sentence.
+    let verifier = SimulatedVerifier {
+        trusted_platform_keys: [platform.address()].into(),
+        trusted_measurements: [measurement].into(),
+        accept_simulated: true,
+    };
+    verifier.verify(&quote, &platform_signature)?;
+    chain.register_enclave(&quote, platform_signature).await?;
+    info!(%enclave, "enclave registered on chain");
+
+    let (stop, stopped) = watch::channel(false);
+    let worker = Worker { chain, client, config, enclave };
+    let task = tokio::spawn(worker.run(stopped));
+    Ok(WorkerHandle { enclave, measurement, stop, task })
+}
+
+struct Worker {
+    chain: Chain,
+    client: EnclaveClient,
+    config: WorkerConfig,
+    enclave: Address,
+}
+
+impl Worker {
+    async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let mut next_block = match self.chain.block_number().await {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, "cannot read the chain head; worker stops");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stopped.changed() => return,
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+            let head = match self.chain.block_number().await {
+                Ok(head) => head,
+                Err(e) => {
+                    warn!(error = %e, "chain unavailable; retrying");
+                    continue;
+                }
+            };
+            if head < next_block {
+                continue;
+            }
+            let tasks = match self.chain.tasks_created(self.config.pool, next_block, head).await {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    warn!(error = %e, "cannot read new tasks; retrying");
+                    continue;
+                }
+            };
+            next_block = head + 1;
+            for task in tasks {
+                let span = info_span!("task", task = %task.task_id, dataset = %task.dataset);
+                match self.serve(&task).instrument(span.clone()).await {
+                    Ok(()) => {}
+                    // The task stays active; after its deadline the analyst is refunded.
+                    Err(e) => span.in_scope(|| error!(error = %e, "task abandoned")),
+                }
+            }
+        }
+    }
+
+    async fn serve(&self, task: &TaskCreated) -> Result<(), WorkerError> {
+        let chain = &self.chain;
+        let authorization = sign_typed(&self.config.operator_key, &Authorization { taskId: task.task_id, enclave: self.enclave }, &chain.domain());
+        let reply = self.client.call(HostRequest::RequestKeys { task_id: task.task_id, columns: Vec::new() }).await?;
+        let EnclaveReply::KeyRequest { task_key, signature, .. } = reply else {
+            return Err(unexpected(reply));
+        };
+        let dataset = chain.dataset(task.dataset).await?.ok_or(WorkerError::UnknownDataset(task.dataset))?;
+        let request = ReleaseRequest {
+            task_id: task.task_id,
+            enclave: self.enclave,
+            task_key,
+            columns: Vec::new(),
+            enclave_signature: signature,
+            authorization: authorization.clone(),
+        };
+        let release = request_release(&dataset.kms_url, &request).await?;
+        info!("keys released to the enclave (sealed)");
+        let ciphertext = storage::get(&dataset.uri).await?;
+        let reply = self
+            .client
+            .call(HostRequest::RunTask { task_id: task.task_id, sealed_release: release.sealed_release, ciphertext: ciphertext.into(), sql: task.sql.clone() })
+            .await?;
+        let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
+            return Err(unexpected(reply));
+        };
+        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.task_id);
+        storage::put(&location, sealed_result.0).await?;
+        let outcome = chain.submit_result(task.task_id, digest, &location, authorization, signature, failed).await?;
+        info!(%digest, failed, gas = outcome.gas_used, "result submitted");
+        Ok(())
+    }
+}
+
+async fn request_release(kms_url: &str, request: &ReleaseRequest) -> Result<ReleaseResponse, WorkerError> {
+    let url = format!("{}/v1/releases", kms_url.trim_end_matches('/'));
+    let down = |reason: String| WorkerError::KeyServiceDown { url: kms_url.to_owned(), reason };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| down(e.to_string()))?;
+    let response = client.post(&url).json(request).send().await.map_err(|e| down(e.to_string()))?;
+    if response.status().is_success() {
+        return response.json().await.map_err(|e| down(format!("bad release body: {e}")));
+    }
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    Err(WorkerError::KeyRelease {
+        url: kms_url.to_owned(),
+        task: request.task_id,
+        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+        message: body["message"].as_str().unwrap_or("no message").to_owned(),
+    })
+}
+
+fn unexpected(reply: EnclaveReply) -> WorkerError {
+    match reply {
+        EnclaveReply::Error { message } => WorkerError::Enclave(message),
+        other => WorkerError::Enclave(format!("unexpected reply {}", reply_name(&other))),
+    }
+}
+
+fn reply_name(reply: &EnclaveReply) -> &'static str {
+    match reply {
+        EnclaveReply::Attested { .. } => "attested",
+        EnclaveReply::KeyRequest { .. } => "key_request",
+        EnclaveReply::TaskResult { .. } => "task_result",
+        EnclaveReply::Error { .. } => "error",
+    }
+}
+

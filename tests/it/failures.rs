@@ -1,0 +1,64 @@
+//! Attested failures: the enclave reports what went wrong, sealed to the analyst, and the
+//! analyst gets the dataset price back.
+
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use strongroom_cli::analyst::{self, Outcome};
+use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
+use strongroom_e2e::{devnet, publish_sample};
+
+async fn rent_and_read(devnet: &strongroom_cli::devnet::Devnet, published: &strongroom_cli::owner::Published, sql: &str) -> (bool, Outcome) {
+    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
+    let rental = analyst::rent(
+        &analyst,
+        (&published.offer, &published.offer_signature),
+        (&devnet.pool_offer, &devnet.pool_offer_signature),
+        sql,
+    )
+    .await
+    .unwrap();
+    let result = analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
+    let outcome = analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
+    (result.failed, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+
+    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT no_such_column FROM dataset").await;
+    assert!(failed);
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(message.contains("no_such_column"), "the sealed message names the column: {message}");
+
+    let chain = devnet.chain_as(analyst_key()).await.unwrap();
+    assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), published.offer.price);
+    assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), devnet.pool_offer.price);
+    assert_eq!(chain.balance_of(owner_key().address()).await.unwrap(), U256::ZERO);
+
+    // Queries may only read: DDL and DML are refused inside the enclave.
+    let (failed, outcome) = rent_and_read(&devnet, &published, "CREATE TABLE copy AS SELECT * FROM dataset").await;
+    assert!(failed);
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(message.contains("DDL not supported"), "{message}");
+    devnet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_ciphertext_is_detected_inside_the_enclave() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+    let path = url::Url::parse(&published.uri).unwrap().to_file_path().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
+    assert!(failed);
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(message.contains("does not match") && message.contains("registered on chain"), "{message}");
+    devnet.shutdown().await;
+}

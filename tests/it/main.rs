@@ -1,0 +1,7 @@
+//! End-to-end: a real anvil, the real contract, the key service and the market on loopback
+//! ports, the enclave as its own measured process.
+
+mod failures;
+mod flow;
+mod refund;
+mod release;

@@ -1,0 +1,90 @@
+//! Helpers for the end-to-end suite: a devnet per test and a log capture shared by the binary.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use strongroom_cli::devnet::{Devnet, DevnetOptions, owner_key};
+use strongroom_cli::owner::{self, PublishRequest, Published};
+
+pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
+pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-only.toml");
+
+/// Every log line of every component in this test binary (host, key service, market, and the
+/// enclave's stderr, which the host forwards).
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the capture once, at debug level for our crates, and returns it.
+pub fn logs() -> LogCapture {
+    static CAPTURE: OnceLock<LogCapture> = OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = LogCapture::default();
+            let writer = capture.clone();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("info,strongroom=debug"))
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .init();
+            capture
+        })
+        .clone()
+}
+
+/// A fresh local stack in a temporary directory.
+pub async fn devnet(with_worker: bool) -> (tempfile::TempDir, Devnet) {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = strongroom_worker::locate_enclave_binary()
+        .expect("strongroom-enclave is not built: run `make test` (or `cargo build --bins` before `cargo test`)");
+    let mut options = DevnetOptions::new(dir.path(), enclave);
+    options.with_worker = with_worker;
+    let devnet = Devnet::start(options).await.expect("devnet starts");
+    (dir, devnet)
+}
+
+/// Publishes the sample dataset as the devnet's owner at 0.01 ether per task.
+pub async fn publish_sample(devnet: &Devnet) -> Published {
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let request = PublishRequest {
+        input: SAMPLE.into(),
+        policy: POLICY.into(),
+        price: alloy::primitives::U256::from(10_000_000_000_000_000u64),
+        offer_validity: Duration::from_secs(3600),
+        storage_url: devnet.objects_url.clone(),
+        kms_url: devnet.kms.url(),
+        market_url: devnet.market.url(),
+        salt: None,
+    };
+    owner::publish(&chain, &owner_key(), &request).await.expect("publish succeeds")
+}
+
+/// The sample's rows as (email, region) pairs, read without Strongroom, to check results against.
+pub fn sample_rows() -> Vec<(String, String)> {
+    std::fs::read_to_string(SAMPLE)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            (cols[1].to_owned(), cols[3].to_owned())
+        })
+        .collect()
+}
