@@ -37,8 +37,9 @@ impl PlatformClient {
     /// Takes the platform channel the launcher left on fd 3. Call once, at enclave start.
     #[allow(unsafe_code)]
     pub fn from_launch_fd() -> Result<Self> {
-        let flags = std::fs::read_link(format!("/proc/self/fd/{PLATFORM_FD}"))
-            .map_err(|_| Error::Channel("no platform channel on fd 3: was this enclave started by enclave-sim?".into()))?;
+        let flags = std::fs::read_link(format!("/proc/self/fd/{PLATFORM_FD}")).map_err(|_| {
+            Error::Channel("no platform channel on fd 3: was this enclave started by enclave-sim?".into())
+        })?;
         if !flags.to_string_lossy().starts_with("socket:") {
             return Err(Error::Channel("fd 3 is not the platform socket".into()));
         }

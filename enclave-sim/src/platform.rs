@@ -77,7 +77,8 @@ impl Platform {
         let mut command = Command::new(binary);
         command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_clear();
         install_platform_fd(&mut command, enclave_fd);
-        let mut child = command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
+        let mut child =
+            command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
         drop(enclave_end);
 
         let server = PlatformServer { key: self.key.clone(), measurement };
@@ -194,5 +195,46 @@ impl PlatformServer {
                 PlatformResponse::SealingKey { key: B256::from_slice(&h.finalize()) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_key_is_created_once_then_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Platform::load_or_create(dir.path()).unwrap();
+        let again = Platform::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.address(), again.address());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.path().join("platform.key")).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "the platform key is private to its owner");
+    }
+
+    #[test]
+    fn launching_a_missing_binary_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform::load_or_create(dir.path()).unwrap();
+        let err = platform.launch(&dir.path().join("no-such-enclave")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!("enclave binary {}", dir.path().join("no-such-enclave").display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sealing_keys_are_bound_to_the_measurement() {
+        let platform = PrivateKeySigner::random();
+        let a = PlatformServer { key: platform.clone(), measurement: B256::repeat_byte(1) };
+        let b = PlatformServer { key: platform, measurement: B256::repeat_byte(2) };
+        let key = |s: &PlatformServer| match s.answer(PlatformRequest::SealingKey) {
+            PlatformResponse::SealingKey { key } => key,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(key(&a), key(&a));
+        assert_ne!(key(&a), key(&b));
     }
 }

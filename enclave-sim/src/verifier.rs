@@ -57,3 +57,79 @@ impl QuoteVerifier for SimulatedVerifier {
         Ok(VerifiedEnclave { enclave, measurement: quote.measurement, platform_key, simulated })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::Address;
+    use alloy::signers::SignerSync;
+    use alloy::signers::local::PrivateKeySigner;
+    use strongroom_types::report_data_for;
+
+    use super::*;
+
+    fn quote(enclave: Address, debug: bool) -> Quote {
+        Quote {
+            quoteType: QUOTE_TYPE_SIMULATED,
+            measurement: B256::repeat_byte(0xaa),
+            signer: B256::ZERO,
+            productId: 1,
+            svn: 1,
+            debug,
+            reportData: report_data_for(enclave),
+        }
+    }
+
+    fn signed(platform: &PrivateKeySigner, quote: &Quote) -> Vec<u8> {
+        platform.sign_hash_sync(&quote_digest(quote)).unwrap().as_bytes().to_vec()
+    }
+
+    fn verifier(platform: &PrivateKeySigner) -> SimulatedVerifier {
+        SimulatedVerifier {
+            trusted_platform_keys: [platform.address()].into(),
+            trusted_measurements: [B256::repeat_byte(0xaa)].into(),
+            accept_simulated: true,
+        }
+    }
+
+    #[test]
+    fn accepts_a_trusted_quote_and_names_every_refusal() {
+        let platform = PrivateKeySigner::random();
+        let enclave = Address::repeat_byte(0x11);
+        let good = quote(enclave, false);
+        let verified = verifier(&platform).verify(&good, &signed(&platform, &good)).unwrap();
+        assert_eq!(
+            verified,
+            VerifiedEnclave {
+                enclave,
+                measurement: good.measurement,
+                platform_key: platform.address(),
+                simulated: true
+            }
+        );
+
+        let production = SimulatedVerifier { accept_simulated: false, ..verifier(&platform) };
+        assert!(matches!(production.verify(&good, &signed(&platform, &good)), Err(Error::SimulatedQuoteRefused)));
+
+        assert!(matches!(verifier(&platform).verify(&good, &[0u8; 10]), Err(Error::InvalidPlatformSignature)));
+
+        let rogue = PrivateKeySigner::random();
+        let err = verifier(&platform).verify(&good, &signed(&rogue, &good)).unwrap_err();
+        assert_eq!(err.to_string(), format!("platform key {} is not trusted", rogue.address()));
+
+        let mut other = good.clone();
+        other.measurement = B256::repeat_byte(0xbb);
+        assert!(
+            matches!(verifier(&platform).verify(&other, &signed(&platform, &other)), Err(Error::UntrustedMeasurement(m)) if m == other.measurement)
+        );
+
+        // A signature over one quote does not carry over to an edited one.
+        let err = verifier(&platform).verify(&other, &signed(&platform, &good)).unwrap_err();
+        assert!(matches!(err, Error::UntrustedPlatform(_)), "{err}");
+
+        let debug = quote(enclave, true);
+        assert!(matches!(verifier(&platform).verify(&debug, &signed(&platform, &debug)), Err(Error::DebugEnclave)));
+
+        let empty = quote(Address::ZERO, false);
+        assert!(matches!(verifier(&platform).verify(&empty, &signed(&platform, &empty)), Err(Error::BadReportData)));
+    }
+}

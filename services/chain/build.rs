@@ -13,7 +13,10 @@ fn main() {
     println!("cargo:rerun-if-changed={}", src.display());
 
     if !artifact.exists() || !stamp.exists() {
-        panic!("contract artifact {} is missing: run `make contracts` (installs the toolchain and runs forge build)", artifact.display());
+        panic!(
+            "contract artifact {} is missing: run `make contracts` (installs the toolchain and runs forge build)",
+            artifact.display()
+        );
     }
     let mut files = Vec::new();
     collect_sources(&src, &mut files);
@@ -27,7 +30,10 @@ fn main() {
     let expected = std::fs::read_to_string(&stamp).expect("readable stamp");
     let actual = sha256_hex(&sources);
     if expected.split_whitespace().next() != Some(actual.as_str()) {
-        panic!("contract artifact {} is stale: contracts/src changed since it was built; run `make contracts` to regenerate it", artifact.display());
+        panic!(
+            "contract artifact {} is stale: contracts/src changed since it was built; run `make contracts` to regenerate it",
+            artifact.display()
+        );
     }
 }
 

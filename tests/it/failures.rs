@@ -8,7 +8,11 @@ use strongroom_cli::analyst::{self, Outcome};
 use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, publish_sample};
 
-async fn rent_and_read(devnet: &strongroom_cli::devnet::Devnet, published: &strongroom_cli::owner::Published, sql: &str) -> (bool, Outcome) {
+async fn rent_and_read(
+    devnet: &strongroom_cli::devnet::Devnet,
+    published: &strongroom_cli::owner::Published,
+    sql: &str,
+) -> (bool, Outcome) {
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
     let rental = analyst::rent(
         &analyst,
@@ -18,8 +22,10 @@ async fn rent_and_read(devnet: &strongroom_cli::devnet::Devnet, published: &stro
     )
     .await
     .unwrap();
-    let result = analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
-    let outcome = analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
+    let result =
+        analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
+    let outcome =
+        analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
     (result.failed, outcome)
 }
 

@@ -26,9 +26,11 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     )
     .await
     .unwrap();
-    let result = analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
+    let result =
+        analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
     assert!(!result.failed);
-    let outcome = analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
+    let outcome =
+        analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
 
     // The result equals the same aggregation computed directly from the CSV.
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();

@@ -11,7 +11,13 @@ use strongroom_e2e::{devnet, publish_sample};
 use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519SecretKey, sign_typed};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
-async fn request(devnet: &Devnet, chain: &Chain, task: U256, enclave: &PrivateKeySigner, authorizer: &PrivateKeySigner) -> (u16, serde_json::Value) {
+async fn request(
+    devnet: &Devnet,
+    chain: &Chain,
+    task: U256,
+    enclave: &PrivateKeySigner,
+    authorizer: &PrivateKeySigner,
+) -> (u16, serde_json::Value) {
     let task_key = X25519SecretKey::generate().public_key();
     let domain = chain.domain();
     let body = ReleaseRequest {
@@ -22,7 +28,8 @@ async fn request(devnet: &Devnet, chain: &Chain, task: U256, enclave: &PrivateKe
         enclave_signature: sign_typed(enclave, &KeyRequest { taskId: task, taskKey: task_key.to_b256() }, &domain),
         authorization: sign_typed(authorizer, &Authorization { taskId: task, enclave: enclave.address() }, &domain),
     };
-    let response = reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -33,7 +40,12 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
     let rent = || {
-        analyst::rent(&analyst, (&published.offer, &published.offer_signature), (&devnet.pool_offer, &devnet.pool_offer_signature), "SELECT 1")
+        analyst::rent(
+            &analyst,
+            (&published.offer, &published.offer_signature),
+            (&devnet.pool_offer, &devnet.pool_offer_signature),
+            "SELECT 1",
+        )
     };
     let active = rent().await.unwrap().task_id;
     let rogue_enclave = PrivateKeySigner::random();
@@ -47,7 +59,11 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     assert_eq!((status, body["error"].as_str()), (403, Some("not_authorized")));
     assert_eq!(
         body["message"],
-        format!("the pool operator {} did not authorize enclave {} for task {active}", operator_key().address(), rogue_enclave.address())
+        format!(
+            "the pool operator {} did not authorize enclave {} for task {active}",
+            operator_key().address(),
+            rogue_enclave.address()
+        )
     );
 
     // Authorized by the operator, but the enclave never registered a quote.
@@ -55,7 +71,10 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     assert_eq!((status, body["error"].as_str()), (403, Some("enclave_not_registered")));
     assert_eq!(
         body["message"],
-        format!("enclave {} is not registered on chain, has expired, or its measurement is no longer trusted", rogue_enclave.address())
+        format!(
+            "enclave {} is not registered on chain, has expired, or its measurement is no longer trusted",
+            rogue_enclave.address()
+        )
     );
 
     // Refunded after its deadline: the analyst has its money back, so there is nothing to run.
@@ -63,7 +82,10 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     analyst.refund(active).await.unwrap();
     let (status, body) = request(&devnet, &analyst, active, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
-    assert_eq!(body["message"], format!("task {active} is refunded, not active: keys are released only for paid, running tasks"));
+    assert_eq!(
+        body["message"],
+        format!("task {active} is refunded, not active: keys are released only for paid, running tasks")
+    );
 
     // Active but past its deadline (not yet refunded).
     let late = rent().await.unwrap().task_id;
@@ -79,16 +101,24 @@ async fn release_is_refused_for_a_task_already_paid_out() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let rental = analyst::rent(&analyst, (&published.offer, &published.offer_signature), (&devnet.pool_offer, &devnet.pool_offer_signature), "SELECT 1")
-        .await
-        .unwrap();
+    let rental = analyst::rent(
+        &analyst,
+        (&published.offer, &published.offer_signature),
+        (&devnet.pool_offer, &devnet.pool_offer_signature),
+        "SELECT 1",
+    )
+    .await
+    .unwrap();
     analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
 
     let (status, body) = request(&devnet, &analyst, rental.task_id, &PrivateKeySigner::random(), &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
     assert_eq!(
         body["message"],
-        format!("task {} is completed (already paid out), not active: keys are released only for paid, running tasks", rental.task_id)
+        format!(
+            "task {} is completed (already paid out), not active: keys are released only for paid, running tasks",
+            rental.task_id
+        )
     );
     devnet.shutdown().await;
 }
@@ -100,11 +130,26 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
     let info = strongroom_cli::owner::kms_info(&devnet.kms.url()).await.unwrap();
     let keys = strongroom_types::DatasetKeys::generate(["a"]);
-    let sealed = strongroom_types::seal(&info.public_key, strongroom_types::INFO_DEPOSIT, published.dataset.as_slice(), &keys.to_json()).unwrap();
+    let sealed = strongroom_types::seal(
+        &info.public_key,
+        strongroom_types::INFO_DEPOSIT,
+        published.dataset.as_slice(),
+        &keys.to_json(),
+    )
+    .unwrap();
     let digest = alloy::primitives::keccak256(sealed.as_bytes());
-    let signature = sign_typed(&analyst_key(), &strongroom_types::Deposit { dataset: published.dataset, keysDigest: digest }, &chain.domain());
-    let body = strongroom_types::DepositRequest { dataset: published.dataset, sealed_keys: sealed, owner_signature: signature };
-    let response = reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&body).send().await.unwrap();
+    let signature = sign_typed(
+        &analyst_key(),
+        &strongroom_types::Deposit { dataset: published.dataset, keysDigest: digest },
+        &chain.domain(),
+    );
+    let body = strongroom_types::DepositRequest {
+        dataset: published.dataset,
+        sealed_keys: sealed,
+        owner_signature: signature,
+    };
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&body).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 403);
     let body: serde_json::Value = response.json().await.unwrap();
     let owner: Address = strongroom_cli::devnet::owner_key().address();

@@ -120,12 +120,15 @@ impl Chain {
     /// Deploys a new Strongroom contract, owned (governed) by `signer`.
     pub async fn deploy(url: &str, signer: PrivateKeySigner, accept_simulated_quotes: bool) -> Result<Self> {
         let chain = Self::provider(url, Some(signer)).await?;
-        let instance = Strongroom::deploy(chain.1.clone(), accept_simulated_quotes).await.map_err(|e| ChainError::from_contract(url, e))?;
+        let instance = Strongroom::deploy(chain.1.clone(), accept_simulated_quotes)
+            .await
+            .map_err(|e| ChainError::from_contract(url, e))?;
         Ok(Self::assemble(url, chain, *instance.address()))
     }
 
     async fn provider(url: &str, signer: Option<PrivateKeySigner>) -> Result<(u64, DynProvider, Option<Address>)> {
-        let parsed = url.parse().map_err(|e| ChainError::Rpc { url: url.to_owned(), reason: format!("not a URL: {e}") })?;
+        let parsed =
+            url.parse().map_err(|e| ChainError::Rpc { url: url.to_owned(), reason: format!("not a URL: {e}") })?;
         let sender = signer.as_ref().map(|s| s.address());
         let provider = match signer {
             // The nonce is read from the chain for every transaction: a cached nonce would be
@@ -144,7 +147,11 @@ impl Chain {
         Ok((chain_id, provider, sender))
     }
 
-    fn assemble(url: &str, (chain_id, provider, sender): (u64, DynProvider, Option<Address>), contract: Address) -> Self {
+    fn assemble(
+        url: &str,
+        (chain_id, provider, sender): (u64, DynProvider, Option<Address>),
+        contract: Address,
+    ) -> Self {
         let contract = Strongroom::new(contract, provider.clone());
         Self { url: url.to_owned(), provider, contract, chain_id, sender }
     }
@@ -211,7 +218,8 @@ impl Chain {
         kms_key: B256,
         policy_hash: B256,
     ) -> Result<(DatasetId, TxOutcome)> {
-        let call = self.contract.registerDataset(salt, uri.to_owned(), checksum, kms_url.to_owned(), kms_key, policy_hash);
+        let call =
+            self.contract.registerDataset(salt, uri.to_owned(), checksum, kms_url.to_owned(), kms_key, policy_hash);
         let (outcome, receipt) = self.send(call).await?;
         let event: Strongroom::DatasetRegistered = find_event(&receipt, "DatasetRegistered")?;
         Ok((event.id, outcome))
@@ -282,7 +290,8 @@ impl Chain {
         enclave_signature: Bytes,
         failed: bool,
     ) -> Result<TxOutcome> {
-        let call = self.contract.submitResult(task_id, digest, location.to_owned(), authorization, enclave_signature, failed);
+        let call =
+            self.contract.submitResult(task_id, digest, location.to_owned(), authorization, enclave_signature, failed);
         self.send(call).await.map(|(o, _)| o)
     }
 
@@ -362,7 +371,14 @@ impl Chain {
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.
     pub async fn result_submitted(&self, task_id: TaskId, from: u64) -> Result<Option<ResultEvent>> {
-        let logs = self.contract.ResultSubmitted_filter().topic1(task_id).from_block(from).query().await.map_err(|e| self.err(e))?;
+        let logs = self
+            .contract
+            .ResultSubmitted_filter()
+            .topic1(task_id)
+            .from_block(from)
+            .query()
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(logs.into_iter().next().map(|(e, log)| ResultEvent {
             task_id,
             enclave: e.enclave,
@@ -376,13 +392,17 @@ impl Chain {
     /// Gas used by a mined transaction.
     pub async fn receipt_gas(&self, tx: B256) -> Result<u64> {
         let receipt = self.provider.get_transaction_receipt(tx).await.map_err(|e| rpc(&self.url, e))?;
-        receipt.map(|r| r.gas_used).ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: format!("no receipt for {tx}") })
+        receipt
+            .map(|r| r.gas_used)
+            .ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: format!("no receipt for {tx}") })
     }
 
     /// Moves the devnet clock forward (anvil only): for refund paths in tests and demos.
     pub async fn dev_increase_time(&self, seconds: u64) -> Result<()> {
-        let _: serde_json::Value = self.provider.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(|e| rpc(&self.url, e))?;
-        let _: serde_json::Value = self.provider.raw_request("evm_mine".into(), ()).await.map_err(|e| rpc(&self.url, e))?;
+        let _: serde_json::Value =
+            self.provider.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(|e| rpc(&self.url, e))?;
+        let _: serde_json::Value =
+            self.provider.raw_request("evm_mine".into(), ()).await.map_err(|e| rpc(&self.url, e))?;
         Ok(())
     }
 

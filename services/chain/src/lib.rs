@@ -11,5 +11,5 @@ mod error;
 
 pub use bindings::Strongroom;
 pub use client::{Chain, DatasetInfo, ResultEvent, TaskCreated, TaskInfo, TaskStatus, TxOutcome};
-pub use devnode::{DevNode, DEV_KEYS};
+pub use devnode::{DEV_KEYS, DevNode};
 pub use error::{ChainError, Result, describe_revert};

@@ -29,7 +29,15 @@ pub async fn rent(
     let result_secret = X25519SecretKey::generate();
     let value = dataset_offer.0.price + pool_offer.0.price;
     let (task_id, outcome) = chain
-        .rent(dataset_offer.0, dataset_offer.1.clone(), pool_offer.0, pool_offer.1.clone(), result_secret.public_key().to_b256(), sql, value)
+        .rent(
+            dataset_offer.0,
+            dataset_offer.1.clone(),
+            pool_offer.0,
+            pool_offer.1.clone(),
+            result_secret.public_key().to_b256(),
+            sql,
+            value,
+        )
         .await?;
     Ok(Rental { task_id, result_secret, rent_gas: outcome.gas_used, block: outcome.block })
 }
@@ -50,7 +58,12 @@ pub struct Published {
 }
 
 /// Polls the chain until the task's result is published, the task settles otherwise, or `timeout`.
-pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, timeout: Duration) -> anyhow::Result<Published> {
+pub async fn wait_for_result(
+    chain: &Chain,
+    task_id: TaskId,
+    from_block: u64,
+    timeout: Duration,
+) -> anyhow::Result<Published> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(event) = chain.result_submitted(task_id, from_block).await? {
@@ -62,19 +75,32 @@ pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, ti
             bail!("task {task_id} was refunded without a result");
         }
         if Instant::now() > deadline {
-            bail!("no result for task {task_id} after {} s: is a worker serving the pool? (refundable after its deadline, unix time {})", timeout.as_secs(), task.deadline);
+            bail!(
+                "no result for task {task_id} after {} s: is a worker serving the pool? (refundable after its deadline, unix time {})",
+                timeout.as_secs(),
+                task.deadline
+            );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
 /// Fetches the sealed result, checks it against the digest on chain, and opens it.
-pub async fn read_result(chain: &Chain, task_id: TaskId, location: &str, secret: &X25519SecretKey) -> anyhow::Result<Outcome> {
+pub async fn read_result(
+    chain: &Chain,
+    task_id: TaskId,
+    location: &str,
+    secret: &X25519SecretKey,
+) -> anyhow::Result<Outcome> {
     let task = chain.task(task_id).await?;
-    let sealed = storage::get(location).await.with_context(|| format!("fetching the sealed result of task {task_id}"))?;
+    let sealed =
+        storage::get(location).await.with_context(|| format!("fetching the sealed result of task {task_id}"))?;
     let digest = keccak256(&sealed);
     if digest != task.result_digest || task.result_digest == B256::ZERO {
-        bail!("the result at {location} has digest {digest}, but the enclave attested {} on chain: it was altered", task.result_digest);
+        bail!(
+            "the result at {location} has digest {digest}, but the enclave attested {} on chain: it was altered",
+            task.result_digest
+        );
     }
     let plaintext = open(secret, INFO_RESULT, &task_id.to_be_bytes::<32>(), &SealedBox(sealed.to_vec()), "result")?;
     let payload: ResultPayload = serde_json::from_slice(&plaintext).context("the result payload is malformed")?;

@@ -79,24 +79,34 @@ pub struct Devnet {
 
 impl Devnet {
     pub async fn start(options: DevnetOptions) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&options.data_dir).with_context(|| format!("creating {}", options.data_dir.display()))?;
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("creating {}", options.data_dir.display()))?;
         let node = DevNode::spawn(&options.anvil)?;
         let governance = Chain::deploy(node.url(), governance_key(), true).await.context("deploying the contract")?;
         info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
 
         let platform = Platform::load_or_create(&options.data_dir.join("platform"))?;
-        let measurement = measure(&options.enclave_binary)
-            .with_context(|| "the enclave binary is needed to trust its measurement: build it with `cargo build --bins`")?;
+        let measurement = measure(&options.enclave_binary).with_context(
+            || "the enclave binary is needed to trust its measurement: build it with `cargo build --bins`",
+        )?;
         governance.set_platform_key(platform.address(), true).await?;
         governance.set_measurement(measurement, true).await?;
 
         let kms = strongroom_kms::spawn(
-            KmsConfig { data_dir: options.data_dir.join("kms"), rpc_url: node.url().into(), contract: governance.address() },
+            KmsConfig {
+                data_dir: options.data_dir.join("kms"),
+                rpc_url: node.url().into(),
+                contract: governance.address(),
+            },
             loopback()?,
         )
         .await?;
         let market = strongroom_market::spawn(
-            MarketConfig { data_dir: options.data_dir.join("market"), rpc_url: node.url().into(), contract: governance.address() },
+            MarketConfig {
+                data_dir: options.data_dir.join("market"),
+                rpc_url: node.url().into(),
+                contract: governance.address(),
+            },
             loopback()?,
         )
         .await?;
@@ -110,8 +120,11 @@ impl Devnet {
             salt: random_salt(),
         };
         let pool_offer_signature = sign_typed(&operator_key(), &pool_offer, &governance.domain());
-        market_client::post_offer(&market.url(), &PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() })
-            .await?;
+        market_client::post_offer(
+            &market.url(),
+            &PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() },
+        )
+        .await?;
 
         let objects_url = storage::file_url(&options.data_dir.join("objects"))?;
         let results_url = storage::file_url(&options.data_dir.join("results"))?;

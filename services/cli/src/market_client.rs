@@ -20,7 +20,12 @@ async fn check(response: reqwest::Response, what: &str) -> anyhow::Result<reqwes
 
 pub async fn post_offer(market: &str, request: &PostOfferRequest) -> anyhow::Result<SignedOffer> {
     let url = format!("{}/v1/offers", market.trim_end_matches('/'));
-    let response = client()?.post(&url).json(request).send().await.with_context(|| format!("market at {market} is unreachable"))?;
+    let response = client()?
+        .post(&url)
+        .json(request)
+        .send()
+        .await
+        .with_context(|| format!("market at {market} is unreachable"))?;
     Ok(check(response, "list the offer").await?.json().await?)
 }
 

@@ -16,8 +16,8 @@ use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, S
 use sha2::{Digest, Sha256};
 use strongroom_chain::Chain;
 use strongroom_types::{
-    ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse,
-    INFO_DEPOSIT, KmsInfo, Manifest, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
+    ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
+    Manifest, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
 };
 use strongroom_worker::{dataplane, storage};
 use tracing::info;
@@ -62,7 +62,9 @@ pub async fn read_input(path: &Path) -> anyhow::Result<(SchemaRef, Vec<RecordBat
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
     let frame = match ext.as_str() {
         "csv" => ctx.read_csv(name, CsvReadOptions::new()).await,
-        "json" | "jsonl" | "ndjson" => ctx.read_json(name, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await,
+        "json" | "jsonl" | "ndjson" => {
+            ctx.read_json(name, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await
+        }
         "parquet" => ctx.read_parquet(name, ParquetReadOptions::default()).await,
         _ => bail!("input {} has extension `{ext}`; use .csv, .jsonl or .parquet", path.display()),
     }
@@ -81,11 +83,17 @@ pub async fn kms_info(kms_url: &str) -> anyhow::Result<KmsInfo> {
 
 /// Publishes a dataset end to end. `chain` must act as `owner`.
 pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishRequest) -> anyhow::Result<Published> {
-    let policy = std::fs::read(&req.policy).with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
+    let policy =
+        std::fs::read(&req.policy).with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
     let policy_hash = keccak256(&policy);
     let kms = kms_info(&req.kms_url).await?;
     if kms.chain_id != chain.chain_id() || kms.contract != chain.address() {
-        bail!("key service at {} serves chain {} contract {}, not this deployment", req.kms_url, kms.chain_id, kms.contract);
+        bail!(
+            "key service at {} serves chain {} contract {}, not this deployment",
+            req.kms_url,
+            kms.chain_id,
+            kms.contract
+        );
     }
 
     let (schema, batches) = read_input(&req.input).await?;
@@ -102,7 +110,11 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
         columns: schema
             .fields()
             .iter()
-            .map(|f| ColumnEntry { name: f.name().clone(), data_type: f.data_type().to_string(), key_id: format!("column:{}", f.name()) })
+            .map(|f| ColumnEntry {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                key_id: format!("column:{}", f.name()),
+            })
             .collect(),
         rows,
         ciphertext_sha256: checksum,
@@ -132,7 +144,11 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     let valid_until = chain.block_timestamp().await? + req.offer_validity.as_secs();
     let offer = DatasetOffer { dataset, price: req.price, validUntil: valid_until, salt: random_salt() };
     let offer_signature = sign_typed(owner, &offer, &chain.domain());
-    market_client::post_offer(&req.market_url, &PostOfferRequest::Dataset { offer: offer.clone(), signature: offer_signature.clone() }).await?;
+    market_client::post_offer(
+        &req.market_url,
+        &PostOfferRequest::Dataset { offer: offer.clone(), signature: offer_signature.clone() },
+    )
+    .await?;
     info!(%dataset, "dataset registered and offered");
     Ok(Published { dataset, uri, manifest, offer, offer_signature, keys, register_gas: outcome.gas_used })
 }
@@ -146,7 +162,8 @@ async fn deposit_keys(
     keys: &DatasetKeys,
 ) -> anyhow::Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, dataset.as_slice(), &keys.to_json())?;
-    let signature = sign_typed(owner, &Deposit { dataset, keysDigest: keccak256(sealed_keys.as_bytes()) }, &chain.domain());
+    let signature =
+        sign_typed(owner, &Deposit { dataset, keysDigest: keccak256(sealed_keys.as_bytes()) }, &chain.domain());
     let request = DepositRequest { dataset, sealed_keys, owner_signature: signature };
     let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
     let response = reqwest::Client::new().post(&url).timeout(Duration::from_secs(30)).json(&request).send().await;

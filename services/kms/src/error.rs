@@ -77,17 +77,23 @@ impl ResponseError for KmsError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownTask(_) | Self::NoKeysDeposited(_) | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
-            Self::TaskNotActive { .. } | Self::DeadlinePassed { .. } | Self::WrongKeyService { .. } => StatusCode::CONFLICT,
-            Self::NotAuthorized { .. } | Self::BadEnclaveSignature(_) | Self::EnclaveNotRegistered(_) | Self::NotOwner { .. } => {
-                StatusCode::FORBIDDEN
+            Self::TaskNotActive { .. } | Self::DeadlinePassed { .. } | Self::WrongKeyService { .. } => {
+                StatusCode::CONFLICT
             }
+            Self::NotAuthorized { .. }
+            | Self::BadEnclaveSignature(_)
+            | Self::EnclaveNotRegistered(_)
+            | Self::NotOwner { .. } => StatusCode::FORBIDDEN,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) => StatusCode::BAD_REQUEST,
             Self::Chain(_) => StatusCode::BAD_GATEWAY,
-            Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
     }
 }

@@ -11,9 +11,9 @@ use alloy::primitives::{U256, keccak256};
 use serde::Deserialize;
 use strongroom_chain::{Chain, TaskStatus};
 use strongroom_types::{
-    AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT,
-    INFO_RELEASE, KeyRelease, KeyRequest, KmsInfo, ReleaseRequest, ReleaseResponse, TaskFacts,
-    X25519SecretKey, open, recover_typed, seal,
+    AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE,
+    KeyRelease, KeyRequest, KmsInfo, ReleaseRequest, ReleaseResponse, TaskFacts, X25519SecretKey, open, recover_typed,
+    seal,
 };
 use tracing::{info, warn};
 
@@ -93,7 +93,8 @@ async fn get_info(state: web::Data<State>) -> HttpResponse {
 async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
     let req = body.into_inner();
     let message = Deposit { dataset: req.dataset, keysDigest: keccak256(req.sealed_keys.as_bytes()) };
-    let signer = recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
+    let signer =
+        recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
     let keys = open_keys(&state.secret, &req)?;
     // The dataset may not be registered yet: owners deposit first so that a registered dataset
@@ -110,7 +111,8 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
 
 fn open_keys(secret: &X25519SecretKey, req: &DepositRequest) -> Result<DatasetKeys> {
     let plain = zeroize::Zeroizing::new(
-        open(secret, INFO_DEPOSIT, req.dataset.as_slice(), &req.sealed_keys, "deposit").map_err(|e| KmsError::BadDeposit(e.to_string()))?,
+        open(secret, INFO_DEPOSIT, req.dataset.as_slice(), &req.sealed_keys, "deposit")
+            .map_err(|e| KmsError::BadDeposit(e.to_string()))?,
     );
     let keys: DatasetKeys = serde_json::from_slice(&plain).map_err(|_| KmsError::BadDeposit("not a key set".into()))?;
     if keys.footer.is_none() {
@@ -186,11 +188,18 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     };
     let key_ids = keys.key_ids();
     let release = KeyRelease { facts, keys };
-    let plaintext = zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
+    let plaintext =
+        zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
     drop(release);
     let sealed_release = seal(&req.task_key, INFO_RELEASE, &req.task_id.to_be_bytes::<32>(), &plaintext)
         .map_err(|e| KmsError::Internal(e.to_string()))?;
-    let entry = AuditEntry { task_id: req.task_id, dataset: dataset.id, enclave: req.enclave, key_ids, released_at: now() as u64 };
+    let entry = AuditEntry {
+        task_id: req.task_id,
+        dataset: dataset.id,
+        enclave: req.enclave,
+        key_ids,
+        released_at: now() as u64,
+    };
     // Audit before answering: a release that is not on record does not leave the service.
     state.store.lock().expect("store lock").record_release(&entry)?;
     info!(dataset = %dataset.id, key_ids = ?entry.key_ids, "keys released");
@@ -233,4 +242,3 @@ fn load_or_create_key(path: &Path) -> Result<X25519SecretKey> {
     file.write_all(hex::encode(key.expose_bytes()).as_bytes()).map_err(|e| err(e.to_string()))?;
     Ok(key)
 }
-

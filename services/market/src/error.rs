@@ -50,6 +50,7 @@ impl ResponseError for MarketError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
+        HttpResponse::build(self.status_code())
+            .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
     }
 }

@@ -81,9 +81,14 @@ async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) 
     let (kind, subject, signed) = match body.into_inner() {
         PostOfferRequest::Dataset { offer, signature } => {
             let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
-            let dataset = state.chain.dataset(offer.dataset).await?.ok_or(MarketError::UnknownDataset(offer.dataset))?;
+            let dataset =
+                state.chain.dataset(offer.dataset).await?.ok_or(MarketError::UnknownDataset(offer.dataset))?;
             if dataset.owner != signer {
-                return Err(MarketError::NotOwner { what: format!("dataset {}", offer.dataset), signer, owner: dataset.owner });
+                return Err(MarketError::NotOwner {
+                    what: format!("dataset {}", offer.dataset),
+                    signer,
+                    owner: dataset.owner,
+                });
             }
             (OfferKind::Dataset, offer.dataset, SignedOffer::Dataset { offer, signature, signer })
         }

@@ -32,7 +32,8 @@ impl Store {
     pub(crate) fn put(&self, kind: OfferKind, subject: B256, offer: &SignedOffer) -> rusqlite::Result<()> {
         let body = serde_json::to_string(offer).expect("offers serialize");
         let id = keccak256(body.as_bytes());
-        let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
         self.conn.execute(
             "INSERT OR IGNORE INTO offers (id, kind, subject, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id.as_slice(), kind_name(kind), subject.as_slice(), body, created],

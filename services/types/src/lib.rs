@@ -20,21 +20,18 @@ mod messages;
 mod seal;
 
 pub use api::{
-    AuditEntry, DepositRequest, DepositResponse, KmsInfo, OfferKind, PostOfferRequest,
-    ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
+    AuditEntry, DepositRequest, DepositResponse, KmsInfo, OfferKind, PostOfferRequest, ReleaseRequest, ReleaseResponse,
+    ResultPayload, SignedOffer,
 };
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, KeyRelease, SecretKey32, TaskFacts};
 pub use manifest::{ColumnEntry, Manifest};
 pub use messages::{
-    Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain,
-    job_hash, random_salt, recover_typed, sign_typed,
+    Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash, random_salt,
+    recover_typed, sign_typed,
 };
-pub use seal::{
-    SealedBox, X25519PublicKey, X25519SecretKey, open, seal, INFO_DEPOSIT, INFO_RELEASE,
-    INFO_RESULT,
-};
+pub use seal::{INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal};
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
 pub type DatasetId = alloy::primitives::B256;

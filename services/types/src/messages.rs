@@ -91,7 +91,11 @@ pub fn sign_typed<T: alloy::sol_types::SolStruct>(
 }
 
 /// Recovers the signer of an EIP-712 message, or `None` if the signature is malformed.
-pub fn recover_typed<T: alloy::sol_types::SolStruct>(message: &T, domain: &Eip712Domain, signature: &[u8]) -> Option<Address> {
+pub fn recover_typed<T: alloy::sol_types::SolStruct>(
+    message: &T,
+    domain: &Eip712Domain,
+    signature: &[u8],
+) -> Option<Address> {
     let sig = alloy::primitives::Signature::from_raw(signature).ok()?;
     sig.recover_address_from_prehash(&message.eip712_signing_hash(domain)).ok()
 }

@@ -92,10 +92,8 @@ impl std::fmt::Display for X25519PublicKey {
 impl std::str::FromStr for X25519PublicKey {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bytes = hex::decode(s.trim_start_matches("0x")).map_err(|e| Error::Malformed {
-            what: "X25519 public key",
-            reason: e.to_string(),
-        })?;
+        let bytes = hex::decode(s.trim_start_matches("0x"))
+            .map_err(|e| Error::Malformed { what: "X25519 public key", reason: e.to_string() })?;
         Self::from_slice(&bytes)
     }
 }
@@ -137,8 +135,7 @@ impl<'de> Deserialize<'de> for SealedBox {
 
 /// Seals `plaintext` to `recipient` under the context `info`; `aad` is authenticated, not hidden.
 pub fn seal(recipient: &X25519PublicKey, info: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<SealedBox> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0)
-        .map_err(|e| Error::SealFailed(e.to_string()))?;
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;
     let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(&OpModeS::Base, &pk, info, plaintext, aad)
         .map_err(|e| Error::SealFailed(e.to_string()))?;
     let mut out = Vec::with_capacity(ENC_LEN + ct.len());

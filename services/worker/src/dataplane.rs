@@ -32,7 +32,12 @@ pub enum DataplaneError {
 }
 
 /// Writes `batches` as one encrypted Parquet object.
-pub fn encrypt(schema: &SchemaRef, batches: &[RecordBatch], keys: &DatasetKeys, dataset: DatasetId) -> Result<Vec<u8>, DataplaneError> {
+pub fn encrypt(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    keys: &DatasetKeys,
+    dataset: DatasetId,
+) -> Result<Vec<u8>, DataplaneError> {
     let footer = keys.footer.as_ref().ok_or(DataplaneError::NoFooterKey)?;
     let mut builder = FileEncryptionProperties::builder(footer.expose().to_vec())
         .with_aad_prefix(dataset.to_vec())
@@ -43,7 +48,11 @@ pub fn encrypt(schema: &SchemaRef, batches: &[RecordBatch], keys: &DatasetKeys, 
             return Err(DataplaneError::NestedColumn(field.name().clone(), field.data_type().clone()));
         }
         let key = keys.columns.get(field.name()).ok_or_else(|| DataplaneError::UnkeyedColumn(field.name().clone()))?;
-        builder = builder.with_column_key_and_metadata(field.name(), key.expose().to_vec(), format!("column:{}", field.name()).into_bytes());
+        builder = builder.with_column_key_and_metadata(
+            field.name(),
+            key.expose().to_vec(),
+            format!("column:{}", field.name()).into_bytes(),
+        );
     }
     let props = WriterProperties::builder().with_file_encryption_properties(builder.build()?).build();
     let mut out = Vec::new();
@@ -56,7 +65,11 @@ pub fn encrypt(schema: &SchemaRef, batches: &[RecordBatch], keys: &DatasetKeys, 
 }
 
 /// Decrypts the columns whose keys were released, in file order.
-pub fn decrypt(ciphertext: &[u8], keys: &DatasetKeys, dataset: DatasetId) -> Result<(SchemaRef, Vec<RecordBatch>), DataplaneError> {
+pub fn decrypt(
+    ciphertext: &[u8],
+    keys: &DatasetKeys,
+    dataset: DatasetId,
+) -> Result<(SchemaRef, Vec<RecordBatch>), DataplaneError> {
     let footer = keys.footer.as_ref().ok_or(DataplaneError::NoFooterKey)?;
     let mut builder = FileDecryptionProperties::builder(footer.expose().to_vec()).with_aad_prefix(dataset.to_vec());
     for (column, key) in &keys.columns {
@@ -74,7 +87,6 @@ pub fn decrypt(ciphertext: &[u8], keys: &DatasetKeys, dataset: DatasetId) -> Res
     Ok((schema, batches))
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -86,10 +98,16 @@ mod tests {
     use super::*;
 
     fn sample() -> (SchemaRef, Vec<RecordBatch>) {
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("email", DataType::Utf8, false)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("email", DataType::Utf8, false),
+        ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["ada@example.com", "alan@example.com"]))],
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec!["ada@example.com", "alan@example.com"])),
+            ],
         )
         .unwrap();
         (schema, vec![batch])

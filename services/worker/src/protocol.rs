@@ -50,7 +50,10 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> std::io::Result<Op
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;

@@ -22,7 +22,10 @@ fn locate(url: &str) -> Result<(Box<dyn object_store::ObjectStore>, object_store
 /// Writes `bytes` at `url`, replacing any object there.
 pub async fn put(url: &str, bytes: Bytes) -> Result<(), StorageError> {
     let (store, path) = locate(url)?;
-    store.put(&path, PutPayload::from(bytes)).await.map_err(|source| StorageError::Store { url: url.to_owned(), source })?;
+    store
+        .put(&path, PutPayload::from(bytes))
+        .await
+        .map_err(|source| StorageError::Store { url: url.to_owned(), source })?;
     Ok(())
 }
 

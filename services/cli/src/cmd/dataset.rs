@@ -70,7 +70,11 @@ impl DatasetCommand {
             );
         } else {
             println!("dataset {}", published.dataset);
-            println!("  rows {}, {} columns, each with its own key", published.manifest.rows, published.manifest.columns.len());
+            println!(
+                "  rows {}, {} columns, each with its own key",
+                published.manifest.rows,
+                published.manifest.columns.len()
+            );
             println!("  ciphertext {} (sha256 {})", published.uri, published.manifest.ciphertext_sha256);
             println!("  offered at {} wei per task", published.offer.price);
         }

@@ -35,13 +35,14 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     pub async fn run(self, _global: &GlobalArgs) -> anyhow::Result<()> {
-        let enclave = self
-            .enclave
-            .clone()
-            .or_else(strongroom_worker::locate_enclave_binary)
-            .context("cannot find the enclave program `strongroom-enclave`: run `cargo build --bins` or pass --enclave")?;
+        let enclave = self.enclave.clone().or_else(strongroom_worker::locate_enclave_binary).context(
+            "cannot find the enclave program `strongroom-enclave`: run `cargo build --bins` or pass --enclave",
+        )?;
         let dir = tempfile::tempdir().context("creating a scratch directory")?;
-        eprintln!("demo: starting anvil, contract, key service, market and worker (SIMULATED TEE) in {}", dir.path().display());
+        eprintln!(
+            "demo: starting anvil, contract, key service, market and worker (SIMULATED TEE) in {}",
+            dir.path().display()
+        );
         let devnet = Devnet::start(DevnetOptions::new(dir.path(), enclave)).await?;
         let result = play(&devnet, &self).await;
         devnet.shutdown().await;
@@ -82,7 +83,8 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         &args.sql,
     )
     .await?;
-    let result = analyst::wait_for_result(&analyst_chain, rental.task_id, rental.block, Duration::from_secs(60)).await?;
+    let result =
+        analyst::wait_for_result(&analyst_chain, rental.task_id, rental.block, Duration::from_secs(60)).await?;
     let outcome = analyst::read_result(&analyst_chain, rental.task_id, &result.location, &rental.result_secret).await?;
     let latency = started.elapsed();
     match outcome {

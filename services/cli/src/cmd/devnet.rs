@@ -34,7 +34,10 @@ impl DevnetArgs {
         let env_file = data_dir.join("devnet.env");
         std::fs::File::create(&env_file)?.write_all(env.as_bytes())?;
         print!("{env}");
-        eprintln!("devnet running (SIMULATED TEE); `source {}` in another shell. Dev keys: anvil accounts 1 (owner), 3 (analyst). Ctrl-C stops.", env_file.display());
+        eprintln!(
+            "devnet running (SIMULATED TEE); `source {}` in another shell. Dev keys: anvil accounts 1 (owner), 3 (analyst). Ctrl-C stops.",
+            env_file.display()
+        );
         super::until_interrupted().await?;
         devnet.shutdown().await;
         Ok(())

@@ -19,7 +19,11 @@ pub struct ServeArgs {
 impl KmsCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let Self::Serve(args) = self;
-        let config = KmsConfig { data_dir: global.data_dir.join("kms"), rpc_url: global.rpc_url()?.into(), contract: global.contract()? };
+        let config = KmsConfig {
+            data_dir: global.data_dir.join("kms"),
+            rpc_url: global.rpc_url()?.into(),
+            contract: global.contract()?,
+        };
         let handle = strongroom_kms::spawn(config, super::bind(&args.listen)?).await?;
         println!("key service listening on {} (public key {})", handle.url(), handle.info().public_key);
         super::until_interrupted().await?;

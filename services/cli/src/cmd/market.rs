@@ -19,7 +19,11 @@ pub struct ServeArgs {
 impl MarketCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let Self::Serve(args) = self;
-        let config = MarketConfig { data_dir: global.data_dir.join("market"), rpc_url: global.rpc_url()?.into(), contract: global.contract()? };
+        let config = MarketConfig {
+            data_dir: global.data_dir.join("market"),
+            rpc_url: global.rpc_url()?.into(),
+            contract: global.contract()?,
+        };
         let handle = strongroom_market::spawn(config, super::bind(&args.listen)?).await?;
         println!("market listening on {}", handle.url());
         super::until_interrupted().await?;

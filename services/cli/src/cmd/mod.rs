@@ -1,5 +1,6 @@
 //! Argument parsing: one file per subcommand, each with `Args::run`.
 
+mod account;
 mod dataset;
 mod demo;
 mod devnet;
@@ -53,7 +54,9 @@ pub struct GlobalArgs {
 
 impl GlobalArgs {
     pub fn rpc_url(&self) -> anyhow::Result<&str> {
-        self.rpc_url.as_deref().context("no chain given: pass --rpc-url or set STRONGROOM_RPC_URL (see `strongroom devnet`)")
+        self.rpc_url
+            .as_deref()
+            .context("no chain given: pass --rpc-url or set STRONGROOM_RPC_URL (see `strongroom devnet`)")
     }
 
     pub fn contract(&self) -> anyhow::Result<Address> {
@@ -88,6 +91,12 @@ pub enum Command {
     /// Analysts: fetch, verify and decrypt results.
     #[command(subcommand)]
     Result(result::ResultCommand),
+    /// Show the ETH the contract holds for an account (earnings, refunds, change).
+    Balance(account::BalanceArgs),
+    /// Withdraw everything the contract holds for your account.
+    Withdraw(account::WithdrawArgs),
+    /// Refund a task that passed its deadline without a result.
+    Refund(account::RefundArgs),
     /// Worker operators: run the key-gated executor.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
@@ -117,6 +126,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dataset(cmd) => cmd.run(&global).await,
             Command::Rent(args) => args.run(&global).await,
             Command::Result(cmd) => cmd.run(&global).await,
+            Command::Balance(args) => args.run(&global).await,
+            Command::Withdraw(args) => args.run(&global).await,
+            Command::Refund(args) => args.run(&global).await,
             Command::Worker(cmd) => cmd.run(&global).await,
             Command::Kms(cmd) => cmd.run(&global).await,
             Command::Market(cmd) => cmd.run(&global).await,
@@ -141,9 +153,15 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Waits for Ctrl-C (for the long-running serve commands).
+/// Waits for Ctrl-C or SIGTERM (for the long-running commands), so that they stop their
+/// children (anvil, the enclave) and flush their stores on the way out.
 async fn until_interrupted() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C"),
+        _ = terminate.recv() => Ok(()),
+    }
 }
 
 fn bind(listen: &str) -> anyhow::Result<std::net::TcpListener> {

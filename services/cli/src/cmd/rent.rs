@@ -64,7 +64,8 @@ impl RentArgs {
             println!("{}", rental.task_id);
             return Ok(());
         }
-        let published = analyst::wait_for_result(&chain, rental.task_id, rental.block, Duration::from_secs(self.timeout)).await?;
+        let published =
+            analyst::wait_for_result(&chain, rental.task_id, rental.block, Duration::from_secs(self.timeout)).await?;
         let outcome = analyst::read_result(&chain, rental.task_id, &published.location, &rental.result_secret).await?;
         super::result::print_outcome(rental.task_id, &outcome, global.json)
     }

@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
 use arrow::util::pretty::pretty_format_batches;
+use clap::{Args, Subcommand};
 use strongroom_types::{TaskId, X25519SecretKey};
 
 use super::GlobalArgs;
@@ -53,9 +53,9 @@ pub(super) fn save_result_key(data_dir: &Path, task: TaskId, secret: &X25519Secr
 
 fn load_result_key(data_dir: &Path, task: TaskId) -> anyhow::Result<X25519SecretKey> {
     let path = key_path(data_dir, task);
-    let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&path).with_context(|| format!("no result key for task {task} at {}: was it rented from this data dir?", path.display()))?,
-    );
+    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
+        format!("no result key for task {task} at {}: was it rented from this data dir?", path.display())
+    })?);
     let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).context("the result key file is not hex")?);
     Ok(X25519SecretKey::from_bytes(&bytes)?)
 }
@@ -76,6 +76,9 @@ pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyh
             }
             Ok(())
         }
-        Outcome::Failed { message } => bail!("task {task} failed inside the enclave (attested): {message}"),
+        Outcome::Failed { message } => bail!(
+            "task {task} failed inside the enclave (attested): {message}\n\
+             the dataset price was returned to your balance: `strongroom withdraw` collects it"
+        ),
     }
 }

@@ -46,7 +46,9 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let reply = session.handle(request, &mut platform, &runtime).unwrap_or_else(|e| EnclaveReply::Error { message: e.to_string() });
+        let reply = session
+            .handle(request, &mut platform, &runtime)
+            .unwrap_or_else(|e| EnclaveReply::Error { message: e.to_string() });
         if let Err(e) = write_frame(&mut stdout, &reply) {
             eprintln!("enclave: host channel closed: {e}");
             return ExitCode::FAILURE;

@@ -9,8 +9,8 @@ use alloy::sol_types::{Eip712Domain, SolStruct};
 use sha2::{Digest, Sha256};
 use strongroom_enclave_sim::guest::PlatformClient;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload,
-    X25519PublicKey, X25519SecretKey, domain, job_hash, open, report_data_for, seal,
+    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
+    X25519SecretKey, domain, job_hash, open, report_data_for, seal,
 };
 
 use crate::protocol::{EnclaveReply, HostRequest};
@@ -80,9 +80,16 @@ impl Session {
             HostRequest::RunTask { task_id, sealed_release, ciphertext, sql } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let task_secret = self.task_keys.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
-                let plain = zeroize::Zeroizing::new(open(&task_secret, INFO_RELEASE, &task_id.to_be_bytes::<32>(), &sealed_release, "key release")?);
+                let plain = zeroize::Zeroizing::new(open(
+                    &task_secret,
+                    INFO_RELEASE,
+                    &task_id.to_be_bytes::<32>(),
+                    &sealed_release,
+                    "key release",
+                )?);
                 drop(task_secret);
-                let release: KeyRelease = serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
+                let release: KeyRelease =
+                    serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
                 drop(plain);
                 let facts = &release.facts;
                 if facts.task_id != task_id {
@@ -103,14 +110,25 @@ impl Session {
                 let digest = keccak256(sealed.as_bytes());
                 let attestation = ResultAttestation { taskId: task_id, digest, failed };
                 let signature = sign(identity, attestation.eip712_signing_hash(&identity.domain))?;
-                Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature: signature.into() })
+                Ok(EnclaveReply::TaskResult {
+                    task_id,
+                    sealed_result: sealed.0.into(),
+                    digest,
+                    failed,
+                    signature: signature.into(),
+                })
             }
         }
     }
 }
 
 /// The checks and the computation whose failure is the analyst's to read (an attested failure).
-fn run_checked(release: &KeyRelease, ciphertext: &[u8], sql: &str, runtime: &tokio::runtime::Runtime) -> Result<ResultPayload, String> {
+fn run_checked(
+    release: &KeyRelease,
+    ciphertext: &[u8],
+    sql: &str,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ResultPayload, String> {
     let facts = &release.facts;
     let checksum = B256::from_slice(&Sha256::digest(ciphertext));
     if checksum != facts.ciphertext_sha256 {

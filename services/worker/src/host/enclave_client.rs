@@ -43,7 +43,8 @@ impl EnclaveClient {
         tokio::task::spawn_blocking(move || {
             let mut guard = channel.lock().map_err(|_| WorkerError::Enclave("channel poisoned".into()))?;
             let (stdin, stdout) = &mut *guard;
-            write_frame(stdin, &request).map_err(|e| WorkerError::Enclave(format!("enclave exited or refused input: {e}")))?;
+            write_frame(stdin, &request)
+                .map_err(|e| WorkerError::Enclave(format!("enclave exited or refused input: {e}")))?;
             read_frame(stdout)
                 .map_err(|e| WorkerError::Enclave(format!("bad reply: {e}")))?
                 .ok_or_else(|| WorkerError::Enclave("enclave exited".into()))

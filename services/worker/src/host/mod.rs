@@ -170,7 +170,11 @@ impl Worker {
 
     async fn serve(&self, task: &TaskCreated) -> Result<(), WorkerError> {
         let chain = &self.chain;
-        let authorization = sign_typed(&self.config.operator_key, &Authorization { taskId: task.task_id, enclave: self.enclave }, &chain.domain());
+        let authorization = sign_typed(
+            &self.config.operator_key,
+            &Authorization { taskId: task.task_id, enclave: self.enclave },
+            &chain.domain(),
+        );
         let reply = self.client.call(HostRequest::RequestKeys { task_id: task.task_id, columns: Vec::new() }).await?;
         let EnclaveReply::KeyRequest { task_key, signature, .. } = reply else {
             return Err(unexpected(reply));
@@ -189,7 +193,12 @@ impl Worker {
         let ciphertext = storage::get(&dataset.uri).await?;
         let reply = self
             .client
-            .call(HostRequest::RunTask { task_id: task.task_id, sealed_release: release.sealed_release, ciphertext: ciphertext.into(), sql: task.sql.clone() })
+            .call(HostRequest::RunTask {
+                task_id: task.task_id,
+                sealed_release: release.sealed_release,
+                ciphertext: ciphertext.into(),
+                sql: task.sql.clone(),
+            })
             .await?;
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
@@ -205,7 +214,8 @@ impl Worker {
 async fn request_release(kms_url: &str, request: &ReleaseRequest) -> Result<ReleaseResponse, WorkerError> {
     let url = format!("{}/v1/releases", kms_url.trim_end_matches('/'));
     let down = |reason: String| WorkerError::KeyServiceDown { url: kms_url.to_owned(), reason };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| down(e.to_string()))?;
+    let client =
+        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| down(e.to_string()))?;
     let response = client.post(&url).json(request).send().await.map_err(|e| down(e.to_string()))?;
     if response.status().is_success() {
         return response.json().await.map_err(|e| down(format!("bad release body: {e}")));
@@ -234,4 +244,3 @@ fn reply_name(reply: &EnclaveReply) -> &'static str {
         EnclaveReply::Error { .. } => "error",
     }
 }
-

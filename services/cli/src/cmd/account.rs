@@ -1,0 +1,67 @@
+//! Money held by the contract for an account: see it, withdraw it, reclaim an overdue task.
+
+use alloy::primitives::Address;
+use alloy::primitives::utils::format_ether;
+use clap::Args;
+use strongroom_types::TaskId;
+
+use super::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    /// Account to look at; defaults to the one of `--key`.
+    pub account: Option<Address>,
+}
+
+impl BalanceArgs {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let account = match self.account {
+            Some(a) => a,
+            None => global.signer()?.address(),
+        };
+        let balance = chain.balance_of(account).await?;
+        if global.json {
+            println!("{}", serde_json::json!({ "account": account, "withdrawable_wei": balance.to_string() }));
+        } else {
+            println!("{account}: {} ETH withdrawable", format_ether(balance));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {}
+
+impl WithdrawArgs {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let account = global.signer()?.address();
+        let amount = chain.balance_of(account).await?;
+        let tx = chain.withdraw().await?;
+        println!("withdrew {} ETH to {account} (tx {}, gas {})", format_ether(amount), tx.hash, tx.gas_used);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RefundArgs {
+    /// A task past its deadline without a result.
+    pub task: TaskId,
+}
+
+impl RefundArgs {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let task = chain.task(self.task).await?;
+        let tx = chain.refund(self.task).await?;
+        println!(
+            "task {} refunded: {} ETH credited to {} (tx {}); `strongroom withdraw` collects it",
+            self.task,
+            format_ether(task.dataset_price + task.pool_price),
+            task.analyst,
+            tx.hash
+        );
+        Ok(())
+    }
+}
