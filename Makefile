@@ -9,7 +9,7 @@ CONTRACTS := contracts
 FORGE := node_modules/.bin/forge
 SOL_SOURCES := $(shell find $(CONTRACTS)/src -name '*.sol' 2>/dev/null)
 
-.PHONY: help demo test bench lint contracts build test-contracts test-rust clean
+.PHONY: help demo test bench bench-gas lint contracts build test-contracts test-rust clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -19,8 +19,11 @@ demo: build ## Install, build, and run the whole flow once on a fresh local stac
 
 test: build test-contracts test-rust ## Install, build, and run every test (forge + cargo)
 
-bench: build ## Print the end-to-end figures (latency, gas) of one rental
+bench: build bench-gas ## Every benchmark: protocol gas, then one whole rental's latency and gas
 	$(TARGET_DIR)/debug/strongroom demo | tail -n 1
+
+bench-gas: contracts ## Gas of rent + submitResult (ten SQL tasks, an app task, a refund) on anvil
+	cargo run -q -p strongroom-e2e --bin bench-gas
 
 lint: contracts ## rustfmt and clippy, warnings as errors
 	cargo fmt --all -- --check

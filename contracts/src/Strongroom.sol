@@ -1,129 +1,64 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Ownable, Ownable2Step} from "@openzeppelin/contracts/access/Ownable2Step.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {EnclaveRegistry} from "./EnclaveRegistry.sol";
+import {Offers} from "./Offers.sol";
+import {Signatures} from "./Signatures.sol";
+// Every protocol type is re-exported from here, so that users of the contract (tests,
+// scripts) can import all of them from this one file.
+import {
+    App,
+    AppOffer,
+    Dataset,
+    DatasetOffer,
+    JobKind,
+    Pool,
+    PoolOffer,
+    Quote,
+    Rental,
+    TaskParams,
+    TaskStatus,
+    QUOTE_TYPE_SIMULATED
+} from "./Types.sol";
 
-/// Lifecycle of a task. `None` is the zero value, i.e. "no such task".
-enum TaskStatus {
-    None,
-    Active,
-    Completed,
-    Failed,
-    Refunded
-}
-
-// `Quote.quoteType` of quotes produced by the enclave simulator. Only test
-// deployments accept them; they prove nothing about real hardware.
-uint8 constant QUOTE_TYPE_SIMULATED = 1;
-
-/// An attestation quote, shaped like a hardware report. The platform (hardware
-/// vendor) key signs `keccak256(abi.encode(quote))` with raw secp256k1 ECDSA.
-/// `reportData[0]` carries the enclave's signing address in its first 20 bytes.
-struct Quote {
-    uint8 quoteType;
-    bytes32 measurement;
-    bytes32 signer;
-    uint16 productId;
-    uint16 svn;
-    bool debug;
-    bytes32[2] reportData;
-}
-
-struct Dataset {
-    address owner;
-    bytes32 checksum;
-    bytes32 kmsKey;
-    bytes32 policyHash;
-    string uri;
-    string kmsUrl;
-}
-
-/// Signed off chain by the dataset owner (EIP-712). Reusable by any number of
-/// analysts until `validUntil`; `salt` lets an owner publish distinct offers.
-struct DatasetOffer {
-    bytes32 dataset;
-    uint256 price;
-    uint64 validUntil;
-    bytes32 salt;
-}
-
-/// Signed off chain by the pool operator (EIP-712).
-struct PoolOffer {
-    bytes32 pool;
-    uint256 price;
-    uint64 maxDuration;
-    bytes32 salt;
-}
-
-/// Field order keeps `analyst`/`deadline`/`status` in one slot and both prices
-/// in another, so creating and settling a task touches as few slots as possible.
-struct Task {
-    bytes32 dataset;
-    bytes32 pool;
-    address analyst;
-    uint64 deadline;
-    TaskStatus status;
-    uint128 datasetPrice;
-    uint128 poolPrice;
-    bytes32 jobHash;
-    bytes32 resultKey;
-    bytes32 resultDigest;
-}
-
-/// @title Strongroom
-/// @notice Escrow and attestation registry for renting datasets to jobs that run
-/// inside attested enclaves. A dataset owner and a pool operator each sign an
-/// offer off chain; an analyst combines both into a task by paying the sum into
-/// escrow. An enclave of that pool, authorised off chain by the operator, then
-/// attests the result digest, which releases the escrow. If nobody settles the
-/// task before its deadline the analyst can take the whole payment back.
-/// @dev Payments are pull-based (`balances` + `withdraw`) so that no settlement
-/// path ever calls out to an untrusted address.
-contract Strongroom is EIP712, Ownable2Step {
-    using SafeCast for uint256;
-
-    // ---------------------------------------------------------------------
-    // EIP-712 type hashes (the Rust side signs with the same type strings)
-    // ---------------------------------------------------------------------
-
-    bytes32 private constant DATASET_OFFER_TYPEHASH =
-        keccak256("DatasetOffer(bytes32 dataset,uint256 price,uint64 validUntil,bytes32 salt)");
-    bytes32 private constant POOL_OFFER_TYPEHASH =
-        keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 maxDuration,bytes32 salt)");
-    bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
-    bytes32 private constant RESULT_TYPEHASH = keccak256("Result(uint256 taskId,bytes32 digest,bool failed)");
-
+/// @title Strongroom (protocol v2)
+/// @notice Escrow and attestation registry for renting datasets to jobs that run inside
+/// attested enclaves. A dataset owner, a pool operator and (for app jobs) an app owner each
+/// sign an offer off chain or presign it on chain; an analyst combines them into a task by
+/// paying the sum into escrow, which also locks part of the pool's stake and reserves the
+/// task's privacy cost (epsilon) against the analyst's budget on the dataset. An enclave of
+/// that pool, authorised off chain by the operator, attests the result digest, which releases
+/// the escrow. If nobody settles the task before its deadline, anyone can refund it: the
+/// analyst takes back the whole payment plus the pool's locked stake.
+/// @dev Per task, storage holds one word: keccak256(abi.encode(TaskParams)) with the status in
+/// its low byte. The parameters travel in the `TaskCreated` event and come back as calldata,
+/// which is far cheaper than storing them. Payments are pull-based (`balances` + `withdraw`),
+/// so no settlement path ever calls out to an untrusted address.
+contract Strongroom is EnclaveRegistry, Offers {
     // ---------------------------------------------------------------------
     // Errors
     // ---------------------------------------------------------------------
 
-    error SimulatedQuoteRefused();
-    error InvalidPlatformSignature();
-    error UntrustedPlatform(address platformKey);
-    error UntrustedMeasurement(bytes32 measurement);
-    error DebugEnclave();
-    error BadReportData();
-
-    error DatasetExists(bytes32 id);
-    error PoolExists(bytes32 id);
-
-    error UnknownDataset(bytes32 id);
-    error InvalidDatasetOfferSignature();
-    error OfferExpired(uint64 validUntil);
-    error UnknownPool(bytes32 id);
-    error InvalidPoolOfferSignature();
-    error EmptyJob();
+    error RequesterNotAllowed(address analyst);
+    error SqlNotAllowed();
+    error AppNotAllowed(bytes32 app);
+    error PoolNotAllowed(bytes32 pool);
+    error DatasetNotAllowed(bytes32 dataset);
+    error PolicyMismatch(bytes32 offered, bytes32 current);
+    error EpsilonAboveOfferMax(uint64 epsilon, uint64 maxEpsilon);
+    error PriceAboveMaximum(uint256 price, uint256 maxPrice);
     error InsufficientPayment(uint256 required, uint256 sent);
+    error PriceTooLarge(uint256 price);
 
     error UnknownTask(uint256 taskId);
+    error TaskMismatch(uint256 taskId);
     error TaskNotActive(uint256 taskId, TaskStatus status);
     error DeadlinePassed(uint256 taskId, uint64 deadline);
     error DeadlineNotReached(uint256 taskId, uint64 deadline);
     error InvalidEnclaveSignature();
     error EnclaveNotActive(address enclave);
+    error MeasurementNotAllowed(address enclave, bytes32 measurement);
     error NotAuthorized(uint256 taskId, address enclave);
 
     error NothingToWithdraw();
@@ -133,220 +68,98 @@ contract Strongroom is EIP712, Ownable2Step {
     // Events
     // ---------------------------------------------------------------------
 
-    event PlatformKeyTrusted(address indexed key, bool trusted);
-    event MeasurementTrusted(bytes32 indexed measurement, bool trusted);
-    event EnclaveTtlSet(uint64 ttl);
-    event EnclaveRegistered(
-        address indexed enclave, bytes32 indexed measurement, address platformKey, uint64 expiresAt
-    );
-    event DatasetRegistered(
-        bytes32 indexed id,
-        address indexed owner,
-        string uri,
-        bytes32 checksum,
-        string kmsUrl,
-        bytes32 kmsKey,
-        bytes32 policyHash
-    );
-    event PoolRegistered(bytes32 indexed id, address indexed operator);
     event TaskCreated(
-        uint256 indexed taskId,
-        bytes32 indexed dataset,
-        bytes32 indexed pool,
-        address analyst,
-        uint64 deadline,
-        bytes32 jobHash,
-        bytes32 resultKey,
-        string sql
+        uint256 indexed taskId, bytes32 indexed dataset, bytes32 indexed pool, TaskParams params, bytes spec
     );
     event ResultSubmitted(
         uint256 indexed taskId, address indexed enclave, bytes32 digest, string location, bool failed
     );
-    event TaskRefunded(uint256 indexed taskId, address indexed analyst, uint256 amount);
-    /// Every increase of a withdrawable balance, so balances can be audited from logs alone.
-    event Credited(address indexed account, uint256 amount);
+    /// `amount` is everything credited to the analyst: the three prices plus `slashed`, the
+    /// pool stake the task had locked.
+    event TaskRefunded(uint256 indexed taskId, address indexed analyst, uint256 amount, uint256 slashed);
     event Withdrawn(address indexed account, uint256 amount);
 
     // ---------------------------------------------------------------------
     // Storage
     // ---------------------------------------------------------------------
 
-    /// Fixed at deployment so that no governance action can ever make a
-    /// production deployment trust simulated hardware.
-    bool public immutable acceptSimulatedQuotes;
+    bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
+    bytes32 private constant RESULT_TYPEHASH = keccak256("Result(uint256 taskId,bytes32 digest,bool failed)");
 
-    /// How long an enclave registration stays valid before it must present a fresh quote.
-    uint64 public enclaveTtl = 30 days;
+    bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
+    /// abi.encode(TaskParams) is 20 words: every member is a value type.
+    uint256 private constant TASK_PARAMS_SIZE = 640;
 
-    mapping(address key => bool) public trustedPlatformKeys;
-    mapping(bytes32 measurement => bool) public trustedMeasurements;
-
-    /// `platformKey` is kept (in the same slot as `expiresAt`, so at no extra
-    /// storage cost) so that distrusting a platform key also retires every
-    /// enclave it vouched for, instead of leaving them active until they expire.
-    struct EnclaveRecord {
-        bytes32 measurement;
-        uint64 expiresAt;
-        address platformKey;
-    }
-
-    mapping(address enclave => EnclaveRecord) private _enclaves;
-    mapping(bytes32 id => Dataset) private _datasets;
-    mapping(bytes32 id => address) public poolOperator;
-    mapping(uint256 taskId => Task) private _tasks;
-
-    /// Number of tasks created so far; task ids are 1..taskCount (0 is never a task).
-    uint256 public taskCount;
-
-    /// Withdrawable funds per account (settled payments, refunds and overpayments).
-    mapping(address account => uint256) public balances;
+    /// Per task: keccak256(abi.encode(TaskParams)) with its low byte replaced by the status.
+    /// 248 bits of the hash remain, still far beyond any collision search.
+    mapping(uint256 taskId => bytes32) private _commitments;
 
     /// @param acceptSimulatedQuotes_ Whether quotes from the enclave simulator are
     /// accepted. Production deployments pass false.
-    constructor(bool acceptSimulatedQuotes_) EIP712("Strongroom", "1") Ownable(msg.sender) {
-        acceptSimulatedQuotes = acceptSimulatedQuotes_;
-    }
+    constructor(bool acceptSimulatedQuotes_) EnclaveRegistry(acceptSimulatedQuotes_) {}
 
     // ---------------------------------------------------------------------
-    // Governance
+    // Rent
     // ---------------------------------------------------------------------
 
-    /// Trust (or stop trusting) a hardware vendor's quote-signing key.
-    function setPlatformKey(address key, bool trusted) external onlyOwner {
-        trustedPlatformKeys[key] = trusted;
-        emit PlatformKeyTrusted(key, trusted);
-    }
-
-    /// Trust (or stop trusting) an enclave code measurement. Distrusting one
-    /// immediately retires every enclave registered with it.
-    function setMeasurement(bytes32 measurement, bool trusted) external onlyOwner {
-        trustedMeasurements[measurement] = trusted;
-        emit MeasurementTrusted(measurement, trusted);
-    }
-
-    /// Lifetime of future registrations; existing ones keep their expiry.
-    /// Zero makes new registrations expire at once, which pauses onboarding.
-    function setEnclaveTtl(uint64 ttl) external onlyOwner {
-        enclaveTtl = ttl;
-        emit EnclaveTtlSet(ttl);
-    }
-
-    // ---------------------------------------------------------------------
-    // Enclaves
-    // ---------------------------------------------------------------------
-
-    /// @notice Register (or refresh) the enclave whose address is bound in the
-    /// quote's report data. Anyone may relay a quote: its validity rests on the
-    /// platform signature, not on the caller.
-    function registerEnclave(Quote calldata quote, bytes calldata platformSignature)
-        external
-        returns (address enclave)
-    {
-        if (quote.quoteType == QUOTE_TYPE_SIMULATED && !acceptSimulatedQuotes) {
-            revert SimulatedQuoteRefused();
-        }
-
-        address platformKey = _recover(keccak256(abi.encode(quote)), platformSignature);
-        if (platformKey == address(0)) revert InvalidPlatformSignature();
-        if (!trustedPlatformKeys[platformKey]) revert UntrustedPlatform(platformKey);
-        if (!trustedMeasurements[quote.measurement]) revert UntrustedMeasurement(quote.measurement);
-        // A debug enclave's memory can be inspected by the host, so it cannot keep data secret.
-        if (quote.debug) revert DebugEnclave();
-
-        enclave = address(bytes20(quote.reportData[0]));
-        if (enclave == address(0)) revert BadReportData();
-
-        uint64 expiresAt = _saturatingDeadline(enclaveTtl);
-        _enclaves[enclave] = EnclaveRecord(quote.measurement, expiresAt, platformKey);
-        emit EnclaveRegistered(enclave, quote.measurement, platformKey, expiresAt);
-    }
-
-    /// Registration of an enclave; zeros when it was never registered.
-    function enclaves(address enclave) external view returns (bytes32 measurement, uint64 expiresAt) {
-        EnclaveRecord storage record = _enclaves[enclave];
-        return (record.measurement, record.expiresAt);
-    }
-
-    /// @notice True while the enclave's registration has not expired and both
-    /// its measurement and the platform key that attested it are still trusted.
-    function isEnclaveActive(address enclave) public view returns (bool) {
-        EnclaveRecord storage record = _enclaves[enclave];
-        return record.expiresAt != 0 && block.timestamp < record.expiresAt && trustedMeasurements[record.measurement]
-            && trustedPlatformKeys[record.platformKey];
-    }
-
-    // ---------------------------------------------------------------------
-    // Datasets and pools
-    // ---------------------------------------------------------------------
-
-    /// @notice Publish a dataset. The id is derived from the caller and a salt,
-    /// so nobody can squat another owner's id.
-    function registerDataset(
-        bytes32 salt,
-        string calldata uri,
-        bytes32 checksum,
-        string calldata kmsUrl,
-        bytes32 kmsKey,
-        bytes32 policyHash
-    ) external returns (bytes32 id) {
-        id = datasetId(msg.sender, salt);
-        if (_datasets[id].owner != address(0)) revert DatasetExists(id);
-        _datasets[id] = Dataset(msg.sender, checksum, kmsKey, policyHash, uri, kmsUrl);
-        emit DatasetRegistered(id, msg.sender, uri, checksum, kmsUrl, kmsKey, policyHash);
-    }
-
-    /// Dataset record; `owner` is zero when the id is unknown.
-    function getDataset(bytes32 id) external view returns (Dataset memory) {
-        return _datasets[id];
-    }
-
-    function datasetId(address owner, bytes32 salt) public pure returns (bytes32) {
-        return keccak256(abi.encode(owner, salt));
-    }
-
-    /// @notice Create a compute pool operated by the caller.
-    function registerPool(bytes32 salt) external returns (bytes32 id) {
-        id = poolId(msg.sender, salt);
-        if (poolOperator[id] != address(0)) revert PoolExists(id);
-        poolOperator[id] = msg.sender;
-        emit PoolRegistered(id, msg.sender);
-    }
-
-    function poolId(address operator, bytes32 salt) public pure returns (bytes32) {
-        return keccak256(abi.encode(operator, salt));
-    }
-
-    // ---------------------------------------------------------------------
-    // Tasks
-    // ---------------------------------------------------------------------
-
-    /// @notice Accept a dataset offer and a pool offer and escrow both prices.
-    /// @param resultKey Key the enclave seals the result to (opaque to the contract).
-    /// @param sql The job; only its hash is stored, the text is in the event.
+    /// @notice Rent an SQL job: accept a dataset offer and a pool offer and escrow both prices.
     /// @return taskId The new task's id (ids start at 1).
     function rent(
         DatasetOffer calldata datasetOffer,
         bytes calldata datasetSig,
         PoolOffer calldata poolOffer,
         bytes calldata poolSig,
-        bytes32 resultKey,
-        string calldata sql
+        Rental calldata rental
     ) external payable returns (uint256 taskId) {
-        _checkDatasetOffer(datasetOffer, datasetSig);
-        _checkPoolOffer(poolOffer, poolSig);
-        if (bytes(sql).length == 0) revert EmptyJob();
-        taskId = _openTask(datasetOffer, poolOffer, resultKey, sql);
+        TaskParams memory t;
+        uint16 ratio;
+        (taskId, ratio) = _nextTask();
+        _takeDatasetOffer(taskId, datasetOffer, datasetSig, rental, t);
+        if (!datasetOffer.allowSql) revert SqlNotAllowed();
+        _takePoolOffer(datasetOffer.pool, poolOffer, poolSig, ratio, t);
+        // t.kind stays JobKind.Sql (zero), t.app and t.appOwner stay zero.
+        _open(taskId, rental, t);
     }
 
-    /// @notice Settle a task with the enclave's attested result. Anyone may relay
-    /// it (normally the worker host): authority comes from the two signatures.
+    /// @notice Rent an app job: as `rent`, plus an app offer whose price is escrowed too.
+    function rentApp(
+        DatasetOffer calldata datasetOffer,
+        bytes calldata datasetSig,
+        PoolOffer calldata poolOffer,
+        bytes calldata poolSig,
+        AppOffer calldata appOffer,
+        bytes calldata appSig,
+        Rental calldata rental
+    ) external payable returns (uint256 taskId) {
+        TaskParams memory t;
+        uint16 ratio;
+        (taskId, ratio) = _nextTask();
+        _takeDatasetOffer(taskId, datasetOffer, datasetSig, rental, t);
+        bytes32 pinnedApp = datasetOffer.app;
+        if (!datasetOffer.allowApps || (pinnedApp != bytes32(0) && pinnedApp != appOffer.app)) {
+            revert AppNotAllowed(appOffer.app);
+        }
+        _takePoolOffer(datasetOffer.pool, poolOffer, poolSig, ratio, t);
+        _takeAppOffer(appOffer, appSig, t);
+        _open(taskId, rental, t);
+    }
+
+    // ---------------------------------------------------------------------
+    // Settle
+    // ---------------------------------------------------------------------
+
+    /// @notice Settle a task with the enclave's attested result. Anyone may relay it (normally
+    /// the worker host): authority comes from the two signatures.
+    /// @param task The task's parameters, exactly as emitted in `TaskCreated`.
     /// @param digest Digest of the sealed result (or of the sealed failure report).
     /// @param location Where the sealed result can be fetched; only logged.
     /// @param authSig Pool operator's `Authorization(taskId, enclave)`.
     /// @param enclaveSig Enclave's `Result(taskId, digest, failed)`.
-    /// @param failed True when the enclave attests that the job itself failed: the
-    /// pool is still paid for the compute, but the dataset price goes back to the analyst.
+    /// @param failed True when the enclave attests that the job itself failed: the pool is
+    /// still paid for the compute, the dataset and app prices go back to the analyst, and no
+    /// epsilon is spent (no result was released).
     function submitResult(
+        TaskParams calldata task,
         uint256 taskId,
         bytes32 digest,
         string calldata location,
@@ -354,46 +167,35 @@ contract Strongroom is EIP712, Ownable2Step {
         bytes calldata enclaveSig,
         bool failed
     ) external {
-        Task storage task = _activeTask(taskId);
-        if (block.timestamp > task.deadline) revert DeadlinePassed(taskId, task.deadline);
+        bytes32 committed = _activeTask(task, taskId);
+        uint64 deadline = task.deadline;
+        if (block.timestamp > deadline) revert DeadlinePassed(taskId, deadline);
+        address enclave = _checkAttestation(task, taskId, digest, failed, authSig, enclaveSig);
 
-        address enclave = _recover(hashResult(taskId, digest, failed), enclaveSig);
-        if (enclave == address(0)) revert InvalidEnclaveSignature();
-        if (!isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
-        // Any active enclave could sign a result; only the one the operator assigned may settle.
-        address operator = poolOperator[task.pool];
-        if (_recover(hashAuthorization(taskId, enclave), authSig) != operator) {
-            revert NotAuthorized(taskId, enclave);
-        }
-
-        task.resultDigest = digest;
-        _credit(operator, task.poolPrice);
-        if (failed) {
-            task.status = TaskStatus.Failed;
-            _credit(task.analyst, task.datasetPrice);
-        } else {
-            task.status = TaskStatus.Completed;
-            _credit(_datasets[task.dataset].owner, task.datasetPrice);
-        }
-
+        _commitments[taskId] = committed | _statusWord(failed ? TaskStatus.Failed : TaskStatus.Completed);
+        _settle(task, taskId, failed);
         emit ResultSubmitted(taskId, enclave, digest, location, failed);
     }
 
-    /// @notice Return the whole escrow to the analyst of a task nobody settled in time.
-    /// Anyone may trigger it; the funds only ever go to the analyst.
-    function refund(uint256 taskId) external {
-        Task storage task = _activeTask(taskId);
-        if (block.timestamp <= task.deadline) revert DeadlineNotReached(taskId, task.deadline);
+    /// @notice Refund a task nobody settled in time. Anyone may trigger it; the funds only ever
+    /// go to the analyst: all three prices plus the pool stake the task had locked (slashed).
+    function refund(TaskParams calldata task, uint256 taskId) external {
+        bytes32 committed = _activeTask(task, taskId);
+        uint64 deadline = task.deadline;
+        if (block.timestamp <= deadline) revert DeadlineNotReached(taskId, deadline);
 
-        task.status = TaskStatus.Refunded;
-        uint256 amount = uint256(task.datasetPrice) + task.poolPrice;
+        _commitments[taskId] = committed | _statusWord(TaskStatus.Refunded);
+        uint128 slashed = task.stake;
+        // Lowering `stake` while `free` stays put removes exactly this task's lock.
+        // casting to 'uint96' is safe because the stake was locked out of a uint96 amount at rent
+        // forge-lint: disable-next-line(unsafe-typecast)
+        if (slashed != 0) _pools[task.pool].stake -= uint96(slashed);
+        uint256 amount = uint256(task.datasetPrice) + task.poolPrice + task.appPrice + slashed;
         address analyst = task.analyst;
         _credit(analyst, amount);
-        emit TaskRefunded(taskId, analyst, amount);
-    }
-
-    function getTask(uint256 taskId) external view returns (Task memory) {
-        return _tasks[taskId];
+        uint64 epsilon = task.epsilon;
+        if (epsilon != 0) _releasePrivacy(task.dataset, analyst, epsilon, taskId);
+        emit TaskRefunded(taskId, analyst, amount, slashed);
     }
 
     // ---------------------------------------------------------------------
@@ -412,23 +214,25 @@ contract Strongroom is EIP712, Ownable2Step {
     }
 
     // ---------------------------------------------------------------------
-    // EIP-712 helpers (full digests, as signed off chain)
+    // Views
     // ---------------------------------------------------------------------
 
-    function domainSeparator() external view returns (bytes32) {
-        return _domainSeparatorV4();
+    /// Number of tasks created so far; task ids are 1..taskCount (0 is never a task).
+    function taskCount() external view returns (uint256) {
+        return _config.taskCount;
     }
 
-    function hashDatasetOffer(DatasetOffer calldata offer) public view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(DATASET_OFFER_TYPEHASH, offer.dataset, offer.price, offer.validUntil, offer.salt))
-        );
+    function taskStatus(uint256 taskId) external view returns (TaskStatus) {
+        return TaskStatus(uint8(uint256(_commitments[taskId])));
     }
 
-    function hashPoolOffer(PoolOffer calldata offer) public view returns (bytes32) {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(POOL_OFFER_TYPEHASH, offer.pool, offer.price, offer.maxDuration, offer.salt))
-        );
+    /// The stored word: the parameters' hash with the status in the low byte; zero if unknown.
+    function taskCommitment(uint256 taskId) external view returns (bytes32) {
+        return _commitments[taskId];
+    }
+
+    function hashTaskParams(TaskParams calldata task) public pure returns (bytes32) {
+        return keccak256(abi.encode(task));
     }
 
     function hashAuthorization(uint256 taskId, address enclave) public view returns (bytes32) {
@@ -440,78 +244,260 @@ contract Strongroom is EIP712, Ownable2Step {
     }
 
     // ---------------------------------------------------------------------
-    // Internals
+    // Rent internals (split into steps to stay within the legacy code generator's stack)
     // ---------------------------------------------------------------------
 
-    function _checkDatasetOffer(DatasetOffer calldata offer, bytes calldata sig) private view {
-        address datasetOwner = _datasets[offer.dataset].owner;
-        if (datasetOwner == address(0)) revert UnknownDataset(offer.dataset);
-        if (_recover(hashDatasetOffer(offer), sig) != datasetOwner) revert InvalidDatasetOfferSignature();
+    /// Next task id and the stake ratio: one read-modify-write of the packed config slot.
+    function _nextTask() private returns (uint256 taskId, uint16 ratio) {
+        Config storage config = _config;
+        uint64 id = config.taskCount + 1;
+        config.taskCount = id;
+        return (id, config.stakeRatio);
+    }
+
+    function _takeDatasetOffer(
+        uint256 taskId,
+        DatasetOffer calldata offer,
+        bytes calldata sig,
+        Rental calldata rental,
+        TaskParams memory t
+    ) private {
+        uint64 budget = _acceptDatasetOffer(offer, sig, t);
+        _checkRequester(offer.requester, offer.requesterRoot, rental.requesterProof);
+        _applyDatasetTerms(taskId, offer, rental.epsilon, budget, t);
+    }
+
+    /// The dataset is rentable and the offer is its owner's, valid now and not used up.
+    /// Returns the dataset's privacy budget (read with the owner, in the same slot).
+    function _acceptDatasetOffer(DatasetOffer calldata offer, bytes calldata sig, TaskParams memory t)
+        private
+        returns (uint64 privacyBudget)
+    {
+        bytes32 id = offer.dataset;
+        DatasetHeader memory h = _datasets[id].header;
+        if (h.version == 0) revert UnknownDataset(id);
+        if (!h.active) revert DatasetInactive(id);
+
+        bytes32 offerHash = hashDatasetOffer(offer);
+        _checkOfferSignature(offerHash, h.owner, sig);
+        if (block.timestamp < offer.validFrom) revert OfferNotYetValid(offer.validFrom);
         if (block.timestamp > offer.validUntil) revert OfferExpired(offer.validUntil);
+        _useOffer(offerHash, offer.volume);
+
+        t.dataset = id;
+        t.datasetVersion = h.version;
+        t.analyst = msg.sender;
+        t.datasetOwner = h.owner;
+        return h.privacyBudget;
     }
 
-    function _checkPoolOffer(PoolOffer calldata offer, bytes calldata sig) private view {
-        address operator = poolOperator[offer.pool];
-        if (operator == address(0)) revert UnknownPool(offer.pool);
-        if (_recover(hashPoolOffer(offer), sig) != operator) revert InvalidPoolOfferSignature();
+    /// Policy, epsilon (reserved against the analyst's budget), price and measurement pin.
+    function _applyDatasetTerms(
+        uint256 taskId,
+        DatasetOffer calldata offer,
+        uint64 epsilon,
+        uint64 privacyBudget,
+        TaskParams memory t
+    ) private {
+        DatasetRecord storage d = _datasets[t.dataset];
+        bytes32 policyHash = d.policyHash;
+        if (offer.policyHash != policyHash) revert PolicyMismatch(offer.policyHash, policyHash);
+        if (epsilon > offer.maxEpsilon) revert EpsilonAboveOfferMax(epsilon, offer.maxEpsilon);
+        if (epsilon != 0) _reservePrivacy(t.dataset, msg.sender, epsilon, privacyBudget, taskId);
+
+        t.epsilon = epsilon;
+        t.datasetPrice = _price(offer.price);
+        t.policyHash = policyHash;
+        t.checksum = d.checksum;
+        t.measurement = offer.measurement;
     }
 
-    /// Escrows the payment and records the task. Split out of `rent` only to
-    /// keep the legacy code generator within its stack limit.
-    function _openTask(
-        DatasetOffer calldata datasetOffer,
-        PoolOffer calldata poolOffer,
-        bytes32 resultKey,
-        string calldata sql
-    ) private returns (uint256 taskId) {
-        // Beyond uint128 a price could never be paid anyway; SafeCast turns it into a clean revert.
-        uint128 datasetPrice = datasetOffer.price.toUint128();
-        uint128 poolPrice = poolOffer.price.toUint128();
-        uint256 required = uint256(datasetPrice) + poolPrice;
-        if (msg.value < required) revert InsufficientPayment(required, msg.value);
+    function _takePoolOffer(
+        bytes32 pinnedPool,
+        PoolOffer calldata offer,
+        bytes calldata sig,
+        uint16 ratio,
+        TaskParams memory t
+    ) private {
+        bytes32 id = offer.pool;
+        PoolRecord storage p = _pools[id];
+        address operator = p.operator;
+        if (operator == address(0)) revert UnknownPool(id);
+        if (pinnedPool != bytes32(0) && pinnedPool != id) revert PoolNotAllowed(id);
+
+        bytes32 offerHash = hashPoolOffer(offer);
+        _checkOfferSignature(offerHash, operator, sig);
+        _useOffer(offerHash, offer.volume);
+
+        uint128 price = _price(offer.price);
+        uint256 stake = uint256(price) * ratio / 10_000;
+        uint96 free = p.free;
+        if (stake > free) revert InsufficientStake(id, stake, free);
+        // casting to 'uint96' is safe because stake <= free, a uint96
+        // forge-lint: disable-next-line(unsafe-typecast)
+        p.free = free - uint96(stake);
+
+        t.pool = id;
+        t.poolOperator = operator;
+        t.poolPrice = price;
+        // casting to 'uint128' is safe because stake <= free, a uint96
+        // forge-lint: disable-next-line(unsafe-typecast)
+        t.stake = uint128(stake);
+        t.deadline = _saturatingDeadline(offer.maxDuration);
+    }
+
+    function _takeAppOffer(AppOffer calldata offer, bytes calldata sig, TaskParams memory t) private {
+        bytes32 id = offer.app;
+        AppRecord storage a = _apps[id];
+        if (!a.registered) revert UnknownApp(id);
+        address owner = a.owner;
+
+        bytes32 offerHash = hashAppOffer(offer);
+        _checkOfferSignature(offerHash, owner, sig);
+        _useOffer(offerHash, offer.volume);
+
+        bytes32 pinned = offer.dataset;
+        if (pinned != bytes32(0) && pinned != t.dataset) revert DatasetNotAllowed(t.dataset);
+        pinned = offer.pool;
+        if (pinned != bytes32(0) && pinned != t.pool) revert PoolNotAllowed(t.pool);
+        address requester = offer.requester;
+        if (requester != address(0) && requester != msg.sender) revert RequesterNotAllowed(msg.sender);
+
+        t.app = id;
+        t.kind = JobKind.App;
+        t.appOwner = owner;
+        t.appPrice = _price(offer.price);
+    }
+
+    /// Payment, commitment and event: the parts common to both kinds of job.
+    function _open(uint256 taskId, Rental calldata rental, TaskParams memory t) private {
+        uint256 total = uint256(t.datasetPrice) + t.poolPrice + t.appPrice;
+        if (total > rental.maxPrice) revert PriceAboveMaximum(total, rental.maxPrice);
+        if (msg.value < total) revert InsufficientPayment(total, msg.value);
         // Overpayment is kept for the sender rather than lost or bounced.
-        if (msg.value > required) _credit(msg.sender, msg.value - required);
+        unchecked {
+            _credit(msg.sender, msg.value - total);
+        }
 
-        taskId = ++taskCount;
-        Task storage task = _tasks[taskId];
-        task.dataset = datasetOffer.dataset;
-        task.pool = poolOffer.pool;
-        task.analyst = msg.sender;
-        task.deadline = _saturatingDeadline(poolOffer.maxDuration);
-        task.status = TaskStatus.Active;
-        task.datasetPrice = datasetPrice;
-        task.poolPrice = poolPrice;
-        task.jobHash = keccak256(bytes(sql));
-        task.resultKey = resultKey;
-
-        emit TaskCreated(taskId, task.dataset, task.pool, msg.sender, task.deadline, task.jobHash, resultKey, sql);
+        bytes calldata spec = rental.spec;
+        t.jobHash = keccak256(spec);
+        t.resultKey = rental.resultKey;
+        // A memory struct of 20 value-type members is 20 clean 32-byte words, i.e. exactly
+        // abi.encode(t): hash it in place instead of encoding a copy first.
+        bytes32 h;
+        assembly ("memory-safe") {
+            h := keccak256(t, TASK_PARAMS_SIZE)
+        }
+        _commitments[taskId] = (h & ~STATUS_MASK) | _statusWord(TaskStatus.Active);
+        _emitTaskCreated(taskId, t, spec);
     }
 
-    function _activeTask(uint256 taskId) private view returns (Task storage task) {
-        task = _tasks[taskId];
-        TaskStatus status = task.status;
-        if (status == TaskStatus.None) revert UnknownTask(taskId);
+    /// `emit TaskCreated(taskId, t.dataset, t.pool, t, spec)`, with the data encoded by a copy
+    /// of the struct's words instead of the compiler's field-by-field re-encoding. The layout
+    /// is the standard ABI encoding of (TaskParams, bytes): 20 words, the offset of `spec`
+    /// (21 words), its length, its bytes zero-padded to a whole word.
+    function _emitTaskCreated(uint256 taskId, TaskParams memory t, bytes calldata spec) private {
+        bytes32 topic = TaskCreated.selector;
+        bytes32 dataset = t.dataset;
+        bytes32 pool = t.pool;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mcopy(ptr, t, TASK_PARAMS_SIZE)
+            mstore(add(ptr, TASK_PARAMS_SIZE), add(TASK_PARAMS_SIZE, 0x20))
+            let len := spec.length
+            mstore(add(ptr, add(TASK_PARAMS_SIZE, 0x20)), len)
+            let body := add(ptr, add(TASK_PARAMS_SIZE, 0x40))
+            let padded := and(add(len, 0x1f), not(0x1f))
+            // Zero the last word first: calldatacopy overwrites all but the padding.
+            if padded { mstore(add(body, sub(padded, 0x20)), 0) }
+            calldatacopy(body, spec.offset, len)
+            log4(ptr, add(add(TASK_PARAMS_SIZE, 0x40), padded), topic, taskId, dataset, pool)
+        }
+    }
+
+    /// The analyst must be the offer's single allowed requester (if any) and on its Merkle
+    /// allow-list (if any). The leaf is hashed twice, as in OpenZeppelin's standard tree, so
+    /// that a leaf can never be passed off as an inner node.
+    function _checkRequester(address requester, bytes32 root, bytes32[] calldata proof) private view {
+        if (requester != address(0) && requester != msg.sender) revert RequesterNotAllowed(msg.sender);
+        if (root != bytes32(0)) {
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(msg.sender))));
+            if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert RequesterNotAllowed(msg.sender);
+        }
+    }
+
+    function _price(uint256 price) private pure returns (uint128) {
+        if (price > type(uint128).max) revert PriceTooLarge(price);
+        // casting to 'uint128' is safe because of the check just above
+        // forge-lint: disable-next-line(unsafe-typecast)
+        return uint128(price);
+    }
+
+    // ---------------------------------------------------------------------
+    // Settlement internals
+    // ---------------------------------------------------------------------
+
+    /// Checks that `task` is what was committed for `taskId` and that the task is active;
+    /// returns the commitment with its status byte cleared.
+    function _activeTask(TaskParams calldata task, uint256 taskId) private view returns (bytes32 committed) {
+        bytes32 stored = _commitments[taskId];
+        if (stored == bytes32(0)) revert UnknownTask(taskId);
+        // Hash the calldata words as they are: a non-canonical encoding cannot match the
+        // commitment, which was made from clean values.
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, task, TASK_PARAMS_SIZE)
+            committed := and(keccak256(ptr, TASK_PARAMS_SIZE), not(0xff))
+        }
+        if (stored & ~STATUS_MASK != committed) revert TaskMismatch(taskId);
+        TaskStatus status = TaskStatus(uint8(uint256(stored)));
         if (status != TaskStatus.Active) revert TaskNotActive(taskId, status);
     }
 
-    function _credit(address account, uint256 amount) private {
-        if (amount == 0) return;
-        balances[account] += amount;
-        emit Credited(account, amount);
+    /// Recovers the enclave from its result signature and checks that it may settle the task:
+    /// registered, trusted, of the pinned measurement (if any), and assigned by the operator.
+    function _checkAttestation(
+        TaskParams calldata task,
+        uint256 taskId,
+        bytes32 digest,
+        bool failed,
+        bytes calldata authSig,
+        bytes calldata enclaveSig
+    ) private view returns (address enclave) {
+        enclave = Signatures.recover(hashResult(taskId, digest, failed), enclaveSig);
+        if (enclave == address(0)) revert InvalidEnclaveSignature();
+        if (!_isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
+        bytes32 pinned = task.measurement;
+        if (pinned != bytes32(0)) {
+            bytes32 measurement = _enclaveMeasurement(enclave);
+            if (measurement != pinned) revert MeasurementNotAllowed(enclave, measurement);
+        }
+        // Any active enclave could sign a result; only the one the operator assigned may settle.
+        if (!Signatures.isValid(task.poolOperator, hashAuthorization(taskId, enclave), authSig)) {
+            revert NotAuthorized(taskId, enclave);
+        }
     }
 
-    /// `now + duration`, clamped so that a huge duration means "no deadline" instead of overflowing.
-    function _saturatingDeadline(uint64 duration) private view returns (uint64) {
-        uint256 deadline = block.timestamp + duration;
-        // casting to 'uint64' is safe because larger values were clamped just before
+    /// Pays the parties recorded at rent, moves the epsilon reservation and unlocks the stake.
+    function _settle(TaskParams calldata task, uint256 taskId, bool failed) private {
+        uint64 epsilon = task.epsilon;
+        // The pool is paid for the compute either way.
+        _credit(task.poolOperator, task.poolPrice);
+        if (failed) {
+            _credit(task.analyst, uint256(task.datasetPrice) + task.appPrice);
+            if (epsilon != 0) _releasePrivacy(task.dataset, task.analyst, epsilon, taskId);
+        } else {
+            _credit(task.datasetOwner, task.datasetPrice);
+            _credit(task.appOwner, task.appPrice);
+            if (epsilon != 0) _spendPrivacy(task.dataset, task.analyst, epsilon, taskId);
+        }
+        uint128 stake = task.stake;
+        // casting to 'uint96' is safe because the stake was locked out of a uint96 amount at rent
         // forge-lint: disable-next-line(unsafe-typecast)
-        return deadline > type(uint64).max ? type(uint64).max : uint64(deadline);
+        if (stake != 0) _pools[task.pool].free += uint96(stake);
     }
 
-    /// Signer of `digest`, or zero for any malformed signature. Callers compare it
-    /// with a known non-zero address, so zero never matches.
-    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        return err == ECDSA.RecoverError.NoError ? signer : address(0);
+    function _statusWord(TaskStatus status) private pure returns (bytes32) {
+        return bytes32(uint256(status));
     }
 }

@@ -1,213 +1,49 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
-import {Test} from "forge-std/Test.sol";
+import {PoolRegistry} from "../src/PoolRegistry.sol";
+import {Offers} from "../src/Offers.sol";
+import {DatasetRegistry} from "../src/DatasetRegistry.sol";
+import {AppRegistry} from "../src/AppRegistry.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Fixture, TestWallet} from "./utils/Fixture.sol";
+import {EnclaveRegistry} from "../src/EnclaveRegistry.sol";
 import {
     Strongroom,
     Quote,
     Dataset,
+    App,
+    Pool,
     DatasetOffer,
     PoolOffer,
-    Task,
-    TaskStatus,
-    QUOTE_TYPE_SIMULATED
+    AppOffer,
+    Rental,
+    TaskParams
 } from "../src/Strongroom.sol";
 
-/// Analyst that cannot receive ether, to exercise `WithdrawFailed`.
-contract RevertingReceiver {
-    function rent(
-        Strongroom sr,
-        DatasetOffer calldata d,
-        bytes calldata dSig,
-        PoolOffer calldata p,
-        bytes calldata pSig,
-        string calldata sql
-    ) external payable returns (uint256) {
-        return sr.rent{value: msg.value}(d, dSig, p, pSig, bytes32(0), sql);
-    }
-
-    function withdraw(Strongroom sr) external {
-        sr.withdraw();
-    }
-
-    receive() external payable {
-        revert("no ether please");
-    }
-}
-
-/// Analyst that tries to withdraw again from inside the payout.
-contract ReentrantReceiver {
-    Strongroom public sr;
-    bool public reentryFailed;
-
-    function rent(
-        Strongroom sr_,
-        DatasetOffer calldata d,
-        bytes calldata dSig,
-        PoolOffer calldata p,
-        bytes calldata pSig,
-        string calldata sql
-    ) external payable returns (uint256) {
-        sr = sr_;
-        return sr_.rent{value: msg.value}(d, dSig, p, pSig, bytes32(0), sql);
-    }
-
-    function withdraw() external {
-        sr.withdraw();
-    }
-
-    receive() external payable {
-        try sr.withdraw() {}
-        catch {
-            reentryFailed = true;
-        }
-    }
-}
-
-contract StrongroomTest is Test {
-    Strongroom internal sr;
-
-    // Keys: the platform (hardware vendor), an enclave, a dataset owner, a pool operator.
-    uint256 internal constant PLATFORM_PK = 0xA11CE;
-    uint256 internal constant ENCLAVE_PK = 0xE1C1A7E;
-    uint256 internal constant OWNER_PK = 0xDA7A;
-    uint256 internal constant OPERATOR_PK = 0x9001;
-    uint256 internal constant STRANGER_PK = 0xBAD;
-
-    address internal platform;
-    address internal enclave;
-    address internal datasetOwner;
-    address internal operator;
-    address internal stranger;
-    address internal analyst = address(0xA7A1);
-
-    bytes32 internal constant MEASUREMENT = keccak256("strongroom-worker v1");
-    bytes32 internal constant DATASET_SALT = bytes32(uint256(1));
-    bytes32 internal constant POOL_SALT = bytes32(uint256(2));
-    bytes32 internal constant RESULT_KEY = keccak256("analyst x25519 key");
-    bytes32 internal constant DIGEST = keccak256("sealed result");
-    string internal constant SQL = "SELECT count(*) FROM t";
-    string internal constant LOCATION = "s3://results/1";
-
-    uint256 internal constant DATASET_PRICE = 1 ether;
-    uint256 internal constant POOL_PRICE = 0.25 ether;
-    uint64 internal constant MAX_DURATION = 1 hours;
-
-    bytes32 internal datasetId;
-    bytes32 internal poolId;
-
-    function setUp() public {
-        platform = vm.addr(PLATFORM_PK);
-        enclave = vm.addr(ENCLAVE_PK);
-        datasetOwner = vm.addr(OWNER_PK);
-        operator = vm.addr(OPERATOR_PK);
-        stranger = vm.addr(STRANGER_PK);
-
-        vm.warp(1_700_000_000);
-        sr = new Strongroom(true);
-        sr.setPlatformKey(platform, true);
-        sr.setMeasurement(MEASUREMENT, true);
-
-        Quote memory q = _quote(enclave);
-        sr.registerEnclave(q, _signQuote(q, PLATFORM_PK));
-
-        vm.prank(datasetOwner);
-        datasetId = sr.registerDataset(
-            DATASET_SALT,
-            "s3://data/sales.parquet",
-            keccak256("data"),
-            "http://kms",
-            keccak256("kms key"),
-            keccak256("p")
-        );
-        vm.prank(operator);
-        poolId = sr.registerPool(POOL_SALT);
-
-        vm.deal(analyst, 100 ether);
-    }
-
-    // ------------------------------------------------------------------
-    // Helpers
-    // ------------------------------------------------------------------
-
-    function _quote(address enclave_) internal pure returns (Quote memory q) {
-        q.quoteType = QUOTE_TYPE_SIMULATED;
-        q.measurement = MEASUREMENT;
-        q.signer = keccak256("enclave author");
-        q.productId = 7;
-        q.svn = 3;
-        q.debug = false;
-        q.reportData[0] = bytes32(bytes20(enclave_));
-        q.reportData[1] = keccak256("extra report data");
-    }
-
-    function _sig(uint256 pk, bytes32 digest) internal returns (bytes memory) {
-        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
-        return abi.encodePacked(r, s, v);
-    }
-
-    function _signQuote(Quote memory q, uint256 pk) internal returns (bytes memory) {
-        return _sig(pk, keccak256(abi.encode(q)));
-    }
-
-    function _datasetOffer() internal view returns (DatasetOffer memory) {
-        return DatasetOffer({
-            dataset: datasetId,
-            price: DATASET_PRICE,
-            validUntil: uint64(block.timestamp + 1 days),
-            salt: keccak256("d1")
-        });
-    }
-
-    function _poolOffer() internal view returns (PoolOffer memory) {
-        return PoolOffer({pool: poolId, price: POOL_PRICE, maxDuration: MAX_DURATION, salt: keccak256("p1")});
-    }
-
-    function _rentWith(DatasetOffer memory d, PoolOffer memory p, uint256 value) internal returns (uint256) {
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-        vm.prank(analyst);
-        return sr.rent{value: value}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function _rent() internal returns (uint256) {
-        return _rentWith(_datasetOffer(), _poolOffer(), DATASET_PRICE + POOL_PRICE);
-    }
-
-    function _authSig(uint256 taskId, address enclave_) internal returns (bytes memory) {
-        return _sig(OPERATOR_PK, sr.hashAuthorization(taskId, enclave_));
-    }
-
-    function _resultSig(uint256 taskId, bytes32 digest, bool failed) internal returns (bytes memory) {
-        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, failed));
-    }
-
-    function _submit(uint256 taskId, bool failed) internal {
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, failed);
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, failed);
-    }
-
+/// Governance, enclaves, the three registries and offers (digests, presign, cancel).
+/// Tasks are in Tasks.t.sol.
+contract StrongroomTest is Fixture {
     // ------------------------------------------------------------------
     // Deployment and governance
     // ------------------------------------------------------------------
 
     function test_Constructor_Defaults() public {
-        assertEq(sr.owner(), address(this));
+        Strongroom fresh = new Strongroom(false);
+        assertEq(fresh.owner(), address(this));
+        assertFalse(fresh.acceptSimulatedQuotes());
         assertTrue(sr.acceptSimulatedQuotes());
-        assertEq(uint256(sr.enclaveTtl()), 30 days);
-        assertEq(sr.taskCount(), 0);
-        assertFalse(new Strongroom(false).acceptSimulatedQuotes());
+        assertEq(uint256(fresh.enclaveTtl()), 30 days);
+        assertEq(uint256(fresh.unbondingDelay()), 7 days);
+        assertEq(uint256(fresh.stakeRatio()), 10_000);
+        assertEq(fresh.taskCount(), 0);
     }
 
     function test_SetPlatformKey() public {
         vm.expectEmit(true, false, false, true, address(sr));
-        emit Strongroom.PlatformKeyTrusted(stranger, true);
+        emit EnclaveRegistry.PlatformKeyTrusted(stranger, true);
         sr.setPlatformKey(stranger, true);
         assertTrue(sr.trustedPlatformKeys(stranger));
-
         sr.setPlatformKey(stranger, false);
         assertFalse(sr.trustedPlatformKeys(stranger));
     }
@@ -215,49 +51,57 @@ contract StrongroomTest is Test {
     function test_SetMeasurement() public {
         bytes32 m = keccak256("other");
         vm.expectEmit(true, false, false, true, address(sr));
-        emit Strongroom.MeasurementTrusted(m, true);
+        emit EnclaveRegistry.MeasurementTrusted(m, true);
         sr.setMeasurement(m, true);
         assertTrue(sr.trustedMeasurements(m));
-
         sr.setMeasurement(m, false);
         assertFalse(sr.trustedMeasurements(m));
     }
 
     function test_SetEnclaveTtl() public {
         vm.expectEmit(false, false, false, true, address(sr));
-        emit Strongroom.EnclaveTtlSet(1 days);
+        emit EnclaveRegistry.EnclaveTtlSet(1 days);
         sr.setEnclaveTtl(1 days);
         assertEq(uint256(sr.enclaveTtl()), 1 days);
-
         // Only new registrations get the new lifetime.
-        Quote memory q = _quote(enclave);
-        sr.registerEnclave(q, _signQuote(q, PLATFORM_PK));
+        _registerEnclave(enclave);
         (, uint64 expiresAt) = sr.enclaves(enclave);
         assertEq(uint256(expiresAt), block.timestamp + 1 days);
     }
 
-    function test_RevertWhen_SetPlatformKeyNotOwner() public {
-        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
-        vm.prank(stranger);
+    function test_SetUnbondingDelay() public {
+        vm.expectEmit(false, false, false, true, address(sr));
+        emit PoolRegistry.UnbondingDelaySet(2 days);
+        sr.setUnbondingDelay(2 days);
+        assertEq(uint256(sr.unbondingDelay()), 2 days);
+    }
+
+    function test_SetStakeRatio() public {
+        vm.expectEmit(false, false, false, true, address(sr));
+        emit PoolRegistry.StakeRatioSet(5_000);
+        sr.setStakeRatio(5_000);
+        assertEq(uint256(sr.stakeRatio()), 5_000);
+    }
+
+    function test_RevertWhen_GovernanceNotOwner() public {
+        bytes memory err = abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger);
+        vm.startPrank(stranger);
+        vm.expectRevert(err);
         sr.setPlatformKey(stranger, true);
-    }
-
-    function test_RevertWhen_SetMeasurementNotOwner() public {
-        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
-        vm.prank(stranger);
+        vm.expectRevert(err);
         sr.setMeasurement(bytes32(uint256(1)), true);
-    }
-
-    function test_RevertWhen_SetEnclaveTtlNotOwner() public {
-        vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger));
-        vm.prank(stranger);
+        vm.expectRevert(err);
         sr.setEnclaveTtl(1);
+        vm.expectRevert(err);
+        sr.setUnbondingDelay(1);
+        vm.expectRevert(err);
+        sr.setStakeRatio(1);
+        vm.stopPrank();
     }
 
     function test_OwnershipIsTwoStep() public {
         address next = address(0xB0B);
         sr.transferOwnership(next);
-        // Nothing changes until the new owner accepts.
         assertEq(sr.owner(), address(this));
         assertEq(sr.pendingOwner(), next);
 
@@ -268,44 +112,42 @@ contract StrongroomTest is Test {
         vm.prank(next);
         sr.acceptOwnership();
         assertEq(sr.owner(), next);
-        assertEq(sr.pendingOwner(), address(0));
 
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
         sr.setPlatformKey(stranger, true);
-
-        vm.prank(next);
-        sr.setPlatformKey(stranger, true);
-        assertTrue(sr.trustedPlatformKeys(stranger));
     }
 
     // ------------------------------------------------------------------
-    // Enclave registration
+    // Enclaves
     // ------------------------------------------------------------------
 
     function test_RegisterEnclave() public {
         address other = vm.addr(0x5EC0);
         Quote memory q = _quote(other);
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
 
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.EnclaveRegistered(other, MEASUREMENT, platform, uint64(block.timestamp + 30 days));
+        emit EnclaveRegistry.EnclaveRegistered(other, MEASUREMENT, platform, uint64(block.timestamp + 30 days));
         vm.prank(stranger); // anyone may relay a quote
-        address registered = sr.registerEnclave(q, sig);
+        assertEq(sr.registerEnclave(q, sig), other);
 
-        assertEq(registered, other);
         (bytes32 measurement, uint64 expiresAt) = sr.enclaves(other);
         assertEq(measurement, MEASUREMENT);
         assertEq(uint256(expiresAt), block.timestamp + 30 days);
         assertTrue(sr.isEnclaveActive(other));
     }
 
+    function test_RegisterEnclave_CompactPlatformSignature() public {
+        address other = vm.addr(0x5EC0);
+        Quote memory q = _quote(other);
+        assertEq(sr.registerEnclave(q, _sig64(PLATFORM_PK, keccak256(abi.encode(q)))), other);
+    }
+
     function test_RegisterEnclave_RefreshExtendsExpiry() public {
         vm.warp(block.timestamp + 29 days);
-        Quote memory q = _quote(enclave);
-        sr.registerEnclave(q, _signQuote(q, PLATFORM_PK));
+        _registerEnclave(enclave);
         (, uint64 expiresAt) = sr.enclaves(enclave);
         assertEq(uint256(expiresAt), block.timestamp + 30 days);
-
         vm.warp(block.timestamp + 29 days);
         assertTrue(sr.isEnclaveActive(enclave));
     }
@@ -316,7 +158,7 @@ contract StrongroomTest is Test {
         prod.setMeasurement(MEASUREMENT, true);
         Quote memory q = _quote(enclave);
         q.quoteType = 2;
-        assertEq(prod.registerEnclave(q, _signQuote(q, PLATFORM_PK)), enclave);
+        assertEq(prod.registerEnclave(q, _sig(PLATFORM_PK, keccak256(abi.encode(q)))), enclave);
         assertTrue(prod.isEnclaveActive(enclave));
     }
 
@@ -325,77 +167,58 @@ contract StrongroomTest is Test {
         prod.setPlatformKey(platform, true);
         prod.setMeasurement(MEASUREMENT, true);
         Quote memory q = _quote(enclave);
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.SimulatedQuoteRefused.selector));
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.SimulatedQuoteRefused.selector));
         prod.registerEnclave(q, sig);
     }
 
     function test_RevertWhen_RegisterEnclaveMalformedSignature() public {
         Quote memory q = _quote(enclave);
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-        bytes memory truncated = new bytes(64);
-        for (uint256 i = 0; i < 64; i++) {
-            truncated[i] = sig[i];
-        }
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidPlatformSignature.selector));
-        sr.registerEnclave(q, truncated);
-    }
-
-    function test_RevertWhen_RegisterEnclaveUnrecoverableSignature() public {
-        Quote memory q = _quote(enclave);
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.InvalidPlatformSignature.selector));
+        sr.registerEnclave(q, new bytes(63));
         // Well-formed length, but r = s = 0 recovers nobody.
-        bytes memory sig = abi.encodePacked(bytes32(0), bytes32(0), uint8(27));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidPlatformSignature.selector));
-        sr.registerEnclave(q, sig);
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.InvalidPlatformSignature.selector));
+        sr.registerEnclave(q, abi.encodePacked(bytes32(0), bytes32(0), uint8(27)));
     }
 
     function test_RevertWhen_RegisterEnclaveUntrustedPlatform() public {
         Quote memory q = _quote(enclave);
-        bytes memory sig = _signQuote(q, STRANGER_PK);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UntrustedPlatform.selector, stranger));
+        bytes memory sig = _sig(STRANGER_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.UntrustedPlatform.selector, stranger));
         sr.registerEnclave(q, sig);
     }
 
     function test_RevertWhen_RegisterEnclaveTamperedQuote() public {
         Quote memory q = _quote(enclave);
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-        // Rebinding the quote to another address after signing changes the
-        // recovered key, so the forgery is refused as an unknown platform.
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        // Rebinding the quote to another address changes the recovered key.
         q.reportData[0] = bytes32(bytes20(stranger));
-        address recovered = _recoverAddr(keccak256(abi.encode(q)), sig);
+        address recovered = ecrecover(keccak256(abi.encode(q)), uint8(sig[64]), bytes32(_slice32(sig, 0)), bytes32(_slice32(sig, 32)));
         assertTrue(recovered != platform);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UntrustedPlatform.selector, recovered));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.UntrustedPlatform.selector, recovered));
         sr.registerEnclave(q, sig);
     }
 
     function test_RevertWhen_RegisterEnclaveUntrustedMeasurement() public {
         Quote memory q = _quote(enclave);
         q.measurement = keccak256("evil build");
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UntrustedMeasurement.selector, q.measurement));
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.UntrustedMeasurement.selector, q.measurement));
         sr.registerEnclave(q, sig);
     }
 
     function test_RevertWhen_RegisterEnclaveDebug() public {
         Quote memory q = _quote(enclave);
         q.debug = true;
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.DebugEnclave.selector));
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.DebugEnclave.selector));
         sr.registerEnclave(q, sig);
     }
 
     function test_RevertWhen_RegisterEnclaveZeroAddress() public {
         Quote memory q = _quote(address(0));
-        bytes memory sig = _signQuote(q, PLATFORM_PK);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.BadReportData.selector));
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.BadReportData.selector));
         sr.registerEnclave(q, sig);
     }
 
@@ -410,6 +233,7 @@ contract StrongroomTest is Test {
     function test_EnclaveRetiredWithMeasurement() public {
         sr.setMeasurement(MEASUREMENT, false);
         assertFalse(sr.isEnclaveActive(enclave));
+        // Re-trusting restores it (through the slow path: the trust epoch moved on).
         sr.setMeasurement(MEASUREMENT, true);
         assertTrue(sr.isEnclaveActive(enclave));
     }
@@ -417,6 +241,17 @@ contract StrongroomTest is Test {
     function test_EnclaveRetiredWithPlatformKey() public {
         sr.setPlatformKey(platform, false);
         assertFalse(sr.isEnclaveActive(enclave));
+        sr.setPlatformKey(platform, true);
+        assertTrue(sr.isEnclaveActive(enclave));
+    }
+
+    function test_EnclaveSurvivesUnrelatedDistrust() public {
+        sr.setMeasurement(keccak256("some other build"), false);
+        sr.setPlatformKey(stranger, false);
+        assertTrue(sr.isEnclaveActive(enclave));
+        // A registration after the distrust is on the fast path again.
+        _registerEnclave(enclave);
+        assertTrue(sr.isEnclaveActive(enclave));
     }
 
     function test_UnregisteredEnclaveInactive() public {
@@ -427,7 +262,7 @@ contract StrongroomTest is Test {
     }
 
     // ------------------------------------------------------------------
-    // Datasets and pools
+    // Datasets
     // ------------------------------------------------------------------
 
     function test_RegisterDataset() public {
@@ -436,16 +271,18 @@ contract StrongroomTest is Test {
         assertEq(sr.datasetId(datasetOwner, salt), expectedId);
 
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.DatasetRegistered(
-            expectedId, datasetOwner, "s3://x", keccak256("sum"), "http://kms2", keccak256("k"), keccak256("pol")
+        emit DatasetRegistry.DatasetRegistered(
+            expectedId, datasetOwner, "s3://x", keccak256("sum"), "http://kms2", keccak256("k"), keccak256("pol"), 5
         );
         vm.prank(datasetOwner);
-        bytes32 id =
-            sr.registerDataset(salt, "s3://x", keccak256("sum"), "http://kms2", keccak256("k"), keccak256("pol"));
+        bytes32 id = sr.registerDataset(salt, "s3://x", keccak256("sum"), "http://kms2", keccak256("k"), keccak256("pol"), 5);
         assertEq(id, expectedId);
 
         Dataset memory d = sr.getDataset(id);
         assertEq(d.owner, datasetOwner);
+        assertTrue(d.active);
+        assertEq(uint256(d.version), 1);
+        assertEq(uint256(d.privacyBudget), 5);
         assertEq(d.checksum, keccak256("sum"));
         assertEq(d.kmsKey, keccak256("k"));
         assertEq(d.policyHash, keccak256("pol"));
@@ -455,20 +292,190 @@ contract StrongroomTest is Test {
 
     function test_RegisterDataset_SameSaltOtherOwner() public {
         vm.prank(stranger);
-        bytes32 id = sr.registerDataset(DATASET_SALT, "u", bytes32(0), "k", bytes32(0), bytes32(0));
+        bytes32 id = sr.registerDataset(DATASET_SALT, "u", bytes32(0), "k", bytes32(0), bytes32(0), 0);
         assertTrue(id != datasetId);
         assertEq(sr.getDataset(id).owner, stranger);
     }
 
     function test_GetDatasetUnknownIsEmpty() public {
-        assertEq(sr.getDataset(keccak256("nope")).owner, address(0));
+        Dataset memory d = sr.getDataset(keccak256("nope"));
+        assertEq(d.owner, address(0));
+        assertEq(uint256(d.version), 0);
     }
 
     function test_RevertWhen_RegisterDatasetTwice() public {
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.DatasetExists.selector, datasetId));
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetExists.selector, datasetId));
         vm.prank(datasetOwner);
-        sr.registerDataset(DATASET_SALT, "other", bytes32(0), "k", bytes32(0), bytes32(0));
+        sr.registerDataset(DATASET_SALT, "other", bytes32(0), "k", bytes32(0), bytes32(0), 0);
     }
+
+    function test_UpdateDataset() public {
+        vm.expectEmit(true, false, false, true, address(sr));
+        emit DatasetRegistry.DatasetUpdated(datasetId, 2, "s3://v2", keccak256("c2"), "http://kms/v2", keccak256("k2"), keccak256("p2"));
+        vm.prank(datasetOwner);
+        sr.updateDataset(datasetId, "s3://v2", keccak256("c2"), "http://kms/v2", keccak256("k2"), keccak256("p2"));
+
+        Dataset memory d = sr.getDataset(datasetId);
+        assertEq(uint256(d.version), 2);
+        assertEq(d.uri, "s3://v2");
+        assertEq(d.checksum, keccak256("c2"));
+        assertEq(d.kmsUrl, "http://kms/v2");
+        assertEq(d.kmsKey, keccak256("k2"));
+        assertEq(d.policyHash, keccak256("p2"));
+        // Untouched by an update.
+        assertEq(d.owner, datasetOwner);
+        assertTrue(d.active);
+        assertEq(uint256(d.privacyBudget), BUDGET);
+    }
+
+    function test_RevertWhen_UpdateDatasetNotOwner() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, stranger));
+        vm.prank(stranger);
+        sr.updateDataset(datasetId, "x", bytes32(0), "x", bytes32(0), bytes32(0));
+    }
+
+    function test_RevertWhen_UpdateUnknownDataset() public {
+        bytes32 id = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.UnknownDataset.selector, id));
+        vm.prank(datasetOwner);
+        sr.updateDataset(id, "x", bytes32(0), "x", bytes32(0), bytes32(0));
+    }
+
+    function test_TransferDataset() public {
+        vm.expectEmit(true, true, true, true, address(sr));
+        emit DatasetRegistry.DatasetTransferred(datasetId, datasetOwner, stranger);
+        vm.prank(datasetOwner);
+        sr.transferDataset(datasetId, stranger);
+        assertEq(sr.getDataset(datasetId).owner, stranger);
+
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, datasetOwner));
+        vm.prank(datasetOwner);
+        sr.setDatasetActive(datasetId, false);
+
+        vm.prank(stranger);
+        sr.setDatasetActive(datasetId, false);
+        assertFalse(sr.getDataset(datasetId).active);
+    }
+
+    function test_TransferDatasetToZeroRenounces() public {
+        vm.prank(datasetOwner);
+        sr.transferDataset(datasetId, address(0));
+        // The id stays taken: the old owner cannot re-register it with a fresh history.
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.DatasetExists.selector, datasetId));
+        vm.prank(datasetOwner);
+        sr.registerDataset(DATASET_SALT, "u", bytes32(0), "k", bytes32(0), bytes32(0), 0);
+        // And no offer can be accepted for it any more.
+        DatasetOffer memory d = _datasetOffer();
+        bytes memory dSig = _dSig(d);
+        PoolOffer memory p = _poolOffer();
+        bytes memory pSig = _pSig(p);
+        Rental memory r = _rental();
+        vm.expectRevert(abi.encodeWithSelector(Offers.InvalidSignature.selector, sr.hashDatasetOffer(d), address(0)));
+        vm.prank(analyst);
+        sr.rent{value: 2 ether}(d, dSig, p, pSig, r);
+    }
+
+    function test_RevertWhen_TransferDatasetNotOwner() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, stranger));
+        vm.prank(stranger);
+        sr.transferDataset(datasetId, stranger);
+    }
+
+    function test_SetDatasetActive() public {
+        vm.expectEmit(true, false, false, true, address(sr));
+        emit DatasetRegistry.DatasetActiveSet(datasetId, false);
+        vm.prank(datasetOwner);
+        sr.setDatasetActive(datasetId, false);
+        assertFalse(sr.getDataset(datasetId).active);
+        vm.prank(datasetOwner);
+        sr.setDatasetActive(datasetId, true);
+        assertTrue(sr.getDataset(datasetId).active);
+    }
+
+    function test_SetPrivacyBudget() public {
+        vm.expectEmit(true, false, false, true, address(sr));
+        emit DatasetRegistry.PrivacyBudgetSet(datasetId, BUDGET + 1);
+        vm.prank(datasetOwner);
+        sr.setPrivacyBudget(datasetId, BUDGET + 1);
+        assertEq(uint256(sr.getDataset(datasetId).privacyBudget), BUDGET + 1);
+        // Setting the same value is not a decrease.
+        vm.prank(datasetOwner);
+        sr.setPrivacyBudget(datasetId, BUDGET + 1);
+    }
+
+    function test_RevertWhen_PrivacyBudgetDecreased() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.BudgetDecrease.selector, BUDGET, BUDGET - 1));
+        vm.prank(datasetOwner);
+        sr.setPrivacyBudget(datasetId, BUDGET - 1);
+    }
+
+    function test_RevertWhen_SetPrivacyBudgetNotOwner() public {
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, stranger));
+        vm.prank(stranger);
+        sr.setPrivacyBudget(datasetId, BUDGET + 1);
+    }
+
+    function test_PrivacySpendUnknownIsZero() public {
+        (uint64 spent, uint64 reserved) = sr.privacySpend(datasetId, analyst);
+        assertEq(uint256(spent), 0);
+        assertEq(uint256(reserved), 0);
+    }
+
+    // ------------------------------------------------------------------
+    // Apps
+    // ------------------------------------------------------------------
+
+    function test_RegisterApp() public {
+        bytes32 salt = keccak256("app2");
+        bytes32 expectedId = keccak256(abi.encode(stranger, salt));
+        assertEq(sr.appId(stranger, salt), expectedId);
+
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit AppRegistry.AppRegistered(expectedId, stranger, keccak256("code"), "oci://x");
+        vm.prank(stranger);
+        assertEq(sr.registerApp(salt, keccak256("code"), "oci://x"), expectedId);
+
+        App memory a = sr.getApp(expectedId);
+        assertEq(a.owner, stranger);
+        assertEq(a.codeHash, keccak256("code"));
+        assertEq(a.uri, "oci://x");
+        assertEq(sr.getApp(keccak256("nope")).owner, address(0));
+    }
+
+    function test_RevertWhen_RegisterAppTwice() public {
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.AppExists.selector, appId));
+        vm.prank(appOwner);
+        sr.registerApp(APP_SALT, bytes32(0), "");
+    }
+
+    function test_TransferApp() public {
+        vm.expectEmit(true, true, true, true, address(sr));
+        emit AppRegistry.AppTransferred(appId, appOwner, stranger);
+        vm.prank(appOwner);
+        sr.transferApp(appId, stranger);
+        assertEq(sr.getApp(appId).owner, stranger);
+
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.NotAppOwner.selector, appId, appOwner));
+        vm.prank(appOwner);
+        sr.transferApp(appId, appOwner);
+
+        // Renouncing keeps the id taken.
+        vm.prank(stranger);
+        sr.transferApp(appId, address(0));
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.AppExists.selector, appId));
+        vm.prank(appOwner);
+        sr.registerApp(APP_SALT, bytes32(0), "");
+    }
+
+    function test_RevertWhen_TransferUnknownApp() public {
+        bytes32 id = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.UnknownApp.selector, id));
+        sr.transferApp(id, stranger);
+    }
+
+    // ------------------------------------------------------------------
+    // Pools and stake
+    // ------------------------------------------------------------------
 
     function test_RegisterPool() public {
         bytes32 salt = keccak256("pool2");
@@ -476,635 +483,397 @@ contract StrongroomTest is Test {
         assertEq(sr.poolId(operator, salt), expectedId);
 
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.PoolRegistered(expectedId, operator);
+        emit PoolRegistry.PoolRegistered(expectedId, operator);
         vm.prank(operator);
         assertEq(sr.registerPool(salt), expectedId);
         assertEq(sr.poolOperator(expectedId), operator);
         assertEq(sr.poolOperator(keccak256("nope")), address(0));
+
+        Pool memory p = sr.getPool(expectedId);
+        assertEq(p.operator, operator);
+        assertEq(uint256(p.stake), 0);
     }
 
     function test_RevertWhen_RegisterPoolTwice() public {
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.PoolExists.selector, poolId));
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.PoolExists.selector, poolId));
         vm.prank(operator);
         sr.registerPool(POOL_SALT);
+    }
+
+    function test_DepositStake_Anyone() public {
+        vm.deal(stranger, 3 ether);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit PoolRegistry.StakeDeposited(poolId, stranger, 3 ether);
+        vm.prank(stranger);
+        sr.depositStake{value: 3 ether}(poolId);
+
+        Pool memory p = sr.getPool(poolId);
+        assertEq(uint256(p.stake), STAKE + 3 ether);
+        assertEq(uint256(p.locked), 0);
+        assertEq(address(sr).balance, STAKE + 3 ether);
+    }
+
+    function test_RevertWhen_DepositStakeUnknownPool() public {
+        bytes32 id = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.UnknownPool.selector, id));
+        sr.depositStake{value: 1}(id);
+    }
+
+    function test_RequestUnstake() public {
+        uint64 at = uint64(block.timestamp + 7 days);
+        vm.expectEmit(true, false, false, true, address(sr));
+        emit PoolRegistry.UnstakeRequested(poolId, 10 ether, at);
+        vm.prank(operator);
+        sr.requestUnstake(poolId, 10 ether);
+
+        Pool memory p = sr.getPool(poolId);
+        assertEq(uint256(p.stake), STAKE - 10 ether);
+        assertEq(uint256(p.unbonding), 10 ether);
+        assertEq(uint256(p.unbondingAt), at);
+
+        // A second request adds to the amount and restarts the delay.
+        vm.warp(block.timestamp + 3 days);
+        vm.prank(operator);
+        sr.requestUnstake(poolId, 5 ether);
+        p = sr.getPool(poolId);
+        assertEq(uint256(p.stake), STAKE - 15 ether);
+        assertEq(uint256(p.unbonding), 15 ether);
+        assertEq(uint256(p.unbondingAt), block.timestamp + 7 days);
+    }
+
+    function test_RevertWhen_RequestUnstakeNotOperator() public {
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, poolId, stranger));
+        vm.prank(stranger);
+        sr.requestUnstake(poolId, 1);
+    }
+
+    function test_RevertWhen_RequestUnstakeUnknownPool() public {
+        bytes32 id = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.UnknownPool.selector, id));
+        vm.prank(operator);
+        sr.requestUnstake(id, 1);
+    }
+
+    function test_RevertWhen_RequestUnstakeAboveFree() public {
+        // A task locks POOL_PRICE of the stake; only the rest is free.
+        _rent();
+        uint128 free = STAKE - POOL_PRICE;
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.InsufficientStake.selector, poolId, free + 1, free));
+        vm.prank(operator);
+        sr.requestUnstake(poolId, free + 1);
+        vm.prank(operator);
+        sr.requestUnstake(poolId, free);
+    }
+
+    function test_WithdrawUnbonded() public {
+        vm.prank(operator);
+        sr.requestUnstake(poolId, 10 ether);
+        (, uint64 at) = (0, sr.getPool(poolId).unbondingAt);
+
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.UnbondingNotOver.selector, poolId, at));
+        vm.prank(operator);
+        sr.withdrawUnbonded(poolId);
+
+        vm.warp(at);
+        vm.expectEmit(true, false, false, true, address(sr));
+        emit PoolRegistry.StakeWithdrawn(poolId, 10 ether);
+        vm.prank(operator);
+        sr.withdrawUnbonded(poolId);
+
+        assertEq(sr.balances(operator), 10 ether);
+        Pool memory p = sr.getPool(poolId);
+        assertEq(uint256(p.unbonding), 0);
+        assertEq(uint256(p.unbondingAt), 0);
+        assertEq(uint256(p.stake), STAKE - 10 ether);
+
+        vm.prank(operator);
+        sr.withdraw();
+        assertEq(operator.balance, 10 ether);
+    }
+
+    function test_RevertWhen_WithdrawUnbondedNothing() public {
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NothingUnbonding.selector, poolId));
+        vm.prank(operator);
+        sr.withdrawUnbonded(poolId);
+    }
+
+    function test_RevertWhen_WithdrawUnbondedNotOperator() public {
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, poolId, stranger));
+        vm.prank(stranger);
+        sr.withdrawUnbonded(poolId);
     }
 
     // ------------------------------------------------------------------
     // EIP-712 digests (must match what the Rust side signs)
     // ------------------------------------------------------------------
 
-    function test_Eip712Digests() public {
-        bytes32 domain = keccak256(
+    function _domain() internal view returns (bytes32) {
+        return keccak256(
             abi.encode(
                 keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
                 keccak256("Strongroom"),
-                keccak256("1"),
+                keccak256("2"),
                 block.chainid,
                 address(sr)
             )
         );
-        assertEq(sr.domainSeparator(), domain);
+    }
 
+    function _typed(bytes32 structHash) internal view returns (bytes32) {
+        return keccak256(abi.encodePacked("\x19\x01", _domain(), structHash));
+    }
+
+    function test_DomainSeparator() public {
+        assertEq(sr.domainSeparator(), _domain());
+    }
+
+    function test_HashDatasetOffer() public {
         DatasetOffer memory d = _datasetOffer();
-        bytes32 dHash = keccak256(
-            abi.encode(
-                keccak256("DatasetOffer(bytes32 dataset,uint256 price,uint64 validUntil,bytes32 salt)"),
-                d.dataset,
-                d.price,
-                d.validUntil,
-                d.salt
-            )
+        d.requester = stranger;
+        d.requesterRoot = keccak256("root");
+        d.allowApps = false;
+        d.app = appId;
+        d.pool = poolId;
+        d.measurement = MEASUREMENT;
+        bytes32 typehash = keccak256(
+            "DatasetOffer(bytes32 dataset,uint256 price,uint64 volume,uint64 validFrom,uint64 validUntil,address requester,bytes32 requesterRoot,bool allowSql,bool allowApps,bytes32 app,bytes32 pool,bytes32 measurement,bytes32 policyHash,uint64 maxEpsilon,bytes32 salt)"
         );
-        assertEq(sr.hashDatasetOffer(d), keccak256(abi.encodePacked("\x19\x01", domain, dHash)));
+        bytes memory head = abi.encode(
+            typehash, d.dataset, d.price, d.volume, d.validFrom, d.validUntil, d.requester, d.requesterRoot, d.allowSql
+        );
+        bytes memory tail = abi.encode(d.allowApps, d.app, d.pool, d.measurement, d.policyHash, d.maxEpsilon, d.salt);
+        assertEq(sr.hashDatasetOffer(d), _typed(keccak256(bytes.concat(head, tail))));
+    }
 
+    function test_HashPoolOffer() public {
         PoolOffer memory p = _poolOffer();
-        bytes32 pHash = keccak256(
-            abi.encode(
-                keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 maxDuration,bytes32 salt)"),
-                p.pool,
-                p.price,
-                p.maxDuration,
-                p.salt
-            )
+        bytes32 typehash =
+            keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,bytes32 salt)");
+        assertEq(
+            sr.hashPoolOffer(p),
+            _typed(keccak256(abi.encode(typehash, p.pool, p.price, p.volume, p.maxDuration, p.salt)))
         );
-        assertEq(sr.hashPoolOffer(p), keccak256(abi.encodePacked("\x19\x01", domain, pHash)));
+    }
 
+    function test_HashAppOffer() public {
+        AppOffer memory a = _appOffer();
+        a.dataset = datasetId;
+        a.pool = poolId;
+        a.requester = analyst;
+        bytes32 typehash = keccak256(
+            "AppOffer(bytes32 app,uint256 price,uint64 volume,bytes32 dataset,bytes32 pool,address requester,bytes32 salt)"
+        );
+        assertEq(
+            sr.hashAppOffer(a),
+            _typed(keccak256(abi.encode(typehash, a.app, a.price, a.volume, a.dataset, a.pool, a.requester, a.salt)))
+        );
+    }
+
+    function test_HashAuthorizationAndResult() public {
         bytes32 aHash = keccak256(abi.encode(keccak256("Authorization(uint256 taskId,address enclave)"), 7, enclave));
-        assertEq(sr.hashAuthorization(7, enclave), keccak256(abi.encodePacked("\x19\x01", domain, aHash)));
-
+        assertEq(sr.hashAuthorization(7, enclave), _typed(aHash));
         bytes32 rHash =
             keccak256(abi.encode(keccak256("Result(uint256 taskId,bytes32 digest,bool failed)"), 7, DIGEST, true));
-        assertEq(sr.hashResult(7, DIGEST, true), keccak256(abi.encodePacked("\x19\x01", domain, rHash)));
+        assertEq(sr.hashResult(7, DIGEST, true), _typed(rHash));
+    }
+
+    function test_HashTaskParams() public {
+        (, TaskParams memory t) = _rent();
+        assertEq(sr.hashTaskParams(t), keccak256(abi.encode(t)));
     }
 
     // ------------------------------------------------------------------
-    // rent
+    // Presign and cancel
     // ------------------------------------------------------------------
 
-    function test_Rent() public {
+    function test_PresignedOffersNeedNoSignature() public {
         DatasetOffer memory d = _datasetOffer();
         PoolOffer memory p = _poolOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-        uint64 deadline = uint64(block.timestamp) + MAX_DURATION;
-
-        vm.expectEmit(true, true, true, true, address(sr));
-        emit Strongroom.TaskCreated(1, datasetId, poolId, analyst, deadline, keccak256(bytes(SQL)), RESULT_KEY, SQL);
-        vm.prank(analyst);
-        uint256 taskId = sr.rent{value: DATASET_PRICE + POOL_PRICE}(d, dSig, p, pSig, RESULT_KEY, SQL);
-
-        assertEq(taskId, 1);
-        assertEq(sr.taskCount(), 1);
-        assertEq(address(sr).balance, DATASET_PRICE + POOL_PRICE);
-        assertEq(sr.balances(analyst), 0);
-
-        Task memory t = sr.getTask(taskId);
-        assertEq(t.dataset, datasetId);
-        assertEq(t.pool, poolId);
-        assertEq(t.analyst, analyst);
-        assertEq(uint256(t.deadline), uint256(deadline));
-        assertEq(uint256(t.status), uint256(TaskStatus.Active));
-        assertEq(uint256(t.datasetPrice), DATASET_PRICE);
-        assertEq(uint256(t.poolPrice), POOL_PRICE);
-        assertEq(t.jobHash, keccak256(bytes(SQL)));
-        assertEq(t.resultKey, RESULT_KEY);
-        assertEq(t.resultDigest, bytes32(0));
-
-        // Offers are reusable: a second rental gets the next id.
-        assertEq(_rent(), 2);
-        assertEq(sr.taskCount(), 2);
-    }
-
-    function test_Rent_ExcessIsCredited() public {
-        DatasetOffer memory d = _datasetOffer();
-        PoolOffer memory p = _poolOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectEmit(true, false, false, true, address(sr));
-        emit Strongroom.Credited(analyst, 0.5 ether);
-        vm.prank(analyst);
-        sr.rent{value: DATASET_PRICE + POOL_PRICE + 0.5 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-
-        assertEq(sr.balances(analyst), 0.5 ether);
-        assertEq(address(sr).balance, DATASET_PRICE + POOL_PRICE + 0.5 ether);
-    }
-
-    function test_Rent_FreeOffers() public {
-        DatasetOffer memory d = _datasetOffer();
-        PoolOffer memory p = _poolOffer();
-        d.price = 0;
-        p.price = 0;
-        uint256 taskId = _rentWith(d, p, 0);
-        _submit(taskId, false);
-        assertEq(sr.balances(datasetOwner), 0);
-        assertEq(sr.balances(operator), 0);
-        assertEq(uint256(sr.getTask(taskId).status), uint256(TaskStatus.Completed));
-    }
-
-    function test_Rent_HugeMaxDurationSaturates() public {
-        PoolOffer memory p = _poolOffer();
-        p.maxDuration = type(uint64).max;
-        uint256 taskId = _rentWith(_datasetOffer(), p, DATASET_PRICE + POOL_PRICE);
-        assertEq(uint256(sr.getTask(taskId).deadline), uint256(type(uint64).max));
-    }
-
-    function test_Rent_OfferValidUntilInclusive() public {
-        DatasetOffer memory d = _datasetOffer();
-        d.validUntil = uint64(block.timestamp);
-        assertEq(_rentWith(d, _poolOffer(), DATASET_PRICE + POOL_PRICE), 1);
-    }
-
-    function test_RevertWhen_RentUnknownDataset() public {
-        DatasetOffer memory d = _datasetOffer();
-        d.dataset = keccak256("missing");
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UnknownDataset.selector, d.dataset));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentDatasetOfferSignedByOther() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(STRANGER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidDatasetOfferSignature.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentDatasetOfferTampered() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        d.price = 1 wei; // the analyst tries to pay less than the owner signed for
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidDatasetOfferSignature.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentDatasetOfferMalformedSignature() public {
-        DatasetOffer memory d = _datasetOffer();
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidDatasetOfferSignature.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, hex"1234", p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentOfferExpired() public {
-        DatasetOffer memory d = _datasetOffer();
-        d.validUntil = uint64(block.timestamp - 1);
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.OfferExpired.selector, d.validUntil));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentUnknownPool() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        p.pool = keccak256("missing");
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UnknownPool.selector, p.pool));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentPoolOfferSignedByOther() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(STRANGER_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidPoolOfferSignature.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentPoolOfferMalformedSignature() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidPoolOfferSignature.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, "", RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentEmptyJob() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.EmptyJob.selector));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, "");
-    }
-
-    function test_RevertWhen_RentInsufficientPayment() public {
-        DatasetOffer memory d = _datasetOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-        uint256 required = DATASET_PRICE + POOL_PRICE;
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InsufficientPayment.selector, required, required - 1));
-        vm.prank(analyst);
-        sr.rent{value: required - 1}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    function test_RevertWhen_RentPriceExceedsUint128() public {
-        DatasetOffer memory d = _datasetOffer();
-        d.price = uint256(type(uint128).max) + 1;
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        PoolOffer memory p = _poolOffer();
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-
-        vm.expectRevert(abi.encodeWithSelector(SafeCast.SafeCastOverflowedUintDowncast.selector, 128, d.price));
-        vm.prank(analyst);
-        sr.rent{value: 2 ether}(d, dSig, p, pSig, RESULT_KEY, SQL);
-    }
-
-    // ------------------------------------------------------------------
-    // submitResult
-    // ------------------------------------------------------------------
-
-    function test_SubmitResult_Success() public {
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
+        AppOffer memory a = _appOffer();
+        bytes32 dHash = sr.hashDatasetOffer(d);
+        bytes32 pHash = sr.hashPoolOffer(p);
+        bytes32 aHash = sr.hashAppOffer(a);
+        assertFalse(sr.presigned(dHash));
 
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, false);
-        vm.prank(stranger); // the worker host relays; authority is in the signatures
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-
-        Task memory t = sr.getTask(taskId);
-        assertEq(uint256(t.status), uint256(TaskStatus.Completed));
-        assertEq(t.resultDigest, DIGEST);
-        assertEq(sr.balances(datasetOwner), DATASET_PRICE);
-        assertEq(sr.balances(operator), POOL_PRICE);
-        assertEq(sr.balances(analyst), 0);
-        assertEq(address(sr).balance, DATASET_PRICE + POOL_PRICE);
-    }
-
-    function test_SubmitResult_AtDeadline() public {
-        uint256 taskId = _rent();
-        vm.warp(sr.getTask(taskId).deadline);
-        _submit(taskId, false);
-        assertEq(uint256(sr.getTask(taskId).status), uint256(TaskStatus.Completed));
-    }
-
-    function test_SubmitResult_AttestedFailure() public {
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, true);
-
-        vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, true);
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, true);
-
-        Task memory t = sr.getTask(taskId);
-        assertEq(uint256(t.status), uint256(TaskStatus.Failed));
-        assertEq(t.resultDigest, DIGEST);
-        assertEq(sr.balances(operator), POOL_PRICE);
-        assertEq(sr.balances(analyst), DATASET_PRICE);
-        assertEq(sr.balances(datasetOwner), 0);
-    }
-
-    function test_RevertWhen_SubmitUnknownTask() public {
-        bytes memory auth = _authSig(1, enclave);
-        bytes memory res = _resultSig(1, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UnknownTask.selector, 1));
-        sr.submitResult(1, DIGEST, LOCATION, auth, res, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UnknownTask.selector, 0));
-        sr.submitResult(0, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitTwice() public {
-        uint256 taskId = _rent();
-        _submit(taskId, false);
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitDeadlinePassed() public {
-        uint256 taskId = _rent();
-        uint64 deadline = sr.getTask(taskId).deadline;
-        vm.warp(uint256(deadline) + 1);
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.DeadlinePassed.selector, taskId, deadline));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitMalformedEnclaveSignature() public {
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, enclave);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidEnclaveSignature.selector));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, hex"00", false);
-    }
-
-    function test_RevertWhen_SubmitUnregisteredEnclave() public {
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, stranger);
-        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, false));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, stranger));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitExpiredEnclave() public {
-        // A pool offer long enough to outlive the enclave's registration.
-        PoolOffer memory p = _poolOffer();
-        p.maxDuration = 60 days;
-        uint256 taskId = _rentWith(_datasetOffer(), p, DATASET_PRICE + POOL_PRICE);
-        vm.warp(block.timestamp + 31 days);
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitRevokedMeasurement() public {
-        uint256 taskId = _rent();
-        sr.setMeasurement(MEASUREMENT, false);
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitFailureFlagFlipped() public {
-        // The enclave signed a success; relaying it as a failure changes the
-        // digest, so the signature no longer recovers the enclave.
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-        address recovered = _recoverAddr(sr.hashResult(taskId, DIGEST, true), res);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, true);
-    }
-
-    function test_RevertWhen_SubmitAuthorizedByWrongOperator() public {
-        uint256 taskId = _rent();
-        bytes memory auth = _sig(OWNER_PK, sr.hashAuthorization(taskId, enclave));
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitAuthorizationForOtherEnclave() public {
-        // A second, equally valid enclave that the operator did not assign.
-        uint256 otherPk = 0x0E2;
-        address other = vm.addr(otherPk);
-        Quote memory q = _quote(other);
-        sr.registerEnclave(q, _signQuote(q, PLATFORM_PK));
-
-        uint256 taskId = _rent();
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, false));
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, other));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitAuthorizationForOtherTask() public {
-        uint256 first = _rent();
-        uint256 second = _rent();
-        bytes memory auth = _authSig(first, enclave);
-        bytes memory res = _resultSig(second, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, second, enclave));
-        sr.submitResult(second, DIGEST, LOCATION, auth, res, false);
-    }
-
-    function test_RevertWhen_SubmitMalformedAuthorization() public {
-        uint256 taskId = _rent();
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
-        sr.submitResult(taskId, DIGEST, LOCATION, "", res, false);
-    }
-
-    function _recoverAddr(bytes32 digest, bytes memory sig) internal pure returns (address) {
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly {
-            r := mload(add(sig, 0x20))
-            s := mload(add(sig, 0x40))
-            v := byte(0, mload(add(sig, 0x60)))
-        }
-        return ecrecover(digest, v, r, s);
-    }
-
-    // ------------------------------------------------------------------
-    // refund
-    // ------------------------------------------------------------------
-
-    function test_RevertWhen_RefundBeforeDeadline() public {
-        uint256 taskId = _rent();
-        uint64 deadline = sr.getTask(taskId).deadline;
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.DeadlineNotReached.selector, taskId, deadline));
-        sr.refund(taskId);
-
-        vm.warp(deadline); // the deadline itself still belongs to the enclave
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.DeadlineNotReached.selector, taskId, deadline));
-        sr.refund(taskId);
-    }
-
-    function test_Refund() public {
-        uint256 taskId = _rent();
-        vm.warp(uint256(sr.getTask(taskId).deadline) + 1);
-
-        vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.TaskRefunded(taskId, analyst, DATASET_PRICE + POOL_PRICE);
-        vm.prank(stranger); // anyone may trigger it; the money goes to the analyst
-        sr.refund(taskId);
-
-        assertEq(uint256(sr.getTask(taskId).status), uint256(TaskStatus.Refunded));
-        assertEq(sr.balances(analyst), DATASET_PRICE + POOL_PRICE);
-        assertEq(sr.balances(stranger), 0);
-    }
-
-    function test_RevertWhen_RefundUnknownTask() public {
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.UnknownTask.selector, 42));
-        sr.refund(42);
-    }
-
-    function test_RevertWhen_RefundTwice() public {
-        uint256 taskId = _rent();
-        vm.warp(uint256(sr.getTask(taskId).deadline) + 1);
-        sr.refund(taskId);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
-        sr.refund(taskId);
-    }
-
-    function test_RevertWhen_RefundSettledTask() public {
-        uint256 taskId = _rent();
-        _submit(taskId, true);
-        vm.warp(uint256(sr.getTask(taskId).deadline) + 1);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Failed));
-        sr.refund(taskId);
-    }
-
-    function test_RevertWhen_SubmitAfterRefund() public {
-        uint256 taskId = _rent();
-        vm.warp(uint256(sr.getTask(taskId).deadline) + 1);
-        sr.refund(taskId);
-        bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
-        sr.submitResult(taskId, DIGEST, LOCATION, auth, res, false);
-    }
-
-    // ------------------------------------------------------------------
-    // withdraw
-    // ------------------------------------------------------------------
-
-    function test_Withdraw() public {
-        _submit(_rent(), false);
-        uint256 before = datasetOwner.balance;
-
-        vm.expectEmit(true, false, false, true, address(sr));
-        emit Strongroom.Withdrawn(datasetOwner, DATASET_PRICE);
+        emit Offers.OfferPresigned(dHash, datasetOwner);
         vm.prank(datasetOwner);
-        sr.withdraw();
-
-        assertEq(datasetOwner.balance, before + DATASET_PRICE);
-        assertEq(sr.balances(datasetOwner), 0);
-        assertEq(address(sr).balance, POOL_PRICE);
-
+        sr.presignDatasetOffer(d);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.OfferPresigned(pHash, operator);
         vm.prank(operator);
-        sr.withdraw();
-        assertEq(operator.balance, POOL_PRICE);
-        assertEq(address(sr).balance, 0);
+        sr.presignPoolOffer(p);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.OfferPresigned(aHash, appOwner);
+        vm.prank(appOwner);
+        sr.presignAppOffer(a);
+        assertTrue(sr.presigned(dHash));
+        assertTrue(sr.presigned(pHash));
+        assertTrue(sr.presigned(aHash));
+
+        vm.prank(analyst);
+        uint256 taskId = sr.rentApp{value: DATASET_PRICE + POOL_PRICE + APP_PRICE}(d, "", p, "", a, "", _rental());
+        assertEq(taskId, 1);
+        assertEq(uint256(sr.offerUsed(dHash)), 1);
+        assertEq(uint256(sr.offerUsed(pHash)), 1);
+        assertEq(uint256(sr.offerUsed(aHash)), 1);
     }
 
-    function test_RevertWhen_WithdrawNothing() public {
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NothingToWithdraw.selector));
+    function test_RevertWhen_EmptySignatureNotPresigned() public {
+        DatasetOffer memory d = _datasetOffer();
+        PoolOffer memory p = _poolOffer();
+        bytes memory pSig = _pSig(p);
+        Rental memory r = _rental();
+        bytes32 dHash = sr.hashDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(Offers.InvalidSignature.selector, dHash, datasetOwner));
+        vm.prank(analyst);
+        sr.rent{value: 2 ether}(d, "", p, pSig, r);
+    }
+
+    function test_PresignLapsesWithTransfer() public {
+        DatasetOffer memory d = _datasetOffer();
+        vm.prank(datasetOwner);
+        sr.presignDatasetOffer(d);
+        vm.prank(datasetOwner);
+        sr.transferDataset(datasetId, stranger);
+
+        PoolOffer memory p = _poolOffer();
+        bytes memory pSig = _pSig(p);
+        Rental memory r = _rental();
+        bytes32 dHash = sr.hashDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(Offers.InvalidSignature.selector, dHash, stranger));
+        vm.prank(analyst);
+        sr.rent{value: 2 ether}(d, "", p, pSig, r);
+    }
+
+    function test_RevertWhen_PresignByOthers() public {
+        DatasetOffer memory d = _datasetOffer();
+        PoolOffer memory p = _poolOffer();
+        AppOffer memory a = _appOffer();
+        vm.startPrank(stranger);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, stranger));
+        sr.presignDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, poolId, stranger));
+        sr.presignPoolOffer(p);
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.NotAppOwner.selector, appId, stranger));
+        sr.presignAppOffer(a);
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.NotDatasetOwner.selector, datasetId, stranger));
+        sr.cancelDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, poolId, stranger));
+        sr.cancelPoolOffer(p);
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.NotAppOwner.selector, appId, stranger));
+        sr.cancelAppOffer(a);
+        vm.stopPrank();
+    }
+
+    function test_RevertWhen_PresignUnknownParty() public {
+        DatasetOffer memory d = _datasetOffer();
+        d.dataset = keccak256("nope");
+        PoolOffer memory p = _poolOffer();
+        p.pool = keccak256("nope");
+        AppOffer memory a = _appOffer();
+        a.app = keccak256("nope");
+        vm.expectRevert(abi.encodeWithSelector(DatasetRegistry.UnknownDataset.selector, d.dataset));
+        sr.presignDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.UnknownPool.selector, p.pool));
+        sr.presignPoolOffer(p);
+        vm.expectRevert(abi.encodeWithSelector(AppRegistry.UnknownApp.selector, a.app));
+        sr.presignAppOffer(a);
+    }
+
+    function test_CancelOffers() public {
+        DatasetOffer memory d = _datasetOffer();
+        PoolOffer memory p = _poolOffer();
+        AppOffer memory a = _appOffer();
+        bytes32 dHash = sr.hashDatasetOffer(d);
+        bytes32 pHash = sr.hashPoolOffer(p);
+        bytes32 aHash = sr.hashAppOffer(a);
+
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.OfferCancelled(dHash, datasetOwner);
+        vm.prank(datasetOwner);
+        sr.cancelDatasetOffer(d);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.OfferCancelled(pHash, operator);
+        vm.prank(operator);
+        sr.cancelPoolOffer(p);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.OfferCancelled(aHash, appOwner);
+        vm.prank(appOwner);
+        sr.cancelAppOffer(a);
+
+        assertEq(uint256(sr.offerUsed(dHash)), type(uint64).max);
+        assertEq(uint256(sr.offerUsed(pHash)), type(uint64).max);
+        assertEq(uint256(sr.offerUsed(aHash)), type(uint64).max);
+    }
+
+    function test_RevertWhen_RentCancelledOffer() public {
+        DatasetOffer memory d = _datasetOffer();
+        PoolOffer memory p = _poolOffer();
+        bytes memory dSig = _dSig(d);
+        bytes memory pSig = _pSig(p);
+        Rental memory r = _rental();
+        vm.prank(datasetOwner);
+        sr.cancelDatasetOffer(d);
+
+        vm.expectRevert(abi.encodeWithSelector(Offers.OfferVolumeExhausted.selector, sr.hashDatasetOffer(d), d.volume));
+        vm.prank(analyst);
+        sr.rent{value: 2 ether}(d, dSig, p, pSig, r);
+    }
+
+    function test_RevertWhen_CancelTwiceOrPresignCancelled() public {
+        DatasetOffer memory d = _datasetOffer();
+        PoolOffer memory p = _poolOffer();
+        AppOffer memory a = _appOffer();
+        bytes32 dHash = sr.hashDatasetOffer(d);
+        bytes32 pHash = sr.hashPoolOffer(p);
+        bytes32 aHash = sr.hashAppOffer(a);
+
+        vm.startPrank(datasetOwner);
+        sr.cancelDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(Offers.OfferAlreadyCancelled.selector, dHash));
+        sr.cancelDatasetOffer(d);
+        vm.expectRevert(abi.encodeWithSelector(Offers.OfferAlreadyCancelled.selector, dHash));
+        sr.presignDatasetOffer(d);
+        vm.stopPrank();
+
+        vm.startPrank(operator);
+        sr.cancelPoolOffer(p);
+        vm.expectRevert(abi.encodeWithSelector(Offers.OfferAlreadyCancelled.selector, pHash));
+        sr.cancelPoolOffer(p);
+        vm.stopPrank();
+
+        vm.startPrank(appOwner);
+        sr.cancelAppOffer(a);
+        vm.expectRevert(abi.encodeWithSelector(Offers.OfferAlreadyCancelled.selector, aHash));
+        sr.presignAppOffer(a);
+        vm.stopPrank();
+    }
+
+    function test_ContractWalletOwnerPresigns() public {
+        // A wallet without any off-chain key material of its own presigns on chain.
+        TestWallet wallet = new TestWallet(stranger);
         vm.prank(stranger);
-        sr.withdraw();
-    }
-
-    function test_RevertWhen_WithdrawTwice() public {
-        _submit(_rent(), false);
-        vm.prank(operator);
-        sr.withdraw();
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.NothingToWithdraw.selector));
-        vm.prank(operator);
-        sr.withdraw();
-    }
-
-    function test_RevertWhen_WithdrawReceiverReverts() public {
-        RevertingReceiver receiver = new RevertingReceiver();
+        bytes memory ret = wallet.exec(
+            address(sr),
+            abi.encodeCall(sr.registerDataset, (bytes32(0), "u", CHECKSUM, "k", KMS_KEY, POLICY, BUDGET))
+        );
+        bytes32 id = abi.decode(ret, (bytes32));
         DatasetOffer memory d = _datasetOffer();
+        d.dataset = id;
+        vm.prank(stranger);
+        wallet.exec(address(sr), abi.encodeCall(sr.presignDatasetOffer, (d)));
+
         PoolOffer memory p = _poolOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-        receiver.rent{value: DATASET_PRICE + POOL_PRICE + 1 ether}(sr, d, dSig, p, pSig, SQL);
-        assertEq(sr.balances(address(receiver)), 1 ether);
-
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.WithdrawFailed.selector));
-        receiver.withdraw(sr);
-        // The failed payout rolled back: the balance is still there.
-        assertEq(sr.balances(address(receiver)), 1 ether);
+        bytes memory pSig = _pSig(p);
+        vm.prank(analyst);
+        uint256 taskId = sr.rent{value: DATASET_PRICE + POOL_PRICE}(d, "", p, pSig, _rental());
+        assertEq(taskId, 1);
     }
 
-    function test_Withdraw_ReentryGetsNothing() public {
-        ReentrantReceiver receiver = new ReentrantReceiver();
-        DatasetOffer memory d = _datasetOffer();
-        PoolOffer memory p = _poolOffer();
-        bytes memory dSig = _sig(OWNER_PK, sr.hashDatasetOffer(d));
-        bytes memory pSig = _sig(OPERATOR_PK, sr.hashPoolOffer(p));
-        receiver.rent{value: DATASET_PRICE + POOL_PRICE + 1 ether}(sr, d, dSig, p, pSig, SQL);
-
-        receiver.withdraw();
-        assertTrue(receiver.reentryFailed());
-        assertEq(address(receiver).balance, 1 ether);
-        assertEq(sr.balances(address(receiver)), 0);
-        assertEq(address(sr).balance, DATASET_PRICE + POOL_PRICE);
-    }
-
-    // ------------------------------------------------------------------
-    // Fuzz: ether is conserved
-    // ------------------------------------------------------------------
-
-    /// After any mix of rentals, settlements, refunds and withdrawals, the
-    /// contract holds exactly the active escrows plus the withdrawable balances.
-    function testFuzz_EtherConserved(uint256 seed) public {
-        uint256 rounds = bound(seed % 8, 1, 6);
-        for (uint256 i = 0; i < rounds; i++) {
-            uint256 r = uint256(keccak256(abi.encode(seed, i)));
-            DatasetOffer memory d = _datasetOffer();
-            PoolOffer memory p = _poolOffer();
-            d.price = r % 5 ether;
-            p.price = (r >> 96) % 2 ether;
-            uint256 excess = (r >> 192) % 3 == 0 ? (r >> 200) % 1 ether : 0;
-            uint256 taskId = _rentWith(d, p, d.price + p.price + excess);
-
-            uint256 outcome = (r >> 224) % 4;
-            if (outcome == 0) {
-                _submit(taskId, false);
-            } else if (outcome == 1) {
-                _submit(taskId, true);
-            } else if (outcome == 2) {
-                vm.warp(uint256(sr.getTask(taskId).deadline) + 1);
-                sr.refund(taskId);
-            } // outcome 3: left active
-
-            if ((r >> 240) % 2 == 0) _withdrawIfAny(analyst);
-            if ((r >> 241) % 2 == 0) _withdrawIfAny(datasetOwner);
-            if ((r >> 242) % 2 == 0) _withdrawIfAny(operator);
-            _assertConserved();
+    function _slice32(bytes memory b, uint256 at) internal pure returns (bytes32 w) {
+        assembly {
+            w := mload(add(add(b, 0x20), at))
         }
-    }
-
-    function _withdrawIfAny(address account) internal {
-        if (sr.balances(account) == 0) return;
-        vm.prank(account);
-        sr.withdraw();
-    }
-
-    function _assertConserved() internal {
-        uint256 escrowed;
-        for (uint256 id = 1; id <= sr.taskCount(); id++) {
-            Task memory t = sr.getTask(id);
-            if (t.status == TaskStatus.Active) escrowed += uint256(t.datasetPrice) + t.poolPrice;
-        }
-        uint256 owed = sr.balances(analyst) + sr.balances(datasetOwner) + sr.balances(operator);
-        assertEq(address(sr).balance, escrowed + owed);
     }
 }

@@ -66,6 +66,17 @@ impl Platform {
         self.key.address()
     }
 
+    /// Signs a quote for any measurement and report data, as the platform key's holder can.
+    /// Only for benchmarks and tests that need an enclave identity without an enclave process.
+    #[cfg(feature = "test-utils")]
+    pub fn quote_for(&self, measurement: B256, report_data: [B256; 2]) -> (Quote, alloy::primitives::Bytes) {
+        let server = PlatformServer { key: self.key.clone(), measurement };
+        match server.answer(PlatformRequest::Quote { report_data }) {
+            PlatformResponse::Quote { quote, signature } => (quote, signature),
+            other => panic!("the simulated platform failed to sign: {other:?}"),
+        }
+    }
+
     /// Starts `binary` as a measured enclave. The returned process exposes stdin/stdout (the
     /// host's message channel) and stderr (its log); the platform channel stays private.
     pub fn launch(&self, binary: &Path) -> Result<EnclaveProcess> {

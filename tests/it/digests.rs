@@ -1,10 +1,11 @@
-//! Messages signed in Rust hash exactly as the contract hashes them (EIP-712).
+//! Messages signed in Rust hash exactly as the contract hashes them (EIP-712), and the task
+//! commitment the services recompute is the one the contract stores.
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolStruct;
-use strongroom_chain::{Chain, DevNode, Strongroom};
+use strongroom_chain::{Chain, DevNode, Strongroom, commitment_hash};
 use strongroom_cli::devnet::governance_key;
-use strongroom_types::{Authorization, DatasetOffer, PoolOffer, ResultAttestation};
+use strongroom_types::{AppOffer, Authorization, DatasetOffer, PoolOffer, ResultAttestation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_contract_agree_on_every_signed_digest() {
@@ -17,16 +18,44 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
     let dataset_offer = DatasetOffer {
         dataset: B256::repeat_byte(1),
         price: U256::from(12345),
+        volume: 10,
+        validFrom: 1_800_000_000,
         validUntil: 1_900_000_000,
+        requester: Address::repeat_byte(7),
+        requesterRoot: B256::repeat_byte(8),
+        allowSql: true,
+        allowApps: true,
+        app: B256::repeat_byte(9),
+        pool: B256::repeat_byte(10),
+        measurement: B256::repeat_byte(11),
+        policyHash: B256::repeat_byte(12),
+        maxEpsilon: 1_500_000,
         salt: B256::repeat_byte(2),
     };
     let onchain = contract.hashDatasetOffer(Strongroom::DatasetOffer::from(&dataset_offer)).call().await.unwrap();
     assert_eq!(onchain, dataset_offer.eip712_signing_hash(&domain));
 
-    let pool_offer =
-        PoolOffer { pool: B256::repeat_byte(3), price: U256::from(7), maxDuration: 600, salt: B256::repeat_byte(4) };
+    let pool_offer = PoolOffer {
+        pool: B256::repeat_byte(3),
+        price: U256::from(7),
+        volume: 5,
+        maxDuration: 600,
+        salt: B256::repeat_byte(4),
+    };
     let onchain = contract.hashPoolOffer(Strongroom::PoolOffer::from(&pool_offer)).call().await.unwrap();
     assert_eq!(onchain, pool_offer.eip712_signing_hash(&domain));
+
+    let app_offer = AppOffer {
+        app: B256::repeat_byte(13),
+        price: U256::from(99),
+        volume: 3,
+        dataset: B256::repeat_byte(14),
+        pool: B256::repeat_byte(15),
+        requester: Address::repeat_byte(16),
+        salt: B256::repeat_byte(17),
+    };
+    let onchain = contract.hashAppOffer(Strongroom::AppOffer::from(&app_offer)).call().await.unwrap();
+    assert_eq!(onchain, app_offer.eip712_signing_hash(&domain));
 
     let enclave = Address::repeat_byte(5);
     let onchain = contract.hashAuthorization(U256::from(9), enclave).call().await.unwrap();
@@ -35,4 +64,28 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
     let onchain = contract.hashResult(U256::from(9), B256::repeat_byte(6), true).call().await.unwrap();
     let attestation = ResultAttestation { taskId: U256::from(9), digest: B256::repeat_byte(6), failed: true };
     assert_eq!(onchain, attestation.eip712_signing_hash(&domain));
+
+    let params = Strongroom::TaskParams {
+        dataset: B256::repeat_byte(1),
+        datasetVersion: 3,
+        pool: B256::repeat_byte(2),
+        app: B256::ZERO,
+        kind: 0,
+        analyst: Address::repeat_byte(3),
+        datasetOwner: Address::repeat_byte(4),
+        poolOperator: Address::repeat_byte(5),
+        appOwner: Address::ZERO,
+        deadline: 1_900_000_000,
+        epsilon: 250_000,
+        datasetPrice: 10,
+        poolPrice: 1,
+        appPrice: 0,
+        stake: 1,
+        jobHash: B256::repeat_byte(6),
+        resultKey: B256::repeat_byte(7),
+        policyHash: B256::repeat_byte(8),
+        checksum: B256::repeat_byte(9),
+        measurement: B256::ZERO,
+    };
+    assert_eq!(contract.hashTaskParams(params.clone()).call().await.unwrap(), commitment_hash(&params));
 }

@@ -1,31 +1,17 @@
 //! Attested failures: the enclave reports what went wrong, sealed to the analyst, and the
 //! analyst gets the dataset price back.
 
-use std::time::Duration;
-
 use alloy::primitives::U256;
-use strongroom_cli::analyst::{self, Outcome};
+use strongroom_cli::analyst::{self, Outcome, RentOptions};
+use strongroom_cli::devnet::Devnet;
 use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
-use strongroom_e2e::{devnet, publish_sample};
+use strongroom_cli::owner::Published;
+use strongroom_e2e::{devnet, publish_sample, rent, result_of};
 
-async fn rent_and_read(
-    devnet: &strongroom_cli::devnet::Devnet,
-    published: &strongroom_cli::owner::Published,
-    sql: &str,
-) -> (bool, Outcome) {
-    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let rental = analyst::rent(
-        &analyst,
-        (&published.offer, &published.offer_signature),
-        (&devnet.pool_offer, &devnet.pool_offer_signature),
-        sql,
-    )
-    .await
-    .unwrap();
-    let result =
-        analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
-    let outcome =
-        analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
+async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {
+    let rental = rent(devnet, published, sql, &RentOptions { epsilon: 100_000, ..Default::default() }).await.unwrap();
+    let result = result_of(devnet, &rental).await;
+    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
     (result.failed, outcome)
 }
 
@@ -43,6 +29,8 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
     assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), published.offer.price);
     assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), devnet.pool_offer.price);
     assert_eq!(chain.balance_of(owner_key().address()).await.unwrap(), U256::ZERO);
+    // A failed task spends no privacy budget.
+    assert_eq!(chain.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 0));
 
     // Queries may only read: DDL and DML are refused inside the enclave.
     let (failed, outcome) = rent_and_read(&devnet, &published, "CREATE TABLE copy AS SELECT * FROM dataset").await;

@@ -1,13 +1,11 @@
 //! One SQL rental from publish to a decrypted, verified result.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use alloy::primitives::U256;
 use arrow_helpers::column_strings;
-use strongroom_cli::analyst::{self, Outcome};
+use std::collections::BTreeMap;
+use strongroom_cli::analyst::{self, Outcome, RentOptions};
 use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
-use strongroom_e2e::{devnet, logs, publish_sample, sample_rows};
+use strongroom_e2e::{devnet, logs, publish_sample, rent, result_of, sample_rows};
 use strongroom_types::AuditEntry;
 
 const SQL: &str = "SELECT region, COUNT(*) AS customers FROM dataset GROUP BY region ORDER BY region";
@@ -18,19 +16,10 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
 
-    let rental = analyst::rent(
-        &analyst,
-        (&published.offer, &published.offer_signature),
-        (&devnet.pool_offer, &devnet.pool_offer_signature),
-        SQL,
-    )
-    .await
-    .unwrap();
-    let result =
-        analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
+    let rental = rent(&devnet, &published, SQL, &RentOptions { epsilon: 250_000, ..Default::default() }).await.unwrap();
+    let result = result_of(&devnet, &rental).await;
     assert!(!result.failed);
-    let outcome =
-        analyst::read_result(&analyst, rental.task_id, &result.location, &rental.result_secret).await.unwrap();
+    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
 
     // The result equals the same aggregation computed directly from the CSV.
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();
@@ -48,9 +37,12 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     assert_eq!(analyst.balance_of(owner_key().address()).await.unwrap(), published.offer.price);
     assert_eq!(analyst.balance_of(operator_key().address()).await.unwrap(), devnet.pool_offer.price);
     assert_eq!(analyst.balance_of(analyst_key().address()).await.unwrap(), U256::ZERO);
+    // The task's epsilon moved from reserved to spent; the pool's stake is unlocked again.
+    assert_eq!(analyst.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (250_000, 0));
+    assert_eq!(analyst.pool(devnet.pool).await.unwrap().unwrap().locked, U256::ZERO);
 
     // The key service released this task's keys once, to the registered enclave, and audited it.
-    let audit: Vec<AuditEntry> = reqwest::get(format!("{}/v1/audit?task_id={}", devnet.kms.url(), rental.task_id))
+    let audit: Vec<AuditEntry> = reqwest::get(format!("{}/v1/audit?task_id={}", devnet.kms.url(), rental.task_id()))
         .await
         .unwrap()
         .json()

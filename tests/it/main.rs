@@ -7,3 +7,4 @@ mod failures;
 mod flow;
 mod refund;
 mod release;
+mod reverts;

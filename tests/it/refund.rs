@@ -2,40 +2,41 @@
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use strongroom_chain::TaskStatus;
-use strongroom_cli::analyst;
+use strongroom_chain::{TaskStatus, format_utc};
+use strongroom_cli::analyst::RentOptions;
 use strongroom_cli::devnet::analyst_key;
-use strongroom_e2e::{devnet, publish_sample};
+use strongroom_e2e::{devnet, publish_sample, rent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refund_only_after_the_deadline_then_withdraw() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let rental = analyst::rent(
-        &analyst,
-        (&published.offer, &published.offer_signature),
-        (&devnet.pool_offer, &devnet.pool_offer_signature),
-        "SELECT 1",
-    )
-    .await
-    .unwrap();
+    let rental =
+        rent(&devnet, &published, "SELECT 1", &RentOptions { epsilon: 300_000, ..Default::default() }).await.unwrap();
+    let task = &rental.task;
+    assert_eq!(analyst.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 300_000));
+    let stake = U256::from(task.params.stake);
+    assert_eq!(analyst.pool(devnet.pool).await.unwrap().unwrap().locked, stake);
 
-    let err = analyst.refund(rental.task_id).await.unwrap_err();
+    let err = analyst.refund(task).await.unwrap_err();
     assert_eq!(err.revert_name(), Some("DeadlineNotReached"));
-    let task = analyst.task(rental.task_id).await.unwrap();
     assert_eq!(
         err.to_string(),
-        format!("task {} can be refunded only after its deadline, unix time {}", rental.task_id, task.deadline)
+        format!("task {} can be refunded only after its deadline, {}", task.id, format_utc(task.params.deadline))
     );
 
     devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
-    analyst.refund(rental.task_id).await.unwrap();
-    assert_eq!(analyst.task(rental.task_id).await.unwrap().status, TaskStatus::Refunded);
-    let owed = published.offer.price + devnet.pool_offer.price;
+    analyst.refund(task).await.unwrap();
+    assert_eq!(analyst.task(task.id).await.unwrap().unwrap().status, TaskStatus::Refunded);
+    // The analyst gets both prices back plus the pool's slashed stake; the epsilon is released.
+    let owed = published.offer.price + devnet.pool_offer.price + stake;
     assert_eq!(analyst.balance_of(analyst_key().address()).await.unwrap(), owed);
+    assert_eq!(analyst.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 0));
+    let pool = analyst.pool(devnet.pool).await.unwrap().unwrap();
+    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake - stake, U256::ZERO));
 
-    let err = analyst.refund(rental.task_id).await.unwrap_err();
+    let err = analyst.refund(task).await.unwrap_err();
     assert_eq!(err.revert_name(), Some("TaskNotActive"));
 
     let provider = analyst.contract().provider();

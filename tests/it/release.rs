@@ -1,13 +1,11 @@
 //! The key service refuses every release it should, each with its own error.
 
-use std::time::Duration;
-
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
-use strongroom_cli::analyst;
+use strongroom_cli::analyst::RentOptions;
 use strongroom_cli::devnet::{Devnet, analyst_key, operator_key};
-use strongroom_e2e::{devnet, publish_sample};
+use strongroom_e2e::{devnet, publish_sample, rent, result_of};
 use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519SecretKey, sign_typed};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
@@ -39,15 +37,8 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let rent = || {
-        analyst::rent(
-            &analyst,
-            (&published.offer, &published.offer_signature),
-            (&devnet.pool_offer, &devnet.pool_offer_signature),
-            "SELECT 1",
-        )
-    };
-    let active = rent().await.unwrap().task_id;
+    let options = RentOptions::default();
+    let active = rent(&devnet, &published, "SELECT 1", &options).await.unwrap().task;
     let rogue_enclave = PrivateKeySigner::random();
 
     let (status, body) = request(&devnet, &analyst, U256::from(999), &rogue_enclave, &operator_key()).await;
@@ -55,19 +46,20 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     assert_eq!(body["message"], "task 999 does not exist on chain");
 
     // Authorized by someone other than the pool operator.
-    let (status, body) = request(&devnet, &analyst, active, &rogue_enclave, &analyst_key()).await;
+    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &analyst_key()).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("not_authorized")));
     assert_eq!(
         body["message"],
         format!(
-            "the pool operator {} did not authorize enclave {} for task {active}",
+            "the pool operator {} did not authorize enclave {} for task {}",
             operator_key().address(),
-            rogue_enclave.address()
+            rogue_enclave.address(),
+            active.id
         )
     );
 
     // Authorized by the operator, but the enclave never registered a quote.
-    let (status, body) = request(&devnet, &analyst, active, &rogue_enclave, &operator_key()).await;
+    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("enclave_not_registered")));
     assert_eq!(
         body["message"],
@@ -79,16 +71,16 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
 
     // Refunded after its deadline: the analyst has its money back, so there is nothing to run.
     devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
-    analyst.refund(active).await.unwrap();
-    let (status, body) = request(&devnet, &analyst, active, &rogue_enclave, &operator_key()).await;
+    analyst.refund(&active).await.unwrap();
+    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
     assert_eq!(
         body["message"],
-        format!("task {active} is refunded, not active: keys are released only for paid, running tasks")
+        format!("task {} is refunded, not active: keys are released only for paid, running tasks", active.id)
     );
 
     // Active but past its deadline (not yet refunded).
-    let late = rent().await.unwrap().task_id;
+    let late = rent(&devnet, &published, "SELECT 1", &options).await.unwrap().task_id();
     devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
     let (status, body) = request(&devnet, &analyst, late, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("deadline_passed")));
@@ -101,23 +93,17 @@ async fn release_is_refused_for_a_task_already_paid_out() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let rental = analyst::rent(
-        &analyst,
-        (&published.offer, &published.offer_signature),
-        (&devnet.pool_offer, &devnet.pool_offer_signature),
-        "SELECT 1",
-    )
-    .await
-    .unwrap();
-    analyst::wait_for_result(&analyst, rental.task_id, rental.block, Duration::from_secs(60)).await.unwrap();
+    let rental = rent(&devnet, &published, "SELECT 1", &RentOptions::default()).await.unwrap();
+    result_of(&devnet, &rental).await;
 
-    let (status, body) = request(&devnet, &analyst, rental.task_id, &PrivateKeySigner::random(), &operator_key()).await;
+    let (status, body) =
+        request(&devnet, &analyst, rental.task_id(), &PrivateKeySigner::random(), &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
     assert_eq!(
         body["message"],
         format!(
             "task {} is completed (already paid out), not active: keys are released only for paid, running tasks",
-            rental.task_id
+            rental.task_id()
         )
     );
     devnet.shutdown().await;

@@ -4,8 +4,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use strongroom_cli::analyst::{self, Published as ResultPublished, RentOptions, Rental};
+use strongroom_cli::devnet::analyst_key;
 use strongroom_cli::devnet::{Devnet, DevnetOptions, owner_key};
-use strongroom_cli::owner::{self, PublishRequest, Published};
+use strongroom_cli::owner::{self, OfferTerms, PublishRequest, Published};
 
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
 pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-only.toml");
@@ -62,12 +64,22 @@ pub async fn devnet(with_worker: bool) -> (tempfile::TempDir, Devnet) {
 
 /// Publishes the sample dataset as the devnet's owner at 0.01 ether per task.
 pub async fn publish_sample(devnet: &Devnet) -> Published {
+    publish_with(
+        devnet,
+        OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(3600)),
+        2_000_000,
+    )
+    .await
+}
+
+/// Publishes the sample dataset with these offer terms and privacy budget (micro-epsilon).
+pub async fn publish_with(devnet: &Devnet, terms: OfferTerms, privacy_budget: u64) -> Published {
     let chain = devnet.chain_as(owner_key()).await.unwrap();
     let request = PublishRequest {
         input: SAMPLE.into(),
         policy: POLICY.into(),
-        price: alloy::primitives::U256::from(10_000_000_000_000_000u64),
-        offer_validity: Duration::from_secs(3600),
+        terms,
+        privacy_budget,
         storage_url: devnet.objects_url.clone(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
@@ -87,4 +99,68 @@ pub fn sample_rows() -> Vec<(String, String)> {
             (cols[1].to_owned(), cols[3].to_owned())
         })
         .collect()
+}
+
+/// Rents the published dataset on the devnet's pool as the analyst.
+pub async fn rent(devnet: &Devnet, published: &Published, sql: &str, options: &RentOptions) -> anyhow::Result<Rental> {
+    let chain = devnet.chain_as(analyst_key()).await?;
+    analyst::rent(
+        &chain,
+        (&published.offer, &published.offer_signature),
+        (&devnet.pool_offer, &devnet.pool_offer_signature),
+        sql,
+        options,
+    )
+    .await
+}
+
+/// Waits for the rental's result (a minute at most).
+pub async fn result_of(devnet: &Devnet, rental: &Rental) -> ResultPublished {
+    let chain = devnet.chain_as(analyst_key()).await.unwrap();
+    analyst::wait_for_result(&chain, rental.task_id(), rental.block, Duration::from_secs(60)).await.unwrap()
+}
+
+/// What one run of the `strongroom` binary printed.
+pub struct CliRun {
+    pub status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl CliRun {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    /// The `error: …` line, as the user reads it.
+    pub fn stderr_line(&self) -> String {
+        self.stderr().lines().find(|l| l.starts_with("error: ")).unwrap_or_default().to_owned()
+    }
+}
+
+/// Runs the `strongroom` binary as `key`, pointed at the devnet through its environment variables.
+pub fn strongroom(
+    devnet: &Devnet,
+    data_dir: &std::path::Path,
+    key: &alloy::signers::local::PrivateKeySigner,
+    args: &[&str],
+) -> CliRun {
+    let enclave = strongroom_worker::locate_enclave_binary().expect("binaries are built");
+    let binary = enclave.with_file_name("strongroom");
+    let out = std::process::Command::new(&binary)
+        .args(args)
+        .env("STRONGROOM_RPC_URL", devnet.rpc_url())
+        .env("STRONGROOM_CONTRACT", devnet.governance.address().to_string())
+        .env("STRONGROOM_MARKET_URL", devnet.market.url())
+        .env("STRONGROOM_KMS_URL", devnet.kms.url())
+        .env("STRONGROOM_STORAGE_URL", &devnet.objects_url)
+        .env("STRONGROOM_DATA_DIR", data_dir)
+        .env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(key.to_bytes())))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+    CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }
 }

@@ -9,9 +9,9 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolEvent};
-use strongroom_types::{DatasetId, DatasetOffer, PoolId, PoolOffer, Quote, TaskId, domain};
+use strongroom_types::{AppOffer, DatasetId, DatasetOffer, PoolId, PoolOffer, Quote, TaskId, domain};
 
-use crate::Strongroom::{self, StrongroomInstance};
+use crate::Strongroom::{self, Rental, StrongroomInstance, TaskParams};
 use crate::{ChainError, Result};
 
 /// A mined transaction: what a caller reports (hash, gas).
@@ -27,11 +27,35 @@ pub struct TxOutcome {
 pub struct DatasetInfo {
     pub id: DatasetId,
     pub owner: Address,
+    pub active: bool,
+    pub version: u64,
+    pub privacy_budget: u64,
     pub checksum: B256,
     pub kms_key: B256,
     pub policy_hash: B256,
     pub uri: String,
     pub kms_url: String,
+}
+
+/// A registered WASM app.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppInfo {
+    pub id: B256,
+    pub owner: Address,
+    /// sha256 of the WASM module.
+    pub code_hash: B256,
+    pub uri: String,
+}
+
+/// A pool and its stake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub id: PoolId,
+    pub operator: Address,
+    pub stake: U256,
+    pub locked: U256,
+    pub unbonding: U256,
+    pub unbonding_at: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +68,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    fn from_u8(v: u8) -> Self {
+    pub(crate) fn from_u8(v: u8) -> Self {
         match v {
             1 => Self::Active,
             2 => Self::Completed,
@@ -53,37 +77,41 @@ impl TaskStatus {
             _ => Self::None,
         }
     }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::None => "unknown",
+            Self::Active => "active",
+            Self::Completed => "completed (already paid out)",
+            Self::Failed => "failed (already settled)",
+            Self::Refunded => "refunded",
+        }
+    }
 }
 
-/// A task as stored on chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TaskInfo {
-    pub id: TaskId,
-    pub dataset: DatasetId,
-    pub pool: PoolId,
-    pub analyst: Address,
-    pub deadline: u64,
-    pub status: TaskStatus,
-    pub dataset_price: U256,
-    pub pool_price: U256,
-    pub job_hash: B256,
-    pub result_key: B256,
-    pub result_digest: B256,
-}
-
-/// A `TaskCreated` event: everything a worker needs to run the task.
+/// A task: its parameters as committed on chain at rent, its job spec, and its status now.
 #[derive(Clone, Debug)]
-pub struct TaskCreated {
-    pub task_id: TaskId,
-    pub dataset: DatasetId,
-    pub pool: PoolId,
-    pub analyst: Address,
-    pub deadline: u64,
-    pub job_hash: B256,
-    pub result_key: B256,
-    pub sql: String,
+pub struct Task {
+    pub id: TaskId,
+    pub params: TaskParams,
+    /// The SQL text (SQL jobs) or the app parameters (app jobs).
+    pub spec: Bytes,
+    pub status: TaskStatus,
+    /// Block of the `rent` transaction.
     pub block: u64,
 }
+
+impl Task {
+    /// The SQL text of an SQL job.
+    pub fn sql(&self) -> Option<&str> {
+        (self.params.kind == JOB_SQL).then(|| std::str::from_utf8(&self.spec).ok()).flatten()
+    }
+}
+
+/// `JobKind.Sql` in the contract.
+pub const JOB_SQL: u8 = 0;
+/// `JobKind.App` in the contract.
+pub const JOB_APP: u8 = 1;
 
 /// A `ResultSubmitted` event.
 #[derive(Clone, Debug)]
@@ -207,8 +235,14 @@ impl Chain {
         self.contract.isEnclaveActive(enclave).call().await.map_err(|e| self.err(e))
     }
 
-    // ---- datasets and pools ----
+    pub async fn enclave(&self, enclave: Address) -> Result<(B256, u64)> {
+        let e = self.contract.enclaves(enclave).call().await.map_err(|e| self.err(e))?;
+        Ok((e.measurement, e.expiresAt))
+    }
 
+    // ---- datasets ----
+
+    #[allow(clippy::too_many_arguments)]
     pub async fn register_dataset(
         &self,
         salt: B256,
@@ -217,12 +251,46 @@ impl Chain {
         kms_url: &str,
         kms_key: B256,
         policy_hash: B256,
+        privacy_budget: u64,
     ) -> Result<(DatasetId, TxOutcome)> {
-        let call =
-            self.contract.registerDataset(salt, uri.to_owned(), checksum, kms_url.to_owned(), kms_key, policy_hash);
+        let call = self.contract.registerDataset(
+            salt,
+            uri.to_owned(),
+            checksum,
+            kms_url.to_owned(),
+            kms_key,
+            policy_hash,
+            privacy_budget,
+        );
         let (outcome, receipt) = self.send(call).await?;
         let event: Strongroom::DatasetRegistered = find_event(&receipt, "DatasetRegistered")?;
         Ok((event.id, outcome))
+    }
+
+    /// Registers a new version of a dataset (new objects, keys or policy).
+    pub async fn update_dataset(
+        &self,
+        id: DatasetId,
+        uri: &str,
+        checksum: B256,
+        kms_url: &str,
+        kms_key: B256,
+        policy_hash: B256,
+    ) -> Result<TxOutcome> {
+        let call = self.contract.updateDataset(id, uri.to_owned(), checksum, kms_url.to_owned(), kms_key, policy_hash);
+        self.send(call).await.map(|(o, _)| o)
+    }
+
+    pub async fn transfer_dataset(&self, id: DatasetId, new_owner: Address) -> Result<TxOutcome> {
+        self.send(self.contract.transferDataset(id, new_owner)).await.map(|(o, _)| o)
+    }
+
+    pub async fn set_dataset_active(&self, id: DatasetId, active: bool) -> Result<TxOutcome> {
+        self.send(self.contract.setDatasetActive(id, active)).await.map(|(o, _)| o)
+    }
+
+    pub async fn set_privacy_budget(&self, id: DatasetId, budget: u64) -> Result<TxOutcome> {
+        self.send(self.contract.setPrivacyBudget(id, budget)).await.map(|(o, _)| o)
     }
 
     /// The id `registerDataset(salt, …)` from `owner` would get.
@@ -239,6 +307,9 @@ impl Chain {
         Ok(Some(DatasetInfo {
             id,
             owner: d.owner,
+            active: d.active,
+            version: d.version,
+            privacy_budget: d.privacyBudget,
             checksum: d.checksum,
             kms_key: d.kmsKey,
             policy_hash: d.policyHash,
@@ -247,10 +318,63 @@ impl Chain {
         }))
     }
 
+    /// Epsilon an analyst has spent on a dataset and holds reserved by running tasks.
+    pub async fn privacy_spend(&self, dataset: DatasetId, analyst: Address) -> Result<(u64, u64)> {
+        let s = self.contract.privacySpend(dataset, analyst).call().await.map_err(|e| self.err(e))?;
+        Ok((s.spent, s.reserved))
+    }
+
+    // ---- apps ----
+
+    pub async fn register_app(&self, salt: B256, code_hash: B256, uri: &str) -> Result<(B256, TxOutcome)> {
+        let (outcome, receipt) = self.send(self.contract.registerApp(salt, code_hash, uri.to_owned())).await?;
+        let event: Strongroom::AppRegistered = find_event(&receipt, "AppRegistered")?;
+        Ok((event.id, outcome))
+    }
+
+    /// The app, or `None` if no app has that id.
+    pub async fn app(&self, id: B256) -> Result<Option<AppInfo>> {
+        let a = self.contract.getApp(id).call().await.map_err(|e| self.err(e))?;
+        if a.owner.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(AppInfo { id, owner: a.owner, code_hash: a.codeHash, uri: a.uri }))
+    }
+
+    // ---- pools ----
+
     pub async fn register_pool(&self, salt: B256) -> Result<(PoolId, TxOutcome)> {
         let (outcome, receipt) = self.send(self.contract.registerPool(salt)).await?;
         let event: Strongroom::PoolRegistered = find_event(&receipt, "PoolRegistered")?;
         Ok((event.id, outcome))
+    }
+
+    /// Adds `amount` to the pool's stake; each task locks a share of it until it settles.
+    pub async fn deposit_stake(&self, pool: PoolId, amount: U256) -> Result<TxOutcome> {
+        self.send(self.contract.depositStake(pool).value(amount)).await.map(|(o, _)| o)
+    }
+
+    pub async fn request_unstake(&self, pool: PoolId, amount: u128) -> Result<TxOutcome> {
+        self.send(self.contract.requestUnstake(pool, amount)).await.map(|(o, _)| o)
+    }
+
+    pub async fn withdraw_unbonded(&self, pool: PoolId) -> Result<TxOutcome> {
+        self.send(self.contract.withdrawUnbonded(pool)).await.map(|(o, _)| o)
+    }
+
+    pub async fn pool(&self, id: PoolId) -> Result<Option<PoolInfo>> {
+        let p = self.contract.getPool(id).call().await.map_err(|e| self.err(e))?;
+        if p.operator.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(PoolInfo {
+            id,
+            operator: p.operator,
+            stake: U256::from(p.stake),
+            locked: U256::from(p.locked),
+            unbonding: U256::from(p.unbonding),
+            unbonding_at: p.unbondingAt,
+        }))
     }
 
     /// The pool's operator, zero if the pool does not exist.
@@ -258,66 +382,130 @@ impl Chain {
         self.contract.poolOperator(pool).call().await.map_err(|e| self.err(e))
     }
 
+    // ---- offers ----
+
+    pub async fn presign_dataset_offer(&self, offer: &DatasetOffer) -> Result<TxOutcome> {
+        self.send(self.contract.presignDatasetOffer(offer.into())).await.map(|(o, _)| o)
+    }
+
+    pub async fn cancel_dataset_offer(&self, offer: &DatasetOffer) -> Result<TxOutcome> {
+        self.send(self.contract.cancelDatasetOffer(offer.into())).await.map(|(o, _)| o)
+    }
+
+    pub async fn cancel_pool_offer(&self, offer: &PoolOffer) -> Result<TxOutcome> {
+        self.send(self.contract.cancelPoolOffer(offer.into())).await.map(|(o, _)| o)
+    }
+
+    /// How many tasks an offer has been used for (`u64::MAX` once cancelled).
+    pub async fn offer_used(&self, offer_hash: B256) -> Result<u64> {
+        self.contract.offerUsed(offer_hash).call().await.map_err(|e| self.err(e))
+    }
+
     // ---- tasks ----
 
-    /// Rents a dataset plus compute in one payable transaction; returns the new task's id.
-    #[allow(clippy::too_many_arguments)]
+    /// Rents a dataset plus compute for an SQL job in one payable transaction.
     pub async fn rent(
         &self,
         dataset_offer: &DatasetOffer,
         dataset_sig: Bytes,
         pool_offer: &PoolOffer,
         pool_sig: Bytes,
-        result_key: B256,
-        sql: &str,
+        rental: &Rental,
         value: U256,
-    ) -> Result<(TaskId, TxOutcome)> {
+    ) -> Result<(Task, TxOutcome)> {
         let call = self
             .contract
-            .rent(dataset_offer.into(), dataset_sig, pool_offer.into(), pool_sig, result_key, sql.to_owned())
+            .rent(dataset_offer.into(), dataset_sig, pool_offer.into(), pool_sig, rental.clone())
             .value(value);
         let (outcome, receipt) = self.send(call).await?;
         let event: Strongroom::TaskCreated = find_event(&receipt, "TaskCreated")?;
-        Ok((event.taskId, outcome))
+        Ok((task_from_event(event, outcome.block), outcome))
     }
 
+    /// Rents a dataset, compute and an app in one payable transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn rent_app(
+        &self,
+        dataset_offer: &DatasetOffer,
+        dataset_sig: Bytes,
+        pool_offer: &PoolOffer,
+        pool_sig: Bytes,
+        app_offer: &AppOffer,
+        app_sig: Bytes,
+        rental: &Rental,
+        value: U256,
+    ) -> Result<(Task, TxOutcome)> {
+        let call = self
+            .contract
+            .rentApp(
+                dataset_offer.into(),
+                dataset_sig,
+                pool_offer.into(),
+                pool_sig,
+                app_offer.into(),
+                app_sig,
+                rental.clone(),
+            )
+            .value(value);
+        let (outcome, receipt) = self.send(call).await?;
+        let event: Strongroom::TaskCreated = find_event(&receipt, "TaskCreated")?;
+        Ok((task_from_event(event, outcome.block), outcome))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     pub async fn submit_result(
         &self,
-        task_id: TaskId,
+        task: &Task,
         digest: B256,
         location: &str,
         authorization: Bytes,
         enclave_signature: Bytes,
         failed: bool,
     ) -> Result<TxOutcome> {
-        let call =
-            self.contract.submitResult(task_id, digest, location.to_owned(), authorization, enclave_signature, failed);
+        let call = self.contract.submitResult(
+            task.params.clone(),
+            task.id,
+            digest,
+            location.to_owned(),
+            authorization,
+            enclave_signature,
+            failed,
+        );
         self.send(call).await.map(|(o, _)| o)
     }
 
-    pub async fn refund(&self, task_id: TaskId) -> Result<TxOutcome> {
-        self.send(self.contract.refund(task_id)).await.map(|(o, _)| o)
+    /// Refunds a task past its deadline: the analyst gets the prices back and the pool's locked stake.
+    pub async fn refund(&self, task: &Task) -> Result<TxOutcome> {
+        self.send(self.contract.refund(task.params.clone(), task.id)).await.map(|(o, _)| o)
     }
 
     pub async fn withdraw(&self) -> Result<TxOutcome> {
         self.send(self.contract.withdraw()).await.map(|(o, _)| o)
     }
 
-    pub async fn task(&self, id: TaskId) -> Result<TaskInfo> {
-        let t = self.contract.getTask(id).call().await.map_err(|e| self.err(e))?;
-        Ok(TaskInfo {
-            id,
-            dataset: t.dataset,
-            pool: t.pool,
-            analyst: t.analyst,
-            deadline: t.deadline,
-            status: TaskStatus::from_u8(t.status),
-            dataset_price: U256::from(t.datasetPrice),
-            pool_price: U256::from(t.poolPrice),
-            job_hash: t.jobHash,
-            result_key: t.resultKey,
-            result_digest: t.resultDigest,
-        })
+    pub async fn task_status(&self, id: TaskId) -> Result<TaskStatus> {
+        let status = self.contract.taskStatus(id).call().await.map_err(|e| self.err(e))?;
+        Ok(TaskStatus::from_u8(status))
+    }
+
+    /// The task with its parameters (from its `TaskCreated` event, checked against the
+    /// commitment stored on chain) and its current status; `None` if it does not exist.
+    pub async fn task(&self, id: TaskId) -> Result<Option<Task>> {
+        let commitment = self.contract.taskCommitment(id).call().await.map_err(|e| self.err(e))?;
+        if commitment.is_zero() {
+            return Ok(None);
+        }
+        let logs =
+            self.contract.TaskCreated_filter().topic1(id).from_block(0).query().await.map_err(|e| self.err(e))?;
+        let Some((event, log)) = logs.into_iter().next() else {
+            return Err(ChainError::MissingEvent("TaskCreated"));
+        };
+        let mut task = task_from_event(event, log.block_number.unwrap_or_default());
+        if commitment_hash(&task.params)[..31] != commitment[..31] {
+            return Err(ChainError::CommitmentMismatch(id));
+        }
+        task.status = TaskStatus::from_u8(commitment[31]);
+        Ok(Some(task))
     }
 
     /// Withdrawable balance held by the contract for `account`.
@@ -342,8 +530,8 @@ impl Chain {
         Ok(block.header.timestamp)
     }
 
-    /// Tasks created for `pool` in blocks `from..=to`.
-    pub async fn tasks_created(&self, pool: PoolId, from: u64, to: u64) -> Result<Vec<TaskCreated>> {
+    /// Tasks created for `pool` in blocks `from..=to` (status as created: active).
+    pub async fn tasks_created(&self, pool: PoolId, from: u64, to: u64) -> Result<Vec<Task>> {
         let logs = self
             .contract
             .TaskCreated_filter()
@@ -353,20 +541,7 @@ impl Chain {
             .query()
             .await
             .map_err(|e| self.err(e))?;
-        Ok(logs
-            .into_iter()
-            .map(|(e, log)| TaskCreated {
-                task_id: e.taskId,
-                dataset: e.dataset,
-                pool: e.pool,
-                analyst: e.analyst,
-                deadline: e.deadline,
-                job_hash: e.jobHash,
-                result_key: e.resultKey,
-                sql: e.sql,
-                block: log.block_number.unwrap_or_default(),
-            })
-            .collect())
+        Ok(logs.into_iter().map(|(e, log)| task_from_event(e, log.block_number.unwrap_or_default())).collect())
     }
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.
@@ -434,6 +609,15 @@ impl Chain {
 
 fn rpc(url: &str, e: impl std::fmt::Display) -> ChainError {
     ChainError::Rpc { url: url.to_owned(), reason: e.to_string() }
+}
+
+/// `keccak256(abi.encode(params))`, the word the contract stores (status in its low byte).
+pub fn commitment_hash(params: &TaskParams) -> B256 {
+    alloy::primitives::keccak256(alloy::sol_types::SolValue::abi_encode(params))
+}
+
+fn task_from_event(event: Strongroom::TaskCreated, block: u64) -> Task {
+    Task { id: event.taskId, params: event.params, spec: event.spec, status: TaskStatus::Active, block }
 }
 
 fn find_event<E: SolEvent>(receipt: &TransactionReceipt, name: &'static str) -> Result<E> {

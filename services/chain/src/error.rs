@@ -17,6 +17,10 @@ pub enum ChainError {
     Rpc { url: String, reason: String },
     #[error("transaction {0} was mined but reverted without a reason")]
     Failed(B256),
+    #[error(
+        "task {0}'s TaskCreated event does not match the commitment stored on chain: the RPC node is lying or broken"
+    )]
+    CommitmentMismatch(U256),
     #[error("devnode: {0}")]
     DevNode(String),
     // Our own bug.
@@ -43,22 +47,19 @@ impl ChainError {
 }
 
 fn when(ts: u64) -> String {
-    format!("unix time {ts}")
-}
-
-fn status_word(status: u8) -> &'static str {
-    match status {
-        0 => "unknown",
-        1 => "active",
-        2 => "completed",
-        3 => "failed",
-        4 => "refunded",
-        _ => "in an unknown state",
-    }
+    crate::format_utc(ts)
 }
 
 fn eth(wei: U256) -> String {
     alloy::primitives::utils::format_ether(wei) + " ETH"
+}
+
+fn epsilon(micro: u64) -> String {
+    format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000)
+}
+
+fn status_word(status: u8) -> &'static str {
+    crate::TaskStatus::from_u8(status).describe()
 }
 
 /// Each custom error of the contract as a sentence a person can act on.
@@ -82,21 +83,85 @@ pub fn describe_revert(e: &StrongroomErrors) -> (&'static str, String) {
         E::DatasetExists(x) => {
             ("DatasetExists", format!("dataset {} is already registered; publish with another salt", x.id))
         }
-        E::PoolExists(x) => ("PoolExists", format!("pool {} is already registered", x.id)),
         E::UnknownDataset(x) => ("UnknownDataset", format!("dataset {} is not registered", x.id)),
+        E::DatasetInactive(x) => {
+            ("DatasetInactive", format!("dataset {} is deactivated by its owner and cannot be rented", x.id))
+        }
+        E::NotDatasetOwner(x) => ("NotDatasetOwner", format!("{} does not own dataset {}", x.caller, x.id)),
+        E::BudgetDecrease(x) => (
+            "BudgetDecrease",
+            format!(
+                "the privacy budget can only be raised: it is {}, not lowered to {}",
+                epsilon(x.current),
+                epsilon(x.requested)
+            ),
+        ),
+        E::AppExists(x) => ("AppExists", format!("app {} is already registered", x.id)),
+        E::UnknownApp(x) => ("UnknownApp", format!("app {} is not registered", x.id)),
+        E::NotAppOwner(x) => ("NotAppOwner", format!("{} does not own app {}", x.caller, x.id)),
+        E::PoolExists(x) => ("PoolExists", format!("pool {} is already registered", x.id)),
         E::UnknownPool(x) => ("UnknownPool", format!("pool {} is not registered", x.id)),
-        E::InvalidDatasetOfferSignature(_) => {
-            ("InvalidDatasetOfferSignature", "the dataset offer is not signed by the dataset's owner".into())
+        E::NotPoolOperator(x) => ("NotPoolOperator", format!("{} does not operate pool {}", x.caller, x.id)),
+        E::InsufficientStake(x) => (
+            "InsufficientStake",
+            format!(
+                "pool {} has {} of free stake, but the task must lock {}",
+                x.pool,
+                eth(x.available),
+                eth(x.required)
+            ),
+        ),
+        E::UnbondingNotOver(x) => {
+            ("UnbondingNotOver", format!("pool {}'s stake unbonds at {}", x.pool, when(x.unbondingAt)))
         }
-        E::InvalidPoolOfferSignature(_) => {
-            ("InvalidPoolOfferSignature", "the pool offer is not signed by the pool's operator".into())
-        }
-        E::OfferExpired(x) => ("OfferExpired", format!("the dataset offer expired at {}", when(x.validUntil))),
-        E::EmptyJob(_) => ("EmptyJob", "the job is empty: give an SQL query".into()),
+        E::NothingUnbonding(x) => ("NothingUnbonding", format!("pool {} has no stake unbonding", x.pool)),
+        E::InvalidSignature(x) => ("InvalidSignature", format!("offer {} is not signed by {}", x.offerHash, x.signer)),
+        E::OfferNotYetValid(x) => ("OfferNotYetValid", format!("the offer is valid only from {}", when(x.validFrom))),
+        E::OfferExpired(x) => ("OfferExpired", format!("offer expired at {}", when(x.validUntil))),
+        E::OfferVolumeExhausted(x) => (
+            "OfferVolumeExhausted",
+            format!("offer {} is used up: all {} tasks of its volume are taken", x.offerHash, x.volume),
+        ),
+        E::OfferAlreadyCancelled(x) => ("OfferAlreadyCancelled", format!("offer {} is already cancelled", x.offerHash)),
+        E::RequesterNotAllowed(x) => ("RequesterNotAllowed", format!("the offer does not allow {} to rent", x.analyst)),
+        E::SqlNotAllowed(_) => ("SqlNotAllowed", "the licence does not allow SQL jobs on this dataset".into()),
+        E::AppNotAllowed(x) => ("AppNotAllowed", format!("the licence does not allow app {}", x.app)),
+        E::PoolNotAllowed(x) => ("PoolNotAllowed", format!("the offer does not allow pool {}", x.pool)),
+        E::DatasetNotAllowed(x) => ("DatasetNotAllowed", format!("the app offer does not allow dataset {}", x.dataset)),
+        E::PolicyMismatch(x) => (
+            "PolicyMismatch",
+            format!("the offer was signed for policy {} but the dataset's policy is now {}", x.offered, x.current),
+        ),
+        E::EpsilonAboveOfferMax(x) => (
+            "EpsilonAboveOfferMax",
+            format!(
+                "the task asks for epsilon {} but the offer allows at most {}",
+                epsilon(x.epsilon),
+                epsilon(x.maxEpsilon)
+            ),
+        ),
+        E::PrivacyBudgetExhausted(x) => (
+            "PrivacyBudgetExhausted",
+            format!(
+                "privacy budget exhausted: {} may spend epsilon {} more on dataset {}, not {}",
+                x.analyst,
+                epsilon(x.remaining),
+                x.dataset,
+                epsilon(x.requested)
+            ),
+        ),
+        E::PriceAboveMaximum(x) => (
+            "PriceAboveMaximum",
+            format!("the rental costs {}, above your maximum of {}", eth(x.price), eth(x.maxPrice)),
+        ),
         E::InsufficientPayment(x) => {
             ("InsufficientPayment", format!("the rental costs {} but {} was sent", eth(x.required), eth(x.sent)))
         }
+        E::PriceTooLarge(x) => ("PriceTooLarge", format!("price {} wei does not fit in 128 bits", x.price)),
         E::UnknownTask(x) => ("UnknownTask", format!("task {} does not exist", x.taskId)),
+        E::TaskMismatch(x) => {
+            ("TaskMismatch", format!("the parameters given for task {} are not the ones committed at rent", x.taskId))
+        }
         E::TaskNotActive(x) => ("TaskNotActive", format!("task {} is {}, not active", x.taskId, status_word(x.status))),
         E::DeadlinePassed(x) => {
             ("DeadlinePassed", format!("task {}'s deadline passed at {}", x.taskId, when(x.deadline)))
@@ -111,6 +176,10 @@ pub fn describe_revert(e: &StrongroomErrors) -> (&'static str, String) {
         E::EnclaveNotActive(x) => (
             "EnclaveNotActive",
             format!("enclave {} is not registered, has expired, or its measurement is no longer trusted", x.enclave),
+        ),
+        E::MeasurementNotAllowed(x) => (
+            "MeasurementNotAllowed",
+            format!("the licence pins another enclave measurement than {}'s {}", x.enclave, x.measurement),
         ),
         E::NotAuthorized(x) => (
             "NotAuthorized",

@@ -6,40 +6,57 @@ use alloy::primitives::{B256, Bytes, U256, keccak256};
 use anyhow::{Context, bail};
 use arrow::ipc::reader::StreamReader;
 use arrow::record_batch::RecordBatch;
-use strongroom_chain::{Chain, TaskStatus};
+use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_types::{DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, TaskId, X25519SecretKey, open};
 use strongroom_worker::storage;
 
 /// A rental in flight: the task and the key only the analyst holds to read its result.
 #[derive(Debug)]
 pub struct Rental {
-    pub task_id: TaskId,
+    pub task: Task,
     pub result_secret: X25519SecretKey,
     pub rent_gas: u64,
     pub block: u64,
 }
 
-/// Rents `dataset_offer` on `pool_offer` to run `sql`, paying exactly both prices.
+impl Rental {
+    pub fn task_id(&self) -> TaskId {
+        self.task.id
+    }
+}
+
+/// The analyst's side of a rental, besides the offers.
+#[derive(Clone, Debug, Default)]
+pub struct RentOptions {
+    /// Privacy cost to reserve, in micro-epsilon.
+    pub epsilon: u64,
+    /// Refuse (on chain) to pay more than this in total; `None`: exactly the offers' prices.
+    pub max_price: Option<U256>,
+    /// Merkle proof that the analyst is on the offer's requester list.
+    pub requester_proof: Vec<B256>,
+}
+
+/// Rents `dataset_offer` on `pool_offer` to run `sql`, paying exactly the offers' prices.
 pub async fn rent(
     chain: &Chain,
     dataset_offer: (&DatasetOffer, &Bytes),
     pool_offer: (&PoolOffer, &Bytes),
     sql: &str,
+    options: &RentOptions,
 ) -> anyhow::Result<Rental> {
     let result_secret = X25519SecretKey::generate();
     let value = dataset_offer.0.price + pool_offer.0.price;
-    let (task_id, outcome) = chain
-        .rent(
-            dataset_offer.0,
-            dataset_offer.1.clone(),
-            pool_offer.0,
-            pool_offer.1.clone(),
-            result_secret.public_key().to_b256(),
-            sql,
-            value,
-        )
+    let rental = strongroom_chain::Rental {
+        resultKey: result_secret.public_key().to_b256(),
+        epsilon: options.epsilon,
+        maxPrice: options.max_price.unwrap_or(value),
+        requesterProof: options.requester_proof.clone(),
+        spec: Bytes::copy_from_slice(sql.as_bytes()),
+    };
+    let (task, outcome) = chain
+        .rent(dataset_offer.0, dataset_offer.1.clone(), pool_offer.0, pool_offer.1.clone(), &rental, value)
         .await?;
-    Ok(Rental { task_id, result_secret, rent_gas: outcome.gas_used, block: outcome.block })
+    Ok(Rental { task, result_secret, rent_gas: outcome.gas_used, block: outcome.block })
 }
 
 /// A result as the analyst reads it.
@@ -49,15 +66,18 @@ pub enum Outcome {
     Failed { message: String },
 }
 
-/// The published result of a task.
+/// The published result of a task, as the contract accepted it.
 #[derive(Debug)]
 pub struct Published {
+    pub task_id: TaskId,
     pub location: String,
+    /// keccak256 of the sealed result, signed by the enclave and checked by the contract.
+    pub digest: B256,
     pub failed: bool,
     pub submit_gas: u64,
 }
 
-/// Polls the chain until the task's result is published, the task settles otherwise, or `timeout`.
+/// Polls the chain until the task's result is published, the task is refunded, or `timeout`.
 pub async fn wait_for_result(
     chain: &Chain,
     task_id: TaskId,
@@ -68,38 +88,42 @@ pub async fn wait_for_result(
     loop {
         if let Some(event) = chain.result_submitted(task_id, from_block).await? {
             let submit_gas = chain.receipt_gas(event.tx_hash).await?;
-            return Ok(Published { location: event.location, failed: event.failed, submit_gas });
+            return Ok(Published {
+                task_id,
+                location: event.location,
+                digest: event.digest,
+                failed: event.failed,
+                submit_gas,
+            });
         }
-        let task = chain.task(task_id).await?;
-        if task.status == TaskStatus::Refunded {
-            bail!("task {task_id} was refunded without a result");
+        match chain.task_status(task_id).await? {
+            TaskStatus::None => bail!("task {task_id} does not exist"),
+            TaskStatus::Refunded => bail!("task {task_id} was refunded without a result"),
+            _ => {}
         }
         if Instant::now() > deadline {
+            let task = chain.task(task_id).await?.with_context(|| format!("task {task_id} does not exist"))?;
             bail!(
-                "no result for task {task_id} after {} s: is a worker serving the pool? (refundable after its deadline, unix time {})",
+                "no result for task {task_id} after {} s: is a worker serving the pool? (refundable after its deadline, {})",
                 timeout.as_secs(),
-                task.deadline
+                strongroom_chain::format_utc(task.params.deadline)
             );
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
-/// Fetches the sealed result, checks it against the digest on chain, and opens it.
-pub async fn read_result(
-    chain: &Chain,
-    task_id: TaskId,
-    location: &str,
-    secret: &X25519SecretKey,
-) -> anyhow::Result<Outcome> {
-    let task = chain.task(task_id).await?;
+/// Fetches the sealed result, checks it against the digest the enclave signed, and opens it.
+pub async fn read_result(published: &Published, secret: &X25519SecretKey) -> anyhow::Result<Outcome> {
+    let task_id = published.task_id;
+    let location = &published.location;
     let sealed =
         storage::get(location).await.with_context(|| format!("fetching the sealed result of task {task_id}"))?;
     let digest = keccak256(&sealed);
-    if digest != task.result_digest || task.result_digest == B256::ZERO {
+    if digest != published.digest {
         bail!(
             "the result at {location} has digest {digest}, but the enclave attested {} on chain: it was altered",
-            task.result_digest
+            published.digest
         );
     }
     let plaintext = open(secret, INFO_RESULT, &task_id.to_be_bytes::<32>(), &SealedBox(sealed.to_vec()), "result")?;
@@ -112,9 +136,4 @@ pub async fn read_result(
         }
         ResultPayload::Failed { message } => Outcome::Failed { message },
     })
-}
-
-/// The total price of a rental, for display.
-pub fn total_price(dataset_offer: &DatasetOffer, pool_offer: &PoolOffer) -> U256 {
-    dataset_offer.price + pool_offer.price
 }

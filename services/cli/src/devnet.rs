@@ -41,6 +41,8 @@ pub struct DevnetOptions {
     /// Start a worker serving the pool.
     pub with_worker: bool,
     pub pool_price: U256,
+    /// Stake the operator deposits; each task locks a share of it until it settles.
+    pub pool_stake: U256,
     /// The pool's maximum task duration: the deadline after which a task is refundable.
     pub max_task_duration: Duration,
 }
@@ -53,6 +55,7 @@ impl DevnetOptions {
             enclave_binary,
             with_worker: true,
             pool_price: U256::from(1_000_000_000_000_000u64),
+            pool_stake: U256::from(1_000_000_000_000_000_000u64),
             max_task_duration: Duration::from_secs(600),
         }
     }
@@ -113,9 +116,11 @@ impl Devnet {
 
         let operator = governance.with_signer(operator_key()).await?;
         let (pool, _) = operator.register_pool(random_salt()).await?;
+        operator.deposit_stake(pool, options.pool_stake).await?;
         let pool_offer = PoolOffer {
             pool,
             price: options.pool_price,
+            volume: 1_000_000,
             maxDuration: options.max_task_duration.as_secs(),
             salt: random_salt(),
         };

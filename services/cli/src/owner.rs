@@ -7,14 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::{B256, Bytes, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use sha2::{Digest, Sha256};
-use strongroom_chain::Chain;
+use strongroom_chain::{Chain, RequesterTree};
 use strongroom_types::{
     ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
     Manifest, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
@@ -24,14 +24,90 @@ use tracing::info;
 
 use crate::market_client;
 
+/// The licence terms of a dataset offer.
+#[derive(Clone, Debug)]
+pub struct OfferTerms {
+    pub price: U256,
+    /// How many tasks the offer may be used for.
+    pub volume: u64,
+    /// How long the offer stays valid from now.
+    pub validity: Duration,
+    /// Only this analyst may rent (zero: no single-address restriction).
+    pub requester: Address,
+    /// Only analysts on this list may rent (empty: no list).
+    pub requesters: Vec<Address>,
+    pub allow_sql: bool,
+    pub allow_apps: bool,
+    /// With `allow_apps`: only this app (zero: any registered app).
+    pub app: B256,
+    /// Only this pool (zero: any).
+    pub pool: B256,
+    /// Only enclaves with this measurement (zero: any governance-trusted one).
+    pub measurement: B256,
+    /// Most epsilon (micro-units) one task may reserve.
+    pub max_epsilon: u64,
+}
+
+impl OfferTerms {
+    /// SQL for anyone, a thousand tasks, valid for `validity`, up to epsilon 1.0 per task.
+    pub fn sql(price: U256, validity: Duration) -> Self {
+        Self {
+            price,
+            volume: 1_000,
+            validity,
+            requester: Address::ZERO,
+            requesters: Vec::new(),
+            allow_sql: true,
+            allow_apps: false,
+            app: B256::ZERO,
+            pool: B256::ZERO,
+            measurement: B256::ZERO,
+            max_epsilon: 1_000_000,
+        }
+    }
+}
+
+/// Signs a dataset offer with these terms; the caller lists it (market) or presigns it (chain).
+pub async fn sign_offer(
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    dataset: DatasetId,
+    policy_hash: B256,
+    terms: &OfferTerms,
+) -> anyhow::Result<(DatasetOffer, Bytes)> {
+    let now = chain.block_timestamp().await?;
+    let requester_root = RequesterTree::new(&terms.requesters).map(|t| t.root()).unwrap_or_default();
+    let offer = DatasetOffer {
+        dataset,
+        price: terms.price,
+        volume: terms.volume,
+        validFrom: now,
+        validUntil: now + terms.validity.as_secs(),
+        requester: terms.requester,
+        requesterRoot: requester_root,
+        allowSql: terms.allow_sql,
+        allowApps: terms.allow_apps,
+        app: terms.app,
+        pool: terms.pool,
+        measurement: terms.measurement,
+        policyHash: policy_hash,
+        maxEpsilon: terms.max_epsilon,
+        salt: random_salt(),
+    };
+    let signature = sign_typed(owner, &offer, &chain.domain());
+    Ok((offer, signature))
+}
+
 /// What to publish and on what terms.
 #[derive(Clone, Debug)]
 pub struct PublishRequest {
     pub input: PathBuf,
     pub policy: PathBuf,
-    pub price: U256,
-    /// How long the licence offer stays valid.
-    pub offer_validity: Duration,
+    /// The first licence offer, listed on the market.
+    pub terms: OfferTerms,
+    /// Total epsilon (micro-units) each analyst may spend on this dataset; 0 allows only tasks
+    /// that reserve none.
+    pub privacy_budget: u64,
     /// Storage URL under which the dataset's objects are written (`file:///…/objects`).
     pub storage_url: String,
     pub kms_url: String,
@@ -49,6 +125,7 @@ pub struct Published {
     pub offer: DatasetOffer,
     pub offer_signature: Bytes,
     pub keys: DatasetKeys,
+    pub policy_hash: B256,
     pub register_gas: u64,
 }
 
@@ -133,7 +210,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
 
     // 3. Register on chain.
     let (registered, outcome) = chain
-        .register_dataset(salt, &uri, checksum, &req.kms_url, kms.public_key.to_b256(), policy_hash)
+        .register_dataset(salt, &uri, checksum, &req.kms_url, kms.public_key.to_b256(), policy_hash, req.privacy_budget)
         .await
         .context("registering the dataset on chain")?;
     if registered != dataset {
@@ -141,16 +218,18 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     }
 
     // 4. Offer a licence.
-    let valid_until = chain.block_timestamp().await? + req.offer_validity.as_secs();
-    let offer = DatasetOffer { dataset, price: req.price, validUntil: valid_until, salt: random_salt() };
-    let offer_signature = sign_typed(owner, &offer, &chain.domain());
+    let (offer, offer_signature) = sign_offer(chain, owner, dataset, policy_hash, &req.terms).await?;
     market_client::post_offer(
         &req.market_url,
-        &PostOfferRequest::Dataset { offer: offer.clone(), signature: offer_signature.clone() },
+        &PostOfferRequest::Dataset {
+            offer: offer.clone(),
+            signature: offer_signature.clone(),
+            requesters: req.terms.requesters.clone(),
+        },
     )
     .await?;
     info!(%dataset, "dataset registered and offered");
-    Ok(Published { dataset, uri, manifest, offer, offer_signature, keys, register_gas: outcome.gas_used })
+    Ok(Published { dataset, uri, manifest, offer, offer_signature, keys, policy_hash, register_gas: outcome.gas_used })
 }
 
 async fn deposit_keys(

@@ -19,6 +19,14 @@ pub fn parse_amount(text: &str) -> anyhow::Result<U256> {
     Ok(value.into())
 }
 
+/// Epsilon as people write it (`0.1`, `1`, `2.5`) in the contract's fixed point (micro-units).
+pub fn parse_epsilon(text: &str) -> anyhow::Result<u64> {
+    let value = parse_units(text.trim(), 6)
+        .map_err(|e| anyhow::anyhow!("`{text}` is not an epsilon ({e}); write e.g. 0.1 or 1"))?;
+    let value: U256 = value.into();
+    u64::try_from(value).map_err(|_| anyhow::anyhow!("epsilon `{text}` is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,6 +37,9 @@ mod tests {
         assert_eq!(parse_amount("10gwei").unwrap(), U256::from(10_000_000_000u64));
         assert_eq!(parse_amount("7wei").unwrap(), U256::from(7));
         assert_eq!(parse_amount("1").unwrap(), U256::from(1_000_000_000_000_000_000u64));
+        assert_eq!(parse_epsilon("0.1").unwrap(), 100_000);
+        assert_eq!(parse_epsilon("2").unwrap(), 2_000_000);
+        assert!(parse_epsilon("-1").is_err());
         let err = parse_amount("lots").unwrap_err().to_string();
         assert!(err.starts_with("`lots` is not an amount"), "{err}");
     }

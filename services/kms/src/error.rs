@@ -21,6 +21,8 @@ pub enum KmsError {
     BadEnclaveSignature(Address),
     #[error("enclave {0} is not registered on chain, has expired, or its measurement is no longer trusted")]
     EnclaveNotRegistered(Address),
+    #[error("the licence pins enclave measurement {pinned}, but enclave {enclave} runs {measurement}")]
+    MeasurementNotAllowed { enclave: Address, measurement: B256, pinned: B256 },
     #[error("the deposit signature does not recover to an address")]
     BadDepositSignature,
     #[error("{signer} signed the deposit but dataset {dataset} is owned by {owner}")]
@@ -59,6 +61,7 @@ impl KmsError {
             Self::NotAuthorized { .. } => "not_authorized",
             Self::BadEnclaveSignature(_) => "bad_enclave_signature",
             Self::EnclaveNotRegistered(_) => "enclave_not_registered",
+            Self::MeasurementNotAllowed { .. } => "measurement_not_allowed",
             Self::BadDepositSignature => "bad_deposit_signature",
             Self::NotOwner { .. } => "not_owner",
             Self::WrongKeyService { .. } => "wrong_key_service",
@@ -83,6 +86,7 @@ impl ResponseError for KmsError {
             Self::NotAuthorized { .. }
             | Self::BadEnclaveSignature(_)
             | Self::EnclaveNotRegistered(_)
+            | Self::MeasurementNotAllowed { .. }
             | Self::NotOwner { .. } => StatusCode::FORBIDDEN,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) => StatusCode::BAD_REQUEST,
             Self::Chain(_) => StatusCode::BAD_GATEWAY,

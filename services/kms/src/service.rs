@@ -137,28 +137,38 @@ async fn post_release(state: web::Data<State>, body: web::Json<ReleaseRequest>) 
 async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse> {
     let chain = &state.chain;
     let domain = chain.domain();
-    let task = chain.task(req.task_id).await?;
-    match task.status {
-        TaskStatus::Active => {}
-        TaskStatus::None => return Err(KmsError::UnknownTask(req.task_id)),
-        other => return Err(KmsError::TaskNotActive { task: req.task_id, status: status_word(other) }),
+    // The parameters come from the TaskCreated event, checked against the on-chain commitment.
+    let task = chain.task(req.task_id).await?.ok_or(KmsError::UnknownTask(req.task_id))?;
+    if task.status != TaskStatus::Active {
+        return Err(KmsError::TaskNotActive { task: req.task_id, status: task.status.describe() });
     }
-    if chain.block_timestamp().await? > task.deadline {
-        return Err(KmsError::DeadlinePassed { task: req.task_id, deadline: task.deadline });
+    let params = &task.params;
+    if chain.block_timestamp().await? > params.deadline {
+        return Err(KmsError::DeadlinePassed { task: req.task_id, deadline: params.deadline });
     }
     let key_request = KeyRequest { taskId: req.task_id, taskKey: req.task_key.to_b256() };
     if recover_typed(&key_request, &domain, &req.enclave_signature) != Some(req.enclave) {
         return Err(KmsError::BadEnclaveSignature(req.enclave));
     }
-    let operator = chain.pool_operator(task.pool).await?;
+    let operator = params.poolOperator;
     let authorization = Authorization { taskId: req.task_id, enclave: req.enclave };
-    if operator.is_zero() || recover_typed(&authorization, &domain, &req.authorization) != Some(operator) {
+    if recover_typed(&authorization, &domain, &req.authorization) != Some(operator) {
         return Err(KmsError::NotAuthorized { task: req.task_id, enclave: req.enclave, operator });
     }
     if !chain.is_enclave_active(req.enclave).await? {
         return Err(KmsError::EnclaveNotRegistered(req.enclave));
     }
-    let dataset = chain.dataset(task.dataset).await?.ok_or(KmsError::UnknownDataset(task.dataset))?;
+    if !params.measurement.is_zero() {
+        let (measurement, _) = chain.enclave(req.enclave).await?;
+        if measurement != params.measurement {
+            return Err(KmsError::MeasurementNotAllowed {
+                enclave: req.enclave,
+                measurement,
+                pinned: params.measurement,
+            });
+        }
+    }
+    let dataset = chain.dataset(params.dataset).await?.ok_or(KmsError::UnknownDataset(params.dataset))?;
     let ours = state.secret.public_key().to_b256();
     if dataset.kms_key != ours {
         return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours });
@@ -180,11 +190,12 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         contract: chain.address(),
         task_id: req.task_id,
         dataset: dataset.id,
-        job_hash: task.job_hash,
-        result_key: task.result_key,
-        policy_hash: dataset.policy_hash,
-        ciphertext_sha256: dataset.checksum,
-        deadline: task.deadline,
+        job_kind: params.kind,
+        job_hash: params.jobHash,
+        result_key: params.resultKey,
+        policy_hash: params.policyHash,
+        ciphertext_sha256: params.checksum,
+        deadline: params.deadline,
     };
     let key_ids = keys.key_ids();
     let release = KeyRelease { facts, keys };
@@ -214,16 +225,6 @@ struct AuditQuery {
 async fn get_audit(state: web::Data<State>, query: web::Query<AuditQuery>) -> Result<HttpResponse> {
     let entries = state.store.lock().expect("store lock").releases(query.task_id)?;
     Ok(HttpResponse::Ok().json(entries))
-}
-
-fn status_word(status: TaskStatus) -> &'static str {
-    match status {
-        TaskStatus::None => "unknown",
-        TaskStatus::Active => "active",
-        TaskStatus::Completed => "completed (already paid out)",
-        TaskStatus::Failed => "failed (already settled)",
-        TaskStatus::Refunded => "refunded",
-    }
 }
 
 /// The service's X25519 key, created on first start with mode 0600.

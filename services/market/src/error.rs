@@ -14,6 +14,8 @@ pub enum MarketError {
     UnknownDataset(B256),
     #[error("pool {0} is not registered on chain")]
     UnknownPool(B256),
+    #[error("app {0} is not registered on chain")]
+    UnknownApp(B256),
     #[error("the offer is signed by {signer}, but {owner} owns {what}")]
     NotOwner { what: String, signer: Address, owner: Address },
     // The environment.
@@ -31,6 +33,7 @@ impl MarketError {
             Self::BadSignature => "bad_signature",
             Self::UnknownDataset(_) => "unknown_dataset",
             Self::UnknownPool(_) => "unknown_pool",
+            Self::UnknownApp(_) => "unknown_app",
             Self::NotOwner { .. } => "not_owner",
             Self::Chain(_) => "chain_unavailable",
             Self::Store(_) | Self::Io(_) => "storage_error",
@@ -42,7 +45,7 @@ impl ResponseError for MarketError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadSignature => StatusCode::BAD_REQUEST,
-            Self::UnknownDataset(_) | Self::UnknownPool(_) => StatusCode::NOT_FOUND,
+            Self::UnknownDataset(_) | Self::UnknownPool(_) | Self::UnknownApp(_) => StatusCode::NOT_FOUND,
             Self::NotOwner { .. } => StatusCode::FORBIDDEN,
             Self::Chain(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,

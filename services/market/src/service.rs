@@ -65,6 +65,7 @@ pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<Market
             .route("/v1/offers", web::post().to(post_offer))
             .route("/v1/datasets/{id}/offers", web::get().to(dataset_offers))
             .route("/v1/pools/offers", web::get().to(pool_offers))
+            .route("/v1/apps/{id}/offers", web::get().to(app_offers))
     })
     .workers(2)
     .client_request_timeout(std::time::Duration::from_secs(30))
@@ -79,7 +80,7 @@ pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<Market
 async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) -> Result<HttpResponse> {
     let domain = state.chain.domain();
     let (kind, subject, signed) = match body.into_inner() {
-        PostOfferRequest::Dataset { offer, signature } => {
+        PostOfferRequest::Dataset { offer, signature, requesters } => {
             let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
             let dataset =
                 state.chain.dataset(offer.dataset).await?.ok_or(MarketError::UnknownDataset(offer.dataset))?;
@@ -90,7 +91,7 @@ async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) 
                     owner: dataset.owner,
                 });
             }
-            (OfferKind::Dataset, offer.dataset, SignedOffer::Dataset { offer, signature, signer })
+            (OfferKind::Dataset, offer.dataset, SignedOffer::Dataset { offer, signature, signer, requesters })
         }
         PostOfferRequest::Pool { offer, signature } => {
             let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
@@ -102,6 +103,14 @@ async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) 
                 return Err(MarketError::NotOwner { what: format!("pool {}", offer.pool), signer, owner: operator });
             }
             (OfferKind::Pool, offer.pool, SignedOffer::Pool { offer, signature, signer })
+        }
+        PostOfferRequest::App { offer, signature } => {
+            let signer = recover_typed(&offer, &domain, &signature).ok_or(MarketError::BadSignature)?;
+            let app = state.chain.app(offer.app).await?.ok_or(MarketError::UnknownApp(offer.app))?;
+            if app.owner != signer {
+                return Err(MarketError::NotOwner { what: format!("app {}", offer.app), signer, owner: app.owner });
+            }
+            (OfferKind::App, offer.app, SignedOffer::App { offer, signature, signer })
         }
     };
     state.store.lock().expect("store lock").put(kind, subject, &signed)?;
@@ -121,5 +130,10 @@ struct PoolQuery {
 
 async fn pool_offers(state: web::Data<State>, query: web::Query<PoolQuery>) -> Result<HttpResponse> {
     let offers = state.store.lock().expect("store lock").list(OfferKind::Pool, query.pool)?;
+    Ok(HttpResponse::Ok().json(offers))
+}
+
+async fn app_offers(state: web::Data<State>, path: web::Path<B256>) -> Result<HttpResponse> {
+    let offers = state.store.lock().expect("store lock").list(OfferKind::App, Some(path.into_inner()))?;
     Ok(HttpResponse::Ok().json(offers))
 }

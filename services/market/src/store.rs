@@ -62,5 +62,6 @@ fn kind_name(kind: OfferKind) -> &'static str {
     match kind {
         OfferKind::Dataset => "dataset",
         OfferKind::Pool => "pool",
+        OfferKind::App => "app",
     }
 }

@@ -3,7 +3,7 @@
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::{DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};
+use crate::{AppOffer, DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};
 
 /// `GET /v1/info` of a key service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,22 +64,51 @@ pub struct AuditEntry {
 pub enum OfferKind {
     Dataset,
     Pool,
+    App,
 }
 
 /// `POST /v1/offers`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PostOfferRequest {
-    Dataset { offer: DatasetOffer, signature: Bytes },
-    Pool { offer: PoolOffer, signature: Bytes },
+    Dataset {
+        offer: DatasetOffer,
+        signature: Bytes,
+        /// The allow-list behind `offer.requesterRoot`, so analysts can build their proofs.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requesters: Vec<Address>,
+    },
+    Pool {
+        offer: PoolOffer,
+        signature: Bytes,
+    },
+    App {
+        offer: AppOffer,
+        signature: Bytes,
+    },
 }
 
 /// An offer as the market lists it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SignedOffer {
-    Dataset { offer: DatasetOffer, signature: Bytes, signer: Address },
-    Pool { offer: PoolOffer, signature: Bytes, signer: Address },
+    Dataset {
+        offer: DatasetOffer,
+        signature: Bytes,
+        signer: Address,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        requesters: Vec<Address>,
+    },
+    Pool {
+        offer: PoolOffer,
+        signature: Bytes,
+        signer: Address,
+    },
+    App {
+        offer: AppOffer,
+        signature: Bytes,
+        signer: Address,
+    },
 }
 
 /// What the enclave seals to the analyst: the result table or the reason the task failed.

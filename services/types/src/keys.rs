@@ -83,6 +83,8 @@ pub struct TaskFacts {
     pub contract: alloy::primitives::Address,
     pub task_id: U256,
     pub dataset: B256,
+    /// 0 = SQL, 1 = app (the contract's `JobKind`).
+    pub job_kind: u8,
     pub job_hash: B256,
     pub result_key: B256,
     pub policy_hash: B256,

@@ -28,8 +28,8 @@ pub use error::{Error, Result};
 pub use keys::{DatasetKeys, KeyRelease, SecretKey32, TaskFacts};
 pub use manifest::{ColumnEntry, Manifest};
 pub use messages::{
-    Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash, random_salt,
-    recover_typed, sign_typed,
+    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash,
+    random_salt, recover_typed, sign_typed,
 };
 pub use seal::{INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal};
 

@@ -9,12 +9,23 @@ use alloy::sol;
 use alloy::sol_types::{Eip712Domain, eip712_domain};
 
 sol! {
-    /// A dataset owner's licence offer.
+    /// A dataset owner's licence offer: price, volume, validity and who may use it for what.
     #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     struct DatasetOffer {
         bytes32 dataset;
         uint256 price;
+        uint64 volume;
+        uint64 validFrom;
         uint64 validUntil;
+        address requester;
+        bytes32 requesterRoot;
+        bool allowSql;
+        bool allowApps;
+        bytes32 app;
+        bytes32 pool;
+        bytes32 measurement;
+        bytes32 policyHash;
+        uint64 maxEpsilon;
         bytes32 salt;
     }
 
@@ -23,7 +34,20 @@ sol! {
     struct PoolOffer {
         bytes32 pool;
         uint256 price;
+        uint64 volume;
         uint64 maxDuration;
+        bytes32 salt;
+    }
+
+    /// An app developer's offer of a registered WASM app.
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct AppOffer {
+        bytes32 app;
+        uint256 price;
+        uint64 volume;
+        bytes32 dataset;
+        bytes32 pool;
+        address requester;
         bytes32 salt;
     }
 
@@ -68,7 +92,7 @@ pub use attestation_message::Result as ResultAttestation;
 pub fn domain(chain_id: u64, contract: Address) -> Eip712Domain {
     eip712_domain! {
         name: "Strongroom",
-        version: "1",
+        version: "2",
         chain_id: chain_id,
         verifying_contract: contract,
     }

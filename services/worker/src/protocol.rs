@@ -21,7 +21,9 @@ pub enum HostRequest {
     /// Make a fresh X25519 key for this task and sign a key request for it.
     RequestKeys { task_id: U256, columns: Vec<String> },
     /// Run the task: open the released keys, check the ciphertext and the job, compute, seal.
-    RunTask { task_id: U256, sealed_release: SealedBox, ciphertext: Bytes, sql: String },
+    /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
+    /// enclave checks it against the job hash in the sealed release.
+    RunTask { task_id: U256, sealed_release: SealedBox, ciphertext: Bytes, spec: Bytes },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

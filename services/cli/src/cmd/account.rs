@@ -1,7 +1,8 @@
 //! Money held by the contract for an account: see it, withdraw it, reclaim an overdue task.
 
-use alloy::primitives::Address;
 use alloy::primitives::utils::format_ether;
+use alloy::primitives::{Address, U256};
+use anyhow::Context;
 use clap::Args;
 use strongroom_types::TaskId;
 
@@ -53,13 +54,16 @@ pub struct RefundArgs {
 impl RefundArgs {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let chain = global.chain().await?;
-        let task = chain.task(self.task).await?;
-        let tx = chain.refund(self.task).await?;
+        let task = chain.task(self.task).await?.with_context(|| format!("task {} does not exist", self.task))?;
+        let tx = chain.refund(&task).await?;
+        let p = &task.params;
         println!(
-            "task {} refunded: {} ETH credited to {} (tx {}); `strongroom withdraw` collects it",
+            "task {} refunded: {} ETH (prices and the pool's slashed stake) credited to {} (tx {}); `strongroom withdraw` collects it",
             self.task,
-            format_ether(task.dataset_price + task.pool_price),
-            task.analyst,
+            format_ether(
+                U256::from(p.datasetPrice) + U256::from(p.poolPrice) + U256::from(p.appPrice) + U256::from(p.stake)
+            ),
+            p.analyst,
             tx.hash
         );
         Ok(())

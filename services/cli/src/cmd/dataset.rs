@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use strongroom_worker::storage;
 
 use super::GlobalArgs;
-use crate::owner::{self, PublishRequest};
-use crate::units::parse_amount;
+use crate::owner::{self, OfferTerms, PublishRequest};
+use crate::units::{parse_amount, parse_epsilon};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -28,6 +28,18 @@ pub struct PublishArgs {
     /// How long the offer stays valid, in days.
     #[arg(long, default_value_t = 30)]
     pub valid_days: u64,
+    /// How many tasks the offer may be used for.
+    #[arg(long, default_value_t = 1000)]
+    pub volume: u64,
+    /// Only these analysts may rent (repeat the flag; a Merkle root goes on chain).
+    #[arg(long = "requester")]
+    pub requesters: Vec<alloy::primitives::Address>,
+    /// Total epsilon each analyst may spend on this dataset, e.g. 10.
+    #[arg(long, default_value = "10")]
+    pub privacy_budget: String,
+    /// Most epsilon one task may reserve.
+    #[arg(long, default_value = "1")]
+    pub max_epsilon: String,
     /// Key service that will hold the keys.
     #[arg(long, env = "STRONGROOM_KMS_URL")]
     pub kms_url: String,
@@ -48,8 +60,13 @@ impl DatasetCommand {
         let request = PublishRequest {
             input: args.input,
             policy: args.policy,
-            price: parse_amount(&args.price)?,
-            offer_validity: Duration::from_secs(args.valid_days * 86_400),
+            terms: OfferTerms {
+                volume: args.volume,
+                requesters: args.requesters,
+                max_epsilon: parse_epsilon(&args.max_epsilon)?,
+                ..OfferTerms::sql(parse_amount(&args.price)?, Duration::from_secs(args.valid_days * 86_400))
+            },
+            privacy_budget: parse_epsilon(&args.privacy_budget)?,
             storage_url,
             kms_url: args.kms_url,
             market_url: global.market_url()?.into(),

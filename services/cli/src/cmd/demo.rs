@@ -6,9 +6,9 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::analyst::{self, Outcome};
+use crate::analyst::{self, Outcome, RentOptions};
 use crate::devnet::{Devnet, DevnetOptions, analyst_key, owner_key};
-use crate::owner::{self, PublishRequest};
+use crate::owner::{self, OfferTerms, PublishRequest};
 use crate::units::parse_amount;
 
 /// The sample dataset and policy shipped in the repository.
@@ -58,8 +58,8 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
     let request = PublishRequest {
         input: args.input.clone(),
         policy: args.policy.clone(),
-        price: parse_amount("0.01ether")?,
-        offer_validity: Duration::from_secs(86_400),
+        terms: OfferTerms::sql(parse_amount("0.01ether")?, Duration::from_secs(86_400)),
+        privacy_budget: 10_000_000,
         storage_url: devnet.objects_url.clone(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
@@ -81,18 +81,19 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         (&published.offer, &published.offer_signature),
         (&devnet.pool_offer, &devnet.pool_offer_signature),
         &args.sql,
+        &RentOptions { epsilon: 100_000, ..Default::default() },
     )
     .await?;
     let result =
-        analyst::wait_for_result(&analyst_chain, rental.task_id, rental.block, Duration::from_secs(60)).await?;
-    let outcome = analyst::read_result(&analyst_chain, rental.task_id, &result.location, &rental.result_secret).await?;
+        analyst::wait_for_result(&analyst_chain, rental.task_id(), rental.block, Duration::from_secs(60)).await?;
+    let outcome = analyst::read_result(&result, &rental.result_secret).await?;
     let latency = started.elapsed();
     match outcome {
         Outcome::Table { batches, rows } => {
             println!("{}", pretty_format_batches(&batches)?);
             Ok(format!(
                 "demo: ok task={} rows={rows} latency_ms={} gas={}",
-                rental.task_id,
+                rental.task_id(),
                 latency.as_millis(),
                 rental.rent_gas + result.submit_gas
             ))

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use strongroom_enclave_sim::guest::PlatformClient;
 use strongroom_types::{
     INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
-    X25519SecretKey, domain, job_hash, open, report_data_for, seal,
+    X25519SecretKey, domain, open, report_data_for, seal,
 };
 
 use crate::protocol::{EnclaveReply, HostRequest};
@@ -77,7 +77,7 @@ impl Session {
                 self.task_keys.insert(task_id, task_secret);
                 Ok(EnclaveReply::KeyRequest { task_id, task_key, signature: signature.into() })
             }
-            HostRequest::RunTask { task_id, sealed_release, ciphertext, sql } => {
+            HostRequest::RunTask { task_id, sealed_release, ciphertext, spec } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let task_secret = self.task_keys.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
@@ -99,7 +99,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(&release, &ciphertext, &sql, runtime);
+                let outcome = run_checked(&release, &ciphertext, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -126,7 +126,7 @@ impl Session {
 fn run_checked(
     release: &KeyRelease,
     ciphertext: &[u8],
-    sql: &str,
+    spec: &[u8],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, String> {
     let facts = &release.facts;
@@ -137,13 +137,20 @@ fn run_checked(
             facts.ciphertext_sha256
         ));
     }
-    if job_hash(sql) != facts.job_hash {
-        return Err("the SQL text relayed by the worker does not match the job hash on chain".into());
+    if keccak256(spec) != facts.job_hash {
+        return Err("the job relayed by the worker does not match the job hash on chain".into());
     }
+    if facts.job_kind != JOB_KIND_SQL {
+        return Err("this enclave runs SQL jobs only; WASM apps are not supported yet".into());
+    }
+    let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
     let dataset = crate::dataplane::decrypt(ciphertext, &release.keys, facts.dataset).map_err(|e| e.to_string())?;
     let (arrow_ipc, rows) = runtime.block_on(super::query::run(dataset, sql)).map_err(|e| e.to_string())?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
+
+/// `JobKind.Sql` in the contract.
+const JOB_KIND_SQL: u8 = 0;
 
 fn sign(identity: &Identity, hash: B256) -> Result<Vec<u8>, EnclaveError> {
     let sig = identity.key.sign_hash_sync(&hash).map_err(|e| EnclaveError::Signing(e.to_string()))?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
-use strongroom_chain::{Chain, TaskCreated};
+use strongroom_chain::{Chain, Task};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
 use strongroom_types::{Authorization, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
 use tokio::sync::watch;
@@ -158,7 +158,7 @@ impl Worker {
             };
             next_block = head + 1;
             for task in tasks {
-                let span = info_span!("task", task = %task.task_id, dataset = %task.dataset);
+                let span = info_span!("task", task = %task.id, dataset = %task.params.dataset);
                 match self.serve(&task).instrument(span.clone()).await {
                     Ok(()) => {}
                     // The task stays active; after its deadline the analyst is refunded.
@@ -168,20 +168,21 @@ impl Worker {
         }
     }
 
-    async fn serve(&self, task: &TaskCreated) -> Result<(), WorkerError> {
+    async fn serve(&self, task: &Task) -> Result<(), WorkerError> {
         let chain = &self.chain;
         let authorization = sign_typed(
             &self.config.operator_key,
-            &Authorization { taskId: task.task_id, enclave: self.enclave },
+            &Authorization { taskId: task.id, enclave: self.enclave },
             &chain.domain(),
         );
-        let reply = self.client.call(HostRequest::RequestKeys { task_id: task.task_id, columns: Vec::new() }).await?;
+        let reply = self.client.call(HostRequest::RequestKeys { task_id: task.id, columns: Vec::new() }).await?;
         let EnclaveReply::KeyRequest { task_key, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        let dataset = chain.dataset(task.dataset).await?.ok_or(WorkerError::UnknownDataset(task.dataset))?;
+        let dataset =
+            chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
         let request = ReleaseRequest {
-            task_id: task.task_id,
+            task_id: task.id,
             enclave: self.enclave,
             task_key,
             columns: Vec::new(),
@@ -194,18 +195,18 @@ impl Worker {
         let reply = self
             .client
             .call(HostRequest::RunTask {
-                task_id: task.task_id,
+                task_id: task.id,
                 sealed_release: release.sealed_release,
                 ciphertext: ciphertext.into(),
-                sql: task.sql.clone(),
+                spec: task.spec.clone(),
             })
             .await?;
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.task_id);
+        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         storage::put(&location, sealed_result.0).await?;
-        let outcome = chain.submit_result(task.task_id, digest, &location, authorization, signature, failed).await?;
+        let outcome = chain.submit_result(task, digest, &location, authorization, signature, failed).await?;
         info!(%digest, failed, gas = outcome.gas_used, "result submitted");
         Ok(())
     }
