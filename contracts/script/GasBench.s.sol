@@ -134,8 +134,9 @@ contract GasBench is Script {
     function _submit(uint256 id, TaskParams memory t) internal {
         bytes32 digest = keccak256(abi.encode("result", id));
         bytes memory auth = _sig(OPERATOR, sr.hashAuthorization(id, vm.addr(ENCLAVE)));
-        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, false));
+        string memory location = "file:///results/1";
+        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, false, location));
         vmx.broadcast(OPERATOR);
-        sr.submitResult(t, id, digest, "file:///results/1", auth, res, false);
+        sr.submitResult(t, id, digest, location, auth, res, false);
     }
 }

@@ -84,7 +84,8 @@ contract Strongroom is EnclaveRegistry, Offers {
     // ---------------------------------------------------------------------
 
     bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
-    bytes32 private constant RESULT_TYPEHASH = keccak256("Result(uint256 taskId,bytes32 digest,bool failed)");
+    bytes32 private constant RESULT_TYPEHASH =
+        keccak256("Result(uint256 taskId,bytes32 digest,bool failed,string location)");
 
     bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
     /// abi.encode(TaskParams) is 20 words: every member is a value type.
@@ -152,9 +153,11 @@ contract Strongroom is EnclaveRegistry, Offers {
     /// the worker host): authority comes from the two signatures.
     /// @param task The task's parameters, exactly as emitted in `TaskCreated`.
     /// @param digest Digest of the sealed result (or of the sealed failure report).
-    /// @param location Where the sealed result can be fetched; only logged.
+    /// @param location Where the sealed result can be fetched; only logged, but covered by the
+    /// enclave's signature so that a relay (or a front-runner copying the signatures from the
+    /// mempool) cannot settle the task with a location the analyst would never find.
     /// @param authSig Pool operator's `Authorization(taskId, enclave)`.
-    /// @param enclaveSig Enclave's `Result(taskId, digest, failed)`.
+    /// @param enclaveSig Enclave's `Result(taskId, digest, failed, location)`.
     /// @param failed True when the enclave attests that the job itself failed: the pool is
     /// still paid for the compute, the dataset and app prices go back to the analyst, and no
     /// epsilon is spent (no result was released).
@@ -170,7 +173,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         bytes32 committed = _activeTask(task, taskId);
         uint64 deadline = task.deadline;
         if (block.timestamp > deadline) revert DeadlinePassed(taskId, deadline);
-        address enclave = _checkAttestation(task, taskId, digest, failed, authSig, enclaveSig);
+        address enclave = _checkAttestation(task, taskId, digest, failed, location, authSig, enclaveSig);
 
         _commitments[taskId] = committed | _statusWord(failed ? TaskStatus.Failed : TaskStatus.Completed);
         _settle(task, taskId, failed);
@@ -239,8 +242,16 @@ contract Strongroom is EnclaveRegistry, Offers {
         return _hashTypedDataV4(keccak256(abi.encode(AUTHORIZATION_TYPEHASH, taskId, enclave)));
     }
 
-    function hashResult(uint256 taskId, bytes32 digest, bool failed) public view returns (bytes32) {
-        return _hashTypedDataV4(keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, failed)));
+    /// EIP-712 `Result(uint256 taskId,bytes32 digest,bool failed,string location)`: the string
+    /// enters the struct hash as keccak256 of its bytes.
+    function hashResult(uint256 taskId, bytes32 digest, bool failed, string calldata location)
+        public
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(
+            keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, failed, keccak256(bytes(location))))
+        );
     }
 
     // ---------------------------------------------------------------------
@@ -461,10 +472,11 @@ contract Strongroom is EnclaveRegistry, Offers {
         uint256 taskId,
         bytes32 digest,
         bool failed,
+        string calldata location,
         bytes calldata authSig,
         bytes calldata enclaveSig
     ) private view returns (address enclave) {
-        enclave = Signatures.recover(hashResult(taskId, digest, failed), enclaveSig);
+        enclave = Signatures.recover(hashResult(taskId, digest, failed, location), enclaveSig);
         if (enclave == address(0)) revert InvalidEnclaveSignature();
         if (!_isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
         bytes32 pinned = task.measurement;

@@ -49,7 +49,7 @@ contract GasTest is Fixture {
 
     function _submitGas(TaskParams memory t, uint256 taskId) internal returns (uint256 gas) {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
+        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
         bytes memory data = abi.encodeCall(sr.submitResult, (t, taskId, DIGEST, LOCATION, auth, res, false));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
         gas = _txGas(data);

@@ -672,9 +672,19 @@ contract StrongroomTest is Fixture {
     function test_HashAuthorizationAndResult() public {
         bytes32 aHash = keccak256(abi.encode(keccak256("Authorization(uint256 taskId,address enclave)"), 7, enclave));
         assertEq(sr.hashAuthorization(7, enclave), _typed(aHash));
-        bytes32 rHash =
-            keccak256(abi.encode(keccak256("Result(uint256 taskId,bytes32 digest,bool failed)"), 7, DIGEST, true));
-        assertEq(sr.hashResult(7, DIGEST, true), _typed(rHash));
+        bytes32 rHash = keccak256(
+            abi.encode(
+                keccak256("Result(uint256 taskId,bytes32 digest,bool failed,string location)"),
+                7,
+                DIGEST,
+                true,
+                keccak256(bytes(LOCATION))
+            )
+        );
+        assertEq(sr.hashResult(7, DIGEST, true, LOCATION), _typed(rHash));
+        // The location is signed too: another one is another digest.
+        assertTrue(sr.hashResult(7, DIGEST, true, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, true, LOCATION));
+        assertTrue(sr.hashResult(7, DIGEST, true, "") != sr.hashResult(7, DIGEST, true, LOCATION));
     }
 
     function test_HashTaskParams() public {

@@ -103,7 +103,7 @@ contract TasksTest is Fixture {
 
     function _expectSubmitRevert(TaskParams memory t, uint256 taskId, bool failed, bytes memory err) internal {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, failed);
+        bytes memory res = _resultSig(taskId, DIGEST, failed, LOCATION);
         vm.expectRevert(err);
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, failed);
     }
@@ -631,7 +631,7 @@ contract TasksTest is Fixture {
     function test_SubmitResult() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
+        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
 
         vm.expectEmit(true, true, true, true, address(sr));
         emit DatasetRegistry.PrivacySpent(datasetId, analyst, taskId, EPSILON);
@@ -662,7 +662,7 @@ contract TasksTest is Fixture {
     function test_SubmitResult_AttestedFailure() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, true);
+        bytes memory res = _resultSig(taskId, DIGEST, true, LOCATION);
 
         vm.expectEmit(true, true, true, true, address(sr));
         emit DatasetRegistry.PrivacyReleased(datasetId, analyst, taskId, EPSILON);
@@ -682,7 +682,7 @@ contract TasksTest is Fixture {
     function test_SubmitResult_CompactSignatures() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _sig64(OPERATOR_PK, sr.hashAuthorization(taskId, enclave));
-        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, false));
+        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, false, LOCATION));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
@@ -751,7 +751,7 @@ contract TasksTest is Fixture {
     function test_RevertWhen_SubmitUnregisteredEnclave() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, stranger);
-        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, false));
+        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, false, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, stranger));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
     }
@@ -787,16 +787,40 @@ contract TasksTest is Fixture {
         // signature recovers some unregistered address instead.
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false);
-        bytes32 flipped = sr.hashResult(taskId, DIGEST, true);
+        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
+        bytes32 flipped = sr.hashResult(taskId, DIGEST, true, LOCATION);
         address recovered = ecrecover(flipped, uint8(res[64]), _word(res, 0), _word(res, 32));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, true);
     }
 
+    function test_RevertWhen_SubmitLocationNotSigned() public {
+        // Front-running: copy a pending submission's signatures and relay them with another
+        // location. The location is part of the signed Result, so the digest changes and the
+        // enclave signature recovers a different, unregistered address: the call reverts with
+        // EnclaveNotActive(recovered), not InvalidEnclaveSignature() (that one is only for a
+        // signature that recovers nobody).
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory auth = _authSig(taskId, enclave);
+        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
+        string memory bogus = "s3://attacker/1";
+        bytes32 forged = sr.hashResult(taskId, DIGEST, false, bogus);
+        address recovered = ecrecover(forged, uint8(res[64]), _word(res, 0), _word(res, 32));
+        assertTrue(recovered != enclave && recovered != address(0));
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
+        vm.prank(stranger);
+        sr.submitResult(t, taskId, DIGEST, bogus, auth, res, false);
+
+        // The genuine submission, with the signed location, still settles the task.
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        assertEq(_status(taskId), uint256(TaskStatus.Completed));
+    }
+
     function test_RevertWhen_SubmitNotAuthorized() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        bytes memory res = _resultSig(taskId, DIGEST, false);
+        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
         bytes memory err = abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave);
 
         // Signed by someone else than the operator.
@@ -818,7 +842,7 @@ contract TasksTest is Fixture {
         _registerEnclave(other);
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, false));
+        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, false, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, other));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
     }

@@ -101,8 +101,10 @@ async fn main() -> anyhow::Result<()> {
             let digest = keccak256(task.id.to_be_bytes::<32>());
             let auth =
                 sign_typed(&operator_key(), &Authorization { taskId: task.id, enclave: enclave.address() }, &domain);
-            let sig = sign_typed(&enclave, &ResultAttestation { taskId: task.id, digest, failed: false }, &domain);
-            operator.submit_result(&task, digest, &format!("file:///bench/results/{}", task.id), auth, sig, false).await
+            let location = format!("file:///bench/results/{}", task.id);
+            let attestation = ResultAttestation { taskId: task.id, digest, failed: false, location: location.clone() };
+            let sig = sign_typed(&enclave, &attestation, &domain);
+            operator.submit_result(&task, digest, &location, auth, sig, false).await
         }
     };
 

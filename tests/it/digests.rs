@@ -61,8 +61,15 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
     let onchain = contract.hashAuthorization(U256::from(9), enclave).call().await.unwrap();
     assert_eq!(onchain, Authorization { taskId: U256::from(9), enclave }.eip712_signing_hash(&domain));
 
-    let onchain = contract.hashResult(U256::from(9), B256::repeat_byte(6), true).call().await.unwrap();
-    let attestation = ResultAttestation { taskId: U256::from(9), digest: B256::repeat_byte(6), failed: true };
+    let location = "file:///var/lib/strongroom/results/task-9.sealed";
+    let onchain =
+        contract.hashResult(U256::from(9), B256::repeat_byte(6), true, location.to_owned()).call().await.unwrap();
+    let attestation = ResultAttestation {
+        taskId: U256::from(9),
+        digest: B256::repeat_byte(6),
+        failed: true,
+        location: location.into(),
+    };
     assert_eq!(onchain, attestation.eip712_signing_hash(&domain));
 
     let params = Strongroom::TaskParams {

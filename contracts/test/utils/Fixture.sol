@@ -220,8 +220,11 @@ abstract contract Fixture is Test {
         return _sig(OPERATOR_PK, sr.hashAuthorization(taskId, enclave_));
     }
 
-    function _resultSig(uint256 taskId, bytes32 digest, bool failed) internal returns (bytes memory) {
-        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, failed));
+    function _resultSig(uint256 taskId, bytes32 digest, bool failed, string memory location)
+        internal
+        returns (bytes memory)
+    {
+        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, failed, location));
     }
 
     // ------------------------------------------------------------------
@@ -278,7 +281,7 @@ abstract contract Fixture is Test {
 
     function _submit(TaskParams memory t, uint256 taskId, bool failed) internal {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, failed);
+        bytes memory res = _resultSig(taskId, DIGEST, failed, LOCATION);
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, failed);
     }
 

@@ -77,12 +77,14 @@ sol! {
 // `std::result::Result` here.
 mod attestation_message {
     alloy::sol! {
-        /// The enclave attests the digest of the sealed result (or of the sealed failure).
+        /// The enclave attests the digest of the sealed result (or of the sealed failure) and
+        /// where it is stored, so nobody can replay the submission with another location.
         #[derive(Debug, PartialEq, Eq)]
         struct Result {
             uint256 taskId;
             bytes32 digest;
             bool failed;
+            string location;
         }
     }
 }

@@ -23,7 +23,8 @@ pub enum HostRequest {
     /// Run the task: open the released keys, check the ciphertext and the job, compute, seal.
     /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
     /// enclave checks it against the job hash in the sealed release.
-    RunTask { task_id: U256, sealed_release: SealedBox, ciphertext: Bytes, spec: Bytes },
+    /// `location` is where the host will store the sealed result; the enclave signs it.
+    RunTask { task_id: U256, sealed_release: SealedBox, ciphertext: Bytes, spec: Bytes, location: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -77,7 +77,7 @@ impl Session {
                 self.task_keys.insert(task_id, task_secret);
                 Ok(EnclaveReply::KeyRequest { task_id, task_key, signature: signature.into() })
             }
-            HostRequest::RunTask { task_id, sealed_release, ciphertext, spec } => {
+            HostRequest::RunTask { task_id, sealed_release, ciphertext, spec, location } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let task_secret = self.task_keys.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
@@ -108,7 +108,7 @@ impl Session {
                 let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
                 let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
                 let digest = keccak256(sealed.as_bytes());
-                let attestation = ResultAttestation { taskId: task_id, digest, failed };
+                let attestation = ResultAttestation { taskId: task_id, digest, failed, location };
                 let signature = sign(identity, attestation.eip712_signing_hash(&identity.domain))?;
                 Ok(EnclaveReply::TaskResult {
                     task_id,

@@ -192,6 +192,7 @@ impl Worker {
         let release = request_release(&dataset.kms_url, &request).await?;
         info!("keys released to the enclave (sealed)");
         let ciphertext = storage::get(&dataset.uri).await?;
+        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         let reply = self
             .client
             .call(HostRequest::RunTask {
@@ -199,12 +200,12 @@ impl Worker {
                 sealed_release: release.sealed_release,
                 ciphertext: ciphertext.into(),
                 spec: task.spec.clone(),
+                location: location.clone(),
             })
             .await?;
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         storage::put(&location, sealed_result.0).await?;
         let outcome = chain.submit_result(task, digest, &location, authorization, signature, failed).await?;
         info!(%digest, failed, gas = outcome.gas_used, "result submitted");
