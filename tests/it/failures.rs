@@ -56,3 +56,22 @@ async fn tampered_ciphertext_is_detected_inside_the_enclave() {
     assert!(message.contains("does not match") && message.contains("registered on chain"), "{message}");
     devnet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_reading_a_column_the_policy_withholds_fails_naming_it() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT region, email FROM dataset").await;
+    assert!(failed);
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(message, "the licence policy does not allow reading column `email`");
+
+    // Its key never left the key service: the audit log shows only the granted column.
+    let audit: Vec<strongroom_types::AuditEntry> =
+        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].key_ids, ["footer", "column:region"]);
+    let chain = devnet.chain_as(analyst_key()).await.unwrap();
+    assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), published.offer.price);
+    devnet.shutdown().await;
+}

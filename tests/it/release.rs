@@ -23,7 +23,11 @@ async fn request(
         enclave: enclave.address(),
         task_key,
         columns: Vec::new(),
-        enclave_signature: sign_typed(enclave, &KeyRequest { taskId: task, taskKey: task_key.to_b256() }, &domain),
+        enclave_signature: sign_typed(
+            enclave,
+            &KeyRequest { taskId: task, taskKey: task_key.to_b256(), columns: Vec::new() },
+            &domain,
+        ),
         authorization: sign_typed(authorizer, &Authorization { taskId: task, enclave: enclave.address() }, &domain),
     };
     let response =
@@ -132,6 +136,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let body = strongroom_types::DepositRequest {
         dataset: published.dataset,
         sealed_keys: sealed,
+        policy: "version = 1\nname = \"a-only\"\n[columns]\nallow = [\"a\"]\n".into(),
         owner_signature: signature,
     };
     let response =

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use strongroom_chain::{Chain, RequesterTree};
 use strongroom_types::{
     ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
-    Manifest, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
+    Manifest, Policy, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
 };
 use strongroom_worker::{dataplane, storage};
 use tracing::info;
@@ -160,9 +160,10 @@ pub async fn kms_info(kms_url: &str) -> anyhow::Result<KmsInfo> {
 
 /// Publishes a dataset end to end. `chain` must act as `owner`.
 pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishRequest) -> anyhow::Result<Published> {
-    let policy =
-        std::fs::read(&req.policy).with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
-    let policy_hash = keccak256(&policy);
+    let policy_text = std::fs::read_to_string(&req.policy)
+        .with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
+    let policy = Policy::parse(&policy_text).with_context(|| format!("policy file {}", req.policy.display()))?;
+    let policy_hash = keccak256(policy_text.as_bytes());
     let kms = kms_info(&req.kms_url).await?;
     if kms.chain_id != chain.chain_id() || kms.contract != chain.address() {
         bail!(
@@ -174,6 +175,13 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     }
 
     let (schema, batches) = read_input(&req.input).await?;
+    if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
+        bail!(
+            "policy file {} allows column `{column}`, which {} does not have",
+            req.policy.display(),
+            req.input.display()
+        );
+    }
     let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let salt = req.salt.unwrap_or_else(random_salt);
     let dataset = chain.dataset_id(owner.address(), salt).await?;
@@ -206,7 +214,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     info!(%dataset, rows, bytes = manifest.ciphertext_bytes, "encrypted dataset stored");
 
     // 2. Deposit the keys, sealed to the key service and bound to this dataset id.
-    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, &keys).await?;
+    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, &keys, &policy_text).await?;
 
     // 3. Register on chain.
     let (registered, outcome) = chain
@@ -239,11 +247,12 @@ async fn deposit_keys(
     owner: &PrivateKeySigner,
     dataset: DatasetId,
     keys: &DatasetKeys,
+    policy: &str,
 ) -> anyhow::Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, dataset.as_slice(), &keys.to_json())?;
     let signature =
         sign_typed(owner, &Deposit { dataset, keysDigest: keccak256(sealed_keys.as_bytes()) }, &chain.domain());
-    let request = DepositRequest { dataset, sealed_keys, owner_signature: signature };
+    let request = DepositRequest { dataset, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
     let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
     let response = reqwest::Client::new().post(&url).timeout(Duration::from_secs(30)).json(&request).send().await;
     let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;

@@ -33,6 +33,10 @@ pub enum KmsError {
     NoKeysDeposited(B256),
     #[error("dataset {0} is not registered on chain")]
     UnknownDataset(B256),
+    #[error(
+        "dataset {dataset}'s deposited policy hashes to {deposited}, but the task was rented under policy {rented}: the owner must deposit that policy"
+    )]
+    PolicyMismatch { dataset: B256, deposited: B256, rented: B256 },
     #[error("column `{column}` is not in dataset {dataset}")]
     UnknownColumn { dataset: B256, column: String },
     #[error("the deposited keys cannot be opened: {0}")]
@@ -67,6 +71,7 @@ impl KmsError {
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited(_) => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
+            Self::PolicyMismatch { .. } => "policy_mismatch",
             Self::UnknownColumn { .. } => "unknown_column",
             Self::BadDeposit(_) => "bad_deposit",
             Self::Chain(_) => "chain_unavailable",
@@ -80,9 +85,10 @@ impl ResponseError for KmsError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::UnknownTask(_) | Self::NoKeysDeposited(_) | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
-            Self::TaskNotActive { .. } | Self::DeadlinePassed { .. } | Self::WrongKeyService { .. } => {
-                StatusCode::CONFLICT
-            }
+            Self::TaskNotActive { .. }
+            | Self::DeadlinePassed { .. }
+            | Self::WrongKeyService { .. }
+            | Self::PolicyMismatch { .. } => StatusCode::CONFLICT,
             Self::NotAuthorized { .. }
             | Self::BadEnclaveSignature(_)
             | Self::EnclaveNotRegistered(_)

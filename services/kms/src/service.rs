@@ -12,8 +12,8 @@ use serde::Deserialize;
 use strongroom_chain::{Chain, TaskStatus};
 use strongroom_types::{
     AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE,
-    KeyRelease, KeyRequest, KmsInfo, ReleaseRequest, ReleaseResponse, TaskFacts, X25519SecretKey, open, recover_typed,
-    seal,
+    KeyRelease, KeyRequest, KmsInfo, Policy, ReleaseRequest, ReleaseResponse, TaskFacts, X25519SecretKey, open,
+    recover_typed, seal,
 };
 use tracing::{info, warn};
 
@@ -97,6 +97,10 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
     let keys = open_keys(&state.secret, &req)?;
+    let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
+    if let Some(column) = policy.columns.allow.iter().find(|c| !keys.columns.contains_key(*c)) {
+        return Err(KmsError::BadDeposit(format!("the policy allows column `{column}`, which has no key")));
+    }
     // The dataset may not be registered yet: owners deposit first so that a registered dataset
     // always has its keys. Ownership is then checked again at every release.
     if let Some(dataset) = state.chain.dataset(req.dataset).await?
@@ -104,7 +108,7 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     {
         return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
     }
-    state.store.lock().expect("store lock").put_deposit(req.dataset, signer, &req.sealed_keys)?;
+    state.store.lock().expect("store lock").put_deposit(req.dataset, signer, &req.sealed_keys, &req.policy)?;
     info!(dataset = %req.dataset, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
     Ok(HttpResponse::Ok().json(DepositResponse { dataset: req.dataset, depositor: signer, key_ids: keys.key_ids() }))
 }
@@ -146,7 +150,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     if chain.block_timestamp().await? > params.deadline {
         return Err(KmsError::DeadlinePassed { task: req.task_id, deadline: params.deadline });
     }
-    let key_request = KeyRequest { taskId: req.task_id, taskKey: req.task_key.to_b256() };
+    let key_request = KeyRequest { taskId: req.task_id, taskKey: req.task_key.to_b256(), columns: req.columns.clone() };
     if recover_typed(&key_request, &domain, &req.enclave_signature) != Some(req.enclave) {
         return Err(KmsError::BadEnclaveSignature(req.enclave));
     }
@@ -173,18 +177,33 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     if dataset.kms_key != ours {
         return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours });
     }
-    let sealed = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner)?;
-    let sealed = sealed.ok_or(KmsError::NoKeysDeposited(dataset.id))?;
-    let deposit = DepositRequest { dataset: dataset.id, sealed_keys: sealed, owner_signature: Default::default() };
-    let mut keys = open_keys(&state.secret, &deposit)?;
-    if !req.columns.is_empty() {
-        for column in &req.columns {
-            if !keys.columns.contains_key(column) {
-                return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
-            }
-        }
-        keys.columns.retain(|name, _| req.columns.contains(name));
+    let deposit = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner)?;
+    let (sealed, policy_text) = deposit.ok_or(KmsError::NoKeysDeposited(dataset.id))?;
+    // The policy the task was rented under is the one its keys are granted by.
+    let deposited_policy = keccak256(policy_text.as_bytes());
+    if deposited_policy != params.policyHash {
+        return Err(KmsError::PolicyMismatch {
+            dataset: dataset.id,
+            deposited: deposited_policy,
+            rented: params.policyHash,
+        });
     }
+    let policy = Policy::parse(&policy_text).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
+    let deposit = DepositRequest {
+        dataset: dataset.id,
+        sealed_keys: sealed,
+        policy: policy_text,
+        owner_signature: Default::default(),
+    };
+    let mut keys = open_keys(&state.secret, &deposit)?;
+    for column in &req.columns {
+        if !keys.columns.contains_key(column) {
+            return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
+        }
+    }
+    // Released: needed ∩ granted. Needed but not granted is reported back, never released.
+    let withheld: Vec<String> = req.columns.iter().filter(|c| !policy.grants(c)).cloned().collect();
+    keys.columns.retain(|name, _| req.columns.contains(name) && policy.grants(name));
     let facts = TaskFacts {
         chain_id: chain.chain_id(),
         contract: chain.address(),
@@ -198,7 +217,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         deadline: params.deadline,
     };
     let key_ids = keys.key_ids();
-    let release = KeyRelease { facts, keys };
+    let release = KeyRelease { facts, keys, withheld };
     let plaintext =
         zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
     drop(release);

@@ -20,6 +20,7 @@ impl Store {
                  dataset    BLOB NOT NULL,
                  depositor  BLOB NOT NULL,
                  sealed     BLOB NOT NULL,
+                 policy     TEXT NOT NULL,
                  created_at INTEGER NOT NULL,
                  PRIMARY KEY (dataset, depositor)
              );
@@ -37,24 +38,31 @@ impl Store {
     }
 
     /// Stores (or replaces) the depositor's sealed keys for a dataset.
-    pub(crate) fn put_deposit(&self, dataset: B256, depositor: Address, sealed: &SealedBox) -> rusqlite::Result<()> {
+    pub(crate) fn put_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        sealed: &SealedBox,
+        policy: &str,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT INTO deposits (dataset, depositor, sealed, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (dataset, depositor) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at",
-            params![dataset.as_slice(), depositor.as_slice(), sealed.as_bytes(), now()],
+            "INSERT INTO deposits (dataset, depositor, sealed, policy, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (dataset, depositor) DO UPDATE
+             SET sealed = excluded.sealed, policy = excluded.policy, created_at = excluded.created_at",
+            params![dataset.as_slice(), depositor.as_slice(), sealed.as_bytes(), policy, now()],
         )?;
         Ok(())
     }
 
-    pub(crate) fn deposit(&self, dataset: B256, depositor: Address) -> rusqlite::Result<Option<SealedBox>> {
+    /// The depositor's sealed keys for a dataset and the policy they came with.
+    pub(crate) fn deposit(&self, dataset: B256, depositor: Address) -> rusqlite::Result<Option<(SealedBox, String)>> {
         self.conn
             .query_row(
-                "SELECT sealed FROM deposits WHERE dataset = ?1 AND depositor = ?2",
+                "SELECT sealed, policy FROM deposits WHERE dataset = ?1 AND depositor = ?2",
                 params![dataset.as_slice(), depositor.as_slice()],
-                |row| row.get::<_, Vec<u8>>(0),
+                |row| Ok((SealedBox(row.get::<_, Vec<u8>>(0)?), row.get::<_, String>(1)?)),
             )
             .optional()
-            .map(|o| o.map(SealedBox))
     }
 
     pub(crate) fn record_release(&self, entry: &AuditEntry) -> rusqlite::Result<()> {

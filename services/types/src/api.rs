@@ -18,6 +18,8 @@ pub struct KmsInfo {
 pub struct DepositRequest {
     pub dataset: B256,
     pub sealed_keys: SealedBox,
+    /// The licence policy file; its keccak256 must match the policy hash a task was rented under.
+    pub policy: String,
     /// EIP-712 `Deposit{dataset, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
     pub owner_signature: Bytes,
 }
@@ -35,9 +37,9 @@ pub struct ReleaseRequest {
     pub task_id: U256,
     pub enclave: Address,
     pub task_key: X25519PublicKey,
-    /// Columns the task's plan needs; empty means all columns.
+    /// Columns the task's plan reads (possibly none); the service releases those the policy grants.
     pub columns: Vec<String>,
-    /// EIP-712 `KeyRequest{taskId, taskKey}` by the enclave key.
+    /// EIP-712 `KeyRequest{taskId, taskKey, columns}` by the enclave key.
     pub enclave_signature: Bytes,
     /// EIP-712 `Authorization{taskId, enclave}` by the pool operator.
     pub authorization: Bytes,

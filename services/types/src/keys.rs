@@ -96,5 +96,8 @@ pub struct TaskFacts {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct KeyRelease {
     pub facts: TaskFacts,
+    /// The footer key and the keys of the requested columns the policy grants.
     pub keys: DatasetKeys,
+    /// Requested columns the policy does not grant: the task must fail, naming them.
+    pub withheld: Vec<String>,
 }

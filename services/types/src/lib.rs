@@ -17,6 +17,7 @@ mod error;
 mod keys;
 mod manifest;
 mod messages;
+mod policy;
 mod seal;
 
 pub use api::{
@@ -31,6 +32,7 @@ pub use messages::{
     AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash,
     random_salt, recover_typed, sign_typed,
 };
+pub use policy::{ColumnRules, Policy};
 pub use seal::{INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal};
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.

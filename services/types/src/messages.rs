@@ -58,11 +58,13 @@ sol! {
         address enclave;
     }
 
-    /// The enclave's key request: the fresh X25519 key the task's keys are sealed to.
+    /// The enclave's key request: the fresh X25519 key the task's keys are sealed to, and the
+    /// columns the task's query plan reads.
     #[derive(Debug, PartialEq, Eq)]
     struct KeyRequest {
         uint256 taskId;
         bytes32 taskKey;
+        string[] columns;
     }
 
     /// The dataset owner vouches for the sealed keys deposited with a key service.

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 
 use alloy::primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use strongroom_types::{Quote, SealedBox, X25519PublicKey};
+use strongroom_types::{ColumnEntry, Quote, SealedBox, X25519PublicKey};
 
 /// Frames larger than this are refused rather than allocated.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -18,8 +18,10 @@ pub const MAX_FRAME: usize = 1 << 30;
 pub enum HostRequest {
     /// Bind the enclave to one deployment (its EIP-712 domain) and ask for its quote.
     Attest { chain_id: u64, contract: Address },
-    /// Make a fresh X25519 key for this task and sign a key request for it.
-    RequestKeys { task_id: U256, columns: Vec<String> },
+    /// Make a fresh X25519 key for this task, plan the job against the dataset's schema to find
+    /// the columns it reads, and sign a key request for those. The schema comes from the
+    /// dataset's manifest; a false one only makes the task fail.
+    RequestKeys { task_id: U256, spec: Bytes, schema: Vec<ColumnEntry> },
     /// Run the task: open the released keys, check the ciphertext and the job, compute, seal.
     /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
     /// enclave checks it against the job hash in the sealed release.
@@ -31,7 +33,7 @@ pub enum HostRequest {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum EnclaveReply {
     Attested { enclave: Address, quote: Quote, platform_signature: Bytes },
-    KeyRequest { task_id: U256, task_key: X25519PublicKey, signature: Bytes },
+    KeyRequest { task_id: U256, task_key: X25519PublicKey, columns: Vec<String>, signature: Bytes },
     TaskResult { task_id: U256, sealed_result: Bytes, digest: B256, failed: bool, signature: Bytes },
     Error { message: String },
 }

@@ -38,7 +38,8 @@ pub(crate) enum EnclaveError {
 #[derive(Default)]
 pub(crate) struct Session {
     identity: Option<Identity>,
-    task_keys: HashMap<U256, X25519SecretKey>,
+    /// Per task: the key its release is sealed to and the columns its plan reads.
+    tasks: HashMap<U256, (X25519SecretKey, Vec<String>)>,
 }
 
 struct Identity {
@@ -68,18 +69,23 @@ impl Session {
                 eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
                 Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
             }
-            HostRequest::RequestKeys { task_id, columns: _ } => {
+            HostRequest::RequestKeys { task_id, spec, schema } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+                // A query that does not plan needs no column; it fails, attested, at RunTask.
+                let columns = std::str::from_utf8(&spec)
+                    .ok()
+                    .and_then(|sql| runtime.block_on(super::query::columns_read(&schema, sql)).ok())
+                    .unwrap_or_default();
                 let task_secret = X25519SecretKey::generate();
                 let task_key = task_secret.public_key();
-                let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256() };
+                let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
                 let signature = sign(identity, request.eip712_signing_hash(&identity.domain))?;
-                self.task_keys.insert(task_id, task_secret);
-                Ok(EnclaveReply::KeyRequest { task_id, task_key, signature: signature.into() })
+                self.tasks.insert(task_id, (task_secret, columns.clone()));
+                Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature: signature.into() })
             }
             HostRequest::RunTask { task_id, sealed_release, ciphertext, spec, location } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-                let task_secret = self.task_keys.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+                let (task_secret, needed) = self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
                     &task_secret,
                     INFO_RELEASE,
@@ -99,7 +105,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(&release, &ciphertext, &spec, runtime);
+                let outcome = run_checked(&release, &needed, &ciphertext, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -125,6 +131,7 @@ impl Session {
 /// The checks and the computation whose failure is the analyst's to read (an attested failure).
 fn run_checked(
     release: &KeyRelease,
+    needed: &[String],
     ciphertext: &[u8],
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
@@ -142,6 +149,13 @@ fn run_checked(
     }
     if facts.job_kind != JOB_KIND_SQL {
         return Err("this enclave runs SQL jobs only; WASM apps are not supported yet".into());
+    }
+    if !release.withheld.is_empty() {
+        let names: Vec<String> = release.withheld.iter().map(|c| format!("`{c}`")).collect();
+        return Err(format!("the licence policy does not allow reading column {}", names.join(", ")));
+    }
+    if let Some(missing) = needed.iter().find(|c| !release.keys.columns.contains_key(*c)) {
+        return Err(format!("the key service did not release the key of column `{missing}` that the query reads"));
     }
     let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
     let dataset = crate::dataplane::decrypt(ciphertext, &release.keys, facts.dataset).map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
-use strongroom_types::{Authorization, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
+use strongroom_types::{Authorization, Manifest, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -45,6 +45,8 @@ pub enum WorkerError {
     KeyServiceDown { url: String, reason: String },
     #[error("dataset {0} of the task is not registered")]
     UnknownDataset(alloy::primitives::B256),
+    #[error("dataset manifest {0}: {1}")]
+    BadManifest(String, String),
     #[error("chain: {0}")]
     Chain(#[from] strongroom_chain::ChainError),
     #[error(transparent)]
@@ -175,17 +177,29 @@ impl Worker {
             &Authorization { taskId: task.id, enclave: self.enclave },
             &chain.domain(),
         );
-        let reply = self.client.call(HostRequest::RequestKeys { task_id: task.id, columns: Vec::new() }).await?;
-        let EnclaveReply::KeyRequest { task_key, signature, .. } = reply else {
-            return Err(unexpected(reply));
-        };
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
+        // The manifest sits beside the ciphertext; it tells the enclave the schema to plan against.
+        let manifest_url = match dataset.uri.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{}", Manifest::FILE_NAME),
+            None => {
+                return Err(WorkerError::BadManifest(dataset.uri.clone(), "the dataset URI has no directory".into()));
+            }
+        };
+        let manifest: Manifest = serde_json::from_slice(&storage::get(&manifest_url).await?)
+            .map_err(|e| WorkerError::BadManifest(manifest_url.clone(), e.to_string()))?;
+        let reply = self
+            .client
+            .call(HostRequest::RequestKeys { task_id: task.id, spec: task.spec.clone(), schema: manifest.columns })
+            .await?;
+        let EnclaveReply::KeyRequest { task_key, columns, signature, .. } = reply else {
+            return Err(unexpected(reply));
+        };
         let request = ReleaseRequest {
             task_id: task.id,
             enclave: self.enclave,
             task_key,
-            columns: Vec::new(),
+            columns,
             enclave_signature: signature,
             authorization: authorization.clone(),
         };
