@@ -10,18 +10,41 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use strongroom_types::ColumnEntry;
 
 /// The table name analysts query.
 pub(crate) const TABLE: &str = "dataset";
 
+/// Memory the enclave lets one query use. A query that needs more fails rather than spills:
+/// spilling would write plaintext to the host's disk.
+const QUERY_MEMORY_LIMIT: usize = 1 << 30;
+
+/// A DataFusion session with a memory cap and no disk manager: no spill files, ever.
+fn enclave_context(memory_limit: usize) -> Result<SessionContext, DataFusionError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(SessionConfig::new(), runtime))
+}
+
 /// Runs `sql` against the dataset and returns the result as an Arrow IPC stream and its row count.
 /// DDL, DML and statements (SET, transactions…) are refused, so a query can only read.
 pub(crate) async fn run(dataset: (SchemaRef, Vec<RecordBatch>), sql: &str) -> Result<(Vec<u8>, u64), DataFusionError> {
+    run_with_limit(dataset, sql, QUERY_MEMORY_LIMIT).await
+}
+
+async fn run_with_limit(
+    dataset: (SchemaRef, Vec<RecordBatch>),
+    sql: &str,
+    memory_limit: usize,
+) -> Result<(Vec<u8>, u64), DataFusionError> {
     let (schema, batches) = dataset;
-    let ctx = SessionContext::new();
+    let ctx = enclave_context(memory_limit)?;
     ctx.register_table(TABLE, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = ctx.sql_with_options(sql, options).await?;
@@ -45,7 +68,7 @@ pub(crate) async fn columns_read(schema: &[ColumnEntry], sql: &str) -> Result<Ve
         .map(|c| Ok(Field::new(&c.name, DataType::from_str(&c.data_type)?, true)))
         .collect::<Result<Vec<_>, DataFusionError>>()?;
     let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let ctx = SessionContext::new();
+    let ctx = enclave_context(QUERY_MEMORY_LIMIT)?;
     ctx.register_table(TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let plan = ctx.sql_with_options(sql, options).await?.into_optimized_plan()?;
@@ -61,4 +84,43 @@ pub(crate) async fn columns_read(schema: &[ColumnEntry], sql: &str) -> Result<Ve
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(columns.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+
+    use super::*;
+
+    fn numbers(n: i64) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap();
+        (schema, vec![batch])
+    }
+
+    #[tokio::test]
+    async fn a_query_over_its_memory_cap_fails_instead_of_spilling() {
+        let err =
+            run_with_limit(numbers(200_000), "SELECT n FROM dataset ORDER BY n DESC", 64 * 1024).await.unwrap_err();
+        assert!(err.to_string().contains("Resources exhausted"), "{err}");
+        let (_, rows) =
+            run_with_limit(numbers(1_000), "SELECT n FROM dataset ORDER BY n DESC", 64 << 20).await.unwrap();
+        assert_eq!(rows, 1_000);
+    }
+
+    #[tokio::test]
+    async fn the_plan_names_the_columns_it_reads() {
+        let schema = ["a", "b", "c"].map(|name| ColumnEntry {
+            name: name.into(),
+            data_type: "Int64".into(),
+            key_id: format!("column:{name}"),
+        });
+        let read = |sql: &'static str| {
+            let schema = schema.clone();
+            async move { columns_read(&schema, sql).await.unwrap() }
+        };
+        assert_eq!(read("SELECT a, SUM(c) FROM dataset WHERE c > 1 GROUP BY a").await, ["a", "c"]);
+        assert_eq!(read("SELECT * FROM dataset").await, ["a", "b", "c"]);
+        assert!(columns_read(&schema, "SELECT nope FROM dataset").await.is_err());
+    }
 }
