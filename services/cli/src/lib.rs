@@ -8,6 +8,7 @@
 //! Subcommands live in `cmd/`, one file each; they parse arguments and call these modules.
 
 pub mod analyst;
+pub mod backup;
 pub mod cmd;
 pub mod devnet;
 pub mod market_client;

@@ -22,6 +22,7 @@ use strongroom_types::{
 use strongroom_worker::{dataplane, storage};
 use tracing::info;
 
+use crate::backup::KeyBackup;
 use crate::market_client;
 
 /// The licence terms of a dataset offer.
@@ -114,9 +115,11 @@ pub struct PublishRequest {
     pub market_url: String,
     /// Makes the dataset id; random unless given.
     pub salt: Option<B256>,
+    /// Where the owner's sealed key backup goes (see [`KeyBackup`]).
+    pub backup_dir: PathBuf,
 }
 
-/// A published dataset. The keys stay with the owner (backups come in a later issue).
+/// A published dataset. The keys also stay with the owner, sealed in the local backup.
 #[derive(Debug)]
 pub struct Published {
     pub dataset: DatasetId,
@@ -213,7 +216,9 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     storage::put(&format!("{base}/{}", Manifest::FILE_NAME), serde_json::to_vec_pretty(&manifest)?.into()).await?;
     info!(%dataset, rows, bytes = manifest.ciphertext_bytes, "encrypted dataset stored");
 
-    // 2. Deposit the keys, sealed to the key service and bound to this dataset id.
+    // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
+    //    key service and bound to this dataset id.
+    KeyBackup::new(&req.backup_dir).store(dataset, &keys, &policy_text)?;
     deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, &keys, &policy_text).await?;
 
     // 3. Register on chain.
@@ -261,4 +266,40 @@ async fn deposit_keys(
         bail!("key service refused the deposit: {}", body["message"].as_str().unwrap_or("no message"));
     }
     Ok(response.json().await?)
+}
+
+/// Deposits a dataset's keys again from the owner's backup, to `kms_url`. If that is another key
+/// service than the one registered, the dataset is updated on chain to point at it (a new
+/// version with the same objects and policy). Returns the dataset as registered afterwards.
+pub async fn redeposit(
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    backup: &KeyBackup,
+    dataset: DatasetId,
+    kms_url: &str,
+) -> anyhow::Result<strongroom_chain::DatasetInfo> {
+    let registered = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} is not registered"))?;
+    if registered.owner != owner.address() {
+        bail!("dataset {dataset} is owned by {}, not by {}", registered.owner, owner.address());
+    }
+    let (keys, policy_text) = backup.load(dataset)?;
+    if keccak256(policy_text.as_bytes()) != registered.policy_hash {
+        bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");
+    }
+    let kms = kms_info(kms_url).await?;
+    deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, &keys, &policy_text).await?;
+    if registered.kms_url != kms_url || registered.kms_key != kms.public_key.to_b256() {
+        chain
+            .update_dataset(
+                dataset,
+                &registered.uri,
+                registered.checksum,
+                kms_url,
+                kms.public_key.to_b256(),
+                registered.policy_hash,
+            )
+            .await
+            .context("pointing the dataset at the new key service")?;
+    }
+    chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))
 }

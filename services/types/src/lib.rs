@@ -33,7 +33,9 @@ pub use messages::{
     random_salt, recover_typed, sign_typed,
 };
 pub use policy::{ColumnRules, Policy};
-pub use seal::{INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal};
+pub use seal::{
+    INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal,
+};
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
 pub type DatasetId = alloy::primitives::B256;

@@ -18,6 +18,8 @@ type Kem = X25519HkdfSha256;
 pub const INFO_DEPOSIT: &[u8] = b"strongroom/v1/deposit";
 /// Context for the keys and task facts a key service releases to an enclave.
 pub const INFO_RELEASE: &[u8] = b"strongroom/v1/release";
+/// Context for the owner's local backup of a dataset's keys.
+pub const INFO_BACKUP: &[u8] = b"strongroom/v1/backup";
 /// Context for the result an enclave seals to the analyst.
 pub const INFO_RESULT: &[u8] = b"strongroom/v1/result";
 

@@ -13,6 +13,26 @@ use crate::units::{parse_amount, parse_epsilon};
 pub enum DatasetCommand {
     /// Encrypt a dataset column by column, store it, deposit its keys, register it, offer it.
     Publish(PublishArgs),
+    /// Deposit a dataset's keys again from your local backup, e.g. to a new key service.
+    Redeposit(RedepositArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RedepositArgs {
+    pub dataset: strongroom_types::DatasetId,
+    /// The key service to deposit to; if it is not the registered one, the dataset is updated to use it.
+    #[arg(long, env = "STRONGROOM_KMS_URL")]
+    pub kms_url: String,
+}
+
+impl RedepositArgs {
+    async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let backup = crate::backup::KeyBackup::new(&global.data_dir.join("owner"));
+        let dataset = owner::redeposit(&chain, &global.signer()?, &backup, self.dataset, &self.kms_url).await?;
+        println!("dataset {} (version {}) now has its keys at {}", dataset.id, dataset.version, dataset.kms_url);
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -50,7 +70,10 @@ pub struct PublishArgs {
 
 impl DatasetCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let Self::Publish(args) = self;
+        let args = match self {
+            Self::Publish(args) => args,
+            Self::Redeposit(args) => return args.run(global).await,
+        };
         let signer = global.signer()?;
         let chain = global.chain().await?;
         let storage_url = match args.storage_url {
@@ -71,6 +94,7 @@ impl DatasetCommand {
             kms_url: args.kms_url,
             market_url: global.market_url()?.into(),
             salt: None,
+            backup_dir: global.data_dir.join("owner"),
         };
         let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset")?;
         if global.json {

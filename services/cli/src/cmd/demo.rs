@@ -64,6 +64,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,
+        backup_dir: devnet.options.data_dir.join("owner"),
     };
     let published = owner::publish(&owner_chain, &owner_key(), &request).await.context("owner: publishing")?;
     eprintln!(

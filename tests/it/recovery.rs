@@ -1,0 +1,45 @@
+//! Losing a key service loses nothing: the owner redeposits from the local sealed backup to a
+//! new key service, the dataset points at it, and rentals go on.
+
+use strongroom_cli::analyst::{self, Outcome, RentOptions};
+use strongroom_cli::backup::KeyBackup;
+use strongroom_cli::devnet::owner_key;
+use strongroom_cli::owner;
+use strongroom_e2e::{devnet, publish_sample, rent, result_of};
+use strongroom_kms::KmsConfig;
+use strongroom_types::AuditEntry;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
+    let (dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+
+    let replacement = strongroom_kms::spawn(
+        KmsConfig {
+            data_dir: dir.path().join("kms-2"),
+            rpc_url: devnet.rpc_url().into(),
+            contract: devnet.governance.address(),
+        },
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .await
+    .unwrap();
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
+    let dataset = owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();
+    assert_eq!((dataset.version, dataset.kms_url.as_str()), (2, replacement.url().as_str()));
+    assert_eq!(dataset.kms_key, replacement.info().public_key.to_b256());
+
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    let result = result_of(&devnet, &rental).await;
+    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
+
+    let audit = |url: String| async move {
+        reqwest::get(format!("{url}/v1/audit")).await.unwrap().json::<Vec<AuditEntry>>().await.unwrap()
+    };
+    assert_eq!(audit(replacement.url()).await.len(), 1, "the new key service released the keys");
+    assert!(audit(devnet.kms.url()).await.is_empty(), "the old one was never asked");
+    replacement.shutdown().await;
+    devnet.shutdown().await;
+}
