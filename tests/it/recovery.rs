@@ -43,3 +43,36 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
     replacement.shutdown().await;
     devnet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_fails_midway_registers_nothing() {
+    let (dir, devnet) = devnet(false).await;
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let salt = alloy::primitives::B256::repeat_byte(0x5a);
+    // Storage that refuses the upload: a regular file stands where the object directory should be.
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"x").unwrap();
+    let request = owner::PublishRequest {
+        input: strongroom_e2e::SAMPLE.into(),
+        policy: strongroom_e2e::POLICY.into(),
+        terms: strongroom_cli::owner::OfferTerms::sql(
+            alloy::primitives::U256::from(1u64),
+            std::time::Duration::from_secs(60),
+        ),
+        privacy_budget: 0,
+        storage_url: strongroom_worker::storage::file_url(&blocker).unwrap(),
+        kms_url: devnet.kms.url(),
+        market_url: devnet.market.url(),
+        salt: Some(salt),
+        backup_dir: dir.path().join("owner"),
+        schema: None,
+    };
+    let err = owner::publish(&chain, &owner_key(), &request).await.unwrap_err();
+    assert!(format!("{err:#}").contains("storage file://"), "{err:#}");
+
+    let id = chain.dataset_id(owner_key().address(), salt).await.unwrap();
+    assert_eq!(chain.dataset(id).await.unwrap(), None, "nothing registered");
+    let offers = strongroom_cli::market_client::dataset_offers(&devnet.market.url(), id).await.unwrap();
+    assert!(offers.is_empty(), "nothing offered");
+    devnet.shutdown().await;
+}

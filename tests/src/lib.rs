@@ -85,6 +85,7 @@ pub async fn publish_with(devnet: &Devnet, terms: OfferTerms, privacy_budget: u6
         market_url: devnet.market.url(),
         salt: None,
         backup_dir: devnet.options.data_dir.join("owner"),
+        schema: None,
     };
     owner::publish(&chain, &owner_key(), &request).await.expect("publish succeeds")
 }

@@ -10,8 +10,10 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 use sha2::{Digest, Sha256};
 use strongroom_chain::{Chain, RequesterTree};
@@ -117,6 +119,28 @@ pub struct PublishRequest {
     pub salt: Option<B256>,
     /// Where the owner's sealed key backup goes (see [`KeyBackup`]).
     pub backup_dir: PathBuf,
+    /// The input's schema; inferred from the data when `None`.
+    pub schema: Option<SchemaRef>,
+}
+
+/// A schema as people type it: `id:Int64,email:Utf8,spend:Float64` (Arrow type names).
+pub fn parse_schema(text: &str) -> anyhow::Result<SchemaRef> {
+    let fields = text
+        .split(',')
+        .map(|pair| {
+            let (name, ty) = pair
+                .split_once(':')
+                .with_context(|| format!("schema entry `{pair}` is not `name:Type` (e.g. `age:Int64`)"))?;
+            let ty = ty.trim().parse::<datafusion::arrow::datatypes::DataType>().map_err(|e| {
+                anyhow::anyhow!(
+                    "schema entry `{pair}`: `{}` is not an Arrow type ({e}); e.g. Int64, Float64, Utf8",
+                    ty.trim()
+                )
+            })?;
+            Ok(datafusion::arrow::datatypes::Field::new(name.trim(), ty, true))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(std::sync::Arc::new(Schema::new(fields)))
 }
 
 /// A published dataset. The keys also stay with the owner, sealed in the local backup.
@@ -132,21 +156,78 @@ pub struct Published {
     pub register_gas: u64,
 }
 
-/// Reads CSV, JSON lines or Parquet (by extension) into Arrow batches.
-pub async fn read_input(path: &Path) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
-    if !path.is_file() {
-        bail!("input {} does not exist or is not a file", path.display());
+/// Input formats, by file extension.
+const FORMATS: [&str; 6] = ["csv", "json", "jsonl", "ndjson", "parquet", "arrow"];
+
+/// The format of `path`: its extension, or for a directory the one extension all its files share.
+fn input_format(path: &Path) -> anyhow::Result<String> {
+    let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    if path.is_file() {
+        let ext = ext(path).unwrap_or_default();
+        if !FORMATS.contains(&ext.as_str()) {
+            bail!("input {} has extension `{ext}`; use .csv, .jsonl, .parquet or .arrow (Arrow IPC)", path.display());
+        }
+        return Ok(ext);
     }
+    if !path.is_dir() {
+        bail!("input {} does not exist", path.display());
+    }
+    let mut found = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
+        let file = entry?.path();
+        if file.is_file()
+            && let Some(e) = ext(&file).filter(|e| FORMATS.contains(&e.as_str()))
+        {
+            found.insert(e);
+        }
+    }
+    match found.len() {
+        0 => bail!("directory {} holds no .csv, .jsonl, .parquet or .arrow file", path.display()),
+        1 => Ok(found.pop_first().expect("one")),
+        _ => bail!(
+            "directory {} mixes formats ({}); publish one format at a time",
+            path.display(),
+            found.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Reads CSV, JSON lines, Parquet or Arrow IPC (a file, or a directory of files of one format)
+/// into Arrow batches, inferring the schema unless `schema` is given.
+pub async fn read_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let format = input_format(path)?;
     let ctx = SessionContext::new();
     let name = path.to_str().context("input path is not UTF-8")?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
-    let frame = match ext.as_str() {
-        "csv" => ctx.read_csv(name, CsvReadOptions::new()).await,
-        "json" | "jsonl" | "ndjson" => {
-            ctx.read_json(name, JsonReadOptions::default().file_extension(&format!(".{ext}"))).await
+    let dotted = format!(".{format}");
+    let frame = match format.as_str() {
+        "csv" => {
+            let mut options = CsvReadOptions::new().file_extension(&dotted);
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            ctx.read_csv(name, options).await
         }
-        "parquet" => ctx.read_parquet(name, ParquetReadOptions::default()).await,
-        _ => bail!("input {} has extension `{ext}`; use .csv, .jsonl or .parquet", path.display()),
+        "json" | "jsonl" | "ndjson" => {
+            let mut options = JsonReadOptions::default().file_extension(&dotted);
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            ctx.read_json(name, options).await
+        }
+        "parquet" => {
+            let mut options = ParquetReadOptions::default();
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            ctx.read_parquet(name, options).await
+        }
+        _ => {
+            let mut options = ArrowReadOptions::default();
+            if let Some(schema) = schema {
+                options = options.schema(schema);
+            }
+            ctx.read_arrow(name, options).await
+        }
     }
     .with_context(|| format!("cannot read {}", path.display()))?;
     let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
@@ -177,7 +258,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
         );
     }
 
-    let (schema, batches) = read_input(&req.input).await?;
+    let (schema, batches) = read_input(&req.input, req.schema.as_deref()).await?;
     if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
         bail!(
             "policy file {} allows column `{column}`, which {} does not have",
@@ -302,4 +383,115 @@ pub async fn redeposit(
             .context("pointing the dataset at the new key service")?;
     }
     chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field};
+
+    use super::*;
+
+    fn sample() -> (SchemaRef, RecordBatch) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("region", DataType::Utf8, true),
+            Field::new("spend", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["north", "south", "north"])),
+                Arc::new(Float64Array::from(vec![9.5, 19.25, 49.0])),
+            ],
+        )
+        .unwrap();
+        (schema, batch)
+    }
+
+    fn write(dir: &Path, name: &str, schema: &SchemaRef, batch: &RecordBatch) -> PathBuf {
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path).unwrap();
+        match name.rsplit('.').next().unwrap() {
+            "csv" => {
+                let mut w = arrow::csv::Writer::new(file);
+                w.write(batch).unwrap();
+            }
+            "jsonl" => {
+                let mut w = arrow::json::LineDelimitedWriter::new(file);
+                w.write(batch).unwrap();
+                w.finish().unwrap();
+            }
+            "parquet" => {
+                let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+                w.write(batch).unwrap();
+                w.close().unwrap();
+            }
+            "arrow" => {
+                let mut w = arrow::ipc::writer::FileWriter::try_new(file, schema).unwrap();
+                w.write(batch).unwrap();
+                w.finish().unwrap();
+            }
+            other => panic!("no writer for {other}"),
+        }
+        path
+    }
+
+    #[tokio::test]
+    async fn every_format_round_trips_from_a_file_and_a_directory() {
+        let (schema, batch) = sample();
+        for name in ["data.csv", "data.jsonl", "data.parquet", "data.arrow"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), name, &schema, &batch);
+            let (got_schema, got) = read_input(&path, Some(&schema)).await.unwrap();
+            assert_eq!(got_schema.fields().len(), 3, "{name}");
+            let rows = arrow::compute::concat_batches(&got_schema, &got).unwrap();
+            assert_eq!(rows.num_rows(), 3, "{name}");
+            assert_eq!(rows.column(1).as_ref(), batch.column(1).as_ref(), "{name}");
+
+            // A second file beside it: the directory reads as one dataset.
+            write(dir.path(), &name.replace("data", "more"), &schema, &batch);
+            let (_, got) = read_input(dir.path(), Some(&schema)).await.unwrap();
+            assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 6, "{name} directory");
+        }
+    }
+
+    #[test]
+    fn schemas_parse_and_name_their_errors() {
+        let schema = parse_schema("id:Int64, region:Utf8").unwrap();
+        assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+        assert_eq!(
+            parse_schema("id").unwrap_err().to_string(),
+            "schema entry `id` is not `name:Type` (e.g. `age:Int64`)"
+        );
+        assert!(
+            parse_schema("id:Integer")
+                .unwrap_err()
+                .to_string()
+                .starts_with("schema entry `id:Integer`: `Integer` is not an Arrow type")
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_inputs_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_input(&dir.path().join("missing.csv"), None).await.unwrap_err();
+        assert_eq!(err.to_string(), format!("input {} does not exist", dir.path().join("missing.csv").display()));
+        std::fs::write(dir.path().join("notes.txt"), "x").unwrap();
+        let err = read_input(&dir.path().join("notes.txt"), None).await.unwrap_err();
+        assert!(
+            err.to_string().ends_with("has extension `txt`; use .csv, .jsonl, .parquet or .arrow (Arrow IPC)"),
+            "{err}"
+        );
+        let err = read_input(dir.path(), None).await.unwrap_err();
+        assert!(err.to_string().ends_with("holds no .csv, .jsonl, .parquet or .arrow file"), "{err}");
+        let (schema, batch) = sample();
+        write(dir.path(), "a.csv", &schema, &batch);
+        write(dir.path(), "b.parquet", &schema, &batch);
+        let err = read_input(dir.path(), None).await.unwrap_err();
+        assert!(err.to_string().ends_with("mixes formats (csv, parquet); publish one format at a time"), "{err}");
+    }
 }

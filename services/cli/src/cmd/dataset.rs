@@ -37,8 +37,11 @@ impl RedepositArgs {
 
 #[derive(Debug, Args)]
 pub struct PublishArgs {
-    /// CSV, JSON lines or Parquet file.
+    /// CSV, JSON lines, Parquet or Arrow IPC file, or a directory of files of one of them.
     pub input: PathBuf,
+    /// The input's schema, e.g. `id:Int64,email:Utf8` (default: inferred from the data).
+    #[arg(long)]
+    pub schema: Option<String>,
     /// Licence policy file (its hash is registered on chain).
     #[arg(long)]
     pub policy: PathBuf,
@@ -95,6 +98,7 @@ impl DatasetCommand {
             market_url: global.market_url()?.into(),
             salt: None,
             backup_dir: global.data_dir.join("owner"),
+            schema: args.schema.as_deref().map(owner::parse_schema).transpose()?,
         };
         let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset")?;
         if global.json {

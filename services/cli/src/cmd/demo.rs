@@ -65,6 +65,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         market_url: devnet.market.url(),
         salt: None,
         backup_dir: devnet.options.data_dir.join("owner"),
+        schema: None,
     };
     let published = owner::publish(&owner_chain, &owner_key(), &request).await.context("owner: publishing")?;
     eprintln!(
