@@ -33,13 +33,13 @@ pub enum DataplaneError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// Writes `batches` as one encrypted Parquet object.
-pub fn encrypt(
+/// Parquet writer properties that encrypt every column of `schema` with its own key, the
+/// footer with the footer key, and bind the file to `dataset` through the AAD prefix.
+pub fn encryption_properties(
     schema: &SchemaRef,
-    batches: &[RecordBatch],
     keys: &DatasetKeys,
     dataset: DatasetId,
-) -> Result<Vec<u8>, DataplaneError> {
+) -> Result<WriterProperties, DataplaneError> {
     let footer = keys.footer.as_ref().ok_or(DataplaneError::NoFooterKey)?;
     let mut builder = FileEncryptionProperties::builder(footer.expose().to_vec())
         .with_aad_prefix(dataset.to_vec())
@@ -56,7 +56,17 @@ pub fn encrypt(
             format!("column:{}", field.name()).into_bytes(),
         );
     }
-    let props = WriterProperties::builder().with_file_encryption_properties(builder.build()?).build();
+    Ok(WriterProperties::builder().with_file_encryption_properties(builder.build()?).build())
+}
+
+/// Writes `batches` as one encrypted Parquet object.
+pub fn encrypt(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    keys: &DatasetKeys,
+    dataset: DatasetId,
+) -> Result<Vec<u8>, DataplaneError> {
+    let props = encryption_properties(schema, keys, dataset)?;
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
     for batch in batches {

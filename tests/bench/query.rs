@@ -1,0 +1,236 @@
+//! `make bench-query`: TPC-H on plaintext Parquet versus column-encrypted Parquet, one process.
+//!
+//! Generates TPC-H data (tpchgen, scale factor `STRONGROOM_TPCH_SF`, default 1), writes every
+//! table twice in one pass — plain and with a key per column (the format datasets are published
+//! in) — then runs the same queries through DataFusion on both, decrypting while scanning.
+//! Prints one line per query (best of `STRONGROOM_TPCH_RUNS`, default 3, interleaved) and last
+//! `query-overhead: geomean=<ratio> max=<ratio> sf=<sf>`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use arrow::record_batch::RecordBatchReader;
+use datafusion::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use parquet::arrow::ArrowWriter;
+use strongroom_types::{DatasetId, DatasetKeys};
+use strongroom_worker::dataplane;
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
+    RegionGenerator, SupplierGenerator,
+};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow, SupplierArrow,
+};
+
+/// The TPC-H queries run, as the TPC-H specification states them (validation parameters).
+const QUERIES: [(&str, &str); 7] = [
+    (
+        "q1",
+        "select l_returnflag, l_linestatus, sum(l_quantity) as sum_qty, sum(l_extendedprice) as sum_base_price, \
+         sum(l_extendedprice * (1 - l_discount)) as sum_disc_price, \
+         sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) as sum_charge, avg(l_quantity) as avg_qty, \
+         avg(l_extendedprice) as avg_price, avg(l_discount) as avg_disc, count(*) as count_order \
+         from lineitem where l_shipdate <= date '1998-12-01' - interval '90' day \
+         group by l_returnflag, l_linestatus order by l_returnflag, l_linestatus",
+    ),
+    (
+        "q3",
+        "select l_orderkey, sum(l_extendedprice * (1 - l_discount)) as revenue, o_orderdate, o_shippriority \
+         from customer, orders, lineitem where c_mktsegment = 'BUILDING' and c_custkey = o_custkey \
+         and l_orderkey = o_orderkey and o_orderdate < date '1995-03-15' and l_shipdate > date '1995-03-15' \
+         group by l_orderkey, o_orderdate, o_shippriority order by revenue desc, o_orderdate limit 10",
+    ),
+    (
+        "q5",
+        "select n_name, sum(l_extendedprice * (1 - l_discount)) as revenue \
+         from customer, orders, lineitem, supplier, nation, region \
+         where c_custkey = o_custkey and l_orderkey = o_orderkey and l_suppkey = s_suppkey \
+         and c_nationkey = s_nationkey and s_nationkey = n_nationkey and n_regionkey = r_regionkey \
+         and r_name = 'ASIA' and o_orderdate >= date '1994-01-01' and o_orderdate < date '1995-01-01' \
+         group by n_name order by revenue desc",
+    ),
+    (
+        "q6",
+        "select sum(l_extendedprice * l_discount) as revenue from lineitem \
+         where l_shipdate >= date '1994-01-01' and l_shipdate < date '1995-01-01' \
+         and l_discount between 0.05 and 0.07 and l_quantity < 24",
+    ),
+    (
+        "q10",
+        "select c_custkey, c_name, sum(l_extendedprice * (1 - l_discount)) as revenue, c_acctbal, n_name, \
+         c_address, c_phone, c_comment from customer, orders, lineitem, nation \
+         where c_custkey = o_custkey and l_orderkey = o_orderkey and o_orderdate >= date '1993-10-01' \
+         and o_orderdate < date '1994-01-01' and l_returnflag = 'R' and c_nationkey = n_nationkey \
+         group by c_custkey, c_name, c_acctbal, c_phone, n_name, c_address, c_comment \
+         order by revenue desc limit 20",
+    ),
+    (
+        "q12",
+        "select l_shipmode, \
+         sum(case when o_orderpriority = '1-URGENT' or o_orderpriority = '2-HIGH' then 1 else 0 end) as high_line_count, \
+         sum(case when o_orderpriority <> '1-URGENT' and o_orderpriority <> '2-HIGH' then 1 else 0 end) as low_line_count \
+         from orders, lineitem where o_orderkey = l_orderkey and l_shipmode in ('MAIL', 'SHIP') \
+         and l_commitdate < l_receiptdate and l_shipdate < l_commitdate \
+         and l_receiptdate >= date '1994-01-01' and l_receiptdate < date '1995-01-01' \
+         group by l_shipmode order by l_shipmode",
+    ),
+    (
+        "q14",
+        "select 100.00 * sum(case when p_type like 'PROMO%' then l_extendedprice * (1 - l_discount) else 0 end) \
+         / sum(l_extendedprice * (1 - l_discount)) as promo_revenue from lineitem, part \
+         where l_partkey = p_partkey and l_shipdate >= date '1995-09-01' and l_shipdate < date '1995-10-01'",
+    ),
+];
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>>;
+
+/// Each table's name, schema and batch stream at scale factor `sf`.
+fn tables(sf: f64) -> Vec<(&'static str, SchemaRef, Batches)> {
+    fn t<I: RecordBatchReader + 'static>(name: &'static str, it: I) -> (&'static str, SchemaRef, Batches) {
+        (name, it.schema(), Box::new(it))
+    }
+    vec![
+        t("region", RegionArrow::new(RegionGenerator::new(sf, 1, 1))),
+        t("nation", NationArrow::new(NationGenerator::new(sf, 1, 1))),
+        t("supplier", SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))),
+        t("customer", CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))),
+        t("part", PartArrow::new(PartGenerator::new(sf, 1, 1))),
+        t("partsupp", PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1))),
+        t("orders", OrderArrow::new(OrderGenerator::new(sf, 1, 1))),
+        t("lineitem", LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))),
+    ]
+}
+
+struct Written {
+    keys: DatasetKeys,
+    dataset: DatasetId,
+}
+
+/// Ingest totals for one kind of write.
+#[derive(Default)]
+struct Ingest {
+    rows: u64,
+    bytes: u64,
+    time: Duration,
+}
+
+fn main() -> anyhow::Result<()> {
+    let sf: f64 = std::env::var("STRONGROOM_TPCH_SF").ok().map(|s| s.parse()).transpose()?.unwrap_or(1.0);
+    let runs: usize = std::env::var("STRONGROOM_TPCH_RUNS").ok().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let dir = tempfile::tempdir()?;
+    let (plain_dir, enc_dir) = (dir.path().join("plain"), dir.path().join("encrypted"));
+    std::fs::create_dir_all(&plain_dir)?;
+    std::fs::create_dir_all(&enc_dir)?;
+
+    eprintln!("bench-query: generating TPC-H sf={sf} and writing it plain and encrypted…");
+    let (mut plain, mut encrypted) = (Ingest::default(), Ingest::default());
+    let mut written = HashMap::new();
+    for (name, schema, batches) in tables(sf) {
+        let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
+        let dataset = DatasetId::from(alloy::primitives::keccak256(name.as_bytes()));
+        let plain_path = plain_dir.join(format!("{name}.parquet"));
+        let enc_path = enc_dir.join(format!("{name}.parquet"));
+        let mut plain_writer = ArrowWriter::try_new(std::fs::File::create(&plain_path)?, schema.clone(), None)?;
+        let props = dataplane::encryption_properties(&schema, &keys, dataset)?;
+        let mut enc_writer = ArrowWriter::try_new(std::fs::File::create(&enc_path)?, schema.clone(), Some(props))?;
+        for batch in batches {
+            let batch = batch?;
+            let started = Instant::now();
+            plain_writer.write(&batch)?;
+            plain.time += started.elapsed();
+            let started = Instant::now();
+            enc_writer.write(&batch)?;
+            encrypted.time += started.elapsed();
+            plain.rows += batch.num_rows() as u64;
+            encrypted.rows += batch.num_rows() as u64;
+        }
+        let started = Instant::now();
+        plain_writer.close()?;
+        plain.time += started.elapsed();
+        let started = Instant::now();
+        enc_writer.close()?;
+        encrypted.time += started.elapsed();
+        plain.bytes += std::fs::metadata(&plain_path)?.len();
+        encrypted.bytes += std::fs::metadata(&enc_path)?.len();
+        written.insert(name, Written { keys, dataset });
+    }
+    for (label, ingest) in [("plain", &plain), ("encrypted", &encrypted)] {
+        let secs = ingest.time.as_secs_f64();
+        println!(
+            "ingest-{label}: rows={} bytes={} seconds={secs:.2} rows_per_s={:.0} mb_per_s={:.1}",
+            ingest.rows,
+            ingest.bytes,
+            ingest.rows as f64 / secs,
+            ingest.bytes as f64 / secs / 1e6
+        );
+    }
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let plain_ctx = context(&plain_dir, None).await?;
+        let enc_ctx = context(&enc_dir, Some(&written)).await?;
+        let mut ratios = Vec::new();
+        for (name, sql) in QUERIES {
+            let (mut best_plain, mut best_enc) = (Duration::MAX, Duration::MAX);
+            let mut rows = (0, 0);
+            for _ in 0..runs {
+                let (t, n) = time(&plain_ctx, sql).await?;
+                best_plain = best_plain.min(t);
+                rows.0 = n;
+                let (t, n) = time(&enc_ctx, sql).await?;
+                best_enc = best_enc.min(t);
+                rows.1 = n;
+            }
+            anyhow::ensure!(rows.0 == rows.1, "{name}: plaintext gave {} rows, encrypted {}", rows.0, rows.1);
+            let ratio = best_enc.as_secs_f64() / best_plain.as_secs_f64();
+            ratios.push(ratio);
+            println!(
+                "{name}: plain_ms={:.1} encrypted_ms={:.1} ratio={ratio:.3} rows={}",
+                best_plain.as_secs_f64() * 1e3,
+                best_enc.as_secs_f64() * 1e3,
+                rows.0
+            );
+        }
+        let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        let max = ratios.iter().cloned().fold(f64::MIN, f64::max);
+        println!("query-overhead: geomean={geomean:.3} max={max:.3} sf={sf}");
+        anyhow::Ok(())
+    })
+}
+
+/// A session over the tables in `dir`; with `keys`, each table is read through its decryption keys.
+async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::Result<SessionContext> {
+    let ctx = SessionContext::new();
+    for (name, _, _) in tables(0.0) {
+        let path = dir.join(format!("{name}.parquet"));
+        let mut options = ParquetReadOptions::default();
+        if let Some(w) = keys.and_then(|k| k.get(name)) {
+            let footer = w.keys.footer.as_ref().expect("generated keys have a footer key");
+            options = options.file_decryption_properties(ConfigFileDecryptionProperties {
+                footer_key_as_hex: hex::encode(footer.expose()),
+                column_decryption_properties: w
+                    .keys
+                    .columns
+                    .iter()
+                    .map(|(c, k)| {
+                        (c.clone(), ColumnDecryptionProperties { column_key_as_hex: hex::encode(k.expose()) })
+                    })
+                    .collect(),
+                aad_prefix_as_hex: hex::encode(w.dataset),
+                footer_signature_verification: true,
+            });
+        }
+        ctx.register_parquet(name, path.to_str().expect("UTF-8 temp path"), options).await?;
+    }
+    Ok(ctx)
+}
+
+async fn time(ctx: &SessionContext, sql: &str) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok((started.elapsed(), batches.iter().map(|b| b.num_rows()).sum()))
+}
