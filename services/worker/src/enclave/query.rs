@@ -6,15 +6,22 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
+#[cfg(test)]
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::ParquetReadOptions;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_types::ColumnEntry;
+use strongroom_types::{DatasetId, DatasetKeys};
 
 /// The table name analysts query.
 pub(crate) const TABLE: &str = "dataset";
@@ -25,19 +32,56 @@ const QUERY_MEMORY_LIMIT: usize = 1 << 30;
 
 /// A DataFusion session with a memory cap and no disk manager: no spill files, ever.
 fn enclave_context(memory_limit: usize) -> Result<SessionContext, DataFusionError> {
+    enclave_context_with(SessionConfig::new(), memory_limit)
+}
+
+fn enclave_context_with(config: SessionConfig, memory_limit: usize) -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)
         .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
         .build_arc()?;
-    Ok(SessionContext::new_with_config_rt(SessionConfig::new(), runtime))
+    Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// Runs `sql` against the dataset and returns the result as an Arrow IPC stream and its row count.
-/// DDL, DML and statements (SET, transactions…) are refused, so a query can only read.
-pub(crate) async fn run(dataset: (SchemaRef, Vec<RecordBatch>), sql: &str) -> Result<(Vec<u8>, u64), DataFusionError> {
-    run_with_limit(dataset, sql, QUERY_MEMORY_LIMIT).await
+/// Runs `sql` against the encrypted dataset, decrypting while scanning: DataFusion reads the
+/// Parquet object through the keys released for this task, and only the columns the plan needs.
+pub(crate) async fn run_encrypted(
+    ciphertext: bytes::Bytes,
+    keys: &DatasetKeys,
+    dataset: DatasetId,
+    sql: &str,
+) -> Result<(Vec<u8>, u64), DataFusionError> {
+    // The page index is never loaded: loading it touches every column, and the keys of the
+    // columns this task may not read are, by design, absent.
+    let config = SessionConfig::new().set_bool("datafusion.execution.parquet.enable_page_index", false);
+    let ctx = enclave_context_with(config, QUERY_MEMORY_LIMIT)?;
+    // The ciphertext never leaves enclave memory: an in-memory object store serves it.
+    let store = Arc::new(InMemory::new());
+    store.put(&ObjectPath::from(OBJECT), PutPayload::from(ciphertext)).await?;
+    let url = url::Url::parse(STORE_URL).expect("a valid URL");
+    ctx.register_object_store(&url, store);
+    let footer = keys.footer.as_ref().ok_or_else(|| DataFusionError::Plan("no footer key was released".into()))?;
+    let decryption = ConfigFileDecryptionProperties {
+        footer_key_as_hex: hex::encode(footer.expose()),
+        column_decryption_properties: keys
+            .columns
+            .iter()
+            .map(|(c, k)| (c.clone(), ColumnDecryptionProperties { column_key_as_hex: hex::encode(k.expose()) }))
+            .collect(),
+        aad_prefix_as_hex: hex::encode(dataset),
+        footer_signature_verification: true,
+    };
+    let options = ParquetReadOptions::default().file_decryption_properties(decryption);
+    ctx.register_parquet(TABLE, format!("{STORE_URL}{OBJECT}"), options).await?;
+    collect_ipc(&ctx, sql).await
 }
 
+/// Where the enclave's in-memory store serves the dataset object.
+const STORE_URL: &str = "memory://enclave/";
+const OBJECT: &str = "dataset.parquet";
+
+/// Runs `sql` over batches already in memory, under `memory_limit` (the cap's test).
+#[cfg(test)]
 async fn run_with_limit(
     dataset: (SchemaRef, Vec<RecordBatch>),
     sql: &str,
@@ -46,6 +90,11 @@ async fn run_with_limit(
     let (schema, batches) = dataset;
     let ctx = enclave_context(memory_limit)?;
     ctx.register_table(TABLE, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    collect_ipc(&ctx, sql).await
+}
+
+/// Plans and runs read-only `sql`, returning the result as an Arrow IPC stream and its row count.
+async fn collect_ipc(ctx: &SessionContext, sql: &str) -> Result<(Vec<u8>, u64), DataFusionError> {
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     let frame = ctx.sql_with_options(sql, options).await?;
     let result_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());

@@ -105,7 +105,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(&release, &needed, &ciphertext, &spec, runtime);
+                let outcome = run_checked(&release, &needed, &ciphertext.0, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -132,7 +132,7 @@ impl Session {
 fn run_checked(
     release: &KeyRelease,
     needed: &[String],
-    ciphertext: &[u8],
+    ciphertext: &bytes::Bytes,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, String> {
@@ -158,8 +158,8 @@ fn run_checked(
         return Err(format!("the key service did not release the key of column `{missing}` that the query reads"));
     }
     let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
-    let dataset = crate::dataplane::decrypt(ciphertext, &release.keys, facts.dataset).map_err(|e| e.to_string())?;
-    let (arrow_ipc, rows) = runtime.block_on(super::query::run(dataset, sql)).map_err(|e| e.to_string())?;
+    let scan = super::query::run_encrypted(ciphertext.clone(), &release.keys, facts.dataset, sql);
+    let (arrow_ipc, rows) = runtime.block_on(scan).map_err(|e| e.to_string())?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 
