@@ -41,19 +41,37 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tampered_ciphertext_is_detected_inside_the_enclave() {
+async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let (_dir, devnet) = devnet(true).await;
-    let published = publish_sample(&devnet).await;
-    let path = url::Url::parse(&published.uri).unwrap().to_file_path().unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
-    std::fs::write(&path, &bytes).unwrap();
+    let flip = |url: &str, at: Option<usize>| {
+        let path = url::Url::parse(url).unwrap().to_file_path().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = at.unwrap_or(bytes.len() / 2);
+        bytes[i] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+    };
 
+    // The encrypted Parquet object: checked against the manifest.
+    let published = publish_sample(&devnet).await;
+    flip(&published.object_uri, None);
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
     assert!(failed);
     let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
-    assert!(message.contains("does not match") && message.contains("registered on chain"), "{message}");
+    assert!(
+        message.starts_with("dataset object sha256")
+            && message.ends_with("in the manifest registered on chain: the worker's copy is corrupt or tampered"),
+        "{message}"
+    );
+
+    // The manifest: checked against the chain. A flipped byte inside a column name keeps it JSON.
+    let published = publish_sample(&devnet).await;
+    let manifest = std::fs::read_to_string(url::Url::parse(&published.uri).unwrap().to_file_path().unwrap()).unwrap();
+    let at = manifest.find("monthly_spend").unwrap();
+    flip(&published.uri, Some(at));
+    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
+    assert!(failed);
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(message.starts_with("dataset manifest sha256") && message.contains("registered on chain"), "{message}");
     devnet.shutdown().await;
 }
 

@@ -147,7 +147,10 @@ pub fn parse_schema(text: &str) -> anyhow::Result<SchemaRef> {
 #[derive(Debug)]
 pub struct Published {
     pub dataset: DatasetId,
+    /// The manifest's URL, registered on chain with the manifest's sha256.
     pub uri: String,
+    /// The encrypted Parquet object's URL.
+    pub object_uri: String,
     pub manifest: Manifest,
     pub offer: DatasetOffer,
     pub offer_signature: Bytes,
@@ -272,7 +275,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
     let ciphertext = dataplane::encrypt(&schema, &batches, &keys, dataset)?;
     drop(batches);
-    let checksum = B256::from_slice(&Sha256::digest(&ciphertext));
+    let object_sha256 = B256::from_slice(&Sha256::digest(&ciphertext));
     let manifest = Manifest {
         format: Manifest::FORMAT.into(),
         object: "data.parquet".into(),
@@ -286,15 +289,20 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
             })
             .collect(),
         rows,
-        ciphertext_sha256: checksum,
+        ciphertext_sha256: object_sha256,
         ciphertext_bytes: ciphertext.len() as u64,
     };
+    // The chain records the manifest's sha256; the manifest records the object's. Every byte a
+    // worker fetches is thereby checked against the chain inside the enclave.
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
+    let checksum = B256::from_slice(&Sha256::digest(&manifest_bytes));
 
     // 1. Store the objects.
     let base = format!("{}/{dataset}", req.storage_url.trim_end_matches('/'));
-    let uri = format!("{base}/{}", manifest.object);
-    storage::put(&uri, ciphertext.into()).await?;
-    storage::put(&format!("{base}/{}", Manifest::FILE_NAME), serde_json::to_vec_pretty(&manifest)?.into()).await?;
+    let object_uri = format!("{base}/{}", manifest.object);
+    let uri = format!("{base}/{}", Manifest::FILE_NAME);
+    storage::put(&object_uri, ciphertext.into()).await?;
+    storage::put(&uri, manifest_bytes.into()).await?;
     info!(%dataset, rows, bytes = manifest.ciphertext_bytes, "encrypted dataset stored");
 
     // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
@@ -323,7 +331,17 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     )
     .await?;
     info!(%dataset, "dataset registered and offered");
-    Ok(Published { dataset, uri, manifest, offer, offer_signature, keys, policy_hash, register_gas: outcome.gas_used })
+    Ok(Published {
+        dataset,
+        uri,
+        object_uri,
+        manifest,
+        offer,
+        offer_signature,
+        keys,
+        policy_hash,
+        register_gas: outcome.gas_used,
+    })
 }
 
 async fn deposit_keys(

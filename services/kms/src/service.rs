@@ -213,7 +213,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         job_hash: params.jobHash,
         result_key: params.resultKey,
         policy_hash: params.policyHash,
-        ciphertext_sha256: params.checksum,
+        manifest_sha256: params.checksum,
         deadline: params.deadline,
     };
     let key_ids = keys.key_ids();

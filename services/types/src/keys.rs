@@ -88,7 +88,8 @@ pub struct TaskFacts {
     pub job_hash: B256,
     pub result_key: B256,
     pub policy_hash: B256,
-    pub ciphertext_sha256: B256,
+    /// sha256 of the dataset's manifest, which lists the sha256 of every object.
+    pub manifest_sha256: B256,
     pub deadline: u64,
 }
 

@@ -11,7 +11,8 @@ pub struct ColumnEntry {
 }
 
 /// Describes an encrypted dataset object: its schema, which key encrypts which column, how many
-/// rows it holds and the sha256 of its ciphertext (also registered on chain).
+/// rows it holds and the sha256 of its ciphertext. The manifest's own sha256 is registered on
+/// chain, and the dataset's URI on chain is the manifest's.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub format: String,

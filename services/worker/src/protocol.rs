@@ -26,7 +26,16 @@ pub enum HostRequest {
     /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
     /// enclave checks it against the job hash in the sealed release.
     /// `location` is where the host will store the sealed result; the enclave signs it.
-    RunTask { task_id: U256, sealed_release: SealedBox, ciphertext: Bytes, spec: Bytes, location: String },
+    /// `manifest` is the dataset's manifest as stored; the enclave checks it against the chain
+    /// and the ciphertext against it.
+    RunTask {
+        task_id: U256,
+        sealed_release: SealedBox,
+        manifest: Bytes,
+        ciphertext: Bytes,
+        spec: Bytes,
+        location: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]

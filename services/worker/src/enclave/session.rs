@@ -9,7 +9,7 @@ use alloy::sol_types::{Eip712Domain, SolStruct};
 use sha2::{Digest, Sha256};
 use strongroom_enclave_sim::guest::PlatformClient;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
+    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, Manifest, ResultAttestation, ResultPayload, X25519PublicKey,
     X25519SecretKey, domain, open, report_data_for, seal,
 };
 
@@ -83,7 +83,7 @@ impl Session {
                 self.tasks.insert(task_id, (task_secret, columns.clone()));
                 Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature: signature.into() })
             }
-            HostRequest::RunTask { task_id, sealed_release, ciphertext, spec, location } => {
+            HostRequest::RunTask { task_id, sealed_release, manifest, ciphertext, spec, location } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let (task_secret, needed) = self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
@@ -105,7 +105,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(&release, &needed, &ciphertext.0, &spec, runtime);
+                let outcome = run_checked(&release, &needed, &manifest, &ciphertext.0, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -132,16 +132,26 @@ impl Session {
 fn run_checked(
     release: &KeyRelease,
     needed: &[String],
+    manifest: &[u8],
     ciphertext: &bytes::Bytes,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, String> {
     let facts = &release.facts;
-    let checksum = B256::from_slice(&Sha256::digest(ciphertext));
-    if checksum != facts.ciphertext_sha256 {
+    let manifest_sha256 = B256::from_slice(&Sha256::digest(manifest));
+    if manifest_sha256 != facts.manifest_sha256 {
         return Err(format!(
-            "dataset ciphertext sha256 {checksum} does not match {} registered on chain: the worker's copy is corrupt or tampered",
-            facts.ciphertext_sha256
+            "dataset manifest sha256 {manifest_sha256} does not match {} registered on chain: the worker's copy is corrupt or tampered",
+            facts.manifest_sha256
+        ));
+    }
+    let manifest: Manifest = serde_json::from_slice(manifest)
+        .map_err(|e| format!("the dataset manifest registered on chain is malformed: {e}"))?;
+    let checksum = B256::from_slice(&Sha256::digest(ciphertext));
+    if checksum != manifest.ciphertext_sha256 {
+        return Err(format!(
+            "dataset object sha256 {checksum} does not match {} in the manifest registered on chain: the worker's copy is corrupt or tampered",
+            manifest.ciphertext_sha256
         ));
     }
     if keccak256(spec) != facts.job_hash {

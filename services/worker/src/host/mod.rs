@@ -180,14 +180,15 @@ impl Worker {
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
         // The manifest sits beside the ciphertext; it tells the enclave the schema to plan against.
-        let manifest_url = match dataset.uri.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{}", Manifest::FILE_NAME),
-            None => {
-                return Err(WorkerError::BadManifest(dataset.uri.clone(), "the dataset URI has no directory".into()));
-            }
+        // The dataset URI names its manifest; the objects sit beside it. The enclave checks both
+        // against the chain; here they are only read.
+        let manifest_bytes = storage::get(&dataset.uri).await?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| WorkerError::BadManifest(dataset.uri.clone(), e.to_string()))?;
+        let Some((base, _)) = dataset.uri.rsplit_once('/') else {
+            return Err(WorkerError::BadManifest(dataset.uri.clone(), "the dataset URI has no directory".into()));
         };
-        let manifest: Manifest = serde_json::from_slice(&storage::get(&manifest_url).await?)
-            .map_err(|e| WorkerError::BadManifest(manifest_url.clone(), e.to_string()))?;
+        let object_url = format!("{base}/{}", manifest.object);
         let reply = self
             .client
             .call(HostRequest::RequestKeys { task_id: task.id, spec: task.spec.clone(), schema: manifest.columns })
@@ -205,13 +206,14 @@ impl Worker {
         };
         let release = request_release(&dataset.kms_url, &request).await?;
         info!("keys released to the enclave (sealed)");
-        let ciphertext = storage::get(&dataset.uri).await?;
+        let ciphertext = storage::get(&object_url).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         let reply = self
             .client
             .call(HostRequest::RunTask {
                 task_id: task.id,
                 sealed_release: release.sealed_release,
+                manifest: manifest_bytes.into(),
                 ciphertext: ciphertext.into(),
                 spec: task.spec.clone(),
                 location: location.clone(),
