@@ -151,6 +151,8 @@ pub struct Published {
     pub uri: String,
     /// The encrypted Parquet object's URL.
     pub object_uri: String,
+    /// sha256 of the manifest, as registered on chain.
+    pub checksum: B256,
     pub manifest: Manifest,
     pub offer: DatasetOffer,
     pub offer_signature: Bytes,
@@ -335,6 +337,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
         dataset,
         uri,
         object_uri,
+        checksum,
         manifest,
         offer,
         offer_signature,

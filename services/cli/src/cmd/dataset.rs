@@ -100,7 +100,22 @@ impl DatasetCommand {
             backup_dir: global.data_dir.join("owner"),
             schema: args.schema.as_deref().map(owner::parse_schema).transpose()?,
         };
-        let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset")?;
+        // Long work shows a spinner on stderr (hidden when stderr is not a terminal).
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_message(format!("reading, encrypting and publishing {}", request.input.display()));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+        let started = std::time::Instant::now();
+        let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset");
+        spinner.finish_and_clear();
+        let published = published?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "published {} rows, {} bytes encrypted, in {secs:.2} s ({:.0} rows/s, {:.1} MB/s)",
+            published.manifest.rows,
+            published.manifest.ciphertext_bytes,
+            published.manifest.rows as f64 / secs,
+            published.manifest.ciphertext_bytes as f64 / secs / 1e6
+        );
         if global.json {
             println!(
                 "{}",
@@ -109,7 +124,9 @@ impl DatasetCommand {
                     "uri": published.uri,
                     "rows": published.manifest.rows,
                     "columns": published.manifest.columns,
-                    "ciphertext_sha256": published.manifest.ciphertext_sha256,
+                    "manifest_sha256": published.checksum,
+                    "object": published.object_uri,
+                    "object_sha256": published.manifest.ciphertext_sha256,
                     "offer": published.offer,
                 })
             );
@@ -120,7 +137,8 @@ impl DatasetCommand {
                 published.manifest.rows,
                 published.manifest.columns.len()
             );
-            println!("  ciphertext {} (sha256 {})", published.uri, published.manifest.ciphertext_sha256);
+            println!("  manifest {} (sha256 {}, registered on chain)", published.uri, published.checksum);
+            println!("  object {} (sha256 {})", published.object_uri, published.manifest.ciphertext_sha256);
             println!("  offered at {} wei per task", published.offer.price);
         }
         Ok(())
