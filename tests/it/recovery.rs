@@ -76,3 +76,25 @@ async fn a_publish_that_fails_midway_registers_nothing() {
     assert!(offers.is_empty(), "nothing offered");
     devnet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let waiting =
+        rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    // One task is refunded while no worker runs: the restarted worker must leave it alone.
+    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() / 2).await.unwrap();
+    let late = rent(&devnet, &published, "SELECT 2", &RentOptions::default()).await.unwrap();
+    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() / 2 + 1).await.unwrap();
+    let analyst = devnet.chain_as(strongroom_cli::devnet::analyst_key()).await.unwrap();
+    analyst.refund(&waiting.task).await.unwrap();
+
+    let worker = devnet.start_worker_from(Some(0)).await.unwrap();
+    let result = result_of(&devnet, &late).await;
+    let outcome = analyst::read_result(&result, &late.result_secret).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
+    assert_eq!(analyst.task_status(waiting.task_id()).await.unwrap(), strongroom_chain::TaskStatus::Refunded);
+    worker.shutdown().await;
+    devnet.shutdown().await;
+}

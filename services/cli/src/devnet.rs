@@ -156,6 +156,11 @@ impl Devnet {
 
     /// Starts a worker for the devnet's pool (its enclave registers itself on chain).
     pub async fn start_worker(&self) -> anyhow::Result<WorkerHandle> {
+        self.start_worker_from(None).await
+    }
+
+    /// Starts a worker that looks for tasks from `start_block` on (see [`WorkerConfig::start_block`]).
+    pub async fn start_worker_from(&self, start_block: Option<u64>) -> anyhow::Result<WorkerHandle> {
         let config = WorkerConfig {
             rpc_url: self.node.url().into(),
             contract: self.governance.address(),
@@ -165,6 +170,7 @@ impl Devnet {
             platform_dir: self.options.data_dir.join("platform"),
             results_url: self.results_url.clone(),
             poll_interval: Duration::from_millis(50),
+            start_block,
         };
         Ok(strongroom_worker::spawn(config).await?)
     }

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// The enclave program; defaults to `strongroom-enclave` beside this binary.
     #[arg(long, env = "STRONGROOM_ENCLAVE")]
     pub enclave: Option<PathBuf>,
+    /// Serve still-active tasks created from this block on (e.g. after a restart); default: new tasks only.
+    #[arg(long)]
+    pub from_block: Option<u64>,
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
     pub results_url: Option<String>,
@@ -47,6 +50,7 @@ impl WorkerCommand {
             platform_dir: global.data_dir.join("platform"),
             results_url,
             poll_interval: Duration::from_millis(200),
+            start_block: args.from_block,
         };
         let handle = strongroom_worker::spawn(config).await?;
         eprintln!("worker serving pool {} with enclave {} (SIMULATED TEE)", args.pool, handle.enclave());

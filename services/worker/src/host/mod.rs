@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
-use strongroom_chain::{Chain, Task};
+use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
 use strongroom_types::{Authorization, Manifest, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
 use tokio::sync::watch;
@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     /// Storage URL under which sealed results are written (`file:///…/results`).
     pub results_url: String,
     pub poll_interval: Duration,
+    /// First block to look for tasks in: after a restart, the tasks created while the worker
+    /// was down are served if still active. `None`: from the chain head at start.
+    pub start_block: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +132,11 @@ struct Worker {
 
 impl Worker {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
-        let mut next_block = match self.chain.block_number().await {
+        let head = match self.config.start_block {
+            Some(block) => Ok(block),
+            None => self.chain.block_number().await,
+        };
+        let mut next_block = match head {
             Ok(n) => n,
             Err(e) => {
                 error!(error = %e, "cannot read the chain head; worker stops");
@@ -172,6 +179,12 @@ impl Worker {
 
     async fn serve(&self, task: &Task) -> Result<(), WorkerError> {
         let chain = &self.chain;
+        // Tasks from before a restart may have been settled or refunded meanwhile.
+        let status = chain.task_status(task.id).await?;
+        if status != TaskStatus::Active || chain.block_timestamp().await? > task.params.deadline {
+            info!(status = status.describe(), "task no longer needs serving");
+            return Ok(());
+        }
         let authorization = sign_typed(
             &self.config.operator_key,
             &Authorization { taskId: task.id, enclave: self.enclave },
