@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
-use datafusion::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 use strongroom_types::{DatasetId, DatasetKeys};
@@ -209,20 +208,7 @@ async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::R
         let path = dir.join(format!("{name}.parquet"));
         let mut options = ParquetReadOptions::default();
         if let Some(w) = keys.and_then(|k| k.get(name)) {
-            let footer = w.keys.footer.as_ref().expect("generated keys have a footer key");
-            options = options.file_decryption_properties(ConfigFileDecryptionProperties {
-                footer_key_as_hex: hex::encode(footer.expose()),
-                column_decryption_properties: w
-                    .keys
-                    .columns
-                    .iter()
-                    .map(|(c, k)| {
-                        (c.clone(), ColumnDecryptionProperties { column_key_as_hex: hex::encode(k.expose()) })
-                    })
-                    .collect(),
-                aad_prefix_as_hex: hex::encode(w.dataset),
-                footer_signature_verification: true,
-            });
+            options = options.file_decryption_properties(dataplane::datafusion_decryption(&w.keys, w.dataset)?);
         }
         ctx.register_parquet(name, path.to_str().expect("UTF-8 temp path"), options).await?;
     }

@@ -417,9 +417,7 @@ impl Chain {
             .contract
             .rent(dataset_offer.into(), dataset_sig, pool_offer.into(), pool_sig, rental.clone())
             .value(value);
-        let (outcome, receipt) = self.send(call).await?;
-        let event: Strongroom::TaskCreated = find_event(&receipt, "TaskCreated")?;
-        Ok((task_from_event(event, outcome.block), outcome))
+        self.send_rental(call).await
     }
 
     /// Rents a dataset, compute and an app in one payable transaction.
@@ -447,9 +445,7 @@ impl Chain {
                 rental.clone(),
             )
             .value(value);
-        let (outcome, receipt) = self.send(call).await?;
-        let event: Strongroom::TaskCreated = find_event(&receipt, "TaskCreated")?;
-        Ok((task_from_event(event, outcome.block), outcome))
+        self.send_rental(call).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -579,6 +575,16 @@ impl Chain {
         let _: serde_json::Value =
             self.provider.raw_request("evm_mine".into(), ()).await.map_err(|e| rpc(&self.url, e))?;
         Ok(())
+    }
+
+    /// Sends a `rent`/`rentApp` call and reads the new task from its `TaskCreated` event.
+    async fn send_rental<C: alloy::sol_types::SolCall>(
+        &self,
+        call: alloy::contract::SolCallBuilder<&DynProvider, C>,
+    ) -> Result<(Task, TxOutcome)> {
+        let (outcome, receipt) = self.send(call).await?;
+        let event: Strongroom::TaskCreated = find_event(&receipt, "TaskCreated")?;
+        Ok((task_from_event(event, outcome.block), outcome))
     }
 
     async fn send<C: alloy::sol_types::SolCall>(

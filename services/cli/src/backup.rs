@@ -42,16 +42,8 @@ impl KeyBackup {
 
     /// The backup key, created (mode 0600) on first use.
     fn secret(&self) -> anyhow::Result<X25519SecretKey> {
-        let path = self.key_file();
-        if path.exists() {
-            let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path)?);
-            let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).context("the backup key file is not hex")?);
-            return Ok(X25519SecretKey::from_bytes(&bytes)?);
-        }
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        let key = X25519SecretKey::generate();
-        write_private(&path, hex::encode(key.expose_bytes()).as_bytes())?;
-        Ok(key)
+        Ok(X25519SecretKey::load_or_create(&self.key_file())?)
     }
 
     /// Seals and stores the keys of `dataset`. Refuses to overwrite another backup of it.

@@ -1,19 +1,17 @@
 //! HTTP routes and the release decision.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::Mutex;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use alloy::primitives::{U256, keccak256};
+use alloy::primitives::{B256, U256, keccak256};
 use serde::Deserialize;
 use strongroom_chain::{Chain, TaskStatus};
 use strongroom_types::{
     AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE,
-    KeyRelease, KeyRequest, KmsInfo, Policy, ReleaseRequest, ReleaseResponse, TaskFacts, X25519SecretKey, open,
-    recover_typed, seal,
+    KeyRelease, KeyRequest, KmsInfo, Policy, ReleaseRequest, ReleaseResponse, SealedBox, TaskFacts, X25519SecretKey,
+    open, recover_typed, seal,
 };
 use tracing::{info, warn};
 
@@ -57,7 +55,11 @@ impl KmsHandle {
 /// Starts the key service on `listener` (bind port 0 in tests); must run inside a tokio runtime.
 pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let secret = load_or_create_key(&config.data_dir.join("kms.key"))?;
+    // Created on first start, mode 0600.
+    let secret = X25519SecretKey::load_or_create(&config.data_dir.join("kms.key")).map_err(|e| match e {
+        strongroom_types::Error::KeyFile { path, reason } => KmsError::KeyFile { path, reason },
+        other => KmsError::Internal(other.to_string()),
+    })?;
     let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
     let store = Store::open(&config.data_dir.join("kms.sqlite"))?;
     let info = KmsInfo { public_key: secret.public_key(), chain_id: chain.chain_id(), contract: chain.address() };
@@ -96,7 +98,7 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     let signer =
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
-    let keys = open_keys(&state.secret, &req)?;
+    let keys = open_keys(&state.secret, req.dataset, &req.sealed_keys)?;
     let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
     if let Some(column) = policy.columns.allow.iter().find(|c| !keys.columns.contains_key(*c)) {
         return Err(KmsError::BadDeposit(format!("the policy allows column `{column}`, which has no key")));
@@ -113,9 +115,10 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     Ok(HttpResponse::Ok().json(DepositResponse { dataset: req.dataset, depositor: signer, key_ids: keys.key_ids() }))
 }
 
-fn open_keys(secret: &X25519SecretKey, req: &DepositRequest) -> Result<DatasetKeys> {
+/// Opens keys sealed to this service for `dataset`; the plaintext is wiped when dropped.
+fn open_keys(secret: &X25519SecretKey, dataset: B256, sealed: &SealedBox) -> Result<DatasetKeys> {
     let plain = zeroize::Zeroizing::new(
-        open(secret, INFO_DEPOSIT, req.dataset.as_slice(), &req.sealed_keys, "deposit")
+        open(secret, INFO_DEPOSIT, dataset.as_slice(), sealed, "deposit")
             .map_err(|e| KmsError::BadDeposit(e.to_string()))?,
     );
     let keys: DatasetKeys = serde_json::from_slice(&plain).map_err(|_| KmsError::BadDeposit("not a key set".into()))?;
@@ -189,13 +192,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         });
     }
     let policy = Policy::parse(&policy_text).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
-    let deposit = DepositRequest {
-        dataset: dataset.id,
-        sealed_keys: sealed,
-        policy: policy_text,
-        owner_signature: Default::default(),
-    };
-    let mut keys = open_keys(&state.secret, &deposit)?;
+    let mut keys = open_keys(&state.secret, dataset.id, &sealed)?;
     for column in &req.columns {
         if !keys.columns.contains_key(column) {
             return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
@@ -244,21 +241,4 @@ struct AuditQuery {
 async fn get_audit(state: web::Data<State>, query: web::Query<AuditQuery>) -> Result<HttpResponse> {
     let entries = state.store.lock().expect("store lock").releases(query.task_id)?;
     Ok(HttpResponse::Ok().json(entries))
-}
-
-/// The service's X25519 key, created on first start with mode 0600.
-fn load_or_create_key(path: &Path) -> Result<X25519SecretKey> {
-    let err = |reason: String| KmsError::KeyFile { path: path.display().to_string(), reason };
-    if path.exists() {
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
-        let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
-        return X25519SecretKey::from_bytes(&bytes).map_err(|e| err(e.to_string()));
-    }
-    let key = X25519SecretKey::generate();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
-    file.write_all(hex::encode(key.expose_bytes()).as_bytes()).map_err(|e| err(e.to_string()))?;
-    Ok(key)
 }

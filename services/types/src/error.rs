@@ -14,6 +14,9 @@ pub enum Error {
     OpenFailed(&'static str),
     #[error("malformed {what}: {reason}")]
     Malformed { what: &'static str, reason: String },
+    // The environment.
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: String, reason: String },
     // Our own bug.
     #[error("internal: HPKE seal failed: {0}")]
     SealFailed(String),

@@ -55,9 +55,35 @@ impl X25519SecretKey {
         Ok(Self(bytes))
     }
 
-    /// The raw secret, for sealing into a backup. Never log it.
-    pub fn expose_bytes(&self) -> &[u8; 32] {
-        &self.0
+    /// Reads a key file written by [`Self::write_new`] (the key in hex).
+    pub fn read_file(path: &std::path::Path) -> Result<Self> {
+        let err = |reason: String| Error::KeyFile { path: path.display().to_string(), reason };
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+        let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hex".into()))?);
+        Self::from_bytes(&bytes).map_err(|e| err(e.to_string()))
+    }
+
+    /// Writes the key, in hex, to a new file only its owner can read (mode 0600); an existing
+    /// file is never overwritten.
+    pub fn write_new(&self, path: &std::path::Path) -> Result<()> {
+        use std::io::Write;
+        let err = |reason: String| Error::KeyFile { path: path.display().to_string(), reason };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
+        file.write_all(hex::encode(self.0).as_bytes()).map_err(|e| err(e.to_string()))?;
+        file.sync_all().map_err(|e| err(e.to_string()))
+    }
+
+    /// The key in `path`, generated and written there on first use.
+    pub fn load_or_create(path: &std::path::Path) -> Result<Self> {
+        if path.exists() {
+            return Self::read_file(path);
+        }
+        let key = Self::generate();
+        key.write_new(path)?;
+        Ok(key)
     }
 
     pub fn public_key(&self) -> X25519PublicKey {

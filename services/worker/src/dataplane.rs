@@ -9,6 +9,7 @@ use arrow::array::RecordBatchReader;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use datafusion::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::encryption::decrypt::FileDecryptionProperties;
@@ -74,6 +75,25 @@ pub fn encrypt(
     }
     writer.close()?;
     Ok(out)
+}
+
+/// The same keys as DataFusion's file decryption options, so a scan decrypts as it reads.
+/// Only the columns whose keys are present can be read.
+pub fn datafusion_decryption(
+    keys: &DatasetKeys,
+    dataset: DatasetId,
+) -> Result<ConfigFileDecryptionProperties, DataplaneError> {
+    let footer = keys.footer.as_ref().ok_or(DataplaneError::NoFooterKey)?;
+    Ok(ConfigFileDecryptionProperties {
+        footer_key_as_hex: hex::encode(footer.expose()),
+        column_decryption_properties: keys
+            .columns
+            .iter()
+            .map(|(c, k)| (c.clone(), ColumnDecryptionProperties { column_key_as_hex: hex::encode(k.expose()) }))
+            .collect(),
+        aad_prefix_as_hex: hex::encode(dataset),
+        footer_signature_verification: true,
+    })
 }
 
 /// Decrypts the columns whose keys were released, in file order; the others are not read.

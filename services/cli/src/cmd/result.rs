@@ -1,4 +1,3 @@
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,21 +42,15 @@ fn key_path(data_dir: &Path, task: TaskId) -> PathBuf {
 pub(super) fn save_result_key(data_dir: &Path, task: TaskId, secret: &X25519SecretKey) -> anyhow::Result<()> {
     let path = key_path(data_dir, task);
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path).with_context(|| format!("saving the result key to {}", path.display()))?;
-    file.write_all(hex::encode(secret.expose_bytes()).as_bytes())?;
-    Ok(())
+    secret.write_new(&path).with_context(|| format!("saving the result key to {}", path.display()))
 }
 
 fn load_result_key(data_dir: &Path, task: TaskId) -> anyhow::Result<X25519SecretKey> {
     let path = key_path(data_dir, task);
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
-        format!("no result key for task {task} at {}: was it rented from this data dir?", path.display())
-    })?);
-    let bytes = zeroize::Zeroizing::new(hex::decode(text.trim()).context("the result key file is not hex")?);
-    Ok(X25519SecretKey::from_bytes(&bytes)?)
+    if !path.exists() {
+        bail!("no result key for task {task} at {}: was it rented from this data dir?", path.display());
+    }
+    Ok(X25519SecretKey::read_file(&path)?)
 }
 
 pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyhow::Result<()> {

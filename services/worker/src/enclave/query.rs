@@ -9,7 +9,6 @@ use arrow::ipc::writer::StreamWriter;
 #[cfg(test)]
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::config::{ColumnDecryptionProperties, ConfigFileDecryptionProperties};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
@@ -60,17 +59,8 @@ pub(crate) async fn run_encrypted(
     store.put(&ObjectPath::from(OBJECT), PutPayload::from(ciphertext)).await?;
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
-    let footer = keys.footer.as_ref().ok_or_else(|| DataFusionError::Plan("no footer key was released".into()))?;
-    let decryption = ConfigFileDecryptionProperties {
-        footer_key_as_hex: hex::encode(footer.expose()),
-        column_decryption_properties: keys
-            .columns
-            .iter()
-            .map(|(c, k)| (c.clone(), ColumnDecryptionProperties { column_key_as_hex: hex::encode(k.expose()) }))
-            .collect(),
-        aad_prefix_as_hex: hex::encode(dataset),
-        footer_signature_verification: true,
-    };
+    let decryption =
+        crate::dataplane::datafusion_decryption(keys, dataset).map_err(|e| DataFusionError::Plan(e.to_string()))?;
     let options = ParquetReadOptions::default().file_decryption_properties(decryption);
     ctx.register_parquet(TABLE, format!("{STORE_URL}{OBJECT}"), options).await?;
     collect_ipc(&ctx, sql).await

@@ -44,6 +44,8 @@ pub enum WorkerError {
     Attestation(#[from] strongroom_enclave_sim::Error),
     #[error("key service {url} refused task {task}: {message}")]
     KeyRelease { url: String, task: U256, code: String, message: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Http(String),
     #[error("key service {url} unreachable: {reason}")]
     KeyServiceDown { url: String, reason: String },
     #[error("dataset {0} of the task is not registered")]
@@ -118,7 +120,12 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
     info!(%enclave, "enclave registered on chain");
 
     let (stop, stopped) = watch::channel(false);
-    let worker = Worker { chain, client, config, enclave };
+    // One HTTP client for every key release: connections are reused across tasks.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| WorkerError::Http(e.to_string()))?;
+    let worker = Worker { chain, client, http, config, enclave };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
@@ -126,6 +133,7 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
 struct Worker {
     chain: Chain,
     client: EnclaveClient,
+    http: reqwest::Client,
     config: WorkerConfig,
     enclave: Address,
 }
@@ -217,7 +225,7 @@ impl Worker {
             enclave_signature: signature,
             authorization: authorization.clone(),
         };
-        let release = request_release(&dataset.kms_url, &request).await?;
+        let release = request_release(&self.http, &dataset.kms_url, &request).await?;
         info!("keys released to the enclave (sealed)");
         let ciphertext = storage::get(&object_url).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
@@ -242,11 +250,13 @@ impl Worker {
     }
 }
 
-async fn request_release(kms_url: &str, request: &ReleaseRequest) -> Result<ReleaseResponse, WorkerError> {
+async fn request_release(
+    client: &reqwest::Client,
+    kms_url: &str,
+    request: &ReleaseRequest,
+) -> Result<ReleaseResponse, WorkerError> {
     let url = format!("{}/v1/releases", kms_url.trim_end_matches('/'));
     let down = |reason: String| WorkerError::KeyServiceDown { url: kms_url.to_owned(), reason };
-    let client =
-        reqwest::Client::builder().timeout(Duration::from_secs(30)).build().map_err(|e| down(e.to_string()))?;
     let response = client.post(&url).json(request).send().await.map_err(|e| down(e.to_string()))?;
     if response.status().is_success() {
         return response.json().await.map_err(|e| down(format!("bad release body: {e}")));
