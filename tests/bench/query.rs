@@ -1,22 +1,24 @@
 //! `make bench-query`: TPC-H on plaintext Parquet versus column-encrypted Parquet, one process.
 //!
 //! Generates TPC-H data (tpchgen, scale factor `STRONGROOM_TPCH_SF`, default 1), writes every
-//! table twice in one pass — plain and with a key per column (the format datasets are published
-//! in) — then runs the same queries through DataFusion on both, decrypting while scanning.
+//! table twice in one pass — plain, and with a key per column cut into objects exactly as
+//! datasets are published — then runs the same queries through DataFusion on both, the
+//! encrypted copy through the enclave's decryption factory, decrypting while scanning.
 //! Prints one line per query (best of `STRONGROOM_TPCH_RUNS`, default 3, interleaved) and last
 //! `query-overhead: geomean=<ratio> max=<ratio> sf=<sf>`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use strongroom_types::{DatasetId, DatasetKeys};
-use strongroom_worker::dataplane;
+use strongroom_worker::dataplane::{self, DecryptionFactory, EncryptedObject, Layout, ObjectWriter};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
     RegionGenerator, SupplierGenerator,
@@ -128,33 +130,41 @@ fn main() -> anyhow::Result<()> {
     eprintln!("bench-query: generating TPC-H sf={sf} and writing it plain and encrypted…");
     let (mut plain, mut encrypted) = (Ingest::default(), Ingest::default());
     let mut written = HashMap::new();
+    // Both copies are cut the way datasets are published: the same row groups and objects.
+    let layout = Layout::default();
     for (name, schema, batches) in tables(sf) {
         let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
         let dataset = DatasetId::from(alloy::primitives::keccak256(name.as_bytes()));
-        let plain_path = plain_dir.join(format!("{name}.parquet"));
-        let enc_path = enc_dir.join(format!("{name}.parquet"));
-        let mut plain_writer = ArrowWriter::try_new(std::fs::File::create(&plain_path)?, schema.clone(), None)?;
-        let props = dataplane::encryption_properties(&schema, &keys, dataset)?;
-        let mut enc_writer = ArrowWriter::try_new(std::fs::File::create(&enc_path)?, schema.clone(), Some(props))?;
+        let (plain_table, enc_table) = (plain_dir.join(name), enc_dir.join(name));
+        std::fs::create_dir_all(&plain_table)?;
+        std::fs::create_dir_all(&enc_table)?;
+        let mut plain_writer = PlainObjects::new(&plain_table, schema.clone(), layout);
+        let mut enc_writer = ObjectWriter::new(schema.clone(), &keys, dataset, 1, layout)?;
+        let mut store = |object: EncryptedObject| -> anyhow::Result<()> {
+            encrypted.bytes += object.entry.bytes;
+            Ok(std::fs::write(enc_table.join(&object.entry.name), &object.ciphertext)?)
+        };
         for batch in batches {
             let batch = batch?;
             let started = Instant::now();
             plain_writer.write(&batch)?;
             plain.time += started.elapsed();
             let started = Instant::now();
-            enc_writer.write(&batch)?;
+            for object in enc_writer.write(&batch)? {
+                store(object)?;
+            }
             encrypted.time += started.elapsed();
             plain.rows += batch.num_rows() as u64;
             encrypted.rows += batch.num_rows() as u64;
         }
         let started = Instant::now();
-        plain_writer.close()?;
+        plain.bytes += plain_writer.finish()?;
         plain.time += started.elapsed();
         let started = Instant::now();
-        enc_writer.close()?;
+        if let Some(object) = enc_writer.finish()? {
+            store(object)?;
+        }
         encrypted.time += started.elapsed();
-        plain.bytes += std::fs::metadata(&plain_path)?.len();
-        encrypted.bytes += std::fs::metadata(&enc_path)?.len();
         written.insert(name, Written { keys, dataset });
     }
     for (label, ingest) in [("plain", &plain), ("encrypted", &encrypted)] {
@@ -201,16 +211,85 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// A session over the tables in `dir`; with `keys`, each table is read through its decryption keys.
-async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::Result<SessionContext> {
-    let ctx = SessionContext::new();
-    for (name, _, _) in tables(0.0) {
-        let path = dir.join(format!("{name}.parquet"));
-        let mut options = ParquetReadOptions::default();
-        if let Some(w) = keys.and_then(|k| k.get(name)) {
-            options = options.file_decryption_properties(dataplane::datafusion_decryption(&w.keys, w.dataset)?);
+/// Writes plaintext Parquet cut like [`ObjectWriter`] cuts published datasets.
+struct PlainObjects {
+    dir: PathBuf,
+    schema: SchemaRef,
+    props: WriterProperties,
+    object_rows: usize,
+    open: Option<(ArrowWriter<std::fs::File>, usize)>,
+    objects: usize,
+    bytes: u64,
+}
+
+impl PlainObjects {
+    fn new(dir: &Path, schema: SchemaRef, layout: Layout) -> Self {
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(layout.row_group_rows))
+            .set_max_row_group_bytes(Some(layout.row_group_bytes))
+            .build();
+        Self { dir: dir.to_owned(), schema, props, object_rows: layout.object_rows, open: None, objects: 0, bytes: 0 }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let (writer, rows) = match &mut self.open {
+                Some(open) => open,
+                None => {
+                    let file = std::fs::File::create(self.dir.join(dataplane::object_name(self.objects)))?;
+                    self.open.insert((ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))?, 0))
+                }
+            };
+            let take = (self.object_rows - *rows).min(batch.num_rows() - offset);
+            writer.write(&batch.slice(offset, take))?;
+            *rows += take;
+            offset += take;
+            if *rows == self.object_rows {
+                self.close()?;
+            }
         }
-        ctx.register_parquet(name, path.to_str().expect("UTF-8 temp path"), options).await?;
+        Ok(())
+    }
+
+    fn close(&mut self) -> anyhow::Result<()> {
+        if let Some((writer, _)) = self.open.take() {
+            writer.close()?;
+            let path = self.dir.join(dataplane::object_name(self.objects));
+            self.bytes += std::fs::metadata(path)?.len();
+            self.objects += 1;
+        }
+        Ok(())
+    }
+
+    /// Closes the last object; returns the bytes written.
+    fn finish(mut self) -> anyhow::Result<u64> {
+        self.close()?;
+        Ok(self.bytes)
+    }
+}
+
+/// A session over the tables in `dir`. With `keys`, each table is read through its decryption
+/// factory, configured as in the enclave (page index off).
+async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::Result<SessionContext> {
+    let ctx = match keys {
+        Some(_) => SessionContext::new_with_config(
+            SessionConfig::new().set_bool("datafusion.execution.parquet.enable_page_index", false),
+        ),
+        None => SessionContext::new(),
+    };
+    for (name, _, _) in tables(0.0) {
+        let url = format!("{}/", dir.join(name).to_str().expect("UTF-8 temp path"));
+        match keys.and_then(|k| k.get(name)) {
+            Some(w) => {
+                let objects = std::fs::read_dir(dir.join(name))?
+                    .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+                    .collect::<std::io::Result<Vec<_>>>()?;
+                let factory = DecryptionFactory::new(w.keys.clone(), w.dataset, 1, objects);
+                dataplane::register_encrypted_table(&ctx, name, &url, factory).await?;
+            }
+            None => ctx.register_parquet(name, &url, ParquetReadOptions::default()).await?,
+        }
     }
     Ok(ctx)
 }

@@ -13,12 +13,31 @@ async fn owner_and_analyst_journeys_through_the_binary() {
         &devnet,
         &owner_dir,
         &owner_key(),
-        &["--json", "dataset", "publish", SAMPLE, "--policy", POLICY, "--price", "0.01ether"],
+        &[
+            "--json",
+            "dataset",
+            "publish",
+            SAMPLE,
+            "--policy",
+            POLICY,
+            "--price",
+            "0.01ether",
+            "--rows-per-object",
+            "2000",
+        ],
     );
     assert!(out.status.success(), "publish failed: {}", out.stderr());
     let published: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     let dataset = published["dataset"].as_str().unwrap().to_owned();
     assert_eq!(published["rows"], 3000);
+    let rows: Vec<u64> = published["objects"].as_array().unwrap().iter().map(|o| o["rows"].as_u64().unwrap()).collect();
+    assert_eq!(rows, [2000, 1000]);
+    assert!(out.stderr().contains("published 3000 rows"), "{}", out.stderr());
+
+    // Fresh keys, a new data version; renting goes on as before.
+    let out = strongroom(&devnet, &owner_dir, &owner_key(), &["dataset", "rotate", &dataset]);
+    assert!(out.status.success(), "rotate failed: {}", out.stderr());
+    assert!(out.stdout().starts_with(&format!("dataset {dataset} now serves data version 2 (3000 rows in 1 object,")));
 
     let out = strongroom(
         &devnet,

@@ -6,7 +6,7 @@ use strongroom_cli::analyst::{self, Outcome, RentOptions};
 use strongroom_cli::devnet::Devnet;
 use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
 use strongroom_cli::owner::Published;
-use strongroom_e2e::{devnet, publish_sample, rent, result_of};
+use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
 
 async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {
     let rental = rent(devnet, published, sql, &RentOptions { epsilon: 100_000, ..Default::default() }).await.unwrap();
@@ -51,15 +51,17 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
         std::fs::write(&path, &bytes).unwrap();
     };
 
-    // The encrypted Parquet object: checked against the manifest.
-    let published = publish_sample(&devnet).await;
-    flip(&published.object_uri, None);
+    // Any one of the encrypted objects (the sample is split into three): checked against the manifest.
+    let published = publish_split(&devnet, 1_000).await;
+    let objects = published.object_urls();
+    assert_eq!(objects.len(), 3, "3000 rows, 1000 per object");
+    flip(&objects[1], None);
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
     assert!(failed);
     let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert!(
-        message.starts_with("dataset object sha256")
-            && message.ends_with("in the manifest registered on chain: the worker's copy is corrupt or tampered"),
+        message.starts_with("dataset object part-00001.parquet has sha256")
+            && message.ends_with("as in the manifest registered on chain: the worker's copy is corrupt or tampered"),
         "{message}"
     );
 
@@ -71,7 +73,10 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
     assert!(failed);
     let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
-    assert!(message.starts_with("dataset manifest sha256") && message.contains("registered on chain"), "{message}");
+    assert!(
+        message.starts_with("dataset manifest sha256") && message.contains("the one the task was rented against"),
+        "{message}"
+    );
     devnet.shutdown().await;
 }
 

@@ -9,3 +9,4 @@ mod recovery;
 mod refund;
 mod release;
 mod reverts;
+mod versions;

@@ -66,6 +66,8 @@ async fn a_publish_that_fails_midway_registers_nothing() {
         salt: Some(salt),
         backup_dir: dir.path().join("owner"),
         schema: None,
+        layout: Default::default(),
+        progress: None,
     };
     let err = owner::publish(&chain, &owner_key(), &request).await.unwrap_err();
     assert!(format!("{err:#}").contains("storage file://"), "{err:#}");

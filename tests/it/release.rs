@@ -123,18 +123,19 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let sealed = strongroom_types::seal(
         &info.public_key,
         strongroom_types::INFO_DEPOSIT,
-        published.dataset.as_slice(),
+        &strongroom_types::key_set_aad(published.dataset, published.checksum),
         &keys.to_json(),
     )
     .unwrap();
     let digest = alloy::primitives::keccak256(sealed.as_bytes());
     let signature = sign_typed(
         &analyst_key(),
-        &strongroom_types::Deposit { dataset: published.dataset, keysDigest: digest },
+        &strongroom_types::Deposit { dataset: published.dataset, manifest: published.checksum, keysDigest: digest },
         &chain.domain(),
     );
     let body = strongroom_types::DepositRequest {
         dataset: published.dataset,
+        manifest_sha256: published.checksum,
         sealed_keys: sealed,
         policy: "version = 1\nname = \"a-only\"\n[columns]\nallow = [\"a\"]\n".into(),
         owner_signature: signature,

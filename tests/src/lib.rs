@@ -72,8 +72,24 @@ pub async fn publish_sample(devnet: &Devnet) -> Published {
     .await
 }
 
+/// Publishes the sample dataset cut into objects of at most `rows_per_object` rows.
+pub async fn publish_split(devnet: &Devnet, rows_per_object: usize) -> Published {
+    let terms = OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(3600));
+    publish_request(devnet, terms, 2_000_000, strongroom_worker::dataplane::Layout::with_object_rows(rows_per_object))
+        .await
+}
+
 /// Publishes the sample dataset with these offer terms and privacy budget (micro-epsilon).
 pub async fn publish_with(devnet: &Devnet, terms: OfferTerms, privacy_budget: u64) -> Published {
+    publish_request(devnet, terms, privacy_budget, Default::default()).await
+}
+
+async fn publish_request(
+    devnet: &Devnet,
+    terms: OfferTerms,
+    privacy_budget: u64,
+    layout: strongroom_worker::dataplane::Layout,
+) -> Published {
     let chain = devnet.chain_as(owner_key()).await.unwrap();
     let request = PublishRequest {
         input: SAMPLE.into(),
@@ -86,6 +102,8 @@ pub async fn publish_with(devnet: &Devnet, terms: OfferTerms, privacy_budget: u6
         salt: None,
         backup_dir: devnet.options.data_dir.join("owner"),
         schema: None,
+        layout,
+        progress: None,
     };
     owner::publish(&chain, &owner_key(), &request).await.expect("publish succeeds")
 }

@@ -540,6 +540,31 @@ impl Chain {
         Ok(logs.into_iter().map(|(e, log)| task_from_event(e, log.block_number.unwrap_or_default())).collect())
     }
 
+    /// The URI a dataset had while its checksum was `checksum`, from its registration and update
+    /// events: a task rented before a key rotation reads the data version it was rented against.
+    pub async fn dataset_uri_for(&self, dataset: DatasetId, checksum: B256) -> Result<Option<String>> {
+        let updated = self
+            .contract
+            .DatasetUpdated_filter()
+            .topic1(dataset)
+            .from_block(0)
+            .query()
+            .await
+            .map_err(|e| self.err(e))?;
+        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.checksum == checksum) {
+            return Ok(Some(event.uri));
+        }
+        let registered = self
+            .contract
+            .DatasetRegistered_filter()
+            .topic1(dataset)
+            .from_block(0)
+            .query()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(registered.into_iter().find(|(e, _)| e.checksum == checksum).map(|(e, _)| e.uri))
+    }
+
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.
     pub async fn result_submitted(&self, task_id: TaskId, from: u64) -> Result<Option<ResultEvent>> {
         let logs = self

@@ -14,14 +14,17 @@ use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use strongroom_chain::{Chain, RequesterTree};
 use strongroom_types::{
     ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
-    Manifest, Policy, PostOfferRequest, X25519PublicKey, random_salt, seal, sign_typed,
+    Manifest, ObjectEntry, Policy, PostOfferRequest, X25519PublicKey, key_set_aad, manifest_dir, random_salt, seal,
+    sign_typed, version_dir,
 };
-use strongroom_worker::{dataplane, storage};
+use strongroom_worker::dataplane::{self, Layout};
+use strongroom_worker::storage;
 use tracing::info;
 
 use crate::backup::KeyBackup;
@@ -121,6 +124,10 @@ pub struct PublishRequest {
     pub backup_dir: PathBuf,
     /// The input's schema; inferred from the data when `None`.
     pub schema: Option<SchemaRef>,
+    /// How the dataset is cut into objects and row groups.
+    pub layout: Layout,
+    /// Shows rows, bytes and rate while encrypting (the CLI's spinner).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 /// A schema as people type it: `id:Int64,email:Utf8,spend:Float64` (Arrow type names).
@@ -149,8 +156,6 @@ pub struct Published {
     pub dataset: DatasetId,
     /// The manifest's URL, registered on chain with the manifest's sha256.
     pub uri: String,
-    /// The encrypted Parquet object's URL.
-    pub object_uri: String,
     /// sha256 of the manifest, as registered on chain.
     pub checksum: B256,
     pub manifest: Manifest,
@@ -159,6 +164,19 @@ pub struct Published {
     pub keys: DatasetKeys,
     pub policy_hash: B256,
     pub register_gas: u64,
+}
+
+impl Published {
+    /// The URLs of the encrypted objects, in manifest order.
+    pub fn object_urls(&self) -> Vec<String> {
+        object_urls(&self.uri, &self.manifest)
+    }
+}
+
+/// The URLs of a manifest's objects, which sit beside it.
+pub fn object_urls(manifest_url: &str, manifest: &Manifest) -> Vec<String> {
+    let dir = manifest_dir(manifest_url).unwrap_or(manifest_url);
+    manifest.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect()
 }
 
 /// Input formats, by file extension.
@@ -200,6 +218,14 @@ fn input_format(path: &Path) -> anyhow::Result<String> {
 /// Reads CSV, JSON lines, Parquet or Arrow IPC (a file, or a directory of files of one format)
 /// into Arrow batches, inferring the schema unless `schema` is given.
 pub async fn read_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+    let frame = open_input(path, schema).await?;
+    let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((schema, batches))
+}
+
+/// The input as a DataFusion frame, read lazily: publishing streams it batch by batch.
+async fn open_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<DataFrame> {
     let format = input_format(path)?;
     let ctx = SessionContext::new();
     let name = path.to_str().context("input path is not UTF-8")?;
@@ -235,9 +261,7 @@ pub async fn read_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<
         }
     }
     .with_context(|| format!("cannot read {}", path.display()))?;
-    let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((schema, batches))
+    Ok(frame)
 }
 
 pub async fn kms_info(kms_url: &str) -> anyhow::Result<KmsInfo> {
@@ -263,7 +287,8 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
         );
     }
 
-    let (schema, batches) = read_input(&req.input, req.schema.as_deref()).await?;
+    let frame = open_input(&req.input, req.schema.as_deref()).await?;
+    let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
     if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
         bail!(
             "policy file {} allows column `{column}`, which {} does not have",
@@ -271,46 +296,28 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
             req.input.display()
         );
     }
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
     let salt = req.salt.unwrap_or_else(random_salt);
     let dataset = chain.dataset_id(owner.address(), salt).await?;
     let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
-    let ciphertext = dataplane::encrypt(&schema, &batches, &keys, dataset)?;
-    drop(batches);
-    let object_sha256 = B256::from_slice(&Sha256::digest(&ciphertext));
-    let manifest = Manifest {
-        format: Manifest::FORMAT.into(),
-        object: "data.parquet".into(),
-        columns: schema
-            .fields()
-            .iter()
-            .map(|f| ColumnEntry {
-                name: f.name().clone(),
-                data_type: f.data_type().to_string(),
-                key_id: format!("column:{}", f.name()),
-            })
-            .collect(),
-        rows,
-        ciphertext_sha256: object_sha256,
-        ciphertext_bytes: ciphertext.len() as u64,
-    };
-    // The chain records the manifest's sha256; the manifest records the object's. Every byte a
-    // worker fetches is thereby checked against the chain inside the enclave.
-    let manifest_bytes = serde_json::to_vec_pretty(&manifest)?;
-    let checksum = B256::from_slice(&Sha256::digest(&manifest_bytes));
+    let columns = column_entries(&schema);
 
-    // 1. Store the objects.
-    let base = format!("{}/{dataset}", req.storage_url.trim_end_matches('/'));
-    let object_uri = format!("{base}/{}", manifest.object);
-    let uri = format!("{base}/{}", Manifest::FILE_NAME);
-    storage::put(&object_uri, ciphertext.into()).await?;
-    storage::put(&uri, manifest_bytes.into()).await?;
-    info!(%dataset, rows, bytes = manifest.ciphertext_bytes, "encrypted dataset stored");
+    // 1. Encrypt and store the objects as the input streams in, then the manifest.
+    let dir = version_dir(&req.storage_url, dataset, 1);
+    let mut uploader = ObjectUploader::new(schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
+    let mut batches = frame.execute_stream().await.with_context(|| format!("cannot read {}", req.input.display()))?;
+    while let Some(batch) = batches.next().await {
+        let batch = batch.with_context(|| format!("cannot read {}", req.input.display()))?;
+        uploader.write(&batch).await?;
+    }
+    let (rows, objects) = uploader.finish().await?;
+    let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
+    let (uri, checksum) = store_manifest(&dir, &manifest).await?;
+    info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
     // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
-    //    key service and bound to this dataset id.
-    KeyBackup::new(&req.backup_dir).store(dataset, &keys, &policy_text)?;
-    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, &keys, &policy_text).await?;
+    //    key service and bound to this dataset id and manifest.
+    KeyBackup::new(&req.backup_dir).store(dataset, checksum, &keys, &policy_text)?;
+    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
 
     // 3. Register on chain.
     let (registered, outcome) = chain
@@ -336,7 +343,6 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     Ok(Published {
         dataset,
         uri,
-        object_uri,
         checksum,
         manifest,
         offer,
@@ -347,19 +353,108 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     })
 }
 
+fn column_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ColumnEntry {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            key_id: format!("column:{}", f.name()),
+        })
+        .collect()
+}
+
+/// Encrypts batches into objects and stores each one as soon as it is complete, so memory holds
+/// at most one object whatever the input's size.
+struct ObjectUploader<'k> {
+    /// Taken by `finish`.
+    writer: Option<dataplane::ObjectWriter<'k>>,
+    dir: String,
+    objects: Vec<ObjectEntry>,
+    rows_read: u64,
+    progress: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl<'k> ObjectUploader<'k> {
+    fn new(
+        schema: SchemaRef,
+        keys: &'k DatasetKeys,
+        dataset: DatasetId,
+        data_version: u64,
+        layout: Layout,
+        dir: &str,
+        progress: Option<indicatif::ProgressBar>,
+    ) -> anyhow::Result<Self> {
+        let writer = dataplane::ObjectWriter::new(schema, keys, dataset, data_version, layout)?;
+        let started = std::time::Instant::now();
+        Ok(Self { writer: Some(writer), dir: dir.to_owned(), objects: Vec::new(), rows_read: 0, progress, started })
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+        self.rows_read += batch.num_rows() as u64;
+        for object in self.writer.as_mut().expect("not finished").write(batch)? {
+            self.store(object).await?;
+        }
+        self.report();
+        Ok(())
+    }
+
+    /// Stores the last object; returns the row count and every object's manifest entry.
+    async fn finish(mut self) -> anyhow::Result<(u64, Vec<ObjectEntry>)> {
+        if let Some(object) = self.writer.take().expect("finished once").finish()? {
+            self.store(object).await?;
+        }
+        self.report();
+        Ok((self.rows_read, self.objects))
+    }
+
+    async fn store(&mut self, object: dataplane::EncryptedObject) -> anyhow::Result<()> {
+        storage::put(&format!("{}/{}", self.dir, object.entry.name), object.ciphertext).await?;
+        self.objects.push(object.entry);
+        Ok(())
+    }
+
+    fn report(&self) {
+        if let Some(progress) = &self.progress {
+            let bytes: u64 = self.objects.iter().map(|o| o.bytes).sum();
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            progress.set_message(format!(
+                "encrypted {} rows ({:.0} rows/s); stored {} objects, {:.1} MB",
+                self.rows_read,
+                self.rows_read as f64 / secs,
+                self.objects.len(),
+                bytes as f64 / 1e6
+            ));
+        }
+    }
+}
+
+/// Stores the manifest in `dir`; returns its URL and sha256 (what the chain records).
+async fn store_manifest(dir: &str, manifest: &Manifest) -> anyhow::Result<(String, B256)> {
+    let (bytes, checksum) = manifest.to_stored();
+    let uri = format!("{dir}/{}", Manifest::FILE_NAME);
+    storage::put(&uri, bytes.into()).await?;
+    Ok((uri, checksum))
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn deposit_keys(
     kms_url: &str,
     kms_key: &X25519PublicKey,
     chain: &Chain,
     owner: &PrivateKeySigner,
     dataset: DatasetId,
+    manifest_sha256: B256,
     keys: &DatasetKeys,
     policy: &str,
 ) -> anyhow::Result<DepositResponse> {
-    let sealed_keys = seal(kms_key, INFO_DEPOSIT, dataset.as_slice(), &keys.to_json())?;
-    let signature =
-        sign_typed(owner, &Deposit { dataset, keysDigest: keccak256(sealed_keys.as_bytes()) }, &chain.domain());
-    let request = DepositRequest { dataset, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
+    let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_sha256), &keys.to_json())?;
+    let deposit = Deposit { dataset, manifest: manifest_sha256, keysDigest: keccak256(sealed_keys.as_bytes()) };
+    let signature = sign_typed(owner, &deposit, &chain.domain());
+    let request =
+        DepositRequest { dataset, manifest_sha256, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
     let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
     let response = reqwest::Client::new().post(&url).timeout(Duration::from_secs(30)).json(&request).send().await;
     let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;
@@ -368,6 +463,19 @@ async fn deposit_keys(
         bail!("key service refused the deposit: {}", body["message"].as_str().unwrap_or("no message"));
     }
     Ok(response.json().await?)
+}
+
+/// The dataset as registered, checked to belong to `owner`.
+async fn owned_dataset(
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    dataset: DatasetId,
+) -> anyhow::Result<strongroom_chain::DatasetInfo> {
+    let registered = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} is not registered"))?;
+    if registered.owner != owner.address() {
+        bail!("dataset {dataset} is owned by {}, not by {}", registered.owner, owner.address());
+    }
+    Ok(registered)
 }
 
 /// Deposits a dataset's keys again from the owner's backup, to `kms_url`. If that is another key
@@ -380,16 +488,13 @@ pub async fn redeposit(
     dataset: DatasetId,
     kms_url: &str,
 ) -> anyhow::Result<strongroom_chain::DatasetInfo> {
-    let registered = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} is not registered"))?;
-    if registered.owner != owner.address() {
-        bail!("dataset {dataset} is owned by {}, not by {}", registered.owner, owner.address());
-    }
-    let (keys, policy_text) = backup.load(dataset)?;
+    let registered = owned_dataset(chain, owner, dataset).await?;
+    let (keys, policy_text) = backup.load(dataset, registered.checksum)?;
     if keccak256(policy_text.as_bytes()) != registered.policy_hash {
         bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");
     }
     let kms = kms_info(kms_url).await?;
-    deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, &keys, &policy_text).await?;
+    deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, registered.checksum, &keys, &policy_text).await?;
     if registered.kms_url != kms_url || registered.kms_key != kms.public_key.to_b256() {
         chain
             .update_dataset(
@@ -404,6 +509,104 @@ pub async fn redeposit(
             .context("pointing the dataset at the new key service")?;
     }
     chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))
+}
+
+/// A dataset after [`rotate`].
+#[derive(Debug)]
+pub struct Rotated {
+    pub dataset: strongroom_chain::DatasetInfo,
+    pub manifest: Manifest,
+}
+
+/// Rotates a dataset's keys: decrypts every object with the current keys (from the owner's
+/// backup), re-encrypts it under fresh keys as the next data version, stores it beside the old
+/// version, backs up and deposits the new keys, and points the dataset on chain at the new
+/// manifest. Tasks rented from then on get the new keys. The old version's objects and keys are
+/// left in place for tasks rented before; delete them once those are settled.
+pub async fn rotate(
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    backup: &KeyBackup,
+    dataset: DatasetId,
+    layout: Layout,
+    progress: Option<indicatif::ProgressBar>,
+) -> anyhow::Result<Rotated> {
+    let registered = owned_dataset(chain, owner, dataset).await?;
+    let manifest_bytes = storage::get(&registered.uri).await?;
+    let sha256 = B256::from_slice(&Sha256::digest(&manifest_bytes));
+    if sha256 != registered.checksum {
+        bail!(
+            "the manifest at {} has sha256 {sha256}, not {} as registered on chain: storage is corrupt or tampered",
+            registered.uri,
+            registered.checksum
+        );
+    }
+    let old: Manifest = serde_json::from_slice(&manifest_bytes)
+        .with_context(|| format!("the manifest at {} is malformed", registered.uri))?;
+    let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
+    let kms = kms_info(&registered.kms_url).await?;
+    if kms.public_key.to_b256() != registered.kms_key {
+        bail!(
+            "the key service at {} now has key {}, not {} as registered: run `strongroom dataset redeposit` first",
+            registered.kms_url,
+            kms.public_key.to_b256(),
+            registered.kms_key
+        );
+    }
+
+    // The next version's objects go beside the current version's directory: <root>/<dataset>/v<N+1>.
+    let version = old.data_version + 1;
+    let dataset_dir = manifest_dir(&registered.uri)
+        .and_then(manifest_dir)
+        .with_context(|| format!("the dataset URI {} is not <storage>/<dataset>/v<N>/manifest.json", registered.uri))?;
+    let dir = format!("{dataset_dir}/v{version}");
+    let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
+    let mut schema = None;
+    let mut uploader = None;
+    for (entry, url) in old.objects.iter().zip(object_urls(&registered.uri, &old)) {
+        let ciphertext = storage::get(&url).await?;
+        let sha256 = B256::from_slice(&Sha256::digest(&ciphertext));
+        if sha256 != entry.sha256 {
+            bail!(
+                "object {url} has sha256 {sha256}, not {} as in the manifest: storage is corrupt or tampered",
+                entry.sha256
+            );
+        }
+        let (object_schema, batches) =
+            dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
+                .with_context(|| format!("decrypting {url} with the backed-up keys"))?;
+        let uploader = match &mut uploader {
+            Some(uploader) => uploader,
+            None => uploader.insert(ObjectUploader::new(
+                schema.insert(object_schema).clone(),
+                &keys,
+                dataset,
+                version,
+                layout,
+                &dir,
+                progress.clone(),
+            )?),
+        };
+        for batch in &batches {
+            uploader.write(batch).await?;
+        }
+    }
+    let uploader = uploader.with_context(|| format!("the manifest of dataset {dataset} lists no object"))?;
+    let (rows, objects) = uploader.finish().await?;
+    if rows != old.rows {
+        bail!("re-encrypted {rows} rows, but the manifest of version {} lists {}", old.data_version, old.rows);
+    }
+    let manifest = Manifest { data_version: version, rows, objects, ..old };
+    let (uri, checksum) = store_manifest(&dir, &manifest).await?;
+    backup.store(dataset, checksum, &keys, &policy_text)?;
+    deposit_keys(&registered.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
+    chain
+        .update_dataset(dataset, &uri, checksum, &registered.kms_url, registered.kms_key, registered.policy_hash)
+        .await
+        .context("pointing the dataset at its new data version")?;
+    info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
+    let dataset = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))?;
+    Ok(Rotated { dataset, manifest })
 }
 
 #[cfg(test)]

@@ -29,8 +29,10 @@ pub enum KmsError {
     NotOwner { dataset: B256, signer: Address, owner: Address },
     #[error("dataset {dataset} uses key service key {registered}, not this service's {ours}")]
     WrongKeyService { dataset: B256, registered: B256, ours: B256 },
-    #[error("no keys for dataset {0} were deposited by its owner: run `strongroom dataset publish` again")]
-    NoKeysDeposited(B256),
+    #[error(
+        "no keys are deposited here for dataset {dataset} with manifest {manifest}: the owner must deposit them (`strongroom dataset redeposit`)"
+    )]
+    NoKeysDeposited { dataset: B256, manifest: B256 },
     #[error("dataset {0} is not registered on chain")]
     UnknownDataset(B256),
     #[error(
@@ -69,7 +71,7 @@ impl KmsError {
             Self::BadDepositSignature => "bad_deposit_signature",
             Self::NotOwner { .. } => "not_owner",
             Self::WrongKeyService { .. } => "wrong_key_service",
-            Self::NoKeysDeposited(_) => "no_keys_deposited",
+            Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
             Self::PolicyMismatch { .. } => "policy_mismatch",
             Self::UnknownColumn { .. } => "unknown_column",
@@ -84,7 +86,7 @@ impl KmsError {
 impl ResponseError for KmsError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::UnknownTask(_) | Self::NoKeysDeposited(_) | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
+            Self::UnknownTask(_) | Self::NoKeysDeposited { .. } | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
             Self::TaskNotActive { .. }
             | Self::DeadlinePassed { .. }
             | Self::WrongKeyService { .. }

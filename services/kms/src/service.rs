@@ -11,7 +11,7 @@ use strongroom_chain::{Chain, TaskStatus};
 use strongroom_types::{
     AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE,
     KeyRelease, KeyRequest, KmsInfo, Policy, ReleaseRequest, ReleaseResponse, SealedBox, TaskFacts, X25519SecretKey,
-    open, recover_typed, seal,
+    key_set_aad, open, recover_typed, seal,
 };
 use tracing::{info, warn};
 
@@ -94,11 +94,15 @@ async fn get_info(state: web::Data<State>) -> HttpResponse {
 
 async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
     let req = body.into_inner();
-    let message = Deposit { dataset: req.dataset, keysDigest: keccak256(req.sealed_keys.as_bytes()) };
+    let message = Deposit {
+        dataset: req.dataset,
+        manifest: req.manifest_sha256,
+        keysDigest: keccak256(req.sealed_keys.as_bytes()),
+    };
     let signer =
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
-    let keys = open_keys(&state.secret, req.dataset, &req.sealed_keys)?;
+    let keys = open_keys(&state.secret, req.dataset, req.manifest_sha256, &req.sealed_keys)?;
     let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
     if let Some(column) = policy.columns.allow.iter().find(|c| !keys.columns.contains_key(*c)) {
         return Err(KmsError::BadDeposit(format!("the policy allows column `{column}`, which has no key")));
@@ -110,15 +114,23 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     {
         return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
     }
-    state.store.lock().expect("store lock").put_deposit(req.dataset, signer, &req.sealed_keys, &req.policy)?;
-    info!(dataset = %req.dataset, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
-    Ok(HttpResponse::Ok().json(DepositResponse { dataset: req.dataset, depositor: signer, key_ids: keys.key_ids() }))
+    let store = state.store.lock().expect("store lock");
+    store.put_deposit(req.dataset, signer, req.manifest_sha256, &req.sealed_keys, &req.policy)?;
+    drop(store);
+    info!(dataset = %req.dataset, manifest = %req.manifest_sha256, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
+    Ok(HttpResponse::Ok().json(DepositResponse {
+        dataset: req.dataset,
+        manifest_sha256: req.manifest_sha256,
+        depositor: signer,
+        key_ids: keys.key_ids(),
+    }))
 }
 
-/// Opens keys sealed to this service for `dataset`; the plaintext is wiped when dropped.
-fn open_keys(secret: &X25519SecretKey, dataset: B256, sealed: &SealedBox) -> Result<DatasetKeys> {
+/// Opens keys sealed to this service for one data version of `dataset`; the plaintext is wiped
+/// when dropped.
+fn open_keys(secret: &X25519SecretKey, dataset: B256, manifest: B256, sealed: &SealedBox) -> Result<DatasetKeys> {
     let plain = zeroize::Zeroizing::new(
-        open(secret, INFO_DEPOSIT, dataset.as_slice(), sealed, "deposit")
+        open(secret, INFO_DEPOSIT, &key_set_aad(dataset, manifest), sealed, "deposit")
             .map_err(|e| KmsError::BadDeposit(e.to_string()))?,
     );
     let keys: DatasetKeys = serde_json::from_slice(&plain).map_err(|_| KmsError::BadDeposit("not a key set".into()))?;
@@ -180,8 +192,10 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     if dataset.kms_key != ours {
         return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours });
     }
-    let deposit = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner)?;
-    let (sealed, policy_text) = deposit.ok_or(KmsError::NoKeysDeposited(dataset.id))?;
+    // The keys of the data version the task was rented against (a rotation makes a new one).
+    let manifest = params.checksum;
+    let deposit = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner, manifest)?;
+    let (sealed, policy_text) = deposit.ok_or(KmsError::NoKeysDeposited { dataset: dataset.id, manifest })?;
     // The policy the task was rented under is the one its keys are granted by.
     let deposited_policy = keccak256(policy_text.as_bytes());
     if deposited_policy != params.policyHash {
@@ -192,7 +206,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         });
     }
     let policy = Policy::parse(&policy_text).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
-    let mut keys = open_keys(&state.secret, dataset.id, &sealed)?;
+    let mut keys = open_keys(&state.secret, dataset.id, manifest, &sealed)?;
     for column in &req.columns {
         if !keys.columns.contains_key(column) {
             return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });

@@ -19,10 +19,11 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS deposits (
                  dataset    BLOB NOT NULL,
                  depositor  BLOB NOT NULL,
+                 manifest   BLOB NOT NULL,
                  sealed     BLOB NOT NULL,
                  policy     TEXT NOT NULL,
                  created_at INTEGER NOT NULL,
-                 PRIMARY KEY (dataset, depositor)
+                 PRIMARY KEY (dataset, depositor, manifest)
              );
              CREATE TABLE IF NOT EXISTS releases (
                  id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,29 +38,37 @@ impl Store {
         Ok(Self { conn })
     }
 
-    /// Stores (or replaces) the depositor's sealed keys for a dataset.
+    /// Stores (or replaces) the depositor's sealed keys for one data version of a dataset, named
+    /// by its manifest's sha256. Older versions' keys stay: tasks rented against them may still run.
     pub(crate) fn put_deposit(
         &self,
         dataset: B256,
         depositor: Address,
+        manifest: B256,
         sealed: &SealedBox,
         policy: &str,
     ) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT INTO deposits (dataset, depositor, sealed, policy, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (dataset, depositor) DO UPDATE
+            "INSERT INTO deposits (dataset, depositor, manifest, sealed, policy, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (dataset, depositor, manifest) DO UPDATE
              SET sealed = excluded.sealed, policy = excluded.policy, created_at = excluded.created_at",
-            params![dataset.as_slice(), depositor.as_slice(), sealed.as_bytes(), policy, now()],
+            params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), sealed.as_bytes(), policy, now()],
         )?;
         Ok(())
     }
 
-    /// The depositor's sealed keys for a dataset and the policy they came with.
-    pub(crate) fn deposit(&self, dataset: B256, depositor: Address) -> rusqlite::Result<Option<(SealedBox, String)>> {
+    /// The depositor's sealed keys for one data version of a dataset and the policy they came with.
+    pub(crate) fn deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: B256,
+    ) -> rusqlite::Result<Option<(SealedBox, String)>> {
         self.conn
             .query_row(
-                "SELECT sealed, policy FROM deposits WHERE dataset = ?1 AND depositor = ?2",
-                params![dataset.as_slice(), depositor.as_slice()],
+                "SELECT sealed, policy FROM deposits WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3",
+                params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice()],
                 |row| Ok((SealedBox(row.get::<_, Vec<u8>>(0)?), row.get::<_, String>(1)?)),
             )
             .optional()

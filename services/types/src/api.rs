@@ -17,16 +17,20 @@ pub struct KmsInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DepositRequest {
     pub dataset: B256,
+    /// sha256 of the manifest of the data version these keys encrypt: the key service releases
+    /// them to tasks rented against that manifest only.
+    pub manifest_sha256: B256,
     pub sealed_keys: SealedBox,
     /// The licence policy file; its keccak256 must match the policy hash a task was rented under.
     pub policy: String,
-    /// EIP-712 `Deposit{dataset, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
+    /// EIP-712 `Deposit{dataset, manifest, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
     pub owner_signature: Bytes,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DepositResponse {
     pub dataset: B256,
+    pub manifest_sha256: B256,
     pub depositor: Address,
     pub key_ids: Vec<String>,
 }

@@ -27,14 +27,15 @@ pub use api::{
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, KeyRelease, SecretKey32, TaskFacts};
-pub use manifest::{ColumnEntry, Manifest};
+pub use manifest::{ColumnEntry, Manifest, ObjectEntry, manifest_dir, version_dir};
 pub use messages::{
     AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash,
     random_salt, recover_typed, sign_typed,
 };
 pub use policy::{ColumnRules, Policy};
 pub use seal::{
-    INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, open, seal,
+    INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, key_set_aad,
+    open, seal,
 };
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.

@@ -67,10 +67,12 @@ sol! {
         string[] columns;
     }
 
-    /// The dataset owner vouches for the sealed keys deposited with a key service.
+    /// The dataset owner vouches for the sealed keys deposited with a key service: the keys of
+    /// the data version whose manifest has sha256 `manifest`.
     #[derive(Debug, PartialEq, Eq)]
     struct Deposit {
         bytes32 dataset;
+        bytes32 manifest;
         bytes32 keysDigest;
     }
 }

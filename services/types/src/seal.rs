@@ -161,6 +161,13 @@ impl<'de> Deserialize<'de> for SealedBox {
     }
 }
 
+/// The AAD of keys sealed with [`INFO_DEPOSIT`] or [`INFO_BACKUP`]: the dataset id and the sha256
+/// of the manifest of the data version they encrypt, so keys cannot be passed off as another
+/// dataset's or another version's.
+pub fn key_set_aad(dataset: crate::DatasetId, manifest_sha256: alloy::primitives::B256) -> Vec<u8> {
+    [dataset.as_slice(), manifest_sha256.as_slice()].concat()
+}
+
 /// Seals `plaintext` to `recipient` under the context `info`; `aad` is authenticated, not hidden.
 pub fn seal(recipient: &X25519PublicKey, info: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<SealedBox> {
     let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;

@@ -26,13 +26,13 @@ pub enum HostRequest {
     /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
     /// enclave checks it against the job hash in the sealed release.
     /// `location` is where the host will store the sealed result; the enclave signs it.
-    /// `manifest` is the dataset's manifest as stored; the enclave checks it against the chain
-    /// and the ciphertext against it.
+    /// `manifest` is the dataset's manifest as stored, and `objects` its objects in manifest
+    /// order; the enclave checks the manifest against the chain and each object against it.
     RunTask {
         task_id: U256,
         sealed_release: SealedBox,
         manifest: Bytes,
-        ciphertext: Bytes,
+        objects: Vec<Bytes>,
         spec: Bytes,
         location: String,
     },

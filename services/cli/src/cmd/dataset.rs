@@ -6,6 +6,8 @@ use clap::{Args, Subcommand};
 use strongroom_worker::storage;
 
 use super::GlobalArgs;
+use strongroom_worker::dataplane::Layout;
+
 use crate::owner::{self, OfferTerms, PublishRequest};
 use crate::units::{parse_amount, parse_epsilon};
 
@@ -15,6 +17,51 @@ pub enum DatasetCommand {
     Publish(PublishArgs),
     /// Deposit a dataset's keys again from your local backup, e.g. to a new key service.
     Redeposit(RedepositArgs),
+    /// Re-encrypt a dataset under fresh keys as a new data version, deposit them, register it.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    pub dataset: strongroom_types::DatasetId,
+    /// Most rows per object of the new version.
+    #[arg(long, default_value_t = Layout::default().object_rows)]
+    pub rows_per_object: usize,
+}
+
+impl RotateArgs {
+    async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let backup = crate::backup::KeyBackup::new(&global.data_dir.join("owner"));
+        let spinner = spinner(format!("re-encrypting dataset {} under fresh keys", self.dataset));
+        let layout = Layout::with_object_rows(self.rows_per_object);
+        let rotated =
+            owner::rotate(&chain, &global.signer()?, &backup, self.dataset, layout, Some(spinner.clone())).await;
+        spinner.finish_and_clear();
+        let rotated = rotated?;
+        println!(
+            "dataset {} now serves data version {} ({} rows in {}, new keys at {})",
+            rotated.dataset.id,
+            rotated.manifest.data_version,
+            rotated.manifest.rows,
+            objects(rotated.manifest.objects.len()),
+            rotated.dataset.kms_url
+        );
+        println!("  manifest {} (sha256 {}, registered on chain)", rotated.dataset.uri, rotated.dataset.checksum);
+        Ok(())
+    }
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 { "1 object".into() } else { format!("{n} objects") }
+}
+
+/// A spinner on stderr for long work (hidden when stderr is not a terminal).
+fn spinner(message: String) -> indicatif::ProgressBar {
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(message);
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    spinner
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +116,9 @@ pub struct PublishArgs {
     /// Storage URL for the encrypted objects; defaults to `<data-dir>/objects`.
     #[arg(long, env = "STRONGROOM_STORAGE_URL")]
     pub storage_url: Option<String>,
+    /// Most rows per encrypted object; larger inputs are split into several.
+    #[arg(long, default_value_t = Layout::default().object_rows)]
+    pub rows_per_object: usize,
 }
 
 impl DatasetCommand {
@@ -76,6 +126,7 @@ impl DatasetCommand {
         let args = match self {
             Self::Publish(args) => args,
             Self::Redeposit(args) => return args.run(global).await,
+            Self::Rotate(args) => return args.run(global).await,
         };
         let signer = global.signer()?;
         let chain = global.chain().await?;
@@ -99,22 +150,23 @@ impl DatasetCommand {
             salt: None,
             backup_dir: global.data_dir.join("owner"),
             schema: args.schema.as_deref().map(owner::parse_schema).transpose()?,
+            layout: Layout::with_object_rows(args.rows_per_object),
+            progress: None,
         };
-        // Long work shows a spinner on stderr (hidden when stderr is not a terminal).
-        let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_message(format!("reading, encrypting and publishing {}", request.input.display()));
-        spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+        let spinner = spinner(format!("reading, encrypting and publishing {}", request.input.display()));
+        let request = PublishRequest { progress: Some(spinner.clone()), ..request };
         let started = std::time::Instant::now();
         let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset");
         spinner.finish_and_clear();
         let published = published?;
         let secs = started.elapsed().as_secs_f64();
+        let bytes = published.manifest.bytes();
         eprintln!(
-            "published {} rows, {} bytes encrypted, in {secs:.2} s ({:.0} rows/s, {:.1} MB/s)",
+            "published {} rows, {bytes} bytes encrypted in {}, in {secs:.2} s ({:.0} rows/s, {:.1} MB/s)",
             published.manifest.rows,
-            published.manifest.ciphertext_bytes,
+            objects(published.manifest.objects.len()),
             published.manifest.rows as f64 / secs,
-            published.manifest.ciphertext_bytes as f64 / secs / 1e6
+            bytes as f64 / secs / 1e6
         );
         if global.json {
             println!(
@@ -125,8 +177,8 @@ impl DatasetCommand {
                     "rows": published.manifest.rows,
                     "columns": published.manifest.columns,
                     "manifest_sha256": published.checksum,
-                    "object": published.object_uri,
-                    "object_sha256": published.manifest.ciphertext_sha256,
+                    "data_version": published.manifest.data_version,
+                    "objects": published.manifest.objects,
                     "offer": published.offer,
                 })
             );
@@ -138,7 +190,9 @@ impl DatasetCommand {
                 published.manifest.columns.len()
             );
             println!("  manifest {} (sha256 {}, registered on chain)", published.uri, published.checksum);
-            println!("  object {} (sha256 {})", published.object_uri, published.manifest.ciphertext_sha256);
+            for (object, url) in published.manifest.objects.iter().zip(published.object_urls()) {
+                println!("  object {url} ({} rows, sha256 {})", object.rows, object.sha256);
+            }
             println!("  offered at {} wei per task", published.offer.price);
         }
         Ok(())

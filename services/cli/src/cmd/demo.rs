@@ -66,6 +66,8 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         salt: None,
         backup_dir: devnet.options.data_dir.join("owner"),
         schema: None,
+        layout: Default::default(),
+        progress: None,
     };
     let published = owner::publish(&owner_chain, &owner_key(), &request).await.context("owner: publishing")?;
     eprintln!(

@@ -15,12 +15,12 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::ParquetReadOptions;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_types::ColumnEntry;
-use strongroom_types::{DatasetId, DatasetKeys};
+
+use crate::dataplane::{DecryptionFactory, register_encrypted_table};
 
 /// The table name analysts query.
 pub(crate) const TABLE: &str = "dataset";
@@ -43,11 +43,11 @@ fn enclave_context_with(config: SessionConfig, memory_limit: usize) -> Result<Se
 }
 
 /// Runs `sql` against the encrypted dataset, decrypting while scanning: DataFusion reads the
-/// Parquet object through the keys released for this task, and only the columns the plan needs.
+/// Parquet objects through the keys released for this task, and only the columns the plan needs.
+/// `objects` are the manifest's objects, already checked against it.
 pub(crate) async fn run_encrypted(
-    ciphertext: bytes::Bytes,
-    keys: &DatasetKeys,
-    dataset: DatasetId,
+    objects: Vec<(String, bytes::Bytes)>,
+    factory: DecryptionFactory,
     sql: &str,
 ) -> Result<(Vec<u8>, u64), DataFusionError> {
     // The page index is never loaded: loading it touches every column, and the keys of the
@@ -56,19 +56,18 @@ pub(crate) async fn run_encrypted(
     let ctx = enclave_context_with(config, QUERY_MEMORY_LIMIT)?;
     // The ciphertext never leaves enclave memory: an in-memory object store serves it.
     let store = Arc::new(InMemory::new());
-    store.put(&ObjectPath::from(OBJECT), PutPayload::from(ciphertext)).await?;
+    for (name, ciphertext) in objects {
+        store.put(&ObjectPath::from(format!("{DATASET_DIR}/{name}")), PutPayload::from(ciphertext)).await?;
+    }
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
-    let decryption =
-        crate::dataplane::datafusion_decryption(keys, dataset).map_err(|e| DataFusionError::Plan(e.to_string()))?;
-    let options = ParquetReadOptions::default().file_decryption_properties(decryption);
-    ctx.register_parquet(TABLE, format!("{STORE_URL}{OBJECT}"), options).await?;
+    register_encrypted_table(&ctx, TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
     collect_ipc(&ctx, sql).await
 }
 
-/// Where the enclave's in-memory store serves the dataset object.
+/// Where the enclave's in-memory store serves the dataset's objects.
 const STORE_URL: &str = "memory://enclave/";
-const OBJECT: &str = "dataset.parquet";
+const DATASET_DIR: &str = "dataset";
 
 /// Runs `sql` over batches already in memory, under `memory_limit` (the cap's test).
 #[cfg(test)]

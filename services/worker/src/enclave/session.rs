@@ -13,6 +13,7 @@ use strongroom_types::{
     X25519SecretKey, domain, open, report_data_for, seal,
 };
 
+use crate::dataplane::DecryptionFactory;
 use crate::protocol::{EnclaveReply, HostRequest};
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +84,7 @@ impl Session {
                 self.tasks.insert(task_id, (task_secret, columns.clone()));
                 Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature: signature.into() })
             }
-            HostRequest::RunTask { task_id, sealed_release, manifest, ciphertext, spec, location } => {
+            HostRequest::RunTask { task_id, sealed_release, manifest, objects, spec, location } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let (task_secret, needed) = self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
@@ -105,7 +106,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(&release, &needed, &manifest, &ciphertext.0, &spec, runtime);
+                let outcome = run_checked(release, &needed, &manifest, objects, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -130,10 +131,10 @@ impl Session {
 
 /// The checks and the computation whose failure is the analyst's to read (an attested failure).
 fn run_checked(
-    release: &KeyRelease,
+    release: KeyRelease,
     needed: &[String],
     manifest: &[u8],
-    ciphertext: &bytes::Bytes,
+    objects: Vec<alloy::primitives::Bytes>,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, String> {
@@ -141,18 +142,36 @@ fn run_checked(
     let manifest_sha256 = B256::from_slice(&Sha256::digest(manifest));
     if manifest_sha256 != facts.manifest_sha256 {
         return Err(format!(
-            "dataset manifest sha256 {manifest_sha256} does not match {} registered on chain: the worker's copy is corrupt or tampered",
+            "dataset manifest sha256 {manifest_sha256} is not {}, the one the task was rented against: the dataset was updated since, or the worker's copy is corrupt or tampered",
             facts.manifest_sha256
         ));
     }
     let manifest: Manifest = serde_json::from_slice(manifest)
         .map_err(|e| format!("the dataset manifest registered on chain is malformed: {e}"))?;
-    let checksum = B256::from_slice(&Sha256::digest(ciphertext));
-    if checksum != manifest.ciphertext_sha256 {
+    if manifest.format != Manifest::FORMAT || manifest.dataset != facts.dataset {
         return Err(format!(
-            "dataset object sha256 {checksum} does not match {} in the manifest registered on chain: the worker's copy is corrupt or tampered",
-            manifest.ciphertext_sha256
+            "the manifest registered on chain is for dataset {} in format `{}`, not dataset {} in format `{}`",
+            manifest.dataset,
+            manifest.format,
+            facts.dataset,
+            Manifest::FORMAT
         ));
+    }
+    if objects.len() != manifest.objects.len() {
+        return Err(format!(
+            "the worker relayed {} objects; the manifest registered on chain lists {}",
+            objects.len(),
+            manifest.objects.len()
+        ));
+    }
+    for (entry, object) in manifest.objects.iter().zip(&objects) {
+        let checksum = B256::from_slice(&Sha256::digest(object));
+        if checksum != entry.sha256 {
+            return Err(format!(
+                "dataset object {} has sha256 {checksum}, not {} as in the manifest registered on chain: the worker's copy is corrupt or tampered",
+                entry.name, entry.sha256
+            ));
+        }
     }
     if keccak256(spec) != facts.job_hash {
         return Err("the job relayed by the worker does not match the job hash on chain".into());
@@ -168,8 +187,11 @@ fn run_checked(
         return Err(format!("the key service did not release the key of column `{missing}` that the query reads"));
     }
     let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
-    let scan = super::query::run_encrypted(ciphertext.clone(), &release.keys, facts.dataset, sql);
-    let (arrow_ipc, rows) = runtime.block_on(scan).map_err(|e| e.to_string())?;
+    let names: Vec<String> = manifest.objects.iter().map(|o| o.name.clone()).collect();
+    let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
+    let objects = names.into_iter().zip(objects.into_iter().map(|o| o.0)).collect();
+    let (arrow_ipc, rows) =
+        runtime.block_on(super::query::run_encrypted(objects, factory, sql)).map_err(|e| e.to_string())?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 

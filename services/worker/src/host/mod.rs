@@ -9,7 +9,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
-use strongroom_types::{Authorization, Manifest, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
+use strongroom_types::{Authorization, Manifest, PoolId, ReleaseRequest, ReleaseResponse, manifest_dir, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -50,6 +50,8 @@ pub enum WorkerError {
     KeyServiceDown { url: String, reason: String },
     #[error("dataset {0} of the task is not registered")]
     UnknownDataset(alloy::primitives::B256),
+    #[error("dataset {0} never had a version with manifest {1}")]
+    UnknownDataVersion(alloy::primitives::B256, alloy::primitives::B256),
     #[error("dataset manifest {0}: {1}")]
     BadManifest(String, String),
     #[error("chain: {0}")]
@@ -200,16 +202,31 @@ impl Worker {
         );
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
-        // The manifest sits beside the ciphertext; it tells the enclave the schema to plan against.
-        // The dataset URI names its manifest; the objects sit beside it. The enclave checks both
-        // against the chain; here they are only read.
-        let manifest_bytes = storage::get(&dataset.uri).await?;
-        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| WorkerError::BadManifest(dataset.uri.clone(), e.to_string()))?;
-        let Some((base, _)) = dataset.uri.rsplit_once('/') else {
-            return Err(WorkerError::BadManifest(dataset.uri.clone(), "the dataset URI has no directory".into()));
+        // The dataset URI names its manifest, which gives the enclave the schema to plan against
+        // and lists the objects, which sit beside it. The enclave checks the manifest against the
+        // chain and every object against the manifest; here they are only read.
+        // A task rented before the owner rotated the keys reads the data version it was rented
+        // against, which the owner leaves in place.
+        let uri = match dataset.checksum == task.params.checksum {
+            true => dataset.uri,
+            false => chain
+                .dataset_uri_for(dataset.id, task.params.checksum)
+                .await?
+                .ok_or(WorkerError::UnknownDataVersion(dataset.id, task.params.checksum))?,
         };
-        let object_url = format!("{base}/{}", manifest.object);
+        let manifest_bytes = storage::get(&uri).await?;
+        let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+            .map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
+        let Some(dir) = manifest_dir(&uri) else {
+            return Err(WorkerError::BadManifest(uri.clone(), "the dataset URI has no directory".into()));
+        };
+        if let Some(bad) = manifest.objects.iter().find(|o| o.name.contains('/') || o.name.starts_with('.')) {
+            return Err(WorkerError::BadManifest(
+                uri.clone(),
+                format!("object name `{}` is not a plain file name", bad.name),
+            ));
+        }
+        let object_urls: Vec<String> = manifest.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect();
         let reply = self
             .client
             .call(HostRequest::RequestKeys { task_id: task.id, spec: task.spec.clone(), schema: manifest.columns })
@@ -227,7 +244,7 @@ impl Worker {
         };
         let release = request_release(&self.http, &dataset.kms_url, &request).await?;
         info!("keys released to the enclave (sealed)");
-        let ciphertext = storage::get(&object_url).await?;
+        let objects = futures::future::try_join_all(object_urls.iter().map(|url| storage::get(url))).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         let reply = self
             .client
@@ -235,7 +252,7 @@ impl Worker {
                 task_id: task.id,
                 sealed_release: release.sealed_release,
                 manifest: manifest_bytes.into(),
-                ciphertext: ciphertext.into(),
+                objects: objects.into_iter().map(Into::into).collect(),
                 spec: task.spec.clone(),
                 location: location.clone(),
             })

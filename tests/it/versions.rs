@@ -1,0 +1,85 @@
+//! A dataset's objects and data versions: a split dataset answers like a whole one, and a key
+//! rotation re-encrypts everything under fresh keys without disturbing the tasks in flight.
+
+use arrow::util::pretty::pretty_format_batches;
+use strongroom_cli::analyst::{self, Outcome, RentOptions};
+use strongroom_cli::backup::KeyBackup;
+use strongroom_cli::devnet::{Devnet, owner_key};
+use strongroom_cli::owner::{self, Published};
+use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
+use strongroom_types::{AuditEntry, Manifest};
+use strongroom_worker::{dataplane, storage};
+
+const BY_REGION: &str =
+    "SELECT region, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region ORDER BY region";
+
+async fn table(devnet: &Devnet, published: &Published, sql: &str) -> String {
+    let rental = rent(devnet, published, sql, &RentOptions::default()).await.unwrap();
+    let result = result_of(devnet, &rental).await;
+    match analyst::read_result(&result, &rental.result_secret).await.unwrap() {
+        Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
+        Outcome::Failed { message } => panic!("task failed: {message}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dataset_split_into_objects_answers_like_one_object() {
+    let (_dir, devnet) = devnet(true).await;
+    let whole = publish_sample(&devnet).await;
+    let split = publish_split(&devnet, 1_000).await;
+    assert_eq!(whole.manifest.objects.len(), 1);
+    let rows: Vec<u64> = split.manifest.objects.iter().map(|o| o.rows).collect();
+    assert_eq!(rows, [1_000, 1_000, 1_000]);
+    assert_eq!(split.manifest.rows, 3_000);
+    let expected = table(&devnet, &whole, BY_REGION).await;
+    assert_eq!(table(&devnet, &split, BY_REGION).await, expected);
+    devnet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_split(&devnet, 1_000).await;
+    // Rented against data version 1; no worker serves it until after the rotation.
+    let before = rent(&devnet, &published, BY_REGION, &RentOptions::default()).await.unwrap();
+
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
+    let rotated = owner::rotate(&chain, &owner_key(), &backup, published.dataset, dataplane::Layout::default(), None)
+        .await
+        .unwrap();
+    assert_eq!(rotated.manifest.data_version, 2);
+    assert_eq!(rotated.manifest.rows, 3_000);
+    assert_eq!(rotated.manifest.objects.len(), 1, "re-cut to the layout asked for");
+    assert!(rotated.dataset.uri.ends_with("/v2/manifest.json"), "{}", rotated.dataset.uri);
+    assert_ne!(rotated.dataset.checksum, published.checksum);
+    let stored: Manifest = serde_json::from_slice(&storage::get(&rotated.dataset.uri).await.unwrap()).unwrap();
+    assert_eq!(stored, rotated.manifest);
+
+    // The new object opens with the new keys only; the old keys are useless on it.
+    let (old_keys, _) = backup.load(published.dataset, published.checksum).unwrap();
+    let (new_keys, _) = backup.load(published.dataset, rotated.dataset.checksum).unwrap();
+    assert_ne!(old_keys, new_keys);
+    let object = &owner::object_urls(&rotated.dataset.uri, &rotated.manifest)[0];
+    let ciphertext = storage::get(object).await.unwrap();
+    let aad = dataplane::aad_prefix(published.dataset, 2, &rotated.manifest.objects[0].name);
+    let err = dataplane::decrypt(&ciphertext, &old_keys, aad.clone()).unwrap_err();
+    assert!(err.to_string().starts_with("cannot decrypt the dataset:"), "{err}");
+    let (_, batches) = dataplane::decrypt(&ciphertext, &new_keys, aad).unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3_000);
+
+    // The worker serves the task rented before the rotation from version 1, and a new one from 2.
+    let worker = devnet.start_worker_from(Some(0)).await.unwrap();
+    let result = result_of(&devnet, &before).await;
+    let old = match analyst::read_result(&result, &before.result_secret).await.unwrap() {
+        Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
+        Outcome::Failed { message } => panic!("the task rented before the rotation failed: {message}"),
+    };
+    assert_eq!(table(&devnet, &published, BY_REGION).await, old);
+    let audit: Vec<AuditEntry> =
+        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    assert_eq!(audit.len(), 2);
+    assert_eq!(audit[0].key_ids, audit[1].key_ids, "both versions release the same columns");
+    worker.shutdown().await;
+    devnet.shutdown().await;
+}
