@@ -11,7 +11,7 @@ use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
 async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {
     let rental = rent(devnet, published, sql, &RentOptions { epsilon: 100_000, ..Default::default() }).await.unwrap();
     let result = result_of(devnet, &rental).await;
-    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
     (result.failed, outcome)
 }
 

@@ -21,7 +21,7 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     let rental = rent(&devnet, &published, SQL, &RentOptions { epsilon: 250_000, ..Default::default() }).await.unwrap();
     let result = result_of(&devnet, &rental).await;
     assert!(!result.failed);
-    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
 
     // The result equals the same aggregation computed directly from the CSV.
     let mut expected: BTreeMap<String, i64> = BTreeMap::new();

@@ -9,4 +9,5 @@ mod recovery;
 mod refund;
 mod release;
 mod reverts;
+mod s3;
 mod versions;

@@ -32,7 +32,7 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
 
     let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
     let result = result_of(&devnet, &rental).await;
-    let outcome = analyst::read_result(&result, &rental.result_secret).await.unwrap();
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
     assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
 
     let audit = |url: String| async move {
@@ -61,6 +61,7 @@ async fn a_publish_that_fails_midway_registers_nothing() {
         ),
         privacy_budget: 0,
         storage_url: strongroom_worker::storage::file_url(&blocker).unwrap(),
+        storage: Default::default(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: Some(salt),
@@ -94,7 +95,7 @@ async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
 
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();
     let result = result_of(&devnet, &late).await;
-    let outcome = analyst::read_result(&result, &late.result_secret).await.unwrap();
+    let outcome = analyst::read_result(&result, &late.result_secret, &devnet.options.storage).await.unwrap();
     assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
     assert_eq!(analyst.task_status(waiting.task_id()).await.unwrap(), strongroom_chain::TaskStatus::Refunded);
     worker.shutdown().await;

@@ -8,7 +8,7 @@ use strongroom_cli::devnet::{Devnet, owner_key};
 use strongroom_cli::owner::{self, Published};
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
 use strongroom_types::{AuditEntry, Manifest};
-use strongroom_worker::{dataplane, storage};
+use strongroom_worker::dataplane;
 
 const BY_REGION: &str =
     "SELECT region, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region ORDER BY region";
@@ -16,7 +16,7 @@ const BY_REGION: &str =
 async fn table(devnet: &Devnet, published: &Published, sql: &str) -> String {
     let rental = rent(devnet, published, sql, &RentOptions::default()).await.unwrap();
     let result = result_of(devnet, &rental).await;
-    match analyst::read_result(&result, &rental.result_secret).await.unwrap() {
+    match analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap() {
         Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
         Outcome::Failed { message } => panic!("task failed: {message}"),
     }
@@ -45,15 +45,24 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
 
     let chain = devnet.chain_as(owner_key()).await.unwrap();
     let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
-    let rotated = owner::rotate(&chain, &owner_key(), &backup, published.dataset, dataplane::Layout::default(), None)
-        .await
-        .unwrap();
+    let rotated = owner::rotate(
+        &chain,
+        &owner_key(),
+        &backup,
+        &devnet.options.storage,
+        published.dataset,
+        dataplane::Layout::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(rotated.manifest.data_version, 2);
     assert_eq!(rotated.manifest.rows, 3_000);
     assert_eq!(rotated.manifest.objects.len(), 1, "re-cut to the layout asked for");
     assert!(rotated.dataset.uri.ends_with("/v2/manifest.json"), "{}", rotated.dataset.uri);
     assert_ne!(rotated.dataset.checksum, published.checksum);
-    let stored: Manifest = serde_json::from_slice(&storage::get(&rotated.dataset.uri).await.unwrap()).unwrap();
+    let stored: Manifest =
+        serde_json::from_slice(&devnet.options.storage.get(&rotated.dataset.uri).await.unwrap()).unwrap();
     assert_eq!(stored, rotated.manifest);
 
     // The new object opens with the new keys only; the old keys are useless on it.
@@ -61,7 +70,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let (new_keys, _) = backup.load(published.dataset, rotated.dataset.checksum).unwrap();
     assert_ne!(old_keys, new_keys);
     let object = &owner::object_urls(&rotated.dataset.uri, &rotated.manifest)[0];
-    let ciphertext = storage::get(object).await.unwrap();
+    let ciphertext = devnet.options.storage.get(object).await.unwrap();
     let aad = dataplane::aad_prefix(published.dataset, 2, &rotated.manifest.objects[0].name);
     let err = dataplane::decrypt(&ciphertext, &old_keys, aad.clone()).unwrap_err();
     assert!(err.to_string().starts_with("cannot decrypt the dataset:"), "{err}");
@@ -71,7 +80,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     // The worker serves the task rented before the rotation from version 1, and a new one from 2.
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();
     let result = result_of(&devnet, &before).await;
-    let old = match analyst::read_result(&result, &before.result_secret).await.unwrap() {
+    let old = match analyst::read_result(&result, &before.result_secret, &devnet.options.storage).await.unwrap() {
         Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
         Outcome::Failed { message } => panic!("the task rented before the rotation failed: {message}"),
     };

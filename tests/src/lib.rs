@@ -50,14 +50,21 @@ pub fn logs() -> LogCapture {
         .clone()
 }
 
+pub mod s3;
+
 /// A fresh local stack in a temporary directory.
 pub async fn devnet(with_worker: bool) -> (tempfile::TempDir, Devnet) {
+    devnet_with(|options| options.with_worker = with_worker).await
+}
+
+/// A fresh local stack in a temporary directory, with options adjusted by `adjust`.
+pub async fn devnet_with(adjust: impl FnOnce(&mut DevnetOptions)) -> (tempfile::TempDir, Devnet) {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let enclave = strongroom_worker::locate_enclave_binary()
         .expect("strongroom-enclave is not built: run `make test` (or `cargo build --bins` before `cargo test`)");
     let mut options = DevnetOptions::new(dir.path(), enclave);
-    options.with_worker = with_worker;
+    adjust(&mut options);
     let devnet = Devnet::start(options).await.expect("devnet starts");
     (dir, devnet)
 }
@@ -97,6 +104,7 @@ async fn publish_request(
         terms,
         privacy_budget,
         storage_url: devnet.objects_url.clone(),
+        storage: devnet.options.storage.clone(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,

@@ -8,7 +8,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_types::{DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, TaskId, X25519SecretKey, open};
-use strongroom_worker::storage;
+use strongroom_worker::storage::Storage;
 
 /// A rental in flight: the task and the key only the analyst holds to read its result.
 #[derive(Debug)]
@@ -114,11 +114,15 @@ pub async fn wait_for_result(
 }
 
 /// Fetches the sealed result, checks it against the digest the enclave signed, and opens it.
-pub async fn read_result(published: &Published, secret: &X25519SecretKey) -> anyhow::Result<Outcome> {
+pub async fn read_result(
+    published: &Published,
+    secret: &X25519SecretKey,
+    storage: &Storage,
+) -> anyhow::Result<Outcome> {
     let task_id = published.task_id;
     let location = &published.location;
     let sealed =
-        storage::get(location).await.with_context(|| format!("fetching the sealed result of task {task_id}"))?;
+        storage.get(location).await.with_context(|| format!("fetching the sealed result of task {task_id}"))?;
     let digest = keccak256(&sealed);
     if digest != published.digest {
         bail!(

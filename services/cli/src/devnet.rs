@@ -14,7 +14,8 @@ use strongroom_enclave_sim::{Platform, measure};
 use strongroom_kms::{KmsConfig, KmsHandle};
 use strongroom_market::{MarketConfig, MarketHandle};
 use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, random_salt, sign_typed};
-use strongroom_worker::{WorkerConfig, WorkerHandle, storage};
+use strongroom_worker::storage::{self, Storage};
+use strongroom_worker::{WorkerConfig, WorkerHandle};
 use tracing::info;
 
 use crate::market_client;
@@ -45,6 +46,12 @@ pub struct DevnetOptions {
     pub pool_stake: U256,
     /// The pool's maximum task duration: the deadline after which a task is refundable.
     pub max_task_duration: Duration,
+    /// Where dataset objects and sealed results go; `<data-dir>/objects` and `<data-dir>/results`
+    /// when `None`.
+    pub objects_url: Option<String>,
+    pub results_url: Option<String>,
+    /// Storage credentials, shared by every party of the devnet.
+    pub storage: Storage,
 }
 
 impl DevnetOptions {
@@ -57,6 +64,9 @@ impl DevnetOptions {
             pool_price: U256::from(1_000_000_000_000_000u64),
             pool_stake: U256::from(1_000_000_000_000_000_000u64),
             max_task_duration: Duration::from_secs(600),
+            objects_url: None,
+            results_url: None,
+            storage: Storage::default(),
         }
     }
 }
@@ -131,8 +141,14 @@ impl Devnet {
         )
         .await?;
 
-        let objects_url = storage::file_url(&options.data_dir.join("objects"))?;
-        let results_url = storage::file_url(&options.data_dir.join("results"))?;
+        let objects_url = match &options.objects_url {
+            Some(url) => url.clone(),
+            None => storage::file_url(&options.data_dir.join("objects"))?,
+        };
+        let results_url = match &options.results_url {
+            Some(url) => url.clone(),
+            None => storage::file_url(&options.data_dir.join("results"))?,
+        };
         let mut devnet = Self {
             node,
             governance,
@@ -169,6 +185,7 @@ impl Devnet {
             enclave_binary: self.options.enclave_binary.clone(),
             platform_dir: self.options.data_dir.join("platform"),
             results_url: self.results_url.clone(),
+            storage: self.options.storage.clone(),
             poll_interval: Duration::from_millis(50),
             start_block,
         };

@@ -16,7 +16,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
-use sha2::{Digest, Sha256};
 use strongroom_chain::{Chain, RequesterTree};
 use strongroom_types::{
     ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
@@ -24,7 +23,7 @@ use strongroom_types::{
     sign_typed, version_dir,
 };
 use strongroom_worker::dataplane::{self, Layout};
-use strongroom_worker::storage;
+use strongroom_worker::storage::Storage;
 use tracing::info;
 
 use crate::backup::KeyBackup;
@@ -114,8 +113,10 @@ pub struct PublishRequest {
     /// Total epsilon (micro-units) each analyst may spend on this dataset; 0 allows only tasks
     /// that reserve none.
     pub privacy_budget: u64,
-    /// Storage URL under which the dataset's objects are written (`file:///…/objects`).
+    /// Storage URL under which the dataset's objects are written (`file:///…/objects`, `s3://…`).
     pub storage_url: String,
+    /// The owner's storage credentials.
+    pub storage: Storage,
     pub kms_url: String,
     pub market_url: String,
     /// Makes the dataset id; random unless given.
@@ -303,7 +304,8 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
 
     // 1. Encrypt and store the objects as the input streams in, then the manifest.
     let dir = version_dir(&req.storage_url, dataset, 1);
-    let mut uploader = ObjectUploader::new(schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
+    let mut uploader =
+        ObjectUploader::new(&req.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
     let mut batches = frame.execute_stream().await.with_context(|| format!("cannot read {}", req.input.display()))?;
     while let Some(batch) = batches.next().await {
         let batch = batch.with_context(|| format!("cannot read {}", req.input.display()))?;
@@ -311,7 +313,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
     }
     let (rows, objects) = uploader.finish().await?;
     let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
-    let (uri, checksum) = store_manifest(&dir, &manifest).await?;
+    let (uri, checksum) = store_manifest(&req.storage, &dir, &manifest).await?;
     info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
     // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
@@ -368,6 +370,7 @@ fn column_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
 /// Encrypts batches into objects and stores each one as soon as it is complete, so memory holds
 /// at most one object whatever the input's size.
 struct ObjectUploader<'k> {
+    storage: Storage,
     /// Taken by `finish`.
     writer: Option<dataplane::ObjectWriter<'k>>,
     dir: String,
@@ -378,7 +381,9 @@ struct ObjectUploader<'k> {
 }
 
 impl<'k> ObjectUploader<'k> {
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        storage: &Storage,
         schema: SchemaRef,
         keys: &'k DatasetKeys,
         dataset: DatasetId,
@@ -389,7 +394,15 @@ impl<'k> ObjectUploader<'k> {
     ) -> anyhow::Result<Self> {
         let writer = dataplane::ObjectWriter::new(schema, keys, dataset, data_version, layout)?;
         let started = std::time::Instant::now();
-        Ok(Self { writer: Some(writer), dir: dir.to_owned(), objects: Vec::new(), rows_read: 0, progress, started })
+        Ok(Self {
+            storage: storage.clone(),
+            writer: Some(writer),
+            dir: dir.to_owned(),
+            objects: Vec::new(),
+            rows_read: 0,
+            progress,
+            started,
+        })
     }
 
     async fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
@@ -411,7 +424,7 @@ impl<'k> ObjectUploader<'k> {
     }
 
     async fn store(&mut self, object: dataplane::EncryptedObject) -> anyhow::Result<()> {
-        storage::put(&format!("{}/{}", self.dir, object.entry.name), object.ciphertext).await?;
+        self.storage.put(&format!("{}/{}", self.dir, object.entry.name), object.ciphertext).await?;
         self.objects.push(object.entry);
         Ok(())
     }
@@ -432,10 +445,10 @@ impl<'k> ObjectUploader<'k> {
 }
 
 /// Stores the manifest in `dir`; returns its URL and sha256 (what the chain records).
-async fn store_manifest(dir: &str, manifest: &Manifest) -> anyhow::Result<(String, B256)> {
+async fn store_manifest(storage: &Storage, dir: &str, manifest: &Manifest) -> anyhow::Result<(String, B256)> {
     let (bytes, checksum) = manifest.to_stored();
     let uri = format!("{dir}/{}", Manifest::FILE_NAME);
-    storage::put(&uri, bytes.into()).await?;
+    storage.put(&uri, bytes.into()).await?;
     Ok((uri, checksum))
 }
 
@@ -527,20 +540,13 @@ pub async fn rotate(
     chain: &Chain,
     owner: &PrivateKeySigner,
     backup: &KeyBackup,
+    storage: &Storage,
     dataset: DatasetId,
     layout: Layout,
     progress: Option<indicatif::ProgressBar>,
 ) -> anyhow::Result<Rotated> {
     let registered = owned_dataset(chain, owner, dataset).await?;
-    let manifest_bytes = storage::get(&registered.uri).await?;
-    let sha256 = B256::from_slice(&Sha256::digest(&manifest_bytes));
-    if sha256 != registered.checksum {
-        bail!(
-            "the manifest at {} has sha256 {sha256}, not {} as registered on chain: storage is corrupt or tampered",
-            registered.uri,
-            registered.checksum
-        );
-    }
+    let manifest_bytes = storage.get_checked(&registered.uri, registered.checksum).await?;
     let old: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("the manifest at {} is malformed", registered.uri))?;
     let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
@@ -564,20 +570,14 @@ pub async fn rotate(
     let mut schema = None;
     let mut uploader = None;
     for (entry, url) in old.objects.iter().zip(object_urls(&registered.uri, &old)) {
-        let ciphertext = storage::get(&url).await?;
-        let sha256 = B256::from_slice(&Sha256::digest(&ciphertext));
-        if sha256 != entry.sha256 {
-            bail!(
-                "object {url} has sha256 {sha256}, not {} as in the manifest: storage is corrupt or tampered",
-                entry.sha256
-            );
-        }
+        let ciphertext = storage.get_checked(&url, entry.sha256).await?;
         let (object_schema, batches) =
             dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
                 .with_context(|| format!("decrypting {url} with the backed-up keys"))?;
         let uploader = match &mut uploader {
             Some(uploader) => uploader,
             None => uploader.insert(ObjectUploader::new(
+                storage,
                 schema.insert(object_schema).clone(),
                 &keys,
                 dataset,
@@ -597,7 +597,7 @@ pub async fn rotate(
         bail!("re-encrypted {rows} rows, but the manifest of version {} lists {}", old.data_version, old.rows);
     }
     let manifest = Manifest { data_version: version, rows, objects, ..old };
-    let (uri, checksum) = store_manifest(&dir, &manifest).await?;
+    let (uri, checksum) = store_manifest(storage, &dir, &manifest).await?;
     backup.store(dataset, checksum, &keys, &policy_text)?;
     deposit_keys(&registered.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
     chain

@@ -1,43 +1,252 @@
-//! Object storage through `object_store`: `file://` URLs by default, any store it supports at
-//! scale, one code path. Dataset objects are checked against their sha256 by whoever reads
-//! them (the enclave against the chain, the analyst against the result digest).
+//! Object storage through `object_store`, one code path for every store: `file://` URLs (the
+//! embedded default) and any S3-compatible store by `s3://bucket/prefix` URL.
+//!
+//! S3 credentials come from a storage config file whose `[[store]]` entries are scoped by URL
+//! prefix (the longest matching scope wins), falling back to the standard `AWS_*` environment
+//! variables. Each party configures its own: the owner writes its bucket, the worker reads it and
+//! writes its results bucket, the analyst reads results.
+//!
+//! ```toml
+//! [[store]]
+//! scope = "s3://datasets/"
+//! endpoint = "http://127.0.0.1:9000"
+//! region = "us-east-1"
+//! access_key_id = "owner"
+//! secret_access_key = "…"
+//! allow_http = true
+//! ```
+//!
+//! Dataset objects are checked against their sha256 by whoever reads them: the enclave against
+//! the chain, the owner on rotation through [`Storage::get_checked`], the analyst against the
+//! result digest the enclave signed.
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::B256;
 use bytes::Bytes;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("`{0}` is not a storage URL (expected e.g. file:///var/lib/strongroom/objects/x)")]
+    #[error("`{0}` is not a storage URL (expected file:///path/to/dir or s3://bucket/prefix)")]
     BadUrl(String),
     #[error("storage {url}: {source}")]
     Store { url: String, source: object_store::Error },
+    #[error("{url} has sha256 {actual}, expected {expected}: the stored copy is corrupt or tampered")]
+    Checksum { url: String, expected: B256, actual: B256 },
+    #[error("storage config {path}: {reason}")]
+    Config { path: String, reason: String },
 }
 
-fn locate(url: &str) -> Result<(Box<dyn object_store::ObjectStore>, object_store::path::Path), StorageError> {
-    let parsed = Url::parse(url).map_err(|_| StorageError::BadUrl(url.to_owned()))?;
-    object_store::parse_url(&parsed).map_err(|source| StorageError::Store { url: url.to_owned(), source })
+/// Settings for the S3-compatible stores under one URL prefix.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct S3Scope {
+    /// The URL prefix these settings apply to, e.g. `s3://datasets/` or `s3://datasets/team-a/`.
+    pub scope: String,
+    /// The store's endpoint; AWS's when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Allow a plain-HTTP endpoint (local and test stores).
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
-/// Writes `bytes` at `url`, replacing any object there.
-pub async fn put(url: &str, bytes: Bytes) -> Result<(), StorageError> {
-    let (store, path) = locate(url)?;
-    store
-        .put(&path, PutPayload::from(bytes))
-        .await
-        .map_err(|source| StorageError::Store { url: url.to_owned(), source })?;
-    Ok(())
+impl std::fmt::Debug for S3Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Scope")
+            .field("scope", &self.scope)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "(redacted)"))
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
-/// Reads the whole object at `url`.
-pub async fn get(url: &str) -> Result<Bytes, StorageError> {
-    let (store, path) = locate(url)?;
-    let result = store.get(&path).await.map_err(|source| StorageError::Store { url: url.to_owned(), source })?;
-    result.bytes().await.map_err(|source| StorageError::Store { url: url.to_owned(), source })
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    store: Vec<S3Scope>,
+}
+
+/// Storage as one party sees it: its scoped credentials and the stores opened so far (one
+/// client per bucket, so connections are reused). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Storage {
+    scopes: Arc<Vec<S3Scope>>,
+    opened: Arc<Mutex<HashMap<String, Arc<dyn ObjectStore>>>>,
+}
+
+impl Storage {
+    pub fn new(scopes: Vec<S3Scope>) -> Self {
+        Self { scopes: Arc::new(scopes), opened: Arc::default() }
+    }
+
+    /// Reads a storage config file; a missing file means no scopes (`file://` and environment only).
+    pub fn load(path: &Path) -> Result<Self, StorageError> {
+        let config = |reason: String| StorageError::Config { path: path.display().to_string(), reason };
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(config(e.to_string())),
+        };
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| config(e.to_string()))?;
+        if let Some(bad) = file.store.iter().find(|s| !s.scope.starts_with("s3://")) {
+            return Err(config(format!("scope `{}` is not an s3:// URL prefix", bad.scope)));
+        }
+        Ok(Self::new(file.store))
+    }
+
+    /// Writes `bytes` at `url`, replacing any object there.
+    pub async fn put(&self, url: &str, bytes: Bytes) -> Result<(), StorageError> {
+        let (store, path) = self.locate(url)?;
+        store.put(&path, PutPayload::from(bytes)).await.map_err(|source| store_error(url, source))?;
+        Ok(())
+    }
+
+    /// Reads the whole object at `url`.
+    pub async fn get(&self, url: &str) -> Result<Bytes, StorageError> {
+        let (store, path) = self.locate(url)?;
+        let result = store.get(&path).await.map_err(|source| store_error(url, source))?;
+        result.bytes().await.map_err(|source| store_error(url, source))
+    }
+
+    /// Reads the object at `url` and checks its sha256.
+    pub async fn get_checked(&self, url: &str, expected: B256) -> Result<Bytes, StorageError> {
+        let bytes = self.get(url).await?;
+        let actual = B256::from_slice(&Sha256::digest(&bytes));
+        if actual != expected {
+            return Err(StorageError::Checksum { url: url.to_owned(), expected, actual });
+        }
+        Ok(bytes)
+    }
+
+    fn locate(&self, url: &str) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), StorageError> {
+        let parsed = Url::parse(url).map_err(|_| StorageError::BadUrl(url.to_owned()))?;
+        let path = object_store::path::Path::from_url_path(parsed.path()).map_err(|e| store_error(url, e.into()))?;
+        // One store per bucket and scope (or per file system).
+        let scope = self.scope_of(url);
+        let root = format!(
+            "{}://{} {}",
+            parsed.scheme(),
+            parsed.host_str().unwrap_or_default(),
+            scope.map(|s| s.scope.as_str()).unwrap_or_default()
+        );
+        let mut opened = self.opened.lock().expect("storage lock");
+        if let Some(store) = opened.get(&root) {
+            return Ok((store.clone(), path));
+        }
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "s3" => {
+                let (store, _) = object_store::parse_url_opts(&parsed, s3_options(scope))
+                    .map_err(|source| store_error(url, source))?;
+                store.into()
+            }
+            "file" => object_store::parse_url(&parsed).map_err(|source| store_error(url, source))?.0.into(),
+            _ => return Err(StorageError::BadUrl(url.to_owned())),
+        };
+        opened.insert(root, store.clone());
+        Ok((store, path))
+    }
+
+    /// The longest scope that prefixes `url`.
+    fn scope_of(&self, url: &str) -> Option<&S3Scope> {
+        self.scopes.iter().filter(|s| url.starts_with(&s.scope)).max_by_key(|s| s.scope.len())
+    }
+}
+
+/// The `AWS_*` environment, overridden by `scope`.
+fn s3_options(scope: Option<&S3Scope>) -> Vec<(String, String)> {
+    let mut options: Vec<(String, String)> =
+        std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    if let Some(scope) = scope {
+        let settings = [
+            ("aws_endpoint", scope.endpoint.clone()),
+            ("aws_region", scope.region.clone()),
+            ("aws_access_key_id", scope.access_key_id.clone()),
+            ("aws_secret_access_key", scope.secret_access_key.clone()),
+            ("aws_allow_http", Some(scope.allow_http.to_string())),
+        ];
+        for (key, value) in settings {
+            if let Some(value) = value {
+                options.retain(|(k, _)| k != key);
+                options.push((key.to_owned(), value));
+            }
+        }
+    }
+    // s3://bucket/key means the bucket in the path, which every S3-compatible store serves.
+    options.push(("aws_virtual_hosted_style_request".into(), "false".into()));
+    options
+}
+
+fn store_error(url: &str, source: object_store::Error) -> StorageError {
+    StorageError::Store { url: url.to_owned(), source }
 }
 
 /// A `file://` URL for a local path (made absolute).
 pub fn file_url(path: &std::path::Path) -> Result<String, StorageError> {
     let absolute = std::path::absolute(path).map_err(|_| StorageError::BadUrl(path.display().to_string()))?;
     Url::from_file_path(&absolute).map(String::from).map_err(|_| StorageError::BadUrl(absolute.display().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_urls_round_trip_and_checksums_are_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::default();
+        let url = format!("{}/a/b.bin", file_url(dir.path()).unwrap());
+        storage.put(&url, Bytes::from_static(b"ciphertext")).await.unwrap();
+        assert_eq!(storage.get(&url).await.unwrap(), Bytes::from_static(b"ciphertext"));
+        let sha = B256::from_slice(&Sha256::digest(b"ciphertext"));
+        assert!(storage.get_checked(&url, sha).await.is_ok());
+        let err = storage.get_checked(&url, B256::ZERO).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{url} has sha256 {sha}, expected {}: the stored copy is corrupt or tampered", B256::ZERO)
+        );
+        let err = storage.get("ftp://host/x").await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`ftp://host/x` is not a storage URL (expected file:///path/to/dir or s3://bucket/prefix)"
+        );
+    }
+
+    #[test]
+    fn config_scopes_load_and_the_longest_prefix_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("storage.toml");
+        assert!(Storage::load(&path).unwrap().scopes.is_empty(), "a missing file is no scopes");
+        std::fs::write(
+            &path,
+            "[[store]]\nscope = \"s3://data/\"\nendpoint = \"http://a\"\naccess_key_id = \"wide\"\n\
+             [[store]]\nscope = \"s3://data/team/\"\naccess_key_id = \"narrow\"\nsecret_access_key = \"s3cret\"\n",
+        )
+        .unwrap();
+        let storage = Storage::load(&path).unwrap();
+        let get = |url: &str, key: &str| {
+            s3_options(storage.scope_of(url)).into_iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+        };
+        assert_eq!(get("s3://data/team/x", "aws_access_key_id").as_deref(), Some("narrow"));
+        assert_eq!(get("s3://data/other/x", "aws_access_key_id").as_deref(), Some("wide"));
+        assert!(!format!("{storage:?}").contains("s3cret"), "secrets are not printed");
+        std::fs::write(&path, "[[store]]\nscope = \"https://x/\"\n").unwrap();
+        let err = Storage::load(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("storage config {}: scope `https://x/` is not an s3:// URL prefix", path.display())
+        );
+    }
 }

@@ -35,8 +35,16 @@ impl RotateArgs {
         let backup = crate::backup::KeyBackup::new(&global.data_dir.join("owner"));
         let spinner = spinner(format!("re-encrypting dataset {} under fresh keys", self.dataset));
         let layout = Layout::with_object_rows(self.rows_per_object);
-        let rotated =
-            owner::rotate(&chain, &global.signer()?, &backup, self.dataset, layout, Some(spinner.clone())).await;
+        let rotated = owner::rotate(
+            &chain,
+            &global.signer()?,
+            &backup,
+            &global.storage()?,
+            self.dataset,
+            layout,
+            Some(spinner.clone()),
+        )
+        .await;
         spinner.finish_and_clear();
         let rotated = rotated?;
         println!(
@@ -145,6 +153,7 @@ impl DatasetCommand {
             },
             privacy_budget: parse_epsilon(&args.privacy_budget)?,
             storage_url,
+            storage: global.storage()?,
             kms_url: args.kms_url,
             market_url: global.market_url()?.into(),
             salt: None,

@@ -61,6 +61,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         terms: OfferTerms::sql(parse_amount("0.01ether")?, Duration::from_secs(86_400)),
         privacy_budget: 10_000_000,
         storage_url: devnet.objects_url.clone(),
+        storage: devnet.options.storage.clone(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,
@@ -90,7 +91,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
     .await?;
     let result =
         analyst::wait_for_result(&analyst_chain, rental.task_id(), rental.block, Duration::from_secs(60)).await?;
-    let outcome = analyst::read_result(&result, &rental.result_secret).await?;
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await?;
     let latency = started.elapsed();
     match outcome {
         Outcome::Table { batches, rows } => {

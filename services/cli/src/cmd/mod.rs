@@ -47,6 +47,10 @@ pub struct GlobalArgs {
     /// Local state (result keys of your rentals, service data).
     #[arg(long, global = true, env = "STRONGROOM_DATA_DIR", default_value = ".strongroom")]
     pub data_dir: PathBuf,
+    /// Storage credentials, scoped by URL prefix (default: `<data-dir>/storage.toml` if present;
+    /// `AWS_*` environment variables otherwise).
+    #[arg(long, global = true, env = "STRONGROOM_STORAGE_CONFIG")]
+    pub storage_config: Option<PathBuf>,
     /// Machine-readable output on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -70,6 +74,12 @@ impl GlobalArgs {
 
     pub fn market_url(&self) -> anyhow::Result<&str> {
         self.market_url.as_deref().context("no market given: pass --market-url or set STRONGROOM_MARKET_URL")
+    }
+
+    /// Storage as this party's credentials reach it.
+    pub fn storage(&self) -> anyhow::Result<strongroom_worker::storage::Storage> {
+        let path = self.storage_config.clone().unwrap_or_else(|| self.data_dir.join("storage.toml"));
+        Ok(strongroom_worker::storage::Storage::load(&path)?)
     }
 
     pub async fn chain(&self) -> anyhow::Result<strongroom_chain::Chain> {

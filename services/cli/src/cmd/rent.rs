@@ -92,7 +92,7 @@ impl RentArgs {
         }
         let published =
             analyst::wait_for_result(&chain, rental.task_id(), rental.block, Duration::from_secs(self.timeout)).await?;
-        let outcome = analyst::read_result(&published, &rental.result_secret).await?;
+        let outcome = analyst::read_result(&published, &rental.result_secret, &global.storage()?).await?;
         super::result::print_outcome(rental.task_id(), &outcome, global.json)
     }
 }

@@ -29,7 +29,7 @@ impl ResultCommand {
         let chain = global.chain().await?;
         let secret = load_result_key(&global.data_dir, args.task)?;
         let published = analyst::wait_for_result(&chain, args.task, 0, Duration::from_secs(args.timeout)).await?;
-        let outcome = analyst::read_result(&published, &secret).await?;
+        let outcome = analyst::read_result(&published, &secret, &global.storage()?).await?;
         print_outcome(args.task, &outcome, global.json)
     }
 }

@@ -49,6 +49,7 @@ impl WorkerCommand {
             enclave_binary,
             platform_dir: global.data_dir.join("platform"),
             results_url,
+            storage: global.storage()?,
             poll_interval: Duration::from_millis(200),
             start_block: args.from_block,
         };

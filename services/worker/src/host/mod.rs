@@ -28,8 +28,10 @@ pub struct WorkerConfig {
     pub enclave_binary: PathBuf,
     /// Where the simulated platform keeps its key.
     pub platform_dir: PathBuf,
-    /// Storage URL under which sealed results are written (`file:///…/results`).
+    /// Storage URL under which sealed results are written (`file:///…/results`, `s3://…`).
     pub results_url: String,
+    /// The operator's storage credentials: read datasets, write results.
+    pub storage: storage::Storage,
     pub poll_interval: Duration,
     /// First block to look for tasks in: after a restart, the tasks created while the worker
     /// was down are served if still active. `None`: from the chain head at start.
@@ -214,7 +216,7 @@ impl Worker {
                 .await?
                 .ok_or(WorkerError::UnknownDataVersion(dataset.id, task.params.checksum))?,
         };
-        let manifest_bytes = storage::get(&uri).await?;
+        let manifest_bytes = self.config.storage.get(&uri).await?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
         let Some(dir) = manifest_dir(&uri) else {
@@ -244,7 +246,7 @@ impl Worker {
         };
         let release = request_release(&self.http, &dataset.kms_url, &request).await?;
         info!("keys released to the enclave (sealed)");
-        let objects = futures::future::try_join_all(object_urls.iter().map(|url| storage::get(url))).await?;
+        let objects = futures::future::try_join_all(object_urls.iter().map(|url| self.config.storage.get(url))).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
         let reply = self
             .client
@@ -260,7 +262,7 @@ impl Worker {
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        storage::put(&location, sealed_result.0).await?;
+        self.config.storage.put(&location, sealed_result.0).await?;
         let outcome = chain.submit_result(task, digest, &location, authorization, signature, failed).await?;
         info!(%digest, failed, gas = outcome.gas_used, "result submitted");
         Ok(())

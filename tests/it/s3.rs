@@ -1,0 +1,91 @@
+//! Datasets and results on an S3-compatible store (s3s-fs on loopback, SigV4 credentials):
+//! the same flow as on local files, tampering detected, bad credentials named.
+
+use strongroom_cli::owner::{self, OfferTerms, PublishRequest};
+use strongroom_cli::{analyst::Outcome, devnet::owner_key};
+use strongroom_e2e::s3::{S3Server, SECRET_KEY};
+use strongroom_e2e::{POLICY, SAMPLE, devnet_with, rent, result_of};
+use strongroom_worker::dataplane::Layout;
+use strongroom_worker::storage::Storage;
+
+fn request(devnet: &strongroom_cli::devnet::Devnet, storage: Storage) -> PublishRequest {
+    PublishRequest {
+        input: SAMPLE.into(),
+        policy: POLICY.into(),
+        terms: OfferTerms::sql(alloy::primitives::U256::from(1_000u64), std::time::Duration::from_secs(3600)),
+        privacy_budget: 0,
+        storage_url: devnet.objects_url.clone(),
+        storage,
+        kms_url: devnet.kms.url(),
+        market_url: devnet.market.url(),
+        salt: None,
+        backup_dir: devnet.options.data_dir.join("owner"),
+        schema: None,
+        layout: Layout::with_object_rows(2_000),
+        progress: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datasets_and_results_live_on_an_s3_compatible_store() {
+    let s3 = S3Server::start(&["datasets", "results"]).await;
+    let storage = Storage::new(vec![s3.scope(SECRET_KEY)]);
+    let (_dir, devnet) = devnet_with(|options| {
+        options.objects_url = Some("s3://datasets/owner".into());
+        options.results_url = Some("s3://results/pool".into());
+        options.storage = storage.clone();
+    })
+    .await;
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let published = owner::publish(&chain, &owner_key(), &request(&devnet, storage.clone())).await.unwrap();
+    assert!(published.uri.starts_with("s3://datasets/owner/"), "{}", published.uri);
+    assert_eq!(published.object_urls().len(), 2);
+    for url in published.object_urls() {
+        assert!(s3.file(&url).is_file(), "{url} is an object of the S3 store");
+    }
+
+    let sql = "SELECT plan, COUNT(*) AS n FROM dataset GROUP BY plan ORDER BY plan";
+    let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
+    let result = result_of(&devnet, &rental).await;
+    assert!(result.location.starts_with("s3://results/pool/"), "{}", result.location);
+    let outcome = strongroom_cli::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 3, .. }), "{outcome:?}");
+
+    // A byte flipped on the store is caught inside the enclave, as on local files.
+    let object = s3.file(&published.object_urls()[1]);
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&object, bytes).unwrap();
+    let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
+    let result = result_of(&devnet, &rental).await;
+    assert!(result.failed);
+    let outcome = strongroom_cli::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
+    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert!(message.starts_with("dataset object part-00001.parquet has sha256"), "{message}");
+    devnet.shutdown().await;
+    s3.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_refused_by_the_store_registers_nothing_and_says_why() {
+    let s3 = S3Server::start(&["datasets"]).await;
+    let (_dir, devnet) = devnet_with(|options| {
+        options.with_worker = false;
+        options.objects_url = Some("s3://datasets/owner".into());
+    })
+    .await;
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let mut request = request(&devnet, Storage::new(vec![s3.scope("not-the-secret")]));
+    request.salt = Some(alloy::primitives::B256::repeat_byte(0x33));
+    let err = owner::publish(&chain, &owner_key(), &request).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("storage s3://datasets/owner/")
+            && message.contains("The operation lacked the necessary privileges to complete"),
+        "{message}"
+    );
+    let id = chain.dataset_id(owner_key().address(), request.salt.unwrap()).await.unwrap();
+    assert_eq!(chain.dataset(id).await.unwrap(), None, "nothing registered");
+    devnet.shutdown().await;
+    s3.shutdown().await;
+}
