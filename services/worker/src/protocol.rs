@@ -1,8 +1,10 @@
 //! The narrow, typed message interface between the untrusted host and the enclave program.
 //!
 //! Like an SGX ecall table or a Nitro vsock protocol: one request, one reply, over the enclave
-//! process's stdin/stdout, each frame a 4-byte big-endian length then JSON. The enclave has no
-//! other way in or out (its platform channel aside), and no network code.
+//! process's stdin/stdout, each frame a 4-byte big-endian length then JSON. Bulk data (the
+//! dataset's objects) follows its request as raw frames, a 4-byte length then the bytes, so
+//! gigabytes of ciphertext are neither hex-encoded nor parsed as JSON. The enclave has no other
+//! way in or out (its platform channel aside), and no network code.
 
 use std::io::{Read, Write};
 
@@ -26,16 +28,10 @@ pub enum HostRequest {
     /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
     /// enclave checks it against the job hash in the sealed release.
     /// `location` is where the host will store the sealed result; the enclave signs it.
-    /// `manifest` is the dataset's manifest as stored, and `objects` its objects in manifest
-    /// order; the enclave checks the manifest against the chain and each object against it.
-    RunTask {
-        task_id: U256,
-        sealed_release: SealedBox,
-        manifest: Bytes,
-        objects: Vec<Bytes>,
-        spec: Bytes,
-        location: String,
-    },
+    /// `manifest` is the dataset's manifest as stored; its objects follow this frame as
+    /// `objects` raw frames, in manifest order. The enclave checks the manifest against the chain
+    /// and each object against the manifest.
+    RunTask { task_id: U256, sealed_release: SealedBox, manifest: Bytes, objects: u32, spec: Bytes, location: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,6 +50,33 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, message: &T) -> std::io::R
     w.flush()
 }
 
+/// Writes one raw frame: bulk bytes that follow a request.
+pub fn write_raw_frame<W: Write>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.len() > MAX_FRAME {
+        return Err(too_large(bytes.len()));
+    }
+    w.write_all(&(bytes.len() as u32).to_be_bytes())?;
+    w.write_all(bytes)?;
+    w.flush()
+}
+
+/// Reads one raw frame; the end of the stream here is an error (the request promised it).
+pub fn read_raw_frame<R: Read>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(too_large(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+fn too_large(len: usize) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes exceeds {MAX_FRAME}"))
+}
+
 /// Reads one frame; `Ok(None)` on a clean end of stream.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
@@ -64,12 +87,36 @@ pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> std::io::Result<Op
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
-        ));
+        return Err(too_large(len));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
     serde_json::from_slice(&body).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_and_the_raw_frames_it_announces_round_trip() {
+        let request = HostRequest::Attest { chain_id: 31337, contract: Address::repeat_byte(1) };
+        let mut wire = Vec::new();
+        write_frame(&mut wire, &request).unwrap();
+        write_raw_frame(&mut wire, b"object one").unwrap();
+        write_raw_frame(&mut wire, &[]).unwrap();
+        let mut r = wire.as_slice();
+        let got: HostRequest = read_frame(&mut r).unwrap().unwrap();
+        assert!(matches!(got, HostRequest::Attest { chain_id: 31337, .. }));
+        assert_eq!(read_raw_frame(&mut r).unwrap(), b"object one");
+        assert_eq!(read_raw_frame(&mut r).unwrap(), b"");
+        assert!(read_frame::<_, HostRequest>(&mut r).unwrap().is_none(), "clean end");
+        let err = read_raw_frame(&mut r).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "a promised frame that never comes");
+        let mut r: &[u8] = &(MAX_FRAME as u32 + 1).to_be_bytes();
+        assert_eq!(
+            read_raw_frame(&mut r).unwrap_err().to_string(),
+            format!("frame of {} bytes exceeds {MAX_FRAME}", MAX_FRAME + 1)
+        );
+    }
 }

@@ -15,7 +15,7 @@ mod session;
 
 use std::process::ExitCode;
 
-use crate::protocol::{EnclaveReply, HostRequest, read_frame, write_frame};
+use crate::protocol::{EnclaveReply, HostRequest, read_frame, read_raw_frame, write_frame};
 
 /// Runs the request loop until the host closes stdin.
 pub fn main() -> ExitCode {
@@ -46,8 +46,20 @@ pub fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // The raw frames a request announces follow it.
+        let attached = match &request {
+            HostRequest::RunTask { objects, .. } => (0..*objects).map(|_| read_raw_frame(&mut stdin)).collect(),
+            _ => Ok(Vec::new()),
+        };
+        let attached: Vec<bytes::Bytes> = match attached {
+            Ok(frames) => frames.into_iter().map(Into::into).collect(),
+            Err(e) => {
+                eprintln!("enclave: bad frame from host: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let reply = session
-            .handle(request, &mut platform, &runtime)
+            .handle(request, attached, &mut platform, &runtime)
             .unwrap_or_else(|e| EnclaveReply::Error { message: e.to_string() });
         if let Err(e) = write_frame(&mut stdout, &reply) {
             eprintln!("enclave: host channel closed: {e}");

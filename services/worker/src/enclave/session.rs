@@ -54,6 +54,7 @@ impl Session {
     pub(crate) fn handle(
         &mut self,
         request: HostRequest,
+        attached: Vec<bytes::Bytes>,
         platform: &mut PlatformClient,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
@@ -84,7 +85,7 @@ impl Session {
                 self.tasks.insert(task_id, (task_secret, columns.clone()));
                 Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature: signature.into() })
             }
-            HostRequest::RunTask { task_id, sealed_release, manifest, objects, spec, location } => {
+            HostRequest::RunTask { task_id, sealed_release, manifest, spec, location, .. } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
                 let (task_secret, needed) = self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
@@ -106,7 +107,7 @@ impl Session {
                     return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
                 }
                 let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(release, &needed, &manifest, objects, &spec, runtime);
+                let outcome = run_checked(release, &needed, &manifest, attached, &spec, runtime);
                 let (payload, failed) = match outcome {
                     Ok(payload) => (payload, false),
                     Err(message) => (ResultPayload::Failed { message }, true),
@@ -134,7 +135,7 @@ fn run_checked(
     release: KeyRelease,
     needed: &[String],
     manifest: &[u8],
-    objects: Vec<alloy::primitives::Bytes>,
+    objects: Vec<bytes::Bytes>,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, String> {
@@ -189,7 +190,7 @@ fn run_checked(
     let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
     let names: Vec<String> = manifest.objects.iter().map(|o| o.name.clone()).collect();
     let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
-    let objects = names.into_iter().zip(objects.into_iter().map(|o| o.0)).collect();
+    let objects = names.into_iter().zip(objects).collect();
     let (arrow_ipc, rows) =
         runtime.block_on(super::query::run_encrypted(objects, factory, sql)).map_err(|e| e.to_string())?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })

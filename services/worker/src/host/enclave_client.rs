@@ -9,7 +9,7 @@ use alloy::primitives::B256;
 use strongroom_enclave_sim::{EnclaveProcess, Platform};
 
 use super::WorkerError;
-use crate::protocol::{EnclaveReply, HostRequest, read_frame, write_frame};
+use crate::protocol::{EnclaveReply, HostRequest, read_frame, write_frame, write_raw_frame};
 
 /// One request at a time, like an ecall; blocking pipe I/O runs off the async threads.
 pub(super) struct EnclaveClient {
@@ -39,12 +39,24 @@ impl EnclaveClient {
     }
 
     pub(super) async fn call(&self, request: HostRequest) -> Result<EnclaveReply, WorkerError> {
+        self.call_with(request, Vec::new()).await
+    }
+
+    /// Sends `request` followed by the raw frames it announces.
+    pub(super) async fn call_with(
+        &self,
+        request: HostRequest,
+        attached: Vec<bytes::Bytes>,
+    ) -> Result<EnclaveReply, WorkerError> {
         let channel = Arc::clone(&self.channel);
         tokio::task::spawn_blocking(move || {
             let mut guard = channel.lock().map_err(|_| WorkerError::Enclave("channel poisoned".into()))?;
             let (stdin, stdout) = &mut *guard;
-            write_frame(stdin, &request)
-                .map_err(|e| WorkerError::Enclave(format!("enclave exited or refused input: {e}")))?;
+            let refused = |e: std::io::Error| WorkerError::Enclave(format!("enclave exited or refused input: {e}"));
+            write_frame(stdin, &request).map_err(refused)?;
+            for frame in &attached {
+                write_raw_frame(stdin, frame).map_err(refused)?;
+            }
             read_frame(stdout)
                 .map_err(|e| WorkerError::Enclave(format!("bad reply: {e}")))?
                 .ok_or_else(|| WorkerError::Enclave("enclave exited".into()))

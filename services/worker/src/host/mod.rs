@@ -248,17 +248,15 @@ impl Worker {
         info!("keys released to the enclave (sealed)");
         let objects = futures::future::try_join_all(object_urls.iter().map(|url| self.config.storage.get(url))).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
-        let reply = self
-            .client
-            .call(HostRequest::RunTask {
-                task_id: task.id,
-                sealed_release: release.sealed_release,
-                manifest: manifest_bytes.into(),
-                objects: objects.into_iter().map(Into::into).collect(),
-                spec: task.spec.clone(),
-                location: location.clone(),
-            })
-            .await?;
+        let request = HostRequest::RunTask {
+            task_id: task.id,
+            sealed_release: release.sealed_release,
+            manifest: manifest_bytes.into(),
+            objects: objects.len() as u32,
+            spec: task.spec.clone(),
+            location: location.clone(),
+        };
+        let reply = self.client.call_with(request, objects).await?;
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
