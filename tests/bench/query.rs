@@ -4,7 +4,7 @@
 //! table twice in one pass — plain, and with a key per column cut into objects exactly as
 //! datasets are published — then runs the same queries through DataFusion on both, the
 //! encrypted copy through the enclave's decryption factory, decrypting while scanning.
-//! Prints one line per query (best of `STRONGROOM_TPCH_RUNS`, default 3, interleaved) and last
+//! Prints one line per query (best of `STRONGROOM_TPCH_RUNS`, default 5, interleaved) and last
 //! `query-overhead: geomean=<ratio> max=<ratio> sf=<sf>`.
 
 use std::collections::HashMap;
@@ -121,7 +121,7 @@ struct Ingest {
 
 fn main() -> anyhow::Result<()> {
     let sf: f64 = std::env::var("STRONGROOM_TPCH_SF").ok().map(|s| s.parse()).transpose()?.unwrap_or(1.0);
-    let runs: usize = std::env::var("STRONGROOM_TPCH_RUNS").ok().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let runs: usize = std::env::var("STRONGROOM_TPCH_RUNS").ok().map(|s| s.parse()).transpose()?.unwrap_or(5);
     let dir = tempfile::tempdir()?;
     let (plain_dir, enc_dir) = (dir.path().join("plain"), dir.path().join("encrypted"));
     std::fs::create_dir_all(&plain_dir)?;
