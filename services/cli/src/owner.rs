@@ -549,7 +549,19 @@ pub async fn rotate(
     let manifest_bytes = storage.get_checked(&registered.uri, registered.checksum).await?;
     let old: Manifest = serde_json::from_slice(&manifest_bytes)
         .with_context(|| format!("the manifest at {} is malformed", registered.uri))?;
+    if old.format != Manifest::FORMAT || old.dataset != dataset {
+        bail!(
+            "the manifest at {} is for dataset {} in format `{}`, not dataset {dataset} in format `{}`",
+            registered.uri,
+            old.dataset,
+            old.format,
+            Manifest::FORMAT
+        );
+    }
     let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
+    if keccak256(policy_text.as_bytes()) != registered.policy_hash {
+        bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");
+    }
     let kms = kms_info(&registered.kms_url).await?;
     if kms.public_key.to_b256() != registered.kms_key {
         bail!(
@@ -560,12 +572,21 @@ pub async fn rotate(
         );
     }
 
-    // The next version's objects go beside the current version's directory: <root>/<dataset>/v<N+1>.
+    // The next version goes beside the current one, under <storage>/<dataset>/. Each attempt
+    // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
+    // that a registration (perhaps still pending) points at.
     let version = old.data_version + 1;
     let dataset_dir = manifest_dir(&registered.uri)
-        .and_then(manifest_dir)
-        .with_context(|| format!("the dataset URI {} is not <storage>/<dataset>/v<N>/manifest.json", registered.uri))?;
-    let dir = format!("{dataset_dir}/v{version}");
+        .and_then(|dir| dir.rsplit_once('/'))
+        .filter(|(parent, current)| {
+            parent.ends_with(&format!("/{dataset}"))
+                && current.split('-').next() == Some(&format!("v{}", old.data_version))
+        })
+        .map(|(parent, _)| parent)
+        .with_context(|| {
+            format!("the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json", registered.uri, old.data_version)
+        })?;
+    let dir = format!("{dataset_dir}/v{version}-{}", &hex::encode(random_salt())[..8]);
     let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
     let mut schema = None;
     let mut uploader = None;
@@ -574,6 +595,16 @@ pub async fn rotate(
         let (object_schema, batches) =
             dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
                 .with_context(|| format!("decrypting {url} with the backed-up keys"))?;
+        // Every column the manifest lists, and every row, must come through the re-encryption.
+        let columns: Vec<&str> = object_schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let listed: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        if columns != listed || rows as u64 != entry.rows {
+            bail!(
+                "object {url} holds columns {columns:?} and {rows} rows; the manifest lists {listed:?} and {} rows",
+                entry.rows
+            );
+        }
         let uploader = match &mut uploader {
             Some(uploader) => uploader,
             None => uploader.insert(ObjectUploader::new(

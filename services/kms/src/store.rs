@@ -35,6 +35,22 @@ impl Store {
              );
              CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);",
         )?;
+        // Deposits were once kept per dataset, not per data version; such a file cannot be read.
+        let per_version: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('deposits') WHERE name = 'manifest'",
+            [],
+            |row| row.get(0),
+        )?;
+        if !per_version {
+            let message = format!(
+                "{} keeps deposits per dataset, from before per-version deposits: move it aside and have owners run `strongroom dataset redeposit`",
+                path.display()
+            );
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(message),
+            ));
+        }
         Ok(Self { conn })
     }
 
@@ -114,4 +130,36 @@ impl Store {
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_per_version_deposits_is_refused_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.sqlite");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE deposits (dataset BLOB, depositor BLOB, sealed BLOB, policy TEXT, created_at INTEGER)",
+            )
+            .unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(
+            err.to_string().ends_with(
+                "from before per-version deposits: move it aside and have owners run `strongroom dataset redeposit`"
+            ),
+            "{err}"
+        );
+        let fresh = dir.path().join("fresh.sqlite");
+        let store = Store::open(&fresh).unwrap();
+        let (dataset, owner) = (B256::repeat_byte(1), Address::repeat_byte(2));
+        store.put_deposit(dataset, owner, B256::repeat_byte(3), &SealedBox(vec![1]), "v1").unwrap();
+        store.put_deposit(dataset, owner, B256::repeat_byte(4), &SealedBox(vec![2]), "v2").unwrap();
+        let first = store.deposit(dataset, owner, B256::repeat_byte(3)).unwrap().unwrap();
+        assert_eq!((first.0.as_bytes(), first.1.as_str()), (&[1u8][..], "v1"), "each version keeps its keys");
+        assert!(store.deposit(dataset, owner, B256::repeat_byte(5)).unwrap().is_none());
+    }
 }

@@ -39,6 +39,8 @@ pub enum DataplaneError {
     Decrypt(String),
     #[error("object `{0}` is not listed in the dataset's manifest")]
     UnlistedObject(String),
+    #[error("a layout needs at least one row and one byte per row group and per object: {0:?}")]
+    EmptyLayout(Layout),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
@@ -166,6 +168,9 @@ impl<'k> ObjectWriter<'k> {
         data_version: u64,
         layout: Layout,
     ) -> Result<Self, DataplaneError> {
+        if [layout.row_group_rows, layout.row_group_bytes, layout.object_rows, layout.object_bytes].contains(&0) {
+            return Err(DataplaneError::EmptyLayout(layout));
+        }
         encryption_builder(&schema, keys, Vec::new())?;
         Ok(Self { schema, keys, dataset, data_version, layout, open: None, finished: 0 })
     }

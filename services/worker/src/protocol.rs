@@ -100,14 +100,21 @@ mod tests {
 
     #[test]
     fn a_request_and_the_raw_frames_it_announces_round_trip() {
-        let request = HostRequest::Attest { chain_id: 31337, contract: Address::repeat_byte(1) };
+        let request = HostRequest::RunTask {
+            task_id: U256::from(7),
+            sealed_release: SealedBox(vec![1, 2, 3]),
+            manifest: Bytes::from_static(b"{}"),
+            objects: 2,
+            spec: Bytes::from_static(b"SELECT 1"),
+            location: "file:///r".into(),
+        };
         let mut wire = Vec::new();
         write_frame(&mut wire, &request).unwrap();
         write_raw_frame(&mut wire, b"object one").unwrap();
         write_raw_frame(&mut wire, &[]).unwrap();
         let mut r = wire.as_slice();
         let got: HostRequest = read_frame(&mut r).unwrap().unwrap();
-        assert!(matches!(got, HostRequest::Attest { chain_id: 31337, .. }));
+        assert!(matches!(got, HostRequest::RunTask { objects: 2, .. }));
         assert_eq!(read_raw_frame(&mut r).unwrap(), b"object one");
         assert_eq!(read_raw_frame(&mut r).unwrap(), b"");
         assert!(read_frame::<_, HostRequest>(&mut r).unwrap().is_none(), "clean end");

@@ -2,8 +2,8 @@
 //! embedded default) and any S3-compatible store by `s3://bucket/prefix` URL.
 //!
 //! S3 credentials come from a storage config file whose `[[store]]` entries are scoped by URL
-//! prefix (the longest matching scope wins), falling back to the standard `AWS_*` environment
-//! variables. Each party configures its own: the owner writes its bucket, the worker reads it and
+//! prefix (the longest matching scope wins); a URL no scope covers uses the standard `AWS_*`
+//! environment variables. Each party configures its own: the owner writes its bucket, the worker reads it and
 //! writes its results bucket, the analyst reads results.
 //!
 //! ```toml
@@ -133,6 +133,11 @@ impl Storage {
 
     fn locate(&self, url: &str) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path), StorageError> {
         let parsed = Url::parse(url).map_err(|_| StorageError::BadUrl(url.to_owned()))?;
+        // Scopes match the URL as written; a path that parsing rewrites (`..`) could pick one
+        // scope's credentials for another's objects.
+        if parsed.as_str() != url {
+            return Err(StorageError::BadUrl(url.to_owned()));
+        }
         let path = object_store::path::Path::from_url_path(parsed.path()).map_err(|e| store_error(url, e.into()))?;
         // One store per bucket and scope (or per file system).
         let scope = self.scope_of(url);
@@ -159,16 +164,25 @@ impl Storage {
         Ok((store, path))
     }
 
-    /// The longest scope that prefixes `url`.
+    /// The longest scope that prefixes `url` on a path boundary (`s3://data` covers
+    /// `s3://data/x`, not `s3://data-x/`).
     fn scope_of(&self, url: &str) -> Option<&S3Scope> {
-        self.scopes.iter().filter(|s| url.starts_with(&s.scope)).max_by_key(|s| s.scope.len())
+        let covers = |scope: &str| {
+            url.strip_prefix(scope).is_some_and(|rest| scope.ends_with('/') || rest.is_empty() || rest.starts_with('/'))
+        };
+        self.scopes.iter().filter(|s| covers(&s.scope)).max_by_key(|s| s.scope.len())
     }
 }
 
-/// The `AWS_*` environment, overridden by `scope`.
+/// A scope's settings alone, or without a scope the `AWS_*` environment: credentials from one
+/// source are never mixed with another's.
 fn s3_options(scope: Option<&S3Scope>) -> Vec<(String, String)> {
-    let mut options: Vec<(String, String)> =
-        std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+    let mut options: Vec<(String, String)> = match scope {
+        Some(_) => Vec::new(),
+        None => {
+            std::env::vars().filter(|(k, _)| k.starts_with("AWS_")).map(|(k, v)| (k.to_ascii_lowercase(), v)).collect()
+        }
+    };
     if let Some(scope) = scope {
         let settings = [
             ("aws_endpoint", scope.endpoint.clone()),
@@ -241,6 +255,9 @@ mod tests {
         };
         assert_eq!(get("s3://data/team/x", "aws_access_key_id").as_deref(), Some("narrow"));
         assert_eq!(get("s3://data/other/x", "aws_access_key_id").as_deref(), Some("wide"));
+        assert_eq!(get("s3://data-x/y", "aws_endpoint"), None, "scopes end at a path boundary");
+        let err = futures::executor::block_on(storage.get("s3://data/team/../x")).unwrap_err();
+        assert!(err.to_string().starts_with("`s3://data/team/../x` is not a storage URL"), "{err}");
         assert!(!format!("{storage:?}").contains("s3cret"), "secrets are not printed");
         std::fs::write(&path, "[[store]]\nscope = \"https://x/\"\n").unwrap();
         let err = Storage::load(&path).unwrap_err();

@@ -158,6 +158,20 @@ fn run_checked(
             Manifest::FORMAT
         ));
     }
+    let mut names = std::collections::BTreeSet::new();
+    for entry in &manifest.objects {
+        // The scan lists the objects by name: each must be a distinct Parquet file name, or some
+        // would be skipped or shadowed without an error.
+        if !entry.name.ends_with(".parquet") || entry.name.contains('/') || !names.insert(entry.name.as_str()) {
+            return Err(format!(
+                "the manifest registered on chain lists a bad or repeated object name `{}`",
+                entry.name
+            ));
+        }
+    }
+    if manifest.objects.iter().map(|o| o.rows).sum::<u64>() != manifest.rows {
+        return Err("the manifest registered on chain lists objects whose rows do not add up to its total".into());
+    }
     if objects.len() != manifest.objects.len() {
         return Err(format!(
             "the worker relayed {} objects; the manifest registered on chain lists {}",
@@ -202,4 +216,99 @@ const JOB_KIND_SQL: u8 = 0;
 fn sign(identity: &Identity, hash: B256) -> Result<Vec<u8>, EnclaveError> {
     let sig = identity.key.sign_hash_sync(&hash).map_err(|e| EnclaveError::Signing(e.to_string()))?;
     Ok(sig.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
+    use strongroom_types::{ColumnEntry, DatasetKeys, TaskFacts};
+
+    use super::*;
+    use crate::dataplane::{Layout, ObjectWriter};
+
+    const SQL: &[u8] = b"SELECT SUM(n) AS s FROM dataset";
+
+    /// Thirty rows of one column in three objects, and the manifest that lists them.
+    fn dataset() -> (DatasetKeys, Manifest, Vec<bytes::Bytes>) {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..30))]).unwrap();
+        let keys = DatasetKeys::generate(["n"]);
+        let mut writer =
+            ObjectWriter::new(schema, &keys, B256::repeat_byte(9), 1, Layout::with_object_rows(10)).unwrap();
+        let mut objects = writer.write(&batch).unwrap();
+        objects.extend(writer.finish().unwrap());
+        let manifest = Manifest {
+            format: Manifest::FORMAT.into(),
+            dataset: B256::repeat_byte(9),
+            data_version: 1,
+            columns: vec![ColumnEntry { name: "n".into(), data_type: "Int64".into(), key_id: "column:n".into() }],
+            rows: 30,
+            objects: objects.iter().map(|o| o.entry.clone()).collect(),
+        };
+        (keys, manifest, objects.into_iter().map(|o| o.ciphertext).collect())
+    }
+
+    /// Runs the checks and the query as for a task rented against `manifest` (the chain's copy).
+    fn run(keys: &DatasetKeys, manifest: &Manifest, objects: Vec<bytes::Bytes>) -> Result<ResultPayload, String> {
+        let (stored, sha256) = manifest.to_stored();
+        let facts = TaskFacts {
+            chain_id: 1,
+            contract: Address::ZERO,
+            task_id: U256::from(1),
+            dataset: B256::repeat_byte(9),
+            job_kind: JOB_KIND_SQL,
+            job_hash: keccak256(SQL),
+            result_key: B256::ZERO,
+            policy_hash: B256::ZERO,
+            manifest_sha256: sha256,
+            deadline: 0,
+        };
+        let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        run_checked(release, &["n".into()], &stored, objects, SQL, &runtime)
+    }
+
+    #[test]
+    fn every_object_the_manifest_lists_is_scanned() {
+        let (keys, manifest, objects) = dataset();
+        let Ok(ResultPayload::Table { rows: 1, .. }) = run(&keys, &manifest, objects) else { panic!("query fails") };
+    }
+
+    #[test]
+    fn objects_missing_swapped_or_of_another_dataset_are_refused() {
+        let (keys, manifest, objects) = dataset();
+        let err = run(&keys, &manifest, objects[..2].to_vec()).unwrap_err();
+        assert_eq!(err, "the worker relayed 2 objects; the manifest registered on chain lists 3");
+
+        let swapped = vec![objects[1].clone(), objects[0].clone(), objects[2].clone()];
+        let err = run(&keys, &manifest, swapped).unwrap_err();
+        assert!(err.starts_with("dataset object part-00000.parquet has sha256"), "{err}");
+
+        let other = Manifest { dataset: B256::repeat_byte(8), ..manifest.clone() };
+        let err = run(&keys, &other, objects.clone()).unwrap_err();
+        assert!(err.starts_with("the manifest registered on chain is for dataset 0x0808"), "{err}");
+
+        let mut repeated = manifest.clone();
+        repeated.objects[1].name = repeated.objects[0].name.clone();
+        let err = run(&keys, &repeated, objects.clone()).unwrap_err();
+        assert_eq!(err, "the manifest registered on chain lists a bad or repeated object name `part-00000.parquet`");
+
+        let mut short = manifest.clone();
+        short.rows = 29;
+        let err = run(&keys, &short, objects.clone()).unwrap_err();
+        assert_eq!(err, "the manifest registered on chain lists objects whose rows do not add up to its total");
+    }
+
+    #[test]
+    fn an_object_listed_under_another_name_fails_on_its_aad_in_the_scan() {
+        // Its sha256 matches, so only the AAD (which binds the object's name) can catch it.
+        let (keys, mut manifest, objects) = dataset();
+        manifest.objects[2].name = "part-00009.parquet".into();
+        let err = run(&keys, &manifest, objects).unwrap_err();
+        assert!(err.to_lowercase().contains("decrypt") || err.to_lowercase().contains("tag"), "{err}");
+    }
 }
