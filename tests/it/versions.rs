@@ -38,7 +38,7 @@ async fn a_dataset_split_into_objects_answers_like_one_object() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
-    let (_dir, devnet) = devnet(false).await;
+    let (dir, devnet) = devnet(false).await;
     let published = publish_split(&devnet, 1_000).await;
     // Rented against data version 1; no worker serves it until after the rotation.
     let before = rent(&devnet, &published, BY_REGION, &RentOptions::default()).await.unwrap();
@@ -78,6 +78,19 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let (_, batches) = dataplane::decrypt(&ciphertext, &new_keys, aad).unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3_000);
 
+    // The keys of both versions move to a new key service, from the backup.
+    let replacement = strongroom_kms::spawn(
+        strongroom_kms::KmsConfig {
+            data_dir: dir.path().join("kms-2"),
+            rpc_url: devnet.rpc_url().into(),
+            contract: devnet.governance.address(),
+        },
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+    )
+    .await
+    .unwrap();
+    owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();
+
     // The worker serves the task rented before the rotation from version 1, and a new one from 2.
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();
     let result = result_of(&devnet, &before).await;
@@ -89,8 +102,9 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     // The old task could only succeed on version 1: the enclave refuses any manifest but the one
     // it was rented against, and version 1's objects open with version 1's keys only.
     let audit: Vec<AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+        reqwest::get(format!("{}/v1/audit", replacement.url())).await.unwrap().json().await.unwrap();
     assert_eq!(audit.iter().map(|e| e.task_id).collect::<Vec<_>>(), [before.task_id(), audit[1].task_id]);
     worker.shutdown().await;
+    replacement.shutdown().await;
     devnet.shutdown().await;
 }

@@ -70,6 +70,25 @@ impl KeyBackup {
         Ok(path)
     }
 
+    /// The manifests (data versions) of `dataset` the backup holds keys for.
+    pub fn versions(&self, dataset: DatasetId) -> anyhow::Result<Vec<B256>> {
+        let dir = self.dir.join("keys").join(dataset.to_string());
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        let mut versions = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(manifest) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
+                versions.push(manifest);
+            }
+        }
+        versions.sort();
+        Ok(versions)
+    }
+
     /// The keys and policy of one data version of `dataset`, opened from the backup.
     pub fn load(&self, dataset: DatasetId, manifest: B256) -> anyhow::Result<(DatasetKeys, String)> {
         let path = self.file_for(dataset, manifest);
@@ -136,6 +155,8 @@ mod tests {
         backup.store(dataset, B256::repeat_byte(10), &rotated, "policy text").unwrap();
         assert_eq!(backup.load(dataset, B256::repeat_byte(10)).unwrap().0, rotated);
         assert_eq!(backup.load(dataset, manifest).unwrap().0, keys);
+        assert_eq!(backup.versions(dataset).unwrap(), [manifest, B256::repeat_byte(10)]);
+        assert!(backup.versions(DatasetId::repeat_byte(6)).unwrap().is_empty());
         let err = backup.load(DatasetId::repeat_byte(6), manifest).unwrap_err();
         assert!(err.to_string().starts_with("no key backup for dataset"), "{err}");
     }

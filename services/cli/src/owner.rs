@@ -491,8 +491,9 @@ async fn owned_dataset(
     Ok(registered)
 }
 
-/// Deposits a dataset's keys again from the owner's backup, to `kms_url`. If that is another key
-/// service than the one registered, the dataset is updated on chain to point at it (a new
+/// Deposits a dataset's keys again from the owner's backup, to `kms_url`: the current data
+/// version's, then every earlier one's the backup holds. If that is another key service than the
+/// one registered, the dataset is updated on chain to point at it (a new
 /// version with the same objects and policy). Returns the dataset as registered afterwards.
 pub async fn redeposit(
     chain: &Chain,
@@ -508,6 +509,11 @@ pub async fn redeposit(
     }
     let kms = kms_info(kms_url).await?;
     deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, registered.checksum, &keys, &policy_text).await?;
+    // Earlier data versions too: tasks rented before a rotation are served with their keys.
+    for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.checksum) {
+        let (keys, policy_text) = backup.load(dataset, manifest)?;
+        deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, manifest, &keys, &policy_text).await?;
+    }
     if registered.kms_url != kms_url || registered.kms_key != kms.public_key.to_b256() {
         chain
             .update_dataset(
