@@ -38,6 +38,8 @@ async fn owner_and_analyst_journeys_through_the_binary() {
     let out = strongroom(&devnet, &owner_dir, &owner_key(), &["dataset", "rotate", &dataset]);
     assert!(out.status.success(), "rotate failed: {}", out.stderr());
     assert!(out.stdout().starts_with(&format!("dataset {dataset} now serves data version 2 (3000 rows in 1 object,")));
+    let backup = owner_dir.join("owner");
+    assert!(backup.join("backup.salt").is_file() && !backup.join("backup.key").exists(), "passphrase-protected");
 
     let out = strongroom(
         &devnet,

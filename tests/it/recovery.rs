@@ -65,7 +65,7 @@ async fn a_publish_that_fails_midway_registers_nothing() {
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: Some(salt),
-        backup_dir: dir.path().join("owner"),
+        backup: strongroom_cli::backup::KeyBackup::new(&dir.path().join("owner")),
         schema: None,
         layout: Default::default(),
         progress: None,

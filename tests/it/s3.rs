@@ -19,7 +19,7 @@ fn request(devnet: &strongroom_cli::devnet::Devnet, storage: Storage) -> Publish
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,
-        backup_dir: devnet.options.data_dir.join("owner"),
+        backup: strongroom_cli::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
         schema: None,
         layout: Layout::with_object_rows(2_000),
         progress: None,

@@ -108,7 +108,7 @@ async fn publish_request(
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,
-        backup_dir: devnet.options.data_dir.join("owner"),
+        backup: strongroom_cli::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
         schema: None,
         layout,
         progress: None,
@@ -188,6 +188,8 @@ pub fn strongroom(
         .env("STRONGROOM_STORAGE_URL", &devnet.objects_url)
         .env("STRONGROOM_DATA_DIR", data_dir)
         .env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(key.to_bytes())))
+        // Owners typing commands protect their key backup with a passphrase.
+        .env("STRONGROOM_BACKUP_PASSPHRASE", "correct horse battery staple")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
     CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }

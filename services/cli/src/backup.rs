@@ -1,8 +1,9 @@
 //! The owner's local backup of dataset keys, so that losing a key service loses nothing.
 //!
 //! Keys are sealed (HPKE, bound to the dataset id and the manifest of the data version they
-//! encrypt) to a backup key kept in a key file (mode
-//! 0600) under the owner's data directory; no key is ever written in plaintext. The backup is
+//! encrypt) to a backup key that is either kept in a key file (mode 0600) under the owner's data
+//! directory, or derived from a passphrase with Argon2id (64 MiB, 3 passes) and a salt kept beside
+//! the backups, so the directory alone opens nothing. No key is ever written in plaintext. The backup is
 //! written before the keys are deposited anywhere, and `strongroom dataset redeposit` restores
 //! them to a key service (the same one, or a new one the dataset then points to). Every data
 //! version keeps its own file, so a rotation never loses the keys of the objects before it.
@@ -26,29 +27,100 @@ struct BackupFile {
     sealed_keys: SealedBox,
 }
 
+/// What protects a backup directory's key.
+#[derive(Clone)]
+enum Protection {
+    /// The X25519 key itself, in `backup.key` (mode 0600).
+    KeyFile,
+    /// Argon2id of this passphrase and the salt in `backup.salt`.
+    Passphrase(zeroize::Zeroizing<String>),
+}
+
 /// An owner's key backup directory.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KeyBackup {
     dir: PathBuf,
+    protection: Protection,
+}
+
+impl std::fmt::Debug for KeyBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protection = match self.protection {
+            Protection::KeyFile => "key file",
+            Protection::Passphrase(_) => "passphrase",
+        };
+        f.debug_struct("KeyBackup").field("dir", &self.dir).field("protection", &protection).finish()
+    }
 }
 
 impl KeyBackup {
+    /// A backup protected by a key file in `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self { dir: dir.to_owned(), protection: Protection::KeyFile }
+    }
+
+    /// A backup protected by `passphrase`.
+    pub fn with_passphrase(dir: &Path, passphrase: zeroize::Zeroizing<String>) -> Self {
+        Self { dir: dir.to_owned(), protection: Protection::Passphrase(passphrase) }
     }
 
     fn key_file(&self) -> PathBuf {
         self.dir.join("backup.key")
     }
 
+    fn salt_file(&self) -> PathBuf {
+        self.dir.join("backup.salt")
+    }
+
     fn file_for(&self, dataset: DatasetId, manifest: B256) -> PathBuf {
         self.dir.join("keys").join(dataset.to_string()).join(format!("{manifest}.json"))
     }
 
-    /// The backup key, created (mode 0600) on first use.
+    /// The backup key: from the key file (created, mode 0600, on first use), or derived from the
+    /// passphrase. A directory keeps to the protection it was created with.
     fn secret(&self) -> anyhow::Result<X25519SecretKey> {
         std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        Ok(X25519SecretKey::load_or_create(&self.key_file())?)
+        let (key_file, salt_file) = (self.key_file(), self.salt_file());
+        match &self.protection {
+            Protection::KeyFile => {
+                if salt_file.exists() && !key_file.exists() {
+                    bail!(
+                        "the key backup in {} is protected by a passphrase: set STRONGROOM_BACKUP_PASSPHRASE",
+                        self.dir.display()
+                    );
+                }
+                Ok(X25519SecretKey::load_or_create(&key_file)?)
+            }
+            Protection::Passphrase(passphrase) => {
+                if key_file.exists() {
+                    bail!(
+                        "the key backup in {} is protected by the key file {}, not a passphrase: unset STRONGROOM_BACKUP_PASSPHRASE",
+                        self.dir.display(),
+                        key_file.display()
+                    );
+                }
+                if passphrase.len() < 12 {
+                    bail!("the backup passphrase has {} characters; use at least 12", passphrase.len());
+                }
+                let salt = match std::fs::read(&salt_file) {
+                    Ok(salt) => salt,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        let mut salt = [0u8; 16];
+                        rand::fill(&mut salt);
+                        write_private(&salt_file, &salt)?;
+                        salt.to_vec()
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", salt_file.display())),
+                };
+                let params = argon2::Params::new(64 * 1024, 3, 1, Some(32)).expect("valid Argon2 parameters");
+                let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+                let mut derived = zeroize::Zeroizing::new([0u8; 32]);
+                argon
+                    .hash_password_into(passphrase.as_bytes(), &salt, derived.as_mut())
+                    .map_err(|e| anyhow::anyhow!("deriving the backup key: {e}"))?;
+                Ok(X25519SecretKey::from_bytes(derived.as_ref())?)
+            }
+        }
     }
 
     /// Seals and stores the keys of the data version of `dataset` whose manifest has sha256
@@ -108,13 +180,13 @@ impl KeyBackup {
                 file.manifest
             );
         }
-        let plain = zeroize::Zeroizing::new(open(
-            &self.secret()?,
-            INFO_BACKUP,
-            &key_set_aad(dataset, manifest),
-            &file.sealed_keys,
-            "key backup",
-        )?);
+        let plain =
+            open(&self.secret()?, INFO_BACKUP, &key_set_aad(dataset, manifest), &file.sealed_keys, "key backup")
+                .map_err(|e| match self.protection {
+                    Protection::Passphrase(_) => anyhow::anyhow!("{}: wrong passphrase? ({e})", path.display()),
+                    Protection::KeyFile => anyhow::anyhow!("{}: {e}", path.display()),
+                })?;
+        let plain = zeroize::Zeroizing::new(plain);
         let keys = serde_json::from_slice(&plain).context("the key backup does not hold a key set")?;
         Ok((keys, file.policy))
     }
@@ -133,6 +205,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passphrase_protects_the_backup_and_a_wrong_one_opens_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let passphrase = |p: &str| zeroize::Zeroizing::new(p.to_owned());
+        let backup = KeyBackup::with_passphrase(dir.path(), passphrase("correct horse battery"));
+        let keys = DatasetKeys::generate(["a"]);
+        let (dataset, manifest) = (DatasetId::repeat_byte(5), B256::repeat_byte(9));
+        backup.store(dataset, manifest, &keys, "policy").unwrap();
+        assert!(!dir.path().join("backup.key").exists(), "no key file: the passphrase is the key");
+        let reopened = KeyBackup::with_passphrase(dir.path(), passphrase("correct horse battery"));
+        assert_eq!(reopened.load(dataset, manifest).unwrap().0, keys);
+
+        let wrong = KeyBackup::with_passphrase(dir.path(), passphrase("incorrect horse battery"));
+        let err = wrong.load(dataset, manifest).unwrap_err();
+        assert!(err.to_string().contains("wrong passphrase?"), "{err}");
+        let err = KeyBackup::new(dir.path()).load(dataset, manifest).unwrap_err();
+        assert!(err.to_string().ends_with("is protected by a passphrase: set STRONGROOM_BACKUP_PASSPHRASE"), "{err}");
+        let short = KeyBackup::with_passphrase(dir.path(), passphrase("short"));
+        assert_eq!(
+            short.load(dataset, manifest).unwrap_err().to_string(),
+            "the backup passphrase has 5 characters; use at least 12"
+        );
+
+        let keyed = tempfile::tempdir().unwrap();
+        KeyBackup::new(keyed.path()).store(dataset, manifest, &keys, "policy").unwrap();
+        let err = KeyBackup::with_passphrase(keyed.path(), passphrase("correct horse battery"))
+            .load(dataset, manifest)
+            .unwrap_err();
+        assert!(err.to_string().contains("not a passphrase: unset STRONGROOM_BACKUP_PASSPHRASE"), "{err}");
+    }
 
     #[test]
     fn backup_round_trip_without_plaintext_on_disk() {

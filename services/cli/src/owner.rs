@@ -122,7 +122,7 @@ pub struct PublishRequest {
     /// Makes the dataset id; random unless given.
     pub salt: Option<B256>,
     /// Where the owner's sealed key backup goes (see [`KeyBackup`]).
-    pub backup_dir: PathBuf,
+    pub backup: KeyBackup,
     /// The input's schema; inferred from the data when `None`.
     pub schema: Option<SchemaRef>,
     /// How the dataset is cut into objects and row groups.
@@ -318,7 +318,7 @@ pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishReque
 
     // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
     //    key service and bound to this dataset id and manifest.
-    KeyBackup::new(&req.backup_dir).store(dataset, checksum, &keys, &policy_text)?;
+    req.backup.store(dataset, checksum, &keys, &policy_text)?;
     deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
 
     // 3. Register on chain.

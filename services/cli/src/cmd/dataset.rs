@@ -32,7 +32,7 @@ pub struct RotateArgs {
 impl RotateArgs {
     async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let chain = global.chain().await?;
-        let backup = crate::backup::KeyBackup::new(&global.data_dir.join("owner"));
+        let backup = global.key_backup();
         let spinner = spinner(format!("re-encrypting dataset {} under fresh keys", self.dataset));
         let layout = Layout::with_object_rows(self.rows_per_object);
         let rotated = owner::rotate(
@@ -83,7 +83,7 @@ pub struct RedepositArgs {
 impl RedepositArgs {
     async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let chain = global.chain().await?;
-        let backup = crate::backup::KeyBackup::new(&global.data_dir.join("owner"));
+        let backup = global.key_backup();
         let dataset = owner::redeposit(&chain, &global.signer()?, &backup, self.dataset, &self.kms_url).await?;
         println!("dataset {} (version {}) now has its keys at {}", dataset.id, dataset.version, dataset.kms_url);
         Ok(())
@@ -157,7 +157,7 @@ impl DatasetCommand {
             kms_url: args.kms_url,
             market_url: global.market_url()?.into(),
             salt: None,
-            backup_dir: global.data_dir.join("owner"),
+            backup: global.key_backup(),
             schema: args.schema.as_deref().map(owner::parse_schema).transpose()?,
             layout: Layout::with_object_rows(args.rows_per_object),
             progress: None,

@@ -65,7 +65,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),
         salt: None,
-        backup_dir: devnet.options.data_dir.join("owner"),
+        backup: crate::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
         schema: None,
         layout: Default::default(),
         progress: None,

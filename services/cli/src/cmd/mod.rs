@@ -76,6 +76,17 @@ impl GlobalArgs {
         self.market_url.as_deref().context("no market given: pass --market-url or set STRONGROOM_MARKET_URL")
     }
 
+    /// The owner's key backup under `<data-dir>/owner`: protected by the passphrase in
+    /// `STRONGROOM_BACKUP_PASSPHRASE` when set (never a flag: flags show in process lists), by a
+    /// key file otherwise.
+    pub fn key_backup(&self) -> crate::backup::KeyBackup {
+        let dir = self.data_dir.join("owner");
+        match std::env::var("STRONGROOM_BACKUP_PASSPHRASE") {
+            Ok(passphrase) => crate::backup::KeyBackup::with_passphrase(&dir, zeroize::Zeroizing::new(passphrase)),
+            Err(_) => crate::backup::KeyBackup::new(&dir),
+        }
+    }
+
     /// Storage as this party's credentials reach it.
     pub fn storage(&self) -> anyhow::Result<strongroom_worker::storage::Storage> {
         let path = self.storage_config.clone().unwrap_or_else(|| self.data_dir.join("storage.toml"));
