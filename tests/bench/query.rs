@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::record_batch::RecordBatchReader;
-use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use strongroom_types::{DatasetId, DatasetKeys};
@@ -273,9 +273,7 @@ impl PlainObjects {
 /// factory, configured as in the enclave (page index off).
 async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::Result<SessionContext> {
     let ctx = match keys {
-        Some(_) => SessionContext::new_with_config(
-            SessionConfig::new().set_bool("datafusion.execution.parquet.enable_page_index", false),
-        ),
+        Some(_) => SessionContext::new_with_config(dataplane::scan_config()),
         None => SessionContext::new(),
     };
     for (name, _, _) in tables(0.0) {

@@ -5,8 +5,7 @@ use strongroom_cli::analyst::{self, Outcome, RentOptions};
 use strongroom_cli::backup::KeyBackup;
 use strongroom_cli::devnet::owner_key;
 use strongroom_cli::owner;
-use strongroom_e2e::{devnet, publish_sample, rent, result_of};
-use strongroom_kms::KmsConfig;
+use strongroom_e2e::{devnet, publish_sample, rent, result_of, spawn_key_service};
 use strongroom_types::AuditEntry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,16 +13,7 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
     let (dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
 
-    let replacement = strongroom_kms::spawn(
-        KmsConfig {
-            data_dir: dir.path().join("kms-2"),
-            rpc_url: devnet.rpc_url().into(),
-            contract: devnet.governance.address(),
-        },
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    )
-    .await
-    .unwrap();
+    let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
     let chain = devnet.chain_as(owner_key()).await.unwrap();
     let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
     let dataset = owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();

@@ -6,7 +6,7 @@ use strongroom_cli::analyst::{self, Outcome, RentOptions};
 use strongroom_cli::backup::KeyBackup;
 use strongroom_cli::devnet::{Devnet, owner_key};
 use strongroom_cli::owner::{self, Published};
-use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
+use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of, spawn_key_service};
 use strongroom_types::{AuditEntry, Manifest};
 use strongroom_worker::dataplane;
 
@@ -70,7 +70,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let (old_keys, _) = backup.load(published.dataset, published.checksum).unwrap();
     let (new_keys, _) = backup.load(published.dataset, rotated.dataset.checksum).unwrap();
     assert_ne!(old_keys, new_keys);
-    let object = &owner::object_urls(&rotated.dataset.uri, &rotated.manifest)[0];
+    let object = &rotated.manifest.object_urls(&rotated.dataset.uri)[0];
     let ciphertext = devnet.options.storage.get(object).await.unwrap();
     let aad = dataplane::aad_prefix(published.dataset, 2, &rotated.manifest.objects[0].name);
     let err = dataplane::decrypt(&ciphertext, &old_keys, aad.clone()).unwrap_err();
@@ -79,16 +79,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3_000);
 
     // The keys of both versions move to a new key service, from the backup.
-    let replacement = strongroom_kms::spawn(
-        strongroom_kms::KmsConfig {
-            data_dir: dir.path().join("kms-2"),
-            rpc_url: devnet.rpc_url().into(),
-            contract: devnet.governance.address(),
-        },
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-    )
-    .await
-    .unwrap();
+    let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
     owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();
 
     // The worker serves the task rented before the rotation from version 1, and a new one from 2.

@@ -69,6 +69,16 @@ pub async fn devnet_with(adjust: impl FnOnce(&mut DevnetOptions)) -> (tempfile::
     (dir, devnet)
 }
 
+/// A second key service on the devnet's chain, its data under `dir` (an owner moving keys to it).
+pub async fn spawn_key_service(devnet: &Devnet, dir: &std::path::Path) -> strongroom_kms::KmsHandle {
+    let config = strongroom_kms::KmsConfig {
+        data_dir: dir.to_owned(),
+        rpc_url: devnet.rpc_url().into(),
+        contract: devnet.governance.address(),
+    };
+    strongroom_kms::spawn(config, std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await.unwrap()
+}
+
 /// Publishes the sample dataset as the devnet's owner at 0.01 ether per task.
 pub async fn publish_sample(devnet: &Devnet) -> Published {
     publish_with(

@@ -170,14 +170,8 @@ pub struct Published {
 impl Published {
     /// The URLs of the encrypted objects, in manifest order.
     pub fn object_urls(&self) -> Vec<String> {
-        object_urls(&self.uri, &self.manifest)
+        self.manifest.object_urls(&self.uri)
     }
-}
-
-/// The URLs of a manifest's objects, which sit beside it.
-pub fn object_urls(manifest_url: &str, manifest: &Manifest) -> Vec<String> {
-    let dir = manifest_dir(manifest_url).unwrap_or(manifest_url);
-    manifest.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect()
 }
 
 /// Input formats, by file extension.
@@ -596,7 +590,7 @@ pub async fn rotate(
     let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
     let mut schema = None;
     let mut uploader = None;
-    for (entry, url) in old.objects.iter().zip(object_urls(&registered.uri, &old)) {
+    for (entry, url) in old.objects.iter().zip(old.object_urls(&registered.uri)) {
         let ciphertext = storage.get_checked(&url, entry.sha256).await?;
         let (object_schema, batches) =
             dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))

@@ -49,6 +49,12 @@ impl Manifest {
         self.objects.iter().map(|o| o.bytes).sum()
     }
 
+    /// The URLs of the objects, which sit beside the manifest stored at `manifest_url`.
+    pub fn object_urls(&self, manifest_url: &str) -> Vec<String> {
+        let dir = manifest_dir(manifest_url).unwrap_or(manifest_url);
+        self.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect()
+    }
+
     /// The manifest as stored, and its sha256 (what the chain records).
     pub fn to_stored(&self) -> (Vec<u8>, B256) {
         let bytes = serde_json::to_vec_pretty(self).expect("a manifest serializes");

@@ -292,6 +292,13 @@ impl EncryptionFactory for DecryptionFactory {
     }
 }
 
+/// The session settings every scan of encrypted objects runs with. The page index is never
+/// loaded: loading it touches every column, and the keys of the columns a task may not read are,
+/// by design, absent.
+pub fn scan_config() -> datafusion::prelude::SessionConfig {
+    datafusion::prelude::SessionConfig::new().set_bool("datafusion.execution.parquet.enable_page_index", false)
+}
+
 /// Registers `table` over the Parquet objects under `url`, read through `factory`. Each table
 /// gets a factory of its own, so tables of different datasets can be joined.
 pub async fn register_encrypted_table(

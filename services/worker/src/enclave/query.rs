@@ -20,7 +20,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_types::ColumnEntry;
 
-use crate::dataplane::{DecryptionFactory, register_encrypted_table};
+use crate::dataplane::{DecryptionFactory, register_encrypted_table, scan_config};
 
 /// The table name analysts query.
 pub(crate) const TABLE: &str = "dataset";
@@ -50,10 +50,7 @@ pub(crate) async fn run_encrypted(
     factory: DecryptionFactory,
     sql: &str,
 ) -> Result<(Vec<u8>, u64), DataFusionError> {
-    // The page index is never loaded: loading it touches every column, and the keys of the
-    // columns this task may not read are, by design, absent.
-    let config = SessionConfig::new().set_bool("datafusion.execution.parquet.enable_page_index", false);
-    let ctx = enclave_context_with(config, QUERY_MEMORY_LIMIT)?;
+    let ctx = enclave_context_with(scan_config(), QUERY_MEMORY_LIMIT)?;
     // The ciphertext never leaves enclave memory: an in-memory object store serves it.
     let store = Arc::new(InMemory::new());
     for (name, ciphertext) in objects {

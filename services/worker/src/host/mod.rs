@@ -219,16 +219,16 @@ impl Worker {
         let manifest_bytes = self.config.storage.get(&uri).await?;
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
-        let Some(dir) = manifest_dir(&uri) else {
-            return Err(WorkerError::BadManifest(uri.clone(), "the dataset URI has no directory".into()));
-        };
         if let Some(bad) = manifest.objects.iter().find(|o| o.name.contains('/') || o.name.starts_with('.')) {
             return Err(WorkerError::BadManifest(
                 uri.clone(),
                 format!("object name `{}` is not a plain file name", bad.name),
             ));
         }
-        let object_urls: Vec<String> = manifest.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect();
+        if manifest_dir(&uri).is_none() {
+            return Err(WorkerError::BadManifest(uri.clone(), "the dataset URI has no directory".into()));
+        }
+        let object_urls = manifest.object_urls(&uri);
         let reply = self
             .client
             .call(HostRequest::RequestKeys { task_id: task.id, spec: task.spec.clone(), schema: manifest.columns })
