@@ -9,7 +9,7 @@ CONTRACTS := contracts
 FORGE := node_modules/.bin/forge
 SOL_SOURCES := $(shell find $(CONTRACTS)/src -name '*.sol' 2>/dev/null)
 
-.PHONY: help demo test bench bench-gas bench-query lint contracts build test-contracts test-rust clean
+.PHONY: help demo test bench bench-gas bench-query lint tcb tcb-check contracts build test-contracts test-rust clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ help: ## List the targets
 demo: build ## Install, build, and run the whole flow once on a fresh local stack
 	$(TARGET_DIR)/debug/strongroom demo
 
-test: build test-contracts test-rust ## Install, build, and run every test (forge + cargo)
+test: build tcb-check test-contracts test-rust ## Install, build, and run every test (forge + cargo)
 
 bench: build bench-gas bench-query ## Every benchmark: gas, encrypted-scan overhead, one whole rental
 	$(TARGET_DIR)/debug/strongroom demo | tail -n 1
@@ -31,6 +31,13 @@ bench-query: contracts ## TPC-H on plain vs column-encrypted Parquet (SF=1; STRO
 lint: contracts ## rustfmt and clippy, warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+tcb: build ## The enclave's trusted computing base: crates, lines of our own code, binary size
+	scripts/tcb
+
+# Fails if the enclave's dependency tree holds a network, TLS, chain-provider or cloud crate.
+tcb-check:
+	scripts/tcb --check
 
 contracts: $(CONTRACTS)/out/sources.sha256 ## Install the contract toolchain and compile the contracts
 

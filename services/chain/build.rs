@@ -4,7 +4,10 @@
 use std::path::Path;
 
 fn main() {
-    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    // Read when the script runs, not baked in when it is compiled: two checkouts sharing one
+    // target directory each check their own contracts.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let contracts = Path::new(&manifest_dir).join("../../contracts");
     let artifact = contracts.join("out/Strongroom.sol/Strongroom.json");
     let stamp = contracts.join("out/sources.sha256");
     let src = contracts.join("src");

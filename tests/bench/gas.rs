@@ -72,10 +72,10 @@ async fn main() -> anyhow::Result<()> {
         maxEpsilon: 1_000_000,
         salt: random_salt(),
     };
-    let dataset_sig = sign_typed(&owner_key(), &dataset_offer, &domain);
+    let dataset_sig = sign_typed(owner_key().credential(), &dataset_offer, &domain);
     let pool_offer =
         PoolOffer { pool, price: U256::from(MILLI_ETHER), volume: 100, maxDuration: 600, salt: random_salt() };
-    let pool_sig = sign_typed(&operator_key(), &pool_offer, &domain);
+    let pool_sig = sign_typed(operator_key().credential(), &pool_offer, &domain);
     let app_offer = AppOffer {
         app,
         price: U256::from(2 * MILLI_ETHER),
@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         requester: Default::default(),
         salt: random_salt(),
     };
-    let app_sig = sign_typed(&owner_key(), &app_offer, &domain);
+    let app_sig = sign_typed(owner_key().credential(), &app_offer, &domain);
     let rental = |sql: &str| Rental {
         resultKey: B256::repeat_byte(4),
         epsilon: 100_000,
@@ -99,11 +99,14 @@ async fn main() -> anyhow::Result<()> {
         let domain = domain.clone();
         async move {
             let digest = keccak256(task.id.to_be_bytes::<32>());
-            let auth =
-                sign_typed(&operator_key(), &Authorization { taskId: task.id, enclave: enclave.address() }, &domain);
+            let auth = sign_typed(
+                operator_key().credential(),
+                &Authorization { taskId: task.id, enclave: enclave.address() },
+                &domain,
+            );
             let location = format!("file:///bench/results/{}", task.id);
             let attestation = ResultAttestation { taskId: task.id, digest, failed: false, location: location.clone() };
-            let sig = sign_typed(&enclave, &attestation, &domain);
+            let sig = sign_typed(enclave.credential(), &attestation, &domain);
             operator.submit_result(&task, digest, &location, auth, sig, false).await
         }
     };

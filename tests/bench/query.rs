@@ -17,8 +17,8 @@ use arrow::record_batch::RecordBatchReader;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
+use strongroom_dataplane::{self as dataplane, DecryptionFactory, EncryptedObject, Layout, ObjectWriter};
 use strongroom_types::{DatasetId, DatasetKeys};
-use strongroom_worker::dataplane::{self, DecryptionFactory, EncryptedObject, Layout, ObjectWriter};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
     RegionGenerator, SupplierGenerator,

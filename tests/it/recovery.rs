@@ -50,7 +50,7 @@ async fn a_publish_that_fails_midway_registers_nothing() {
             std::time::Duration::from_secs(60),
         ),
         privacy_budget: 0,
-        storage_url: strongroom_worker::storage::file_url(&blocker).unwrap(),
+        storage_url: strongroom_storage::file_url(&blocker).unwrap(),
         storage: Default::default(),
         kms_url: devnet.kms.url(),
         market_url: devnet.market.url(),

@@ -24,11 +24,15 @@ async fn request(
         task_key,
         columns: Vec::new(),
         enclave_signature: sign_typed(
-            enclave,
+            enclave.credential(),
             &KeyRequest { taskId: task, taskKey: task_key.to_b256(), columns: Vec::new() },
             &domain,
         ),
-        authorization: sign_typed(authorizer, &Authorization { taskId: task, enclave: enclave.address() }, &domain),
+        authorization: sign_typed(
+            authorizer.credential(),
+            &Authorization { taskId: task, enclave: enclave.address() },
+            &domain,
+        ),
     };
     let response =
         reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();
@@ -129,7 +133,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     .unwrap();
     let digest = alloy::primitives::keccak256(sealed.as_bytes());
     let signature = sign_typed(
-        &analyst_key(),
+        analyst_key().credential(),
         &strongroom_types::Deposit { dataset: published.dataset, manifest: published.checksum, keysDigest: digest },
         &chain.domain(),
     );

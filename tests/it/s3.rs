@@ -3,10 +3,10 @@
 
 use strongroom_cli::owner::{self, OfferTerms, PublishRequest};
 use strongroom_cli::{analyst::Outcome, devnet::owner_key};
+use strongroom_dataplane::Layout;
 use strongroom_e2e::s3::{S3Server, SECRET_KEY};
 use strongroom_e2e::{POLICY, SAMPLE, devnet_with, rent, result_of};
-use strongroom_worker::dataplane::Layout;
-use strongroom_worker::storage::Storage;
+use strongroom_storage::Storage;
 
 fn request(devnet: &strongroom_cli::devnet::Devnet, storage: Storage) -> PublishRequest {
     PublishRequest {

@@ -6,9 +6,10 @@ use strongroom_cli::analyst::{self, Outcome, RentOptions};
 use strongroom_cli::backup::KeyBackup;
 use strongroom_cli::devnet::{Devnet, owner_key};
 use strongroom_cli::owner::{self, Published};
+use strongroom_dataplane as dataplane;
+use strongroom_dataplane::Manifest;
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of, spawn_key_service};
-use strongroom_types::{AuditEntry, Manifest};
-use strongroom_worker::dataplane;
+use strongroom_types::AuditEntry;
 
 const BY_REGION: &str =
     "SELECT region, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region ORDER BY region";

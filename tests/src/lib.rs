@@ -92,8 +92,7 @@ pub async fn publish_sample(devnet: &Devnet) -> Published {
 /// Publishes the sample dataset cut into objects of at most `rows_per_object` rows.
 pub async fn publish_split(devnet: &Devnet, rows_per_object: usize) -> Published {
     let terms = OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(3600));
-    publish_request(devnet, terms, 2_000_000, strongroom_worker::dataplane::Layout::with_object_rows(rows_per_object))
-        .await
+    publish_request(devnet, terms, 2_000_000, strongroom_dataplane::Layout::with_object_rows(rows_per_object)).await
 }
 
 /// Publishes the sample dataset with these offer terms and privacy budget (micro-epsilon).
@@ -105,7 +104,7 @@ async fn publish_request(
     devnet: &Devnet,
     terms: OfferTerms,
     privacy_budget: u64,
-    layout: strongroom_worker::dataplane::Layout,
+    layout: strongroom_dataplane::Layout,
 ) -> Published {
     let chain = devnet.chain_as(owner_key()).await.unwrap();
     let request = PublishRequest {

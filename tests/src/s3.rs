@@ -5,7 +5,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
-use strongroom_worker::storage::S3Scope;
+use strongroom_storage::S3Scope;
 use tokio::sync::oneshot;
 
 pub const ACCESS_KEY: &str = "strongroom-test";

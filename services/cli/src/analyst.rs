@@ -7,8 +7,8 @@ use anyhow::{Context, bail};
 use arrow::ipc::reader::StreamReader;
 use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, Task, TaskStatus};
+use strongroom_storage::Storage;
 use strongroom_types::{DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, TaskId, X25519SecretKey, open};
-use strongroom_worker::storage::Storage;
 
 /// A rental in flight: the task and the key only the analyst holds to read its result.
 #[derive(Debug)]

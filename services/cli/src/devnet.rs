@@ -13,8 +13,8 @@ use strongroom_chain::{Chain, DEV_KEYS, DevNode};
 use strongroom_enclave_sim::{Platform, measure};
 use strongroom_kms::{KmsConfig, KmsHandle};
 use strongroom_market::{MarketConfig, MarketHandle};
+use strongroom_storage::{self as storage, Storage};
 use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, random_salt, sign_typed};
-use strongroom_worker::storage::{self, Storage};
 use strongroom_worker::{WorkerConfig, WorkerHandle};
 use tracing::info;
 
@@ -134,7 +134,7 @@ impl Devnet {
             maxDuration: options.max_task_duration.as_secs(),
             salt: random_salt(),
         };
-        let pool_offer_signature = sign_typed(&operator_key(), &pool_offer, &governance.domain());
+        let pool_offer_signature = sign_typed(operator_key().credential(), &pool_offer, &governance.domain());
         market_client::post_offer(
             &market.url(),
             &PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() },

@@ -17,13 +17,12 @@ use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use strongroom_chain::{Chain, RequesterTree};
+use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, manifest_dir, version_dir};
+use strongroom_storage::Storage;
 use strongroom_types::{
-    ColumnEntry, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
-    Manifest, ObjectEntry, Policy, PostOfferRequest, X25519PublicKey, key_set_aad, manifest_dir, random_salt, seal,
-    sign_typed, version_dir,
+    DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo, Policy,
+    PostOfferRequest, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
 };
-use strongroom_worker::dataplane::{self, Layout};
-use strongroom_worker::storage::Storage;
 use tracing::info;
 
 use crate::backup::KeyBackup;
@@ -99,7 +98,7 @@ pub async fn sign_offer(
         maxEpsilon: terms.max_epsilon,
         salt: random_salt(),
     };
-    let signature = sign_typed(owner, &offer, &chain.domain());
+    let signature = sign_typed(owner.credential(), &offer, &chain.domain());
     Ok((offer, signature))
 }
 
@@ -459,7 +458,7 @@ async fn deposit_keys(
 ) -> anyhow::Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_sha256), &keys.to_json())?;
     let deposit = Deposit { dataset, manifest: manifest_sha256, keysDigest: keccak256(sealed_keys.as_bytes()) };
-    let signature = sign_typed(owner, &deposit, &chain.domain());
+    let signature = sign_typed(owner.credential(), &deposit, &chain.domain());
     let request =
         DepositRequest { dataset, manifest_sha256, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
     let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
@@ -547,17 +546,8 @@ pub async fn rotate(
 ) -> anyhow::Result<Rotated> {
     let registered = owned_dataset(chain, owner, dataset).await?;
     let manifest_bytes = storage.get_checked(&registered.uri, registered.checksum).await?;
-    let old: Manifest = serde_json::from_slice(&manifest_bytes)
-        .with_context(|| format!("the manifest at {} is malformed", registered.uri))?;
-    if old.format != Manifest::FORMAT || old.dataset != dataset {
-        bail!(
-            "the manifest at {} is for dataset {} in format `{}`, not dataset {dataset} in format `{}`",
-            registered.uri,
-            old.dataset,
-            old.format,
-            Manifest::FORMAT
-        );
-    }
+    let old = Manifest::parse(&manifest_bytes, dataset)
+        .map_err(|e| anyhow::anyhow!("the manifest at {} {e}", registered.uri))?;
     let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
     if keccak256(policy_text.as_bytes()) != registered.policy_hash {
         bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");

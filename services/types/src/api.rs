@@ -1,6 +1,6 @@
 //! JSON wire types of the key service and the market.
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
 use crate::{AppOffer, DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};

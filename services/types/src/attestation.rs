@@ -4,9 +4,9 @@
 //! key; the contract recovers that key and checks it against its governed list. The report data
 //! binds the enclave's signing address (first 20 bytes).
 
-use alloy::primitives::{Address, B256, keccak256};
-use alloy::sol;
-use alloy::sol_types::SolValue;
+use alloy_primitives::{Address, B256, keccak256};
+use alloy_sol_types::SolValue;
+use alloy_sol_types::sol;
 
 /// `quoteType` of quotes made by `enclave-sim`; production deployments refuse it.
 pub const QUOTE_TYPE_SIMULATED: u8 = 1;

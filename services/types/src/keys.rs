@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use alloy::primitives::{B256, U256};
+use alloy_primitives::{B256, U256};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -80,7 +80,7 @@ impl DatasetKeys {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TaskFacts {
     pub chain_id: u64,
-    pub contract: alloy::primitives::Address,
+    pub contract: alloy_primitives::Address,
     pub task_id: U256,
     pub dataset: B256,
     /// 0 = SQL, 1 = app (the contract's `JobKind`).

@@ -8,16 +8,17 @@
 //! ```
 //!
 //! Everything that crosses a trust boundary is defined here once: the EIP-712 messages the
-//! contract and the services verify, the simulated attestation quote, the HPKE envelopes and
-//! the wire types of the key service and the market.
+//! contract and the services verify, the simulated attestation quote, the HPKE envelopes, the
+//! wire types of the key service and the market, and the [`protocol`] between a worker host and
+//! its enclave. The enclave links this crate, so it holds no network, storage or chain code.
 
 mod api;
 mod attestation;
 mod error;
 mod keys;
-mod manifest;
 mod messages;
 mod policy;
+pub mod protocol;
 mod seal;
 
 pub use api::{
@@ -27,10 +28,9 @@ pub use api::{
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, KeyRelease, SecretKey32, TaskFacts};
-pub use manifest::{ColumnEntry, Manifest, ObjectEntry, manifest_dir, version_dir};
 pub use messages::{
-    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, domain, job_hash,
-    random_salt, recover_typed, sign_typed,
+    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, address_of, domain,
+    job_hash, random_salt, recover_typed, sign_hash, sign_typed,
 };
 pub use policy::{ColumnRules, Policy};
 pub use seal::{
@@ -39,8 +39,8 @@ pub use seal::{
 };
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
-pub type DatasetId = alloy::primitives::B256;
+pub type DatasetId = alloy_primitives::B256;
 /// Pool ids are `keccak256(abi.encode(operator, salt))`, computed by the contract.
-pub type PoolId = alloy::primitives::B256;
+pub type PoolId = alloy_primitives::B256;
 /// Task ids are sequential, starting at 1.
-pub type TaskId = alloy::primitives::U256;
+pub type TaskId = alloy_primitives::U256;

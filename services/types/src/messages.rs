@@ -4,9 +4,9 @@
 //! and deposits are checked off chain by the key service under the same domain, so a signature
 //! made for one deployment or chain is worthless on another.
 
-use alloy::primitives::{Address, B256, keccak256};
-use alloy::sol;
-use alloy::sol_types::{Eip712Domain, eip712_domain};
+use alloy_primitives::{Address, B256, keccak256};
+use alloy_sol_types::sol;
+use alloy_sol_types::{Eip712Domain, eip712_domain};
 
 sol! {
     /// A dataset owner's licence offer: price, volume, validity and who may use it for what.
@@ -80,7 +80,7 @@ sol! {
 // The type name is `Result` on chain; it lives in its own module so it does not shadow
 // `std::result::Result` here.
 mod attestation_message {
-    alloy::sol! {
+    alloy_sol_types::sol! {
         /// The enclave attests the digest of the sealed result (or of the sealed failure) and
         /// where it is stored, so nobody can replay the submission with another location.
         #[derive(Debug, PartialEq, Eq)]
@@ -110,23 +110,34 @@ pub fn job_hash(sql: &str) -> B256 {
 }
 
 /// Signs an EIP-712 message; the 65-byte `r || s || v` form the contract and services accept.
-pub fn sign_typed<T: alloy::sol_types::SolStruct>(
-    signer: &alloy::signers::local::PrivateKeySigner,
+/// A `PrivateKeySigner` signs with its `credential()`.
+pub fn sign_typed<T: alloy_sol_types::SolStruct>(
+    key: &k256::ecdsa::SigningKey,
     message: &T,
     domain: &Eip712Domain,
-) -> alloy::primitives::Bytes {
-    use alloy::signers::SignerSync;
-    let sig = signer.sign_hash_sync(&message.eip712_signing_hash(domain)).expect("local signing cannot fail");
-    sig.as_bytes().to_vec().into()
+) -> alloy_primitives::Bytes {
+    sign_hash(key, &message.eip712_signing_hash(domain))
+}
+
+/// Signs a 32-byte hash (recoverable ECDSA over secp256k1, as Ethereum verifies it).
+pub fn sign_hash(key: &k256::ecdsa::SigningKey, hash: &B256) -> alloy_primitives::Bytes {
+    let (signature, recovery) = key.sign_prehash_recoverable(hash.as_slice()).expect("a 32-byte prehash signs");
+    let signature = alloy_primitives::Signature::from_signature_and_parity(signature, recovery.is_y_odd());
+    signature.as_bytes().to_vec().into()
+}
+
+/// The Ethereum address of a secp256k1 key.
+pub fn address_of(key: &k256::ecdsa::SigningKey) -> Address {
+    Address::from_private_key(key)
 }
 
 /// Recovers the signer of an EIP-712 message, or `None` if the signature is malformed.
-pub fn recover_typed<T: alloy::sol_types::SolStruct>(
+pub fn recover_typed<T: alloy_sol_types::SolStruct>(
     message: &T,
     domain: &Eip712Domain,
     signature: &[u8],
 ) -> Option<Address> {
-    let sig = alloy::primitives::Signature::from_raw(signature).ok()?;
+    let sig = alloy_primitives::Signature::from_raw(signature).ok()?;
     sig.recover_address_from_prehash(&message.eip712_signing_hash(domain)).ok()
 }
 

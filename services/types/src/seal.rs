@@ -106,8 +106,8 @@ impl X25519PublicKey {
         Ok(Self(bytes))
     }
 
-    pub fn to_b256(self) -> alloy::primitives::B256 {
-        alloy::primitives::B256::from(self.0)
+    pub fn to_b256(self) -> alloy_primitives::B256 {
+        alloy_primitives::B256::from(self.0)
     }
 }
 
@@ -151,20 +151,20 @@ impl SealedBox {
 
 impl Serialize for SealedBox {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        alloy::primitives::Bytes::copy_from_slice(&self.0).serialize(s)
+        alloy_primitives::Bytes::copy_from_slice(&self.0).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for SealedBox {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        Ok(Self(alloy::primitives::Bytes::deserialize(d)?.to_vec()))
+        Ok(Self(alloy_primitives::Bytes::deserialize(d)?.to_vec()))
     }
 }
 
 /// The AAD of keys sealed with [`INFO_DEPOSIT`] or [`INFO_BACKUP`]: the dataset id and the sha256
 /// of the manifest of the data version they encrypt, so keys cannot be passed off as another
 /// dataset's or another version's.
-pub fn key_set_aad(dataset: crate::DatasetId, manifest_sha256: alloy::primitives::B256) -> Vec<u8> {
+pub fn key_set_aad(dataset: crate::DatasetId, manifest_sha256: alloy_primitives::B256) -> Vec<u8> {
     [dataset.as_slice(), manifest_sha256.as_slice()].concat()
 }
 

@@ -1,4 +1,4 @@
-//! The worker: an untrusted host loop around a trusted enclave program.
+//! The worker host: the untrusted loop around a trusted enclave program.
 //!
 //! ```text
 //!  chain ──TaskCreated(pool)──▶ host ──Authorization (operator signs)──┐
@@ -10,14 +10,10 @@
 //! ```
 //!
 //! The host only ever holds ciphertext and sealed blobs. The enclave program
-//! (`strongroom-enclave`, [`enclave`]) is the trusted computing base; [`protocol`] is the
-//! whole of its interface with the host. [`dataplane`] is the encrypted data format shared by
-//! the owner's CLI and the enclave, [`storage`] the object store both sides use.
+//! (`strongroom-enclave`, its own crate) is the trusted computing base; the host launches it
+//! through the simulated platform and speaks [`strongroom_types::protocol`] with it, nothing else.
 
-pub mod dataplane;
-pub mod enclave;
+mod enclave_client;
 mod host;
-pub mod protocol;
-pub mod storage;
 
 pub use host::{WorkerConfig, WorkerError, WorkerHandle, locate_enclave_binary, spawn};

@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strongroom_worker::storage;
+use strongroom_storage as storage;
 
 use super::GlobalArgs;
-use strongroom_worker::dataplane::Layout;
+use strongroom_dataplane::Layout;
 
 use crate::owner::{self, OfferTerms, PublishRequest};
 use crate::units::{parse_amount, parse_epsilon};

@@ -88,9 +88,9 @@ impl GlobalArgs {
     }
 
     /// Storage as this party's credentials reach it.
-    pub fn storage(&self) -> anyhow::Result<strongroom_worker::storage::Storage> {
+    pub fn storage(&self) -> anyhow::Result<strongroom_storage::Storage> {
         let path = self.storage_config.clone().unwrap_or_else(|| self.data_dir.join("storage.toml"));
-        Ok(strongroom_worker::storage::Storage::load(&path)?)
+        Ok(strongroom_storage::Storage::load(&path)?)
     }
 
     pub async fn chain(&self) -> anyhow::Result<strongroom_chain::Chain> {

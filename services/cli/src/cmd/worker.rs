@@ -3,8 +3,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use strongroom_storage as storage;
 use strongroom_types::PoolId;
-use strongroom_worker::{WorkerConfig, storage};
+use strongroom_worker::WorkerConfig;
 
 use super::GlobalArgs;
 

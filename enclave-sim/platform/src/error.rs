@@ -1,4 +1,4 @@
-use alloy::primitives::{Address, B256};
+use alloy_primitives::{Address, B256};
 use thiserror::Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

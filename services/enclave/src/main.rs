@@ -1,11 +1,17 @@
-//! The enclave program: the trusted computing base of a worker.
+//! The enclave program: the trusted computing base of a worker, measured by its sha256.
 //!
 //! ```text
 //!  Attest ─▶ new secp256k1 enclave key, quote binding its address
-//!  RequestKeys ─▶ new X25519 task key, KeyRequest signed by the enclave key
-//!  RunTask ─▶ open release (keys + on-chain facts) ─▶ check ciphertext sha256 and job hash
+//!  RequestKeys ─▶ new X25519 task key, plan the job on the manifest's schema,
+//!                 KeyRequest for the plan's columns signed by the enclave key
+//!  RunTask ─▶ open release (keys + on-chain facts) ─▶ check manifest, objects and job hash
 //!          ─▶ decrypt Parquet ─▶ DataFusion (read-only SQL) ─▶ seal to analyst ─▶ sign digest
 //! ```
+//!
+//! Started only by enclave-sim (or a real TEE launcher), it talks to its host over
+//! stdin/stdout ([`strongroom_types::protocol`], one request and one reply at a time) and to
+//! its platform over fd 3. It has no network, storage or chain code of its own: every byte in
+//! or out passes the host as a typed message, and `make test` checks its dependency tree.
 //!
 //! Keys live only in this process's memory and are wiped when dropped. Nothing here logs key
 //! bytes or data values: the log (stderr) carries task ids, sizes and outcomes.
@@ -15,11 +21,11 @@ mod session;
 
 use std::process::ExitCode;
 
-use crate::protocol::{EnclaveReply, HostRequest, read_frame, read_raw_frame, write_frame};
+use strongroom_types::protocol::{EnclaveReply, HostRequest, read_frame, read_raw_frame, write_frame};
 
 /// Runs the request loop until the host closes stdin.
-pub fn main() -> ExitCode {
-    let mut platform = match strongroom_enclave_sim::guest::PlatformClient::from_launch_fd() {
+fn main() -> ExitCode {
+    let mut platform = match strongroom_enclave_sim_guest::PlatformClient::from_launch_fd() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("enclave: {e}");

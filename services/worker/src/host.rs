@@ -1,21 +1,20 @@
 //! The host loop: watch the pool's tasks, relay keys, feed the enclave, publish results.
 
-mod enclave_client;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task, TaskStatus};
+use strongroom_dataplane::{Manifest, manifest_dir};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
-use strongroom_types::{Authorization, Manifest, PoolId, ReleaseRequest, ReleaseResponse, manifest_dir, sign_typed};
+use strongroom_storage as storage;
+use strongroom_types::protocol::{EnclaveReply, HostRequest};
+use strongroom_types::{Authorization, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::protocol::{EnclaveReply, HostRequest};
-use crate::storage;
-use enclave_client::EnclaveClient;
+use crate::enclave_client::EnclaveClient;
 
 /// Worker configuration. The operator key signs authorizations and pays for transactions.
 #[derive(Clone, Debug)]
@@ -54,7 +53,7 @@ pub enum WorkerError {
     UnknownDataset(alloy::primitives::B256),
     #[error("dataset {0} never had a version with manifest {1}")]
     UnknownDataVersion(alloy::primitives::B256, alloy::primitives::B256),
-    #[error("dataset manifest {0}: {1}")]
+    #[error("the dataset manifest at {0} {1}")]
     BadManifest(String, String),
     #[error("chain: {0}")]
     Chain(#[from] strongroom_chain::ChainError),
@@ -198,7 +197,7 @@ impl Worker {
             return Ok(());
         }
         let authorization = sign_typed(
-            &self.config.operator_key,
+            self.config.operator_key.credential(),
             &Authorization { taskId: task.id, enclave: self.enclave },
             &chain.domain(),
         );
@@ -217,21 +216,27 @@ impl Worker {
                 .ok_or(WorkerError::UnknownDataVersion(dataset.id, task.params.checksum))?,
         };
         let manifest_bytes = self.config.storage.get(&uri).await?;
+        // Only what the host needs to fetch the objects: the enclave checks the rest, and what it
+        // finds wrong ends as an attested failure the analyst reads.
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
+            .map_err(|e| WorkerError::BadManifest(uri.clone(), format!("is malformed: {e}")))?;
         if let Some(bad) = manifest.objects.iter().find(|o| o.name.contains('/') || o.name.starts_with('.')) {
             return Err(WorkerError::BadManifest(
                 uri.clone(),
-                format!("object name `{}` is not a plain file name", bad.name),
+                format!("names object `{}`, which is not a plain file name", bad.name),
             ));
         }
         if manifest_dir(&uri).is_none() {
-            return Err(WorkerError::BadManifest(uri.clone(), "the dataset URI has no directory".into()));
+            return Err(WorkerError::BadManifest(uri.clone(), "is not in a directory".into()));
         }
         let object_urls = manifest.object_urls(&uri);
         let reply = self
             .client
-            .call(HostRequest::RequestKeys { task_id: task.id, spec: task.spec.clone(), schema: manifest.columns })
+            .call(HostRequest::RequestKeys {
+                task_id: task.id,
+                spec: task.spec.clone(),
+                manifest: manifest_bytes.into(),
+            })
             .await?;
         let EnclaveReply::KeyRequest { task_key, columns, signature, .. } = reply else {
             return Err(unexpected(reply));
@@ -251,7 +256,6 @@ impl Worker {
         let request = HostRequest::RunTask {
             task_id: task.id,
             sealed_release: release.sealed_release,
-            manifest: manifest_bytes.into(),
             objects: objects.len() as u32,
             spec: task.spec.clone(),
             location: location.clone(),

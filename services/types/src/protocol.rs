@@ -8,9 +8,10 @@
 
 use std::io::{Read, Write};
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use strongroom_types::{ColumnEntry, Quote, SealedBox, X25519PublicKey};
+
+use crate::{Quote, SealedBox, X25519PublicKey};
 
 /// Frames larger than this are refused rather than allocated.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -20,18 +21,18 @@ pub const MAX_FRAME: usize = 1 << 30;
 pub enum HostRequest {
     /// Bind the enclave to one deployment (its EIP-712 domain) and ask for its quote.
     Attest { chain_id: u64, contract: Address },
-    /// Make a fresh X25519 key for this task, plan the job against the dataset's schema to find
-    /// the columns it reads, and sign a key request for those. The schema comes from the
-    /// dataset's manifest; a false one only makes the task fail.
-    RequestKeys { task_id: U256, spec: Bytes, schema: Vec<ColumnEntry> },
-    /// Run the task: open the released keys, check the ciphertext and the job, compute, seal.
-    /// `spec` is the job as the host read it from the chain (SQL text or app parameters); the
-    /// enclave checks it against the job hash in the sealed release.
+    /// Make a fresh X25519 key for this task, plan the job against the schema of the dataset's
+    /// `manifest` (as stored) to find the columns it reads, and sign a key request for those.
+    /// The enclave keeps the manifest for the task and checks it against the chain once the
+    /// release arrives: a false one only makes the task fail.
+    RequestKeys { task_id: U256, spec: Bytes, manifest: Bytes },
+    /// Run the task: open the released keys, check the manifest, the ciphertext and the job,
+    /// compute, seal. `spec` is the job as the host read it from the chain (SQL text or app
+    /// parameters); the enclave checks it against the job hash in the sealed release.
     /// `location` is where the host will store the sealed result; the enclave signs it.
-    /// `manifest` is the dataset's manifest as stored; its objects follow this frame as
-    /// `objects` raw frames, in manifest order. The enclave checks the manifest against the chain
-    /// and each object against the manifest.
-    RunTask { task_id: U256, sealed_release: SealedBox, manifest: Bytes, objects: u32, spec: Bytes, location: String },
+    /// The manifest's objects follow this frame as `objects` raw frames, in manifest order; the
+    /// enclave checks each against the manifest.
+    RunTask { task_id: U256, sealed_release: SealedBox, objects: u32, spec: Bytes, location: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,7 +104,6 @@ mod tests {
         let request = HostRequest::RunTask {
             task_id: U256::from(7),
             sealed_release: SealedBox(vec![1, 2, 3]),
-            manifest: Bytes::from_static(b"{}"),
             objects: 2,
             spec: Bytes::from_static(b"SELECT 1"),
             location: "file:///r".into(),

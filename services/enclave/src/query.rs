@@ -18,9 +18,7 @@ use datafusion::logical_expr::LogicalPlan;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
-use strongroom_types::ColumnEntry;
-
-use crate::dataplane::{DecryptionFactory, register_encrypted_table, scan_config};
+use strongroom_dataplane::{ColumnEntry, DecryptionFactory, register_encrypted_table, scan_config};
 
 /// The table name analysts query.
 pub(crate) const TABLE: &str = "dataset";

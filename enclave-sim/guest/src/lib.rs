@@ -1,27 +1,40 @@
-//! The enclave side of the simulated platform: asks for quotes and the sealing key over the
-//! private channel on fd 3.
+//! The enclave's side of the simulated TEE platform: asks for quotes and the sealing key over
+//! the private channel the launcher leaves on fd 3.
+//!
+//! This is all of the simulator that the measured enclave links: the channel's messages and a
+//! client for them. The platform key, the launcher and the quote verifier live on the host side
+//! (`strongroom-enclave-sim`), which depends on this crate for the messages, never the reverse.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
-use alloy::primitives::{B256, Bytes};
+use alloy_primitives::{B256, Bytes};
 use serde::{Deserialize, Serialize};
 use strongroom_types::Quote;
 
-use crate::platform::PLATFORM_FD;
-use crate::{Error, Result};
+/// The fd on which a launched enclave finds its private platform channel.
+pub const PLATFORM_FD: i32 = 3;
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The platform channel failed: it is missing (not launched by the simulator), closed, or the
+/// platform refused the request.
+#[derive(Debug, thiserror::Error)]
+#[error("platform channel: {0}")]
+pub struct Error(String);
+
+/// What the enclave may ask its platform, one JSON line each.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(crate) enum PlatformRequest {
+pub enum PlatformRequest {
     Quote { report_data: [B256; 2] },
     SealingKey,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub(crate) enum PlatformResponse {
+pub enum PlatformResponse {
     Quote { quote: Quote, signature: Bytes },
     SealingKey { key: B256 },
     Error { message: String },
@@ -37,16 +50,15 @@ impl PlatformClient {
     /// Takes the platform channel the launcher left on fd 3. Call once, at enclave start.
     #[allow(unsafe_code)]
     pub fn from_launch_fd() -> Result<Self> {
-        let flags = std::fs::read_link(format!("/proc/self/fd/{PLATFORM_FD}")).map_err(|_| {
-            Error::Channel("no platform channel on fd 3: was this enclave started by enclave-sim?".into())
-        })?;
+        let flags = std::fs::read_link(format!("/proc/self/fd/{PLATFORM_FD}"))
+            .map_err(|_| Error("no platform channel on fd 3: was this enclave started by enclave-sim?".into()))?;
         if !flags.to_string_lossy().starts_with("socket:") {
-            return Err(Error::Channel("fd 3 is not the platform socket".into()));
+            return Err(Error("fd 3 is not the platform socket".into()));
         }
         // SAFETY: fd 3 is open (checked above), is a socket, and nothing else in this process owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(PLATFORM_FD) };
         let stream = UnixStream::from(fd);
-        let writer = stream.try_clone().map_err(|e| Error::Channel(e.to_string()))?;
+        let writer = stream.try_clone().map_err(|e| Error(e.to_string()))?;
         Ok(Self { reader: BufReader::new(stream), writer })
     }
 
@@ -69,16 +81,16 @@ impl PlatformClient {
     fn call(&mut self, request: &PlatformRequest) -> Result<PlatformResponse> {
         let mut line = serde_json::to_vec(request).expect("request serializes");
         line.push(b'\n');
-        self.writer.write_all(&line).map_err(|e| Error::Channel(e.to_string()))?;
+        self.writer.write_all(&line).map_err(|e| Error(e.to_string()))?;
         let mut answer = String::new();
-        self.reader.read_line(&mut answer).map_err(|e| Error::Channel(e.to_string()))?;
-        serde_json::from_str(&answer).map_err(|e| Error::Channel(format!("bad platform answer: {e}")))
+        self.reader.read_line(&mut answer).map_err(|e| Error(e.to_string()))?;
+        serde_json::from_str(&answer).map_err(|e| Error(format!("bad platform answer: {e}")))
     }
 }
 
 fn unexpected(response: PlatformResponse) -> Error {
     match response {
-        PlatformResponse::Error { message } => Error::Channel(message),
-        other => Error::Channel(format!("unexpected platform answer {other:?}")),
+        PlatformResponse::Error { message } => Error(message),
+        other => Error(format!("unexpected platform answer {other:?}")),
     }
 }

@@ -8,18 +8,19 @@ use std::sync::{Arc, Mutex};
 use alloy::primitives::B256;
 use strongroom_enclave_sim::{EnclaveProcess, Platform};
 
-use super::WorkerError;
-use crate::protocol::{EnclaveReply, HostRequest, read_frame, write_frame, write_raw_frame};
+use strongroom_types::protocol::{EnclaveReply, HostRequest, read_frame, write_frame, write_raw_frame};
+
+use crate::WorkerError;
 
 /// One request at a time, like an ecall; blocking pipe I/O runs off the async threads.
-pub(super) struct EnclaveClient {
+pub(crate) struct EnclaveClient {
     channel: Arc<Mutex<(ChildStdin, ChildStdout)>>,
     measurement: B256,
     _process: EnclaveProcess,
 }
 
 impl EnclaveClient {
-    pub(super) fn launch(platform: &Platform, binary: &Path) -> Result<Self, WorkerError> {
+    pub(crate) fn launch(platform: &Platform, binary: &Path) -> Result<Self, WorkerError> {
         let mut process = platform.launch(binary)?;
         let stdin = process.stdin.take().expect("fresh process has stdin");
         let stdout = process.stdout.take().expect("fresh process has stdout");
@@ -34,16 +35,16 @@ impl EnclaveClient {
         Ok(Self { channel: Arc::new(Mutex::new((stdin, stdout))), measurement: process.measurement, _process: process })
     }
 
-    pub(super) fn measurement(&self) -> B256 {
+    pub(crate) fn measurement(&self) -> B256 {
         self.measurement
     }
 
-    pub(super) async fn call(&self, request: HostRequest) -> Result<EnclaveReply, WorkerError> {
+    pub(crate) async fn call(&self, request: HostRequest) -> Result<EnclaveReply, WorkerError> {
         self.call_with(request, Vec::new()).await
     }
 
     /// Sends `request` followed by the raw frames it announces.
-    pub(super) async fn call_with(
+    pub(crate) async fn call_with(
         &self,
         request: HostRequest,
         attached: Vec<bytes::Bytes>,

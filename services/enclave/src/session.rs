@@ -2,19 +2,17 @@
 
 use std::collections::HashMap;
 
-use alloy::primitives::{Address, B256, U256, keccak256};
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{Eip712Domain, SolStruct};
+use alloy_primitives::{Address, B256, U256, keccak256};
+use alloy_sol_types::{Eip712Domain, SolStruct};
+use k256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
-use strongroom_enclave_sim::guest::PlatformClient;
+use strongroom_dataplane::{DecryptionFactory, Manifest};
+use strongroom_enclave_sim_guest::PlatformClient;
+use strongroom_types::protocol::{EnclaveReply, HostRequest};
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, Manifest, ResultAttestation, ResultPayload, X25519PublicKey,
-    X25519SecretKey, domain, open, report_data_for, seal,
+    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
+    X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
 };
-
-use crate::dataplane::DecryptionFactory;
-use crate::protocol::{EnclaveReply, HostRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EnclaveError {
@@ -28,10 +26,8 @@ pub(crate) enum EnclaveError {
     WrongDeployment { chain_id: u64, contract: Address },
     #[error(transparent)]
     Seal(#[from] strongroom_types::Error),
-    #[error("platform: {0}")]
-    Platform(#[from] strongroom_enclave_sim::Error),
-    #[error("signing: {0}")]
-    Signing(String),
+    #[error(transparent)]
+    Platform(#[from] strongroom_enclave_sim_guest::Error),
     #[error("malformed key release: {0}")]
     MalformedRelease(String),
 }
@@ -39,12 +35,22 @@ pub(crate) enum EnclaveError {
 #[derive(Default)]
 pub(crate) struct Session {
     identity: Option<Identity>,
-    /// Per task: the key its release is sealed to and the columns its plan reads.
-    tasks: HashMap<U256, (X25519SecretKey, Vec<String>)>,
+    /// Tasks whose keys were requested and not yet run.
+    tasks: HashMap<U256, PendingTask>,
+}
+
+/// What the enclave keeps of a task between its key request and its run.
+struct PendingTask {
+    /// The key its release is sealed to.
+    secret: X25519SecretKey,
+    /// The columns its plan reads, as requested.
+    columns: Vec<String>,
+    /// The manifest the columns were planned on; checked against the chain at run time.
+    manifest: bytes::Bytes,
 }
 
 struct Identity {
-    key: PrivateKeySigner,
+    key: SigningKey,
     domain: Eip712Domain,
     chain_id: u64,
     contract: Address,
@@ -63,31 +69,34 @@ impl Session {
                 // One identity per enclave run; a restart is a new enclave that registers anew.
                 let key = match self.identity.take() {
                     Some(identity) => identity.key,
-                    None => PrivateKeySigner::random(),
+                    None => new_identity_key(),
                 };
-                let enclave = key.address();
+                let enclave = address_of(&key);
                 let (quote, platform_signature) = platform.quote(report_data_for(enclave))?;
                 self.identity = Some(Identity { key, domain: domain(chain_id, contract), chain_id, contract });
                 eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
                 Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
             }
-            HostRequest::RequestKeys { task_id, spec, schema } => {
+            HostRequest::RequestKeys { task_id, spec, manifest } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-                // A query that does not plan needs no column; it fails, attested, at RunTask.
+                // A query that does not plan, or a manifest that does not parse, needs no column;
+                // the task fails, attested, at RunTask.
+                let schema = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.columns).unwrap_or_default();
                 let columns = std::str::from_utf8(&spec)
                     .ok()
                     .and_then(|sql| runtime.block_on(super::query::columns_read(&schema, sql)).ok())
                     .unwrap_or_default();
-                let task_secret = X25519SecretKey::generate();
-                let task_key = task_secret.public_key();
+                let secret = X25519SecretKey::generate();
+                let task_key = secret.public_key();
                 let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
-                let signature = sign(identity, request.eip712_signing_hash(&identity.domain))?;
-                self.tasks.insert(task_id, (task_secret, columns.clone()));
-                Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature: signature.into() })
+                let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
+                self.tasks.insert(task_id, PendingTask { secret, columns: columns.clone(), manifest: manifest.0 });
+                Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature })
             }
-            HostRequest::RunTask { task_id, sealed_release, manifest, spec, location, .. } => {
+            HostRequest::RunTask { task_id, sealed_release, spec, location, .. } => {
                 let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-                let (task_secret, needed) = self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+                let PendingTask { secret: task_secret, columns: needed, manifest } =
+                    self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
                 let plain = zeroize::Zeroizing::new(open(
                     &task_secret,
                     INFO_RELEASE,
@@ -117,14 +126,8 @@ impl Session {
                 let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
                 let digest = keccak256(sealed.as_bytes());
                 let attestation = ResultAttestation { taskId: task_id, digest, failed, location };
-                let signature = sign(identity, attestation.eip712_signing_hash(&identity.domain))?;
-                Ok(EnclaveReply::TaskResult {
-                    task_id,
-                    sealed_result: sealed.0.into(),
-                    digest,
-                    failed,
-                    signature: signature.into(),
-                })
+                let signature = sign_hash(&identity.key, &attestation.eip712_signing_hash(&identity.domain));
+                Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature })
             }
         }
     }
@@ -147,31 +150,8 @@ fn run_checked(
             facts.manifest_sha256
         ));
     }
-    let manifest: Manifest = serde_json::from_slice(manifest)
-        .map_err(|e| format!("the dataset manifest registered on chain is malformed: {e}"))?;
-    if manifest.format != Manifest::FORMAT || manifest.dataset != facts.dataset {
-        return Err(format!(
-            "the manifest registered on chain is for dataset {} in format `{}`, not dataset {} in format `{}`",
-            manifest.dataset,
-            manifest.format,
-            facts.dataset,
-            Manifest::FORMAT
-        ));
-    }
-    let mut names = std::collections::BTreeSet::new();
-    for entry in &manifest.objects {
-        // The scan lists the objects by name: each must be a distinct Parquet file name, or some
-        // would be skipped or shadowed without an error.
-        if !entry.name.ends_with(".parquet") || entry.name.contains('/') || !names.insert(entry.name.as_str()) {
-            return Err(format!(
-                "the manifest registered on chain lists a bad or repeated object name `{}`",
-                entry.name
-            ));
-        }
-    }
-    if manifest.objects.iter().map(|o| o.rows).sum::<u64>() != manifest.rows {
-        return Err("the manifest registered on chain lists objects whose rows do not add up to its total".into());
-    }
+    let manifest =
+        Manifest::parse(manifest, facts.dataset).map_err(|e| format!("the manifest registered on chain {e}"))?;
     if objects.len() != manifest.objects.len() {
         return Err(format!(
             "the worker relayed {} objects; the manifest registered on chain lists {}",
@@ -210,13 +190,18 @@ fn run_checked(
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 
+/// A fresh secp256k1 key from the operating system's generator: the enclave's identity for one run.
+fn new_identity_key() -> SigningKey {
+    loop {
+        // All but a 2^-128 fraction of 32-byte strings are valid scalars.
+        if let Ok(key) = SigningKey::from_slice(&rand::random::<[u8; 32]>()) {
+            return key;
+        }
+    }
+}
+
 /// `JobKind.Sql` in the contract.
 const JOB_KIND_SQL: u8 = 0;
-
-fn sign(identity: &Identity, hash: B256) -> Result<Vec<u8>, EnclaveError> {
-    let sig = identity.key.sign_hash_sync(&hash).map_err(|e| EnclaveError::Signing(e.to_string()))?;
-    Ok(sig.as_bytes().to_vec())
-}
 
 #[cfg(test)]
 mod tests {
@@ -225,10 +210,11 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
-    use strongroom_types::{ColumnEntry, DatasetKeys, TaskFacts};
+    use strongroom_types::{DatasetKeys, TaskFacts};
+
+    use strongroom_dataplane::{ColumnEntry, Layout, ObjectWriter};
 
     use super::*;
-    use crate::dataplane::{Layout, ObjectWriter};
 
     const SQL: &[u8] = b"SELECT SUM(n) AS s FROM dataset";
 

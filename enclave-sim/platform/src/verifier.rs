@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use alloy::primitives::{Address, B256, Signature};
+use alloy_primitives::{Address, B256, Signature};
 use strongroom_types::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest};
 
 use crate::{Error, Result};
@@ -60,9 +60,9 @@ impl QuoteVerifier for SimulatedVerifier {
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::Address;
-    use alloy::signers::SignerSync;
-    use alloy::signers::local::PrivateKeySigner;
+    use alloy_primitives::Address;
+    use alloy_signer::SignerSync;
+    use alloy_signer_local::PrivateKeySigner;
     use strongroom_types::report_data_for;
 
     use super::*;

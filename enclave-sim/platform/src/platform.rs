@@ -7,17 +7,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
 
-use alloy::primitives::{Address, B256};
-use alloy::signers::SignerSync;
-use alloy::signers::local::PrivateKeySigner;
+use alloy_primitives::{Address, B256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
 use sha2::{Digest, Sha256};
+use strongroom_enclave_sim_guest::{PLATFORM_FD, PlatformRequest, PlatformResponse};
 use strongroom_types::{QUOTE_TYPE_SIMULATED, Quote, quote_digest};
 
-use crate::guest::{PlatformRequest, PlatformResponse};
 use crate::{Error, Result};
-
-/// The fd on which a launched enclave finds its private platform channel.
-pub(crate) const PLATFORM_FD: i32 = 3;
 
 /// Product id and security version the simulated platform reports.
 const SIM_PRODUCT_ID: u16 = 1;
@@ -69,7 +66,7 @@ impl Platform {
     /// Signs a quote for any measurement and report data, as the platform key's holder can.
     /// Only for benchmarks and tests that need an enclave identity without an enclave process.
     #[cfg(feature = "test-utils")]
-    pub fn quote_for(&self, measurement: B256, report_data: [B256; 2]) -> (Quote, alloy::primitives::Bytes) {
+    pub fn quote_for(&self, measurement: B256, report_data: [B256; 2]) -> (Quote, alloy_primitives::Bytes) {
         let server = PlatformServer { key: self.key.clone(), measurement };
         match server.answer(PlatformRequest::Quote { report_data }) {
             PlatformResponse::Quote { quote, signature } => (quote, signature),

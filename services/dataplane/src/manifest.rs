@@ -1,0 +1,165 @@
+//! The manifest stored beside a dataset's encrypted objects, and the one check of it that the
+//! owner, the worker host and the enclave all make.
+
+use alloy_primitives::B256;
+use serde::{Deserialize, Serialize};
+use strongroom_types::DatasetId;
+
+/// One column of the dataset and the id of the key that encrypts it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ColumnEntry {
+    pub name: String,
+    pub data_type: String,
+    pub key_id: String,
+}
+
+/// One encrypted Parquet object of the dataset.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectEntry {
+    /// The object's name, relative to the manifest; bound into its AAD.
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: B256,
+}
+
+/// Describes one data version of an encrypted dataset: its schema, which key encrypts which
+/// column, and every object with its row count and the sha256 of its ciphertext.
+///
+/// The manifest's own sha256 is registered on chain and the dataset's URI on chain is the
+/// manifest's, so every byte a worker fetches is checked against the chain.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub format: String,
+    pub dataset: DatasetId,
+    /// Counts re-encryptions (key rotations) from 1. Bound into every object's AAD, so an
+    /// object of an older version cannot pass for one of this version.
+    pub data_version: u64,
+    pub columns: Vec<ColumnEntry>,
+    pub rows: u64,
+    pub objects: Vec<ObjectEntry>,
+}
+
+/// Why a stored manifest cannot be used. Callers say whose manifest it is ("the manifest
+/// registered on chain …", "the manifest at <url> …"); these read as the rest of the sentence.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("is malformed: {0}")]
+    Malformed(String),
+    #[error("is for dataset {dataset} in format `{format}`, not dataset {expected} in format `{}`", Manifest::FORMAT)]
+    WrongDataset { dataset: DatasetId, format: String, expected: DatasetId },
+    #[error("lists a bad or repeated object name `{0}`")]
+    BadObjectName(String),
+    #[error("lists objects whose rows do not add up to its total")]
+    RowsDoNotAddUp,
+}
+
+impl Manifest {
+    pub const FORMAT: &'static str = "strongroom/parquet-modular-encryption/v2";
+    pub const FILE_NAME: &'static str = "manifest.json";
+
+    /// Parses a stored manifest and [validates](Self::validate) it for `dataset`.
+    pub fn parse(stored: &[u8], dataset: DatasetId) -> Result<Self, ManifestError> {
+        let manifest: Self = serde_json::from_slice(stored).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        manifest.validate(dataset)?;
+        Ok(manifest)
+    }
+
+    /// Checks that the manifest describes `dataset` in this build's format, that every object
+    /// has a distinct plain Parquet file name (objects are fetched and scanned by name: a path
+    /// would reach outside the dataset, a repeat would be skipped or shadowed without an error),
+    /// and that the objects' rows add up to the total.
+    pub fn validate(&self, dataset: DatasetId) -> Result<(), ManifestError> {
+        if self.format != Self::FORMAT || self.dataset != dataset {
+            return Err(ManifestError::WrongDataset {
+                dataset: self.dataset,
+                format: self.format.clone(),
+                expected: dataset,
+            });
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for entry in &self.objects {
+            let name = entry.name.as_str();
+            let plain = name.ends_with(".parquet") && !name.starts_with('.') && !name.contains(['/', '\\']);
+            if !plain || !names.insert(name) {
+                return Err(ManifestError::BadObjectName(entry.name.clone()));
+            }
+        }
+        if self.objects.iter().map(|o| o.rows).sum::<u64>() != self.rows {
+            return Err(ManifestError::RowsDoNotAddUp);
+        }
+        Ok(())
+    }
+
+    /// Total ciphertext bytes over all objects.
+    pub fn bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.bytes).sum()
+    }
+
+    /// The URLs of the objects, which sit beside the manifest stored at `manifest_url`.
+    pub fn object_urls(&self, manifest_url: &str) -> Vec<String> {
+        let dir = manifest_dir(manifest_url).unwrap_or(manifest_url);
+        self.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect()
+    }
+
+    /// The manifest as stored, and its sha256 (what the chain records).
+    pub fn to_stored(&self) -> (Vec<u8>, B256) {
+        let bytes = serde_json::to_vec_pretty(self).expect("a manifest serializes");
+        let sha256 = B256::from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        (bytes, sha256)
+    }
+}
+
+/// Where the objects of one data version live: `<storage>/<dataset>/v<version>/`, the manifest
+/// and the objects side by side, so a rotation never overwrites what running tasks may read.
+pub fn version_dir(storage_url: &str, dataset: DatasetId, data_version: u64) -> String {
+    format!("{}/{dataset}/v{data_version}", storage_url.trim_end_matches('/'))
+}
+
+/// The directory of a manifest URL, against which its object names resolve.
+pub fn manifest_dir(manifest_url: &str) -> Option<&str> {
+    manifest_url.rsplit_once('/').map(|(dir, _)| dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let object = |name: &str, rows| ObjectEntry { name: name.into(), rows, bytes: 1, sha256: B256::ZERO };
+        Manifest {
+            format: Manifest::FORMAT.into(),
+            dataset: DatasetId::repeat_byte(1),
+            data_version: 1,
+            columns: Vec::new(),
+            rows: 3,
+            objects: vec![object("part-00000.parquet", 1), object("part-00001.parquet", 2)],
+        }
+    }
+
+    #[test]
+    fn every_refusal_names_what_is_wrong() {
+        let dataset = DatasetId::repeat_byte(1);
+        let (stored, _) = manifest().to_stored();
+        assert_eq!(Manifest::parse(&stored, dataset).unwrap(), manifest());
+        let err = Manifest::parse(&stored, DatasetId::repeat_byte(2)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "is for dataset {dataset} in format `{}`, not dataset {} in format `{}`",
+                Manifest::FORMAT,
+                DatasetId::repeat_byte(2),
+                Manifest::FORMAT
+            )
+        );
+        assert!(matches!(Manifest::parse(b"{", dataset), Err(ManifestError::Malformed(_))));
+        for bad in ["../x.parquet", "a/b.parquet", ".hidden.parquet", "part.csv", "part-00000.parquet"] {
+            let mut m = manifest();
+            m.objects[1].name = bad.into();
+            assert_eq!(m.validate(dataset), Err(ManifestError::BadObjectName(bad.into())), "{bad}");
+        }
+        let mut m = manifest();
+        m.rows = 4;
+        assert_eq!(m.validate(dataset).unwrap_err().to_string(), "lists objects whose rows do not add up to its total");
+    }
+}
