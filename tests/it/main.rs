@@ -8,6 +8,7 @@ mod flow;
 mod recovery;
 mod refund;
 mod release;
+mod result_keys;
 mod reverts;
 mod s3;
 mod versions;

@@ -141,8 +141,10 @@ pub fn sample_rows() -> Vec<(String, String)> {
 /// Rents the published dataset on the devnet's pool as the analyst.
 pub async fn rent(devnet: &Devnet, published: &Published, sql: &str, options: &RentOptions) -> anyhow::Result<Rental> {
     let chain = devnet.chain_as(analyst_key()).await?;
+    let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &chain)?;
     analyst::rent(
         &chain,
+        &keys,
         (&published.offer, &published.offer_signature),
         (&devnet.pool_offer, &devnet.pool_offer_signature),
         sql,

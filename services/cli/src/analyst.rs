@@ -10,6 +10,14 @@ use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_storage::Storage;
 use strongroom_types::{DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, TaskId, X25519SecretKey, open};
 
+pub use crate::result_keys::ResultKeys;
+
+/// The result keys of the account `chain` acts as, on its deployment, under `data_dir`.
+pub fn result_keys(data_dir: &std::path::Path, chain: &Chain) -> anyhow::Result<ResultKeys> {
+    let account = chain.sender().context("renting needs an account key")?;
+    Ok(ResultKeys::new(data_dir, chain.chain_id(), chain.address(), account))
+}
+
 /// A rental in flight: the task and the key only the analyst holds to read its result.
 #[derive(Debug)]
 pub struct Rental {
@@ -37,14 +45,18 @@ pub struct RentOptions {
 }
 
 /// Rents `dataset_offer` on `pool_offer` to run `sql`, paying exactly the offers' prices.
+///
+/// The result key is saved in `keys` before the transaction is sent, so a rental that is paid
+/// can always be read, whatever happens to this process afterwards.
 pub async fn rent(
     chain: &Chain,
+    keys: &ResultKeys,
     dataset_offer: (&DatasetOffer, &Bytes),
     pool_offer: (&PoolOffer, &Bytes),
     sql: &str,
     options: &RentOptions,
 ) -> anyhow::Result<Rental> {
-    let result_secret = X25519SecretKey::generate();
+    let result_secret = keys.create()?;
     let value = dataset_offer.0.price + pool_offer.0.price;
     let rental = strongroom_chain::Rental {
         resultKey: result_secret.public_key().to_b256(),

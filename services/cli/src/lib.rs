@@ -13,4 +13,5 @@ pub mod cmd;
 pub mod devnet;
 pub mod market_client;
 pub mod owner;
+pub mod result_keys;
 pub mod units;

@@ -81,8 +81,10 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
     let analyst_chain = devnet.chain_as(analyst_key()).await?;
     eprintln!("analyst: renting with SQL: {}", args.sql);
     let started = Instant::now();
+    let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &analyst_chain)?;
     let rental = analyst::rent(
         &analyst_chain,
+        &keys,
         (&published.offer, &published.offer_signature),
         (&devnet.pool_offer, &devnet.pool_offer_signature),
         &args.sql,

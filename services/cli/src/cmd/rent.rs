@@ -78,8 +78,8 @@ impl RentArgs {
             max_price: self.max_price.as_deref().map(parse_amount).transpose()?,
             requester_proof,
         };
-        let rental = analyst::rent(&chain, (dataset_offer, signature), pool_offer, &self.sql, &options).await?;
-        super::result::save_result_key(&global.data_dir, rental.task_id(), &rental.result_secret)?;
+        let keys = analyst::result_keys(&global.data_dir, &chain)?;
+        let rental = analyst::rent(&chain, &keys, (dataset_offer, signature), pool_offer, &self.sql, &options).await?;
         eprintln!(
             "task {} rented for {} wei (gas {})",
             rental.task_id(),

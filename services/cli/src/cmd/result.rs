@@ -1,10 +1,9 @@
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, Subcommand};
-use strongroom_types::{TaskId, X25519SecretKey};
+use strongroom_types::TaskId;
 
 use super::GlobalArgs;
 use crate::analyst::{self, Outcome};
@@ -27,30 +26,12 @@ impl ResultCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let Self::Get(args) = self;
         let chain = global.chain().await?;
-        let secret = load_result_key(&global.data_dir, args.task)?;
+        let task = chain.task(args.task).await?.with_context(|| format!("task {} does not exist", args.task))?;
+        let secret = analyst::result_keys(&global.data_dir, &chain)?.find(args.task, task.params.resultKey)?;
         let published = analyst::wait_for_result(&chain, args.task, 0, Duration::from_secs(args.timeout)).await?;
         let outcome = analyst::read_result(&published, &secret, &global.storage()?).await?;
         print_outcome(args.task, &outcome, global.json)
     }
-}
-
-fn key_path(data_dir: &Path, task: TaskId) -> PathBuf {
-    data_dir.join("results").join(format!("task-{task}.key"))
-}
-
-/// Keeps the analyst's result key for `result get` (mode 0600).
-pub(super) fn save_result_key(data_dir: &Path, task: TaskId, secret: &X25519SecretKey) -> anyhow::Result<()> {
-    let path = key_path(data_dir, task);
-    std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    secret.write_new(&path).with_context(|| format!("saving the result key to {}", path.display()))
-}
-
-fn load_result_key(data_dir: &Path, task: TaskId) -> anyhow::Result<X25519SecretKey> {
-    let path = key_path(data_dir, task);
-    if !path.exists() {
-        bail!("no result key for task {task} at {}: was it rented from this data dir?", path.display());
-    }
-    Ok(X25519SecretKey::read_file(&path)?)
 }
 
 pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyhow::Result<()> {
