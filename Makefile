@@ -6,6 +6,9 @@
 SHELL := /bin/bash
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 CONTRACTS := contracts
+# The binaries look anvil up when they run (STRONGROOM_ANVIL, else PATH); point them at the
+# toolchain this checkout installs.
+export STRONGROOM_ANVIL ?= $(CURDIR)/$(CONTRACTS)/node_modules/.bin/anvil
 FORGE := node_modules/.bin/forge
 SOL_SOURCES := $(shell find $(CONTRACTS)/src -name '*.sol' 2>/dev/null)
 

@@ -20,7 +20,7 @@ const MILLI_ETHER: u64 = 1_000_000_000_000_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let node = DevNode::spawn(&DevNode::default_binary())?;
+    let node = DevNode::spawn(&strongroom_e2e::anvil())?;
     let dir = tempfile::tempdir()?;
     let gov = Chain::deploy(node.url(), governance_key(), true).await?;
     let owner = gov.with_signer(owner_key()).await?;

@@ -1,13 +1,42 @@
 //! The journeys as people type them: the `strongroom` binary against a running devnet.
 
 use strongroom_cli::devnet::{analyst_key, owner_key};
-use strongroom_e2e::{POLICY, SAMPLE, devnet, strongroom};
+use strongroom_e2e::{POLICY, SAMPLE, anvil, devnet, strongroom};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_and_analyst_journeys_through_the_binary() {
     let (dir, devnet) = devnet(true).await;
     let owner_dir = dir.path().join("owner");
     let analyst_dir = dir.path().join("analyst");
+
+    // Amounts carry their unit and epsilons fit the contract's resolution, or nothing happens.
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["dataset", "publish", SAMPLE, "--policy", POLICY, "--price", "1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr()
+            .contains("invalid value '1' for '--price <PRICE>': `1` has no unit: write e.g. 1ether, 1gwei or 1wei"),
+        "{}",
+        out.stderr()
+    );
+    let out = strongroom(
+        &devnet,
+        &analyst_dir,
+        &analyst_key(),
+        &["rent", &format!("0x{}", "00".repeat(32)), "--sql", "SELECT 1", "--epsilon", "0.0000001"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        out.stderr().contains(
+            "epsilon `0.0000001` is finer than the contract's resolution of 0.000001; round it to 6 decimals"
+        ),
+        "{}",
+        out.stderr()
+    );
 
     let out = strongroom(
         &devnet,
@@ -99,4 +128,26 @@ async fn owner_and_analyst_journeys_through_the_binary() {
     let balance: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
     assert_eq!(balance["withdrawable_wei"], "20000000000000000");
     devnet.shutdown().await;
+}
+
+#[test]
+fn the_demo_runs_from_an_installed_copy_of_the_binaries() {
+    // The binaries, linked into a directory of their own and run from elsewhere: nothing may
+    // reach back into the checkout they were built in.
+    let built = strongroom_worker::locate_enclave_binary().expect("binaries are built");
+    let installed = tempfile::tempdir().unwrap();
+    for name in ["strongroom", "strongroom-enclave"] {
+        std::fs::hard_link(built.with_file_name(name), installed.path().join(name)).unwrap();
+    }
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(installed.path().join("strongroom"))
+        .arg("demo")
+        .current_dir(elsewhere.path())
+        .env_remove("STRONGROOM_ENCLAVE")
+        .env("STRONGROOM_ANVIL", anvil())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.lines().last().unwrap().starts_with("demo: ok task=1 rows=5 "), "{stdout}");
 }

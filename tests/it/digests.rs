@@ -9,7 +9,7 @@ use strongroom_types::{AppOffer, Authorization, DatasetOffer, PoolOffer, ResultA
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_contract_agree_on_every_signed_digest() {
-    let node = DevNode::spawn(&DevNode::default_binary()).unwrap();
+    let node = DevNode::spawn(&strongroom_e2e::anvil()).unwrap();
     let chain = Chain::deploy(node.url(), governance_key(), true).await.unwrap();
     let contract = chain.contract();
     let domain = chain.domain();

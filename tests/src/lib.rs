@@ -12,6 +12,13 @@ use strongroom_cli::owner::{self, OfferTerms, PublishRequest, Published};
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
 pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-only.toml");
 
+/// The anvil this checkout's `make contracts` installed, unless `STRONGROOM_ANVIL` says otherwise.
+pub fn anvil() -> std::path::PathBuf {
+    std::env::var_os("STRONGROOM_ANVIL")
+        .map(Into::into)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../contracts/node_modules/.bin/anvil").into())
+}
+
 /// Every log line of every component in this test binary (host, key service, market, and the
 /// enclave's stderr, which the host forwards).
 #[derive(Clone, Default)]
@@ -64,6 +71,7 @@ pub async fn devnet_with(adjust: impl FnOnce(&mut DevnetOptions)) -> (tempfile::
     let enclave = strongroom_worker::locate_enclave_binary()
         .expect("strongroom-enclave is not built: run `make test` (or `cargo build --bins` before `cargo test`)");
     let mut options = DevnetOptions::new(dir.path(), enclave);
+    options.anvil = anvil();
     adjust(&mut options);
     let devnet = Devnet::start(options).await.expect("devnet starts");
     (dir, devnet)

@@ -17,6 +17,9 @@ pub const DEV_KEYS: [&str; 5] = [
     "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
 ];
 
+/// Where `make contracts` installs anvil, relative to a checkout's root.
+const CHECKOUT_ANVIL: &str = "contracts/node_modules/.bin/anvil";
+
 /// A running anvil on a loopback port the OS picked. Dropping it stops the chain.
 #[derive(Debug)]
 pub struct DevNode {
@@ -25,18 +28,27 @@ pub struct DevNode {
 }
 
 impl DevNode {
-    /// The anvil the contracts toolchain installed (`make contracts`), unless `STRONGROOM_ANVIL` says otherwise.
+    /// The anvil to run: `STRONGROOM_ANVIL` if set, else `anvil` on `PATH`, else the one
+    /// `make contracts` installs in the checkout the command runs from. Looked up when called,
+    /// never fixed at build time, so a copied or installed binary does not reach back into the
+    /// directory it was built in.
     pub fn default_binary() -> PathBuf {
-        std::env::var_os("STRONGROOM_ANVIL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts/node_modules/.bin/anvil"))
+        if let Some(path) = std::env::var_os("STRONGROOM_ANVIL") {
+            return PathBuf::from(path);
+        }
+        let on_path = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+            .map(|dir| dir.join("anvil"))
+            .find(|candidate| candidate.is_file());
+        on_path.unwrap_or_else(|| PathBuf::from(CHECKOUT_ANVIL))
     }
 
     /// Starts anvil with instant mining and waits until it listens.
     pub fn spawn(binary: &Path) -> Result<Self> {
         if !binary.exists() {
             return Err(ChainError::DevNode(format!(
-                "anvil not found at {}: run `make contracts` to install the toolchain, or set STRONGROOM_ANVIL",
+                "anvil not found at {}: set STRONGROOM_ANVIL to its path, put it on PATH, or run from a checkout after `make contracts`",
                 binary.display()
             )));
         }

@@ -9,7 +9,7 @@ use super::GlobalArgs;
 use strongroom_dataplane::Layout;
 
 use crate::owner::{self, OfferTerms, PublishRequest};
-use crate::units::{parse_amount, parse_epsilon};
+use crate::units::{Amount, Epsilon};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -100,9 +100,9 @@ pub struct PublishArgs {
     /// Licence policy file (its hash is registered on chain).
     #[arg(long)]
     pub policy: PathBuf,
-    /// Price per task, e.g. 0.01ether.
+    /// Price per task, with its unit: e.g. 0.01ether, 10gwei.
     #[arg(long)]
-    pub price: String,
+    pub price: Amount,
     /// How long the offer stays valid, in days.
     #[arg(long, default_value_t = 30)]
     pub valid_days: u64,
@@ -114,10 +114,10 @@ pub struct PublishArgs {
     pub requesters: Vec<alloy::primitives::Address>,
     /// Total epsilon each analyst may spend on this dataset, e.g. 10.
     #[arg(long, default_value = "10")]
-    pub privacy_budget: String,
+    pub privacy_budget: Epsilon,
     /// Most epsilon one task may reserve.
     #[arg(long, default_value = "1")]
-    pub max_epsilon: String,
+    pub max_epsilon: Epsilon,
     /// Key service that will hold the keys.
     #[arg(long, env = "STRONGROOM_KMS_URL")]
     pub kms_url: String,
@@ -148,10 +148,10 @@ impl DatasetCommand {
             terms: OfferTerms {
                 volume: args.volume,
                 requesters: args.requesters,
-                max_epsilon: parse_epsilon(&args.max_epsilon)?,
-                ..OfferTerms::sql(parse_amount(&args.price)?, Duration::from_secs(args.valid_days * 86_400))
+                max_epsilon: args.max_epsilon.0,
+                ..OfferTerms::sql(args.price.0, Duration::from_secs(args.valid_days * 86_400))
             },
-            privacy_budget: parse_epsilon(&args.privacy_budget)?,
+            privacy_budget: args.privacy_budget.0,
             storage_url,
             storage: global.storage()?,
             kms_url: args.kms_url,

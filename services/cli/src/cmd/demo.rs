@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -9,22 +9,22 @@ use super::GlobalArgs;
 use crate::analyst::{self, Outcome, RentOptions};
 use crate::devnet::{Devnet, DevnetOptions, analyst_key, owner_key};
 use crate::owner::{self, OfferTerms, PublishRequest};
-use crate::units::parse_amount;
 
-/// The sample dataset and policy shipped in the repository.
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../datasets/customers.csv");
-const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../policies/aggregate-only.toml");
+/// The sample dataset and policy of the repository, carried inside the binary: the demo runs
+/// wherever the binary is, not only beside the checkout it was built in.
+const SAMPLE_CSV: &str = include_str!("../../../../datasets/customers.csv");
+const SAMPLE_POLICY: &str = include_str!("../../../../policies/aggregate-only.toml");
 pub const DEMO_SQL: &str = "SELECT region, COUNT(*) AS customers, ROUND(AVG(monthly_spend), 2) AS avg_monthly_spend \
                             FROM dataset GROUP BY region ORDER BY region";
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Dataset to publish (defaults to the sample in datasets/).
-    #[arg(long, default_value = SAMPLE)]
-    pub input: PathBuf,
-    /// Licence policy (defaults to policies/aggregate-only.toml).
-    #[arg(long, default_value = POLICY)]
-    pub policy: PathBuf,
+    /// Dataset to publish (default: the sample customers.csv the binary carries).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Licence policy (default: the sample aggregate-only.toml the binary carries).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
     /// The analyst's query.
     #[arg(long, default_value = DEMO_SQL)]
     pub sql: String,
@@ -43,8 +43,16 @@ impl DemoArgs {
             "demo: starting anvil, contract, key service, market and worker (SIMULATED TEE) in {}",
             dir.path().display()
         );
+        let input = match &self.input {
+            Some(path) => path.clone(),
+            None => write_sample(dir.path(), "customers.csv", SAMPLE_CSV)?,
+        };
+        let policy = match &self.policy {
+            Some(path) => path.clone(),
+            None => write_sample(dir.path(), "aggregate-only.toml", SAMPLE_POLICY)?,
+        };
         let devnet = Devnet::start(DevnetOptions::new(dir.path(), enclave)).await?;
-        let result = play(&devnet, &self).await;
+        let result = play(&devnet, &input, &policy, &self.sql).await;
         devnet.shutdown().await;
         let line = result?;
         println!("{line}");
@@ -52,13 +60,19 @@ impl DemoArgs {
     }
 }
 
+fn write_sample(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing the sample {}", path.display()))?;
+    Ok(path)
+}
+
 /// Owner publishes, analyst rents and reads; returns the closing `demo: ok …` line.
-async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
+async fn play(devnet: &Devnet, input: &Path, policy: &Path, sql: &str) -> anyhow::Result<String> {
     let owner_chain = devnet.chain_as(owner_key()).await?;
     let request = PublishRequest {
-        input: args.input.clone(),
-        policy: args.policy.clone(),
-        terms: OfferTerms::sql(parse_amount("0.01ether")?, Duration::from_secs(86_400)),
+        input: input.to_owned(),
+        policy: policy.to_owned(),
+        terms: OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(86_400)),
         privacy_budget: 10_000_000,
         storage_url: devnet.objects_url.clone(),
         storage: devnet.options.storage.clone(),
@@ -79,7 +93,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
     );
 
     let analyst_chain = devnet.chain_as(analyst_key()).await?;
-    eprintln!("analyst: renting with SQL: {}", args.sql);
+    eprintln!("analyst: renting with SQL: {sql}");
     let started = Instant::now();
     let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &analyst_chain)?;
     let rental = analyst::rent(
@@ -87,7 +101,7 @@ async fn play(devnet: &Devnet, args: &DemoArgs) -> anyhow::Result<String> {
         &keys,
         (&published.offer, &published.offer_signature),
         (&devnet.pool_offer, &devnet.pool_offer_signature),
-        &args.sql,
+        sql,
         &RentOptions { epsilon: 100_000, ..Default::default() },
     )
     .await?;

@@ -9,7 +9,7 @@ use strongroom_types::{DatasetId, DatasetOffer, SignedOffer};
 use super::GlobalArgs;
 use crate::analyst::{self, RentOptions};
 use crate::market_client;
-use crate::units::{parse_amount, parse_epsilon};
+use crate::units::{Amount, Epsilon};
 
 #[derive(Debug, Args)]
 pub struct RentArgs {
@@ -20,10 +20,10 @@ pub struct RentArgs {
     pub sql: String,
     /// Privacy cost this task reserves from your budget on the dataset, e.g. 0.1.
     #[arg(long, default_value = "0")]
-    pub epsilon: String,
+    pub epsilon: Epsilon,
     /// Refuse to pay more than this in total (dataset + compute); checked by the contract.
     #[arg(long)]
-    pub max_price: Option<String>,
+    pub max_price: Option<Amount>,
     /// Print the task id and return without waiting for the result.
     #[arg(long)]
     pub no_wait: bool,
@@ -73,11 +73,7 @@ impl RentArgs {
             .min_by_key(|(o, _)| o.price)
             .context("the market lists no compute pool this licence allows")?;
         let requester_proof = RequesterTree::new(requesters).and_then(|t| t.proof(analyst)).unwrap_or_default();
-        let options = RentOptions {
-            epsilon: parse_epsilon(&self.epsilon)?,
-            max_price: self.max_price.as_deref().map(parse_amount).transpose()?,
-            requester_proof,
-        };
+        let options = RentOptions { epsilon: self.epsilon.0, max_price: self.max_price.map(|a| a.0), requester_proof };
         let keys = analyst::result_keys(&global.data_dir, &chain)?;
         let rental = analyst::rent(&chain, &keys, (dataset_offer, signature), pool_offer, &self.sql, &options).await?;
         eprintln!(
