@@ -1,7 +1,7 @@
 //! The journeys as people type them: the `strongroom` binary against a running devnet.
 
 use strongroom_cli::devnet::{analyst_key, owner_key};
-use strongroom_e2e::{POLICY, SAMPLE, anvil, devnet, strongroom};
+use strongroom_e2e::{POLICY, SAMPLE, anvil, devnet, run, strongroom, strongroom_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_and_analyst_journeys_through_the_binary() {
@@ -150,4 +150,85 @@ fn the_demo_runs_from_an_installed_copy_of_the_binaries() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.lines().last().unwrap().starts_with("demo: ok task=1 rows=5 "), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_are_keystores_key_files_or_the_environment_never_flags() {
+    let (dir, devnet) = devnet(false).await;
+    let home = dir.path().join("analyst");
+    let analyst = analyst_key();
+    let hex_key = format!("0x{}", alloy::hex::encode(analyst.to_bytes()));
+    let password = "a long enough password";
+    let cli = |envs: &[(&str, &str)], args: &[&str], stdin: &str| {
+        let mut command = strongroom_command(&devnet, &home);
+        command.args(args).envs(envs.iter().copied());
+        run(&mut command, stdin.as_bytes())
+    };
+    let balance_line = format!("{}: 0.000000000000000000 ETH withdrawable", analyst.address());
+
+    // A private key is not a flag: flags show in process lists and shell histories.
+    let out = cli(&[], &["--key", &hex_key, "balance"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stderr().contains("unexpected argument '--key'"), "{}", out.stderr());
+    let out = cli(&[], &["balance"], "");
+    assert!(out.stderr_line().starts_with("error: no account given: pass --account <name>"), "{}", out.stderr());
+
+    // Import reads the key from standard input into an encrypted keystore only its owner reads.
+    let with_password = [("STRONGROOM_KEYSTORE_PASSWORD", password)];
+    let out = cli(&with_password, &["account", "import", "analyst"], &hex_key);
+    assert!(out.status.success(), "{}", out.stderr());
+    assert!(out.stdout().starts_with(&format!("account analyst ({}) imported into", analyst.address())));
+    let keystore = home.join("keystore/analyst");
+    let text = std::fs::read_to_string(&keystore).unwrap();
+    assert!(!text.contains(&hex_key[2..]), "the keystore holds no plaintext key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&keystore).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let out = cli(&with_password, &["--account", "analyst", "balance"], "");
+    assert_eq!(out.stdout().trim(), balance_line, "{}", out.stderr());
+
+    // The password comes from the environment or a file, and a wrong one opens nothing.
+    let out = cli(&[], &["--account", "analyst", "balance"], "");
+    assert_eq!(
+        out.stderr_line(),
+        format!(
+            "error: the keystore {} needs its password: set STRONGROOM_KEYSTORE_PASSWORD or pass --password-file",
+            keystore.display()
+        )
+    );
+    let out = cli(&[("STRONGROOM_KEYSTORE_PASSWORD", "not the password")], &["--account", "analyst", "balance"], "");
+    assert!(
+        out.stderr_line()
+            .starts_with(&format!("error: cannot open the keystore {}: wrong password?", keystore.display())),
+        "{}",
+        out.stderr()
+    );
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    let out = cli(&[], &["--account", "analyst", "--password-file", password_file.to_str().unwrap(), "balance"], "");
+    assert_eq!(out.stdout().trim(), balance_line, "{}", out.stderr());
+
+    // New accounts, listed by name; one account at a time.
+    let out = cli(&with_password, &["account", "new", "spare"], "");
+    assert!(out.status.success() && out.stdout().starts_with("account spare (0x"), "{}", out.stderr());
+    let out = cli(&with_password, &["account", "new", "spare"], "");
+    assert!(out.stderr_line().starts_with("error: account `spare` already exists"), "{}", out.stderr());
+    let out = cli(&[("STRONGROOM_KEYSTORE_PASSWORD", "short")], &["account", "new", "other"], "");
+    assert_eq!(out.stderr_line(), "error: the keystore password has 5 characters; use at least 12");
+    assert_eq!(cli(&[], &["account", "list"], "").stdout(), "analyst\nspare\n");
+    let out = cli(&[("STRONGROOM_KEY", &hex_key)], &["--account", "spare", "balance"], "");
+    assert_eq!(out.stderr_line(), "error: more than one account given (--account, STRONGROOM_KEY): use one");
+
+    // A key file must be private to its owner.
+    let key_file = dir.path().join("analyst.key");
+    std::fs::write(&key_file, &hex_key).unwrap();
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = cli(&[], &["--key-file", key_file.to_str().unwrap(), "balance"], "");
+    assert_eq!(
+        out.stderr_line(),
+        format!("error: key file {} is readable by others (mode 644): `chmod 600` it", key_file.display())
+    );
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = cli(&[], &["--key-file", key_file.to_str().unwrap(), "balance"], "");
+    assert_eq!(out.stdout().trim(), balance_line, "{}", out.stderr());
+    devnet.shutdown().await;
 }

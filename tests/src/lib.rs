@@ -196,20 +196,38 @@ pub fn strongroom(
     key: &alloy::signers::local::PrivateKeySigner,
     args: &[&str],
 ) -> CliRun {
+    let mut command = strongroom_command(devnet, data_dir);
+    command.args(args).env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(key.to_bytes())));
+    run(&mut command, b"")
+}
+
+/// The `strongroom` binary pointed at the devnet, acting as no account until it is given one.
+pub fn strongroom_command(devnet: &Devnet, data_dir: &std::path::Path) -> std::process::Command {
     let enclave = strongroom_worker::locate_enclave_binary().expect("binaries are built");
-    let binary = enclave.with_file_name("strongroom");
-    let out = std::process::Command::new(&binary)
-        .args(args)
+    let mut command = std::process::Command::new(enclave.with_file_name("strongroom"));
+    command
         .env("STRONGROOM_RPC_URL", devnet.rpc_url())
         .env("STRONGROOM_CONTRACT", devnet.governance.address().to_string())
         .env("STRONGROOM_MARKET_URL", devnet.market.url())
         .env("STRONGROOM_KMS_URL", devnet.kms.url())
         .env("STRONGROOM_STORAGE_URL", &devnet.objects_url)
         .env("STRONGROOM_DATA_DIR", data_dir)
-        .env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(key.to_bytes())))
+        .env_remove("STRONGROOM_KEY")
         // Owners typing commands protect their key backup with a passphrase.
-        .env("STRONGROOM_BACKUP_PASSPHRASE", "correct horse battery staple")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        .env("STRONGROOM_BACKUP_PASSPHRASE", "correct horse battery staple");
+    command
+}
+
+/// Runs `command` with `stdin` as its standard input; returns what it printed.
+pub fn run(command: &mut std::process::Command, stdin: &[u8]) -> CliRun {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child.stdin.take().expect("piped").write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
     CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }
 }

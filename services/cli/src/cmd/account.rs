@@ -1,71 +1,148 @@
-//! Money held by the contract for an account: see it, withdraw it, reclaim an overdue task.
+//! Accounts on this machine: encrypted keystores (the standard Ethereum JSON keystore, scrypt
+//! and AES-128-CTR, which `cast wallet` reads and writes) under `<data-dir>/keystore/<name>`.
+//! Private keys are never command-line values: `import` reads the key from standard input.
 
-use alloy::primitives::utils::format_ether;
-use alloy::primitives::{Address, U256};
-use anyhow::Context;
-use clap::Args;
-use strongroom_types::TaskId;
+use std::io::BufRead;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
 
 use super::GlobalArgs;
 
-#[derive(Debug, Args)]
-pub struct BalanceArgs {
-    /// Account to look at; defaults to the one of `--key`.
-    pub account: Option<Address>,
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create a new account in an encrypted keystore (password: STRONGROOM_KEYSTORE_PASSWORD or --password-file).
+    New(NameArgs),
+    /// Encrypt an existing private key, read as hex from standard input, into a keystore.
+    Import(NameArgs),
+    /// List the keystores in this data dir.
+    List,
 }
 
-impl BalanceArgs {
-    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let account = match self.account {
-            Some(a) => a,
-            None => global.signer()?.address(),
-        };
-        let balance = chain.balance_of(account).await?;
-        if global.json {
-            println!("{}", serde_json::json!({ "account": account, "withdrawable_wei": balance.to_string() }));
-        } else {
-            println!("{account}: {} ETH withdrawable", format_ether(balance));
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The account's name, used with `--account <name>`.
+    pub name: String,
+}
+
+impl AccountCommand {
+    pub fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        match self {
+            Self::New(args) => {
+                let path = new_keystore_path(&global.data_dir, &args.name)?;
+                let password = checked_password(global, &path)?;
+                let (signer, _) = PrivateKeySigner::new_keystore(
+                    path.parent().expect("a keystore dir"),
+                    &mut rand08::thread_rng(),
+                    password.as_bytes(),
+                    Some(&args.name),
+                )
+                .with_context(|| format!("writing the keystore {}", path.display()))?;
+                restrict(&path)?;
+                println!("account {} ({}) created in {}", args.name, signer.address(), path.display());
+            }
+            Self::Import(args) => {
+                let path = new_keystore_path(&global.data_dir, &args.name)?;
+                let password = checked_password(global, &path)?;
+                let mut line = zeroize::Zeroizing::new(String::new());
+                std::io::stdin().lock().read_line(&mut line).context("reading the private key from standard input")?;
+                let signer: PrivateKeySigner = line
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("standard input does not hold a secp256k1 private key in hex"))?;
+                let key = zeroize::Zeroizing::new(signer.to_bytes().0);
+                PrivateKeySigner::encrypt_keystore(
+                    path.parent().expect("a keystore dir"),
+                    &mut rand08::thread_rng(),
+                    key.as_slice(),
+                    password.as_bytes(),
+                    Some(&args.name),
+                )
+                .with_context(|| format!("writing the keystore {}", path.display()))?;
+                restrict(&path)?;
+                println!("account {} ({}) imported into {}", args.name, signer.address(), path.display());
+            }
+            Self::List => {
+                let dir = keystore_dir(&global.data_dir);
+                let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+                };
+                names.sort();
+                if names.is_empty() {
+                    eprintln!("no keystores in {}: create one with `strongroom account new <name>`", dir.display());
+                }
+                for name in names {
+                    println!("{name}");
+                }
+            }
         }
         Ok(())
     }
 }
 
-#[derive(Debug, Args)]
-pub struct WithdrawArgs {}
-
-impl WithdrawArgs {
-    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let account = global.signer()?.address();
-        let amount = chain.balance_of(account).await?;
-        let tx = chain.withdraw().await?;
-        println!("withdrew {} ETH to {account} (tx {}, gas {})", format_ether(amount), tx.hash, tx.gas_used);
-        Ok(())
-    }
+fn keystore_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("keystore")
 }
 
-#[derive(Debug, Args)]
-pub struct RefundArgs {
-    /// A task past its deadline without a result.
-    pub task: TaskId,
+/// The keystore file of account `name`.
+pub(super) fn keystore_path(data_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let plain = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !plain || name.starts_with('.') {
+        bail!("account name `{name}` must be letters, digits, `-`, `_` or `.`, not starting with `.`");
+    }
+    Ok(keystore_dir(data_dir).join(name))
 }
 
-impl RefundArgs {
-    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let task = chain.task(self.task).await?.with_context(|| format!("task {} does not exist", self.task))?;
-        let tx = chain.refund(&task).await?;
-        let p = &task.params;
-        println!(
-            "task {} refunded: {} ETH (prices and the pool's slashed stake) credited to {} (tx {}); `strongroom withdraw` collects it",
-            self.task,
-            format_ether(
-                U256::from(p.datasetPrice) + U256::from(p.poolPrice) + U256::from(p.appPrice) + U256::from(p.stake)
-            ),
-            p.analyst,
-            tx.hash
-        );
-        Ok(())
+fn new_keystore_path(data_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = keystore_path(data_dir, name)?;
+    if path.exists() {
+        bail!("account `{name}` already exists at {}; choose another name", path.display());
     }
+    let dir = path.parent().expect("a keystore dir");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(path)
+}
+
+/// The password a new keystore is encrypted with: at least 12 characters.
+fn checked_password(global: &GlobalArgs, path: &Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let password = global.keystore_password(path)?;
+    if password.chars().count() < 12 {
+        bail!("the keystore password has {} characters; use at least 12", password.chars().count());
+    }
+    Ok(password)
+}
+
+fn restrict(path: &Path) -> anyhow::Result<()> {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("making {} private", path.display()))
+}
+
+/// Opens a keystore with the password the user gave.
+pub(super) fn open_keystore(path: &Path, global: &GlobalArgs) -> anyhow::Result<PrivateKeySigner> {
+    if !path.is_file() {
+        bail!("no keystore at {}: create one with `strongroom account new <name>`", path.display());
+    }
+    let password = global.keystore_password(path)?;
+    PrivateKeySigner::decrypt_keystore(path, password.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot open the keystore {}: wrong password? ({e})", path.display()))
+}
+
+/// Reads a private key in hex from a file only its owner may read.
+pub(super) fn read_key_file(path: &Path) -> anyhow::Result<PrivateKeySigner> {
+    let meta = std::fs::metadata(path).with_context(|| format!("key file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!("key file {} is readable by others (mode {mode:o}): `chmod 600` it", path.display());
+    }
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("key file {}", path.display()))?);
+    text.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("key file {} does not hold a secp256k1 private key in hex", path.display()))
 }

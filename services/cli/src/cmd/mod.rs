@@ -4,6 +4,7 @@ mod account;
 mod dataset;
 mod demo;
 mod devnet;
+mod funds;
 mod kms;
 mod market;
 mod rent;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 /// Rent data without handing it over: encrypted datasets, attested enclaves, results paid on chain.
@@ -38,9 +39,20 @@ pub struct GlobalArgs {
     /// Address of the Strongroom contract.
     #[arg(long, global = true, env = "STRONGROOM_CONTRACT")]
     pub contract: Option<Address>,
-    /// Private key (hex) of the account acting: owner, analyst or operator.
-    #[arg(long, global = true, env = "STRONGROOM_KEY", hide_env_values = true)]
-    pub key: Option<String>,
+    /// The account acting (owner, analyst or operator): an encrypted keystore of yours by name
+    /// (`strongroom account new|import|list`). Private keys are never command-line values:
+    /// otherwise give a keystore file, a key file, or the key in STRONGROOM_KEY.
+    #[arg(long, global = true, env = "STRONGROOM_ACCOUNT")]
+    pub account: Option<String>,
+    /// An encrypted keystore file (the standard Ethereum JSON keystore `cast wallet` writes).
+    #[arg(long, global = true, env = "STRONGROOM_KEYSTORE")]
+    pub keystore: Option<PathBuf>,
+    /// A file only you can read (mode 0600) holding the account's private key in hex.
+    #[arg(long, global = true, env = "STRONGROOM_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// A file holding the keystore's password (else STRONGROOM_KEYSTORE_PASSWORD).
+    #[arg(long, global = true, env = "STRONGROOM_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
     /// Market URL.
     #[arg(long, global = true, env = "STRONGROOM_MARKET_URL")]
     pub market_url: Option<String>,
@@ -67,9 +79,50 @@ impl GlobalArgs {
         self.contract.context("no contract given: pass --contract or set STRONGROOM_CONTRACT (see `strongroom devnet`)")
     }
 
+    /// The acting account's key, from exactly one of: `--account`, `--keystore`, `--key-file`,
+    /// or `STRONGROOM_KEY` (an environment variable, never a flag: flags show in process lists).
     pub fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
-        let key = self.key.as_deref().context("no account key given: pass --key or set STRONGROOM_KEY")?;
-        key.trim().parse().map_err(|_| anyhow::anyhow!("--key is not a secp256k1 private key in hex"))
+        let from_env = std::env::var("STRONGROOM_KEY").ok().map(zeroize::Zeroizing::new);
+        let given = [
+            self.account.as_ref().map(|_| "--account"),
+            self.keystore.as_ref().map(|_| "--keystore"),
+            self.key_file.as_ref().map(|_| "--key-file"),
+            from_env.as_ref().map(|_| "STRONGROOM_KEY"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if given.len() > 1 {
+            bail!("more than one account given ({}): use one", given.join(", "));
+        }
+        if let Some(name) = &self.account {
+            return account::open_keystore(&account::keystore_path(&self.data_dir, name)?, self);
+        }
+        if let Some(path) = &self.keystore {
+            return account::open_keystore(path, self);
+        }
+        if let Some(path) = &self.key_file {
+            return account::read_key_file(path);
+        }
+        let key = from_env.context(
+            "no account given: pass --account <name> (see `strongroom account new`), --keystore, --key-file, or set STRONGROOM_KEY",
+        )?;
+        key.trim().parse().map_err(|_| anyhow::anyhow!("STRONGROOM_KEY is not a secp256k1 private key in hex"))
+    }
+
+    /// The keystore password: from `--password-file`, else `STRONGROOM_KEYSTORE_PASSWORD`.
+    pub fn keystore_password(&self, keystore: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
+        if let Some(path) = &self.password_file {
+            let text = zeroize::Zeroizing::new(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the password file {}", path.display()))?,
+            );
+            return Ok(zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        std::env::var("STRONGROOM_KEYSTORE_PASSWORD").map(zeroize::Zeroizing::new).map_err(|_| {
+            anyhow::anyhow!(
+                "the keystore {} needs its password: set STRONGROOM_KEYSTORE_PASSWORD or pass --password-file",
+                keystore.display()
+            )
+        })
     }
 
     pub fn market_url(&self) -> anyhow::Result<&str> {
@@ -112,12 +165,15 @@ pub enum Command {
     /// Analysts: fetch, verify and decrypt results.
     #[command(subcommand)]
     Result(result::ResultCommand),
+    /// Your accounts: encrypted keystores on this machine.
+    #[command(subcommand)]
+    Account(account::AccountCommand),
     /// Show the ETH the contract holds for an account (earnings, refunds, change).
-    Balance(account::BalanceArgs),
+    Balance(funds::BalanceArgs),
     /// Withdraw everything the contract holds for your account.
-    Withdraw(account::WithdrawArgs),
+    Withdraw(funds::WithdrawArgs),
     /// Refund a task that passed its deadline without a result.
-    Refund(account::RefundArgs),
+    Refund(funds::RefundArgs),
     /// Worker operators: run the key-gated executor.
     #[command(subcommand)]
     Worker(worker::WorkerCommand),
@@ -147,6 +203,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dataset(cmd) => cmd.run(&global).await,
             Command::Rent(args) => args.run(&global).await,
             Command::Result(cmd) => cmd.run(&global).await,
+            Command::Account(cmd) => cmd.run(&global),
             Command::Balance(args) => args.run(&global).await,
             Command::Withdraw(args) => args.run(&global).await,
             Command::Refund(args) => args.run(&global).await,
