@@ -5,12 +5,11 @@
 //! A bench enclave identity stands in for the enclave process (its quote is signed by the
 //! simulated platform), so only chain gas is measured here; `make demo` measures the whole flow.
 
-use std::time::Duration;
-
 use alloy::primitives::{B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use strongroom_chain::{Chain, DevNode, Rental, Task};
-use strongroom_cli::devnet::{analyst_key, governance_key, operator_key, owner_key};
+use strongroom_chain::{Chain, Rental, Task};
+use strongroom_devnet::DevNode;
+use strongroom_devnet::{analyst_key, governance_key, operator_key, owner_key};
 use strongroom_enclave_sim::Platform;
 use strongroom_types::{
     AppOffer, Authorization, DatasetOffer, PoolOffer, ResultAttestation, random_salt, report_data_for, sign_typed,
@@ -138,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
     let (task, refund_rent) = analyst
         .rent(&dataset_offer, dataset_sig, &pool_offer, pool_sig, &rental("SELECT COUNT(*) FROM dataset"), sql_value)
         .await?;
-    gov.dev_increase_time(Duration::from_secs(601).as_secs()).await?;
+    strongroom_devnet::increase_time(&gov, 601).await?;
     let refund = analyst.refund(&task).await?;
 
     let median = |mut v: Vec<u64>| {

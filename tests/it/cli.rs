@@ -1,6 +1,6 @@
 //! The journeys as people type them: the `strongroom` binary against a running devnet.
 
-use strongroom_cli::devnet::{analyst_key, owner_key};
+use strongroom_devnet::{analyst_key, owner_key};
 use strongroom_e2e::{POLICY, SAMPLE, anvil, devnet, run, strongroom, strongroom_command};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

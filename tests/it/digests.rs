@@ -3,8 +3,9 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::sol_types::SolStruct;
-use strongroom_chain::{Chain, DevNode, Strongroom, commitment_hash};
-use strongroom_cli::devnet::governance_key;
+use strongroom_chain::{Chain, Strongroom, commitment_hash};
+use strongroom_devnet::DevNode;
+use strongroom_devnet::governance_key;
 use strongroom_types::{AppOffer, Authorization, DatasetOffer, PoolOffer, ResultAttestation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,10 +2,10 @@
 //! analyst gets the dataset price back.
 
 use alloy::primitives::U256;
-use strongroom_cli::analyst::{self, Outcome, RentOptions};
-use strongroom_cli::devnet::Devnet;
-use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
-use strongroom_cli::owner::Published;
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_client::owner::Published;
+use strongroom_devnet::Devnet;
+use strongroom_devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
 
 async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {

@@ -3,8 +3,8 @@
 use alloy::primitives::U256;
 use arrow_helpers::column_strings;
 use std::collections::BTreeMap;
-use strongroom_cli::analyst::{self, Outcome, RentOptions};
-use strongroom_cli::devnet::{analyst_key, operator_key, owner_key};
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, logs, publish_sample, rent, result_of, sample_rows};
 use strongroom_types::AuditEntry;
 

@@ -1,10 +1,10 @@
 //! Losing a key service loses nothing: the owner redeposits from the local sealed backup to a
 //! new key service, the dataset points at it, and rentals go on.
 
-use strongroom_cli::analyst::{self, Outcome, RentOptions};
-use strongroom_cli::backup::KeyBackup;
-use strongroom_cli::devnet::owner_key;
-use strongroom_cli::owner;
+use strongroom_client::KeyBackup;
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_client::owner::{OfferTerms, Owner, PublishRequest};
+use strongroom_devnet::owner_key;
 use strongroom_e2e::{devnet, publish_sample, rent, result_of, spawn_key_service};
 use strongroom_types::AuditEntry;
 
@@ -14,9 +14,7 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
     let published = publish_sample(&devnet).await;
 
     let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
-    let chain = devnet.chain_as(owner_key()).await.unwrap();
-    let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
-    let dataset = owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();
+    let dataset = devnet.owner().await.unwrap().redeposit(published.dataset, &replacement.url()).await.unwrap();
     assert_eq!((dataset.version, dataset.kms_url.as_str()), (2, replacement.url().as_str()));
     assert_eq!(dataset.kms_key, replacement.info().public_key.to_b256());
 
@@ -42,30 +40,19 @@ async fn a_publish_that_fails_midway_registers_nothing() {
     // Storage that refuses the upload: a regular file stands where the object directory should be.
     let blocker = dir.path().join("not-a-directory");
     std::fs::write(&blocker, b"x").unwrap();
-    let request = owner::PublishRequest {
-        input: strongroom_e2e::SAMPLE.into(),
-        policy: strongroom_e2e::POLICY.into(),
-        terms: strongroom_cli::owner::OfferTerms::sql(
-            alloy::primitives::U256::from(1u64),
-            std::time::Duration::from_secs(60),
-        ),
-        privacy_budget: 0,
-        storage_url: strongroom_storage::file_url(&blocker).unwrap(),
-        storage: Default::default(),
-        kms_url: devnet.kms.url(),
-        market_url: devnet.market.url(),
-        salt: Some(salt),
-        backup: strongroom_cli::backup::KeyBackup::new(&dir.path().join("owner")),
-        schema: None,
-        layout: Default::default(),
-        progress: None,
-    };
-    let err = owner::publish(&chain, &owner_key(), &request).await.unwrap_err();
+    let request = strongroom_e2e::sample_request(&devnet)
+        .with_terms(OfferTerms::sql(alloy::primitives::U256::from(1u64), std::time::Duration::from_secs(60)))
+        .with_privacy_budget(0)
+        .with_salt(salt);
+    let request = PublishRequest { storage_url: strongroom_storage::file_url(&blocker).unwrap(), ..request };
+    let owner =
+        Owner::new(chain.clone(), owner_key(), KeyBackup::new(&dir.path().join("owner")), Default::default()).unwrap();
+    let err = owner.publish(&request).await.unwrap_err();
     assert!(format!("{err:#}").contains("storage file://"), "{err:#}");
 
     let id = chain.dataset_id(owner_key().address(), salt).await.unwrap();
     assert_eq!(chain.dataset(id).await.unwrap(), None, "nothing registered");
-    let offers = strongroom_cli::market_client::dataset_offers(&devnet.market.url(), id).await.unwrap();
+    let offers = strongroom_client::MarketClient::new(&devnet.market.url()).unwrap().dataset_offers(id).await.unwrap();
     assert!(offers.is_empty(), "nothing offered");
     devnet.shutdown().await;
 }
@@ -77,10 +64,10 @@ async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
     let waiting =
         rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
     // One task is refunded while no worker runs: the restarted worker must leave it alone.
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() / 2).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() / 2).await.unwrap();
     let late = rent(&devnet, &published, "SELECT 2", &RentOptions::default()).await.unwrap();
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() / 2 + 1).await.unwrap();
-    let analyst = devnet.chain_as(strongroom_cli::devnet::analyst_key()).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() / 2 + 1).await.unwrap();
+    let analyst = devnet.chain_as(strongroom_devnet::analyst_key()).await.unwrap();
     analyst.refund(&waiting.task).await.unwrap();
 
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();

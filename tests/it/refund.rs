@@ -3,8 +3,8 @@
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use strongroom_chain::{TaskStatus, format_utc};
-use strongroom_cli::analyst::RentOptions;
-use strongroom_cli::devnet::analyst_key;
+use strongroom_client::analyst::RentOptions;
+use strongroom_devnet::analyst_key;
 use strongroom_e2e::{devnet, publish_sample, rent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +26,7 @@ async fn refund_only_after_the_deadline_then_withdraw() {
         format!("task {} can be refunded only after its deadline, {}", task.id, format_utc(task.params.deadline))
     );
 
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
     analyst.refund(task).await.unwrap();
     assert_eq!(analyst.task(task.id).await.unwrap().unwrap().status, TaskStatus::Refunded);
     // The analyst gets both prices back plus the pool's slashed stake; the epsilon is released.

@@ -3,8 +3,8 @@
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
-use strongroom_cli::analyst::RentOptions;
-use strongroom_cli::devnet::{Devnet, analyst_key, operator_key};
+use strongroom_client::analyst::RentOptions;
+use strongroom_devnet::{Devnet, analyst_key, operator_key};
 use strongroom_e2e::{devnet, publish_sample, rent, result_of};
 use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519SecretKey, sign_typed};
 
@@ -78,7 +78,7 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     );
 
     // Refunded after its deadline: the analyst has its money back, so there is nothing to run.
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
     analyst.refund(&active).await.unwrap();
     let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
@@ -89,7 +89,7 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
 
     // Active but past its deadline (not yet refunded).
     let late = rent(&devnet, &published, "SELECT 1", &options).await.unwrap().task_id();
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
     let (status, body) = request(&devnet, &analyst, late, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("deadline_passed")));
     assert!(body["message"].as_str().unwrap().starts_with(&format!("task {late} passed its deadline")));
@@ -122,7 +122,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
-    let info = strongroom_cli::owner::kms_info(&devnet.kms.url()).await.unwrap();
+    let info = strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap().info().await.unwrap();
     let keys = strongroom_types::DatasetKeys::generate(["a"]);
     let sealed = strongroom_types::seal(
         &info.public_key,
@@ -148,7 +148,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
         reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&body).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 403);
     let body: serde_json::Value = response.json().await.unwrap();
-    let owner: Address = strongroom_cli::devnet::owner_key().address();
+    let owner: Address = strongroom_devnet::owner_key().address();
     assert_eq!(
         body["message"],
         format!("{} signed the deposit but dataset {} is owned by {owner}", analyst_key().address(), published.dataset)

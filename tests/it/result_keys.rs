@@ -2,9 +2,9 @@
 //! sent, filed by deployment, account and public key, and found again from the task on chain.
 
 use alloy::signers::local::PrivateKeySigner;
-use strongroom_chain::DEV_KEYS;
-use strongroom_cli::analyst::{self, RentOptions};
-use strongroom_cli::devnet::{Devnet, analyst_key};
+use strongroom_client::analyst::{self, RentOptions};
+use strongroom_devnet::DEV_KEYS;
+use strongroom_devnet::{Devnet, analyst_key};
 use strongroom_e2e::{devnet, publish_sample, strongroom};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,8 +53,11 @@ async fn results_stay_readable_across_restarted_chains_accounts_and_crashes() {
     // the one on disk still opens the result.
     let chain = b.chain_as(analyst_key()).await.unwrap();
     let keys = analyst::result_keys(data_dir, &chain).unwrap();
-    let offers =
-        strongroom_cli::market_client::dataset_offers(&b.market.url(), dataset.parse().unwrap()).await.unwrap();
+    let offers = strongroom_client::MarketClient::new(&b.market.url())
+        .unwrap()
+        .dataset_offers(dataset.parse().unwrap())
+        .await
+        .unwrap();
     let strongroom_types::SignedOffer::Dataset { offer, signature, .. } = &offers[0] else { panic!("a dataset offer") };
     let rental = analyst::rent(
         &chain,

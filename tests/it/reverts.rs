@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, U256};
 use strongroom_chain::format_utc;
-use strongroom_cli::analyst::RentOptions;
-use strongroom_cli::devnet::{analyst_key, operator_key};
-use strongroom_cli::owner::OfferTerms;
+use strongroom_client::analyst::RentOptions;
+use strongroom_client::owner::OfferTerms;
+use strongroom_devnet::{analyst_key, operator_key};
 use strongroom_e2e::{devnet, publish_with, rent, strongroom};
 
 fn terms() -> OfferTerms {
@@ -21,7 +21,7 @@ async fn rent_refusals_read_as_sentences() {
 
     // Expired offer.
     let expiring = publish_with(&devnet, OfferTerms { validity: Duration::from_secs(5), ..terms() }, 0).await;
-    devnet.governance.dev_increase_time(60).await.unwrap();
+    devnet.increase_time(60).await.unwrap();
     let out = cli(&["rent", &expiring.dataset.to_string(), "--sql", "SELECT 1"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(out.stderr_line(), format!("error: offer expired at {}", format_utc(expiring.offer.validUntil)));
@@ -85,7 +85,7 @@ async fn a_result_after_the_deadline_is_refused_in_words() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_with(&devnet, terms(), 0).await;
     let rental = rent(&devnet, &published, "SELECT 1", &RentOptions::default()).await.unwrap();
-    devnet.governance.dev_increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
     let operator = devnet.chain_as(operator_key()).await.unwrap();
     let err = operator
         .submit_result(

@@ -1,29 +1,26 @@
 //! Datasets and results on an S3-compatible store (s3s-fs on loopback, SigV4 credentials):
 //! the same flow as on local files, tampering detected, bad credentials named.
 
-use strongroom_cli::owner::{self, OfferTerms, PublishRequest};
-use strongroom_cli::{analyst::Outcome, devnet::owner_key};
+use strongroom_client::analyst::Outcome;
+use strongroom_client::owner::{OfferTerms, Owner, PublishRequest};
 use strongroom_dataplane::Layout;
+use strongroom_devnet::owner_key;
 use strongroom_e2e::s3::{S3Server, SECRET_KEY};
-use strongroom_e2e::{POLICY, SAMPLE, devnet_with, rent, result_of};
+use strongroom_e2e::{devnet_with, rent, result_of, sample_request};
 use strongroom_storage::Storage;
 
-fn request(devnet: &strongroom_cli::devnet::Devnet, storage: Storage) -> PublishRequest {
-    PublishRequest {
-        input: SAMPLE.into(),
-        policy: POLICY.into(),
-        terms: OfferTerms::sql(alloy::primitives::U256::from(1_000u64), std::time::Duration::from_secs(3600)),
-        privacy_budget: 0,
-        storage_url: devnet.objects_url.clone(),
-        storage,
-        kms_url: devnet.kms.url(),
-        market_url: devnet.market.url(),
-        salt: None,
-        backup: strongroom_cli::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
-        schema: None,
-        layout: Layout::with_object_rows(2_000),
-        progress: None,
-    }
+fn request(devnet: &strongroom_devnet::Devnet) -> PublishRequest {
+    sample_request(devnet)
+        .with_terms(OfferTerms::sql(alloy::primitives::U256::from(1_000u64), std::time::Duration::from_secs(3600)))
+        .with_privacy_budget(0)
+        .with_layout(Layout::with_object_rows(2_000))
+}
+
+/// The devnet's owner, with these storage credentials.
+async fn owner(devnet: &strongroom_devnet::Devnet, storage: Storage) -> Owner {
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    let backup = strongroom_client::KeyBackup::new(&devnet.options.data_dir.join("owner"));
+    Owner::new(chain, owner_key(), backup, storage).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,8 +33,7 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
         options.storage = storage.clone();
     })
     .await;
-    let chain = devnet.chain_as(owner_key()).await.unwrap();
-    let published = owner::publish(&chain, &owner_key(), &request(&devnet, storage.clone())).await.unwrap();
+    let published = owner(&devnet, storage.clone()).await.publish(&request(&devnet)).await.unwrap();
     assert!(published.uri.starts_with("s3://datasets/owner/"), "{}", published.uri);
     assert_eq!(published.object_urls().len(), 2);
     for url in published.object_urls() {
@@ -48,7 +44,7 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
     let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
     let result = result_of(&devnet, &rental).await;
     assert!(result.location.starts_with("s3://results/pool/"), "{}", result.location);
-    let outcome = strongroom_cli::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
+    let outcome = strongroom_client::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
     assert!(matches!(outcome, Outcome::Table { rows: 3, .. }), "{outcome:?}");
 
     // A byte flipped on the store is caught inside the enclave, as on local files.
@@ -59,7 +55,7 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
     let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
     let result = result_of(&devnet, &rental).await;
     assert!(result.failed);
-    let outcome = strongroom_cli::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
+    let outcome = strongroom_client::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
     let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert!(message.starts_with("dataset object part-00001.parquet has sha256"), "{message}");
     devnet.shutdown().await;
@@ -75,9 +71,9 @@ async fn a_publish_refused_by_the_store_registers_nothing_and_says_why() {
     })
     .await;
     let chain = devnet.chain_as(owner_key()).await.unwrap();
-    let mut request = request(&devnet, Storage::new(vec![s3.scope("not-the-secret")]));
-    request.salt = Some(alloy::primitives::B256::repeat_byte(0x33));
-    let err = owner::publish(&chain, &owner_key(), &request).await.unwrap_err();
+    let request = request(&devnet).with_salt(alloy::primitives::B256::repeat_byte(0x33));
+    let refused = owner(&devnet, Storage::new(vec![s3.scope("not-the-secret")])).await;
+    let err = refused.publish(&request).await.unwrap_err();
     let message = format!("{err:#}");
     assert!(
         message.contains("storage s3://datasets/owner/")

@@ -2,12 +2,11 @@
 //! rotation re-encrypts everything under fresh keys without disturbing the tasks in flight.
 
 use arrow::util::pretty::pretty_format_batches;
-use strongroom_cli::analyst::{self, Outcome, RentOptions};
-use strongroom_cli::backup::KeyBackup;
-use strongroom_cli::devnet::{Devnet, owner_key};
-use strongroom_cli::owner::{self, Published};
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_client::owner::Published;
 use strongroom_dataplane as dataplane;
 use strongroom_dataplane::Manifest;
+use strongroom_devnet::Devnet;
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of, spawn_key_service};
 use strongroom_types::AuditEntry;
 
@@ -44,19 +43,9 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     // Rented against data version 1; no worker serves it until after the rotation.
     let before = rent(&devnet, &published, BY_REGION, &RentOptions::default()).await.unwrap();
 
-    let chain = devnet.chain_as(owner_key()).await.unwrap();
-    let backup = KeyBackup::new(&devnet.options.data_dir.join("owner"));
-    let rotated = owner::rotate(
-        &chain,
-        &owner_key(),
-        &backup,
-        &devnet.options.storage,
-        published.dataset,
-        dataplane::Layout::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let owner = devnet.owner().await.unwrap();
+    let backup = owner.backup();
+    let rotated = owner.rotate(published.dataset, dataplane::Layout::default(), None).await.unwrap();
     assert_eq!(rotated.manifest.data_version, 2);
     assert_eq!(rotated.manifest.rows, 3_000);
     assert_eq!(rotated.manifest.objects.len(), 1, "re-cut to the layout asked for");
@@ -81,7 +70,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
 
     // The keys of both versions move to a new key service, from the backup.
     let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
-    owner::redeposit(&chain, &owner_key(), &backup, published.dataset, &replacement.url()).await.unwrap();
+    owner.redeposit(published.dataset, &replacement.url()).await.unwrap();
 
     // The worker serves the task rented before the rotation from version 1, and a new one from 2.
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();

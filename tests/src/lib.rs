@@ -4,10 +4,10 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use strongroom_cli::analyst::{self, Published as ResultPublished, RentOptions, Rental};
-use strongroom_cli::devnet::analyst_key;
-use strongroom_cli::devnet::{Devnet, DevnetOptions, owner_key};
-use strongroom_cli::owner::{self, OfferTerms, PublishRequest, Published};
+use strongroom_client::analyst::{self, Published as ResultPublished, RentOptions, Rental};
+use strongroom_client::owner::{OfferTerms, PublishRequest, Published};
+use strongroom_devnet::analyst_key;
+use strongroom_devnet::{Devnet, DevnetOptions};
 
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
 pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-only.toml");
@@ -114,23 +114,15 @@ async fn publish_request(
     privacy_budget: u64,
     layout: strongroom_dataplane::Layout,
 ) -> Published {
-    let chain = devnet.chain_as(owner_key()).await.unwrap();
-    let request = PublishRequest {
-        input: SAMPLE.into(),
-        policy: POLICY.into(),
-        terms,
-        privacy_budget,
-        storage_url: devnet.objects_url.clone(),
-        storage: devnet.options.storage.clone(),
-        kms_url: devnet.kms.url(),
-        market_url: devnet.market.url(),
-        salt: None,
-        backup: strongroom_cli::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
-        schema: None,
-        layout,
-        progress: None,
-    };
-    owner::publish(&chain, &owner_key(), &request).await.expect("publish succeeds")
+    let request = sample_request(devnet).with_terms(terms).with_privacy_budget(privacy_budget).with_layout(layout);
+    devnet.owner().await.unwrap().publish(&request).await.expect("publish succeeds")
+}
+
+/// A request to publish the sample dataset on the devnet's storage, key service and market at
+/// 0.01 ether per task.
+pub fn sample_request(devnet: &Devnet) -> PublishRequest {
+    let price = alloy::primitives::U256::from(10_000_000_000_000_000u64);
+    PublishRequest::new(SAMPLE, POLICY, price, &devnet.objects_url, &devnet.kms.url(), &devnet.market.url())
 }
 
 /// The sample's rows as (email, region) pairs, read without Strongroom, to check results against.
@@ -147,8 +139,13 @@ pub fn sample_rows() -> Vec<(String, String)> {
 }
 
 /// Rents the published dataset on the devnet's pool as the analyst.
-pub async fn rent(devnet: &Devnet, published: &Published, sql: &str, options: &RentOptions) -> anyhow::Result<Rental> {
-    let chain = devnet.chain_as(analyst_key()).await?;
+pub async fn rent(
+    devnet: &Devnet,
+    published: &Published,
+    sql: &str,
+    options: &RentOptions,
+) -> strongroom_client::Result<Rental> {
+    let chain = devnet.chain_as(analyst_key()).await.expect("the devnet serves the analyst");
     let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &chain)?;
     analyst::rent(
         &chain,

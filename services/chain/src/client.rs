@@ -593,15 +593,6 @@ impl Chain {
             .ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: format!("no receipt for {tx}") })
     }
 
-    /// Moves the devnet clock forward (anvil only): for refund paths in tests and demos.
-    pub async fn dev_increase_time(&self, seconds: u64) -> Result<()> {
-        let _: serde_json::Value =
-            self.provider.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(|e| rpc(&self.url, e))?;
-        let _: serde_json::Value =
-            self.provider.raw_request("evm_mine".into(), ()).await.map_err(|e| rpc(&self.url, e))?;
-        Ok(())
-    }
-
     /// Sends a `rent`/`rentApp` call and reads the new task from its `TaskCreated` event.
     async fn send_rental<C: alloy::sol_types::SolCall>(
         &self,

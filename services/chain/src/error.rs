@@ -21,8 +21,6 @@ pub enum ChainError {
         "task {0}'s TaskCreated event does not match the commitment stored on chain: the RPC node is lying or broken"
     )]
     CommitmentMismatch(U256),
-    #[error("devnode: {0}")]
-    DevNode(String),
     // Our own bug.
     #[error("internal: expected event {0} in the receipt")]
     MissingEvent(&'static str),

@@ -10,7 +10,6 @@
 
 mod bindings;
 mod client;
-mod devnode;
 mod error;
 mod merkle;
 mod time;
@@ -20,7 +19,6 @@ pub use bindings::Strongroom::{Rental, TaskParams};
 pub use client::{
     AppInfo, Chain, DatasetInfo, JOB_APP, JOB_SQL, PoolInfo, ResultEvent, Task, TaskStatus, TxOutcome, commitment_hash,
 };
-pub use devnode::{DEV_KEYS, DevNode};
 pub use error::{ChainError, Result, describe_revert};
 pub use merkle::{RequesterTree, requester_leaf};
 pub use time::format_utc;

@@ -53,7 +53,7 @@ impl ResponseError for MarketError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(serde_json::json!({ "error": self.code(), "message": self.to_string() }))
+        let body = strongroom_types::ApiError { code: self.code().to_owned(), message: self.to_string() };
+        HttpResponse::build(self.status_code()).json(body)
     }
 }

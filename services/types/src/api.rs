@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AppOffer, DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};
 
+/// The JSON body of every refusal by the key service or the market: a stable machine-readable
+/// code and a sentence for people. The servers emit it and the clients decode it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    #[serde(rename = "error")]
+    pub code: String,
+    pub message: String,
+}
+
 /// `GET /v1/info` of a key service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KmsInfo {

@@ -3,14 +3,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task, TaskStatus};
+use strongroom_client::KmsClient;
 use strongroom_dataplane::{Manifest, manifest_dir};
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
-use strongroom_types::{Authorization, PoolId, ReleaseRequest, ReleaseResponse, sign_typed};
+use strongroom_types::{Authorization, PoolId, ReleaseRequest, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -43,12 +44,8 @@ pub enum WorkerError {
     Enclave(String),
     #[error("attestation: {0}")]
     Attestation(#[from] strongroom_enclave_sim::Error),
-    #[error("key service {url} refused task {task}: {message}")]
-    KeyRelease { url: String, task: U256, code: String, message: String },
-    #[error("cannot set up the HTTP client: {0}")]
-    Http(String),
-    #[error("key service {url} unreachable: {reason}")]
-    KeyServiceDown { url: String, reason: String },
+    #[error(transparent)]
+    KeyService(#[from] strongroom_client::ClientError),
     #[error("dataset {0} of the task is not registered")]
     UnknownDataset(alloy::primitives::B256),
     #[error("dataset {0} never had a version with manifest {1}")]
@@ -124,10 +121,7 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
 
     let (stop, stopped) = watch::channel(false);
     // One HTTP client for every key release: connections are reused across tasks.
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| WorkerError::Http(e.to_string()))?;
+    let http = strongroom_client::http_client()?;
     let worker = Worker { chain, client, http, config, enclave };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
@@ -249,7 +243,7 @@ impl Worker {
             enclave_signature: signature,
             authorization: authorization.clone(),
         };
-        let release = request_release(&self.http, &dataset.kms_url, &request).await?;
+        let release = KmsClient::with_http(&dataset.kms_url, self.http.clone()).release(&request).await?;
         info!("keys released to the enclave (sealed)");
         let objects = futures::future::try_join_all(object_urls.iter().map(|url| self.config.storage.get(url))).await?;
         let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
@@ -269,26 +263,6 @@ impl Worker {
         info!(%digest, failed, gas = outcome.gas_used, "result submitted");
         Ok(())
     }
-}
-
-async fn request_release(
-    client: &reqwest::Client,
-    kms_url: &str,
-    request: &ReleaseRequest,
-) -> Result<ReleaseResponse, WorkerError> {
-    let url = format!("{}/v1/releases", kms_url.trim_end_matches('/'));
-    let down = |reason: String| WorkerError::KeyServiceDown { url: kms_url.to_owned(), reason };
-    let response = client.post(&url).json(request).send().await.map_err(|e| down(e.to_string()))?;
-    if response.status().is_success() {
-        return response.json().await.map_err(|e| down(format!("bad release body: {e}")));
-    }
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
-    Err(WorkerError::KeyRelease {
-        url: kms_url.to_owned(),
-        task: request.task_id,
-        code: body["error"].as_str().unwrap_or("unknown").to_owned(),
-        message: body["message"].as_str().unwrap_or("no message").to_owned(),
-    })
 }
 
 fn unexpected(reply: EnclaveReply) -> WorkerError {

@@ -8,8 +8,8 @@ use strongroom_storage as storage;
 use super::GlobalArgs;
 use strongroom_dataplane::Layout;
 
-use crate::owner::{self, OfferTerms, PublishRequest};
 use crate::units::{Amount, Epsilon};
+use strongroom_client::owner::{self, OfferTerms, PublishRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetCommand {
@@ -31,20 +31,10 @@ pub struct RotateArgs {
 
 impl RotateArgs {
     async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let backup = global.key_backup();
+        let owner = global.owner().await?;
         let spinner = spinner(format!("re-encrypting dataset {} under fresh keys", self.dataset));
         let layout = Layout::with_object_rows(self.rows_per_object);
-        let rotated = owner::rotate(
-            &chain,
-            &global.signer()?,
-            &backup,
-            &global.storage()?,
-            self.dataset,
-            layout,
-            Some(spinner.clone()),
-        )
-        .await;
+        let rotated = owner.rotate(self.dataset, layout, Some(spinner.clone())).await;
         spinner.finish_and_clear();
         let rotated = rotated?;
         println!(
@@ -82,9 +72,7 @@ pub struct RedepositArgs {
 
 impl RedepositArgs {
     async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let backup = global.key_backup();
-        let dataset = owner::redeposit(&chain, &global.signer()?, &backup, self.dataset, &self.kms_url).await?;
+        let dataset = global.owner().await?.redeposit(self.dataset, &self.kms_url).await?;
         println!("dataset {} (version {}) now has its keys at {}", dataset.id, dataset.version, dataset.kms_url);
         Ok(())
     }
@@ -136,36 +124,33 @@ impl DatasetCommand {
             Self::Redeposit(args) => return args.run(global).await,
             Self::Rotate(args) => return args.run(global).await,
         };
-        let signer = global.signer()?;
-        let chain = global.chain().await?;
+        let owner = global.owner().await?;
         let storage_url = match args.storage_url {
             Some(url) => url,
             None => storage::file_url(&global.data_dir.join("objects"))?,
         };
-        let request = PublishRequest {
-            input: args.input,
-            policy: args.policy,
-            terms: OfferTerms {
-                volume: args.volume,
-                requesters: args.requesters,
-                max_epsilon: args.max_epsilon.0,
-                ..OfferTerms::sql(args.price.0, Duration::from_secs(args.valid_days * 86_400))
-            },
-            privacy_budget: args.privacy_budget.0,
-            storage_url,
-            storage: global.storage()?,
-            kms_url: args.kms_url,
-            market_url: global.market_url()?.into(),
-            salt: None,
-            backup: global.key_backup(),
-            schema: args.schema.as_deref().map(owner::parse_schema).transpose()?,
-            layout: Layout::with_object_rows(args.rows_per_object),
-            progress: None,
+        let terms = OfferTerms {
+            volume: args.volume,
+            requesters: args.requesters,
+            max_epsilon: args.max_epsilon.0,
+            ..OfferTerms::sql(args.price.0, Duration::from_secs(args.valid_days * 86_400))
         };
-        let spinner = spinner(format!("reading, encrypting and publishing {}", request.input.display()));
-        let request = PublishRequest { progress: Some(spinner.clone()), ..request };
+        let spinner = spinner(format!("reading, encrypting and publishing {}", args.input.display()));
+        let request = PublishRequest::new(
+            &args.input,
+            &args.policy,
+            args.price.0,
+            &storage_url,
+            &args.kms_url,
+            global.market_url()?,
+        )
+        .with_terms(terms)
+        .with_privacy_budget(args.privacy_budget.0)
+        .with_schema(args.schema.as_deref().map(owner::parse_schema).transpose()?)
+        .with_layout(Layout::with_object_rows(args.rows_per_object))
+        .with_progress(spinner.clone());
         let started = std::time::Instant::now();
-        let published = owner::publish(&chain, &signer, &request).await.context("publishing the dataset");
+        let published = owner.publish(&request).await.context("publishing the dataset");
         spinner.finish_and_clear();
         let published = published?;
         let secs = started.elapsed().as_secs_f64();

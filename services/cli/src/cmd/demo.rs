@@ -6,9 +6,9 @@ use arrow::util::pretty::pretty_format_batches;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::analyst::{self, Outcome, RentOptions};
-use crate::devnet::{Devnet, DevnetOptions, analyst_key, owner_key};
-use crate::owner::{self, OfferTerms, PublishRequest};
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_client::owner::{OfferTerms, PublishRequest};
+use strongroom_devnet::{Devnet, DevnetOptions, analyst_key};
 
 /// The sample dataset and policy of the repository, carried inside the binary: the demo runs
 /// wherever the binary is, not only beside the checkout it was built in.
@@ -68,23 +68,11 @@ fn write_sample(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
 
 /// Owner publishes, analyst rents and reads; returns the closing `demo: ok …` line.
 async fn play(devnet: &Devnet, input: &Path, policy: &Path, sql: &str) -> anyhow::Result<String> {
-    let owner_chain = devnet.chain_as(owner_key()).await?;
-    let request = PublishRequest {
-        input: input.to_owned(),
-        policy: policy.to_owned(),
-        terms: OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(86_400)),
-        privacy_budget: 10_000_000,
-        storage_url: devnet.objects_url.clone(),
-        storage: devnet.options.storage.clone(),
-        kms_url: devnet.kms.url(),
-        market_url: devnet.market.url(),
-        salt: None,
-        backup: crate::backup::KeyBackup::new(&devnet.options.data_dir.join("owner")),
-        schema: None,
-        layout: Default::default(),
-        progress: None,
-    };
-    let published = owner::publish(&owner_chain, &owner_key(), &request).await.context("owner: publishing")?;
+    let price = alloy::primitives::U256::from(10_000_000_000_000_000u64);
+    let request =
+        PublishRequest::new(input, policy, price, &devnet.objects_url, &devnet.kms.url(), &devnet.market.url())
+            .with_terms(OfferTerms::sql(price, Duration::from_secs(86_400)));
+    let published = devnet.owner().await?.publish(&request).await.context("owner: publishing")?;
     eprintln!(
         "owner: published dataset {} ({} rows, {} columns, each under its own key)",
         published.dataset,

@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::GlobalArgs;
-use crate::devnet::{Devnet, DevnetOptions};
+use strongroom_devnet::{Devnet, DevnetOptions};
 
 #[derive(Debug, Args)]
 pub struct DevnetArgs {

@@ -18,6 +18,8 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use strongroom_client::KeyBackup;
+use strongroom_client::owner::Owner;
 
 /// Rent data without handing it over: encrypted datasets, attested enclaves, results paid on chain.
 #[derive(Debug, Parser)]
@@ -132,12 +134,17 @@ impl GlobalArgs {
     /// The owner's key backup under `<data-dir>/owner`: protected by the passphrase in
     /// `STRONGROOM_BACKUP_PASSPHRASE` when set (never a flag: flags show in process lists), by a
     /// key file otherwise.
-    pub fn key_backup(&self) -> crate::backup::KeyBackup {
+    pub fn key_backup(&self) -> KeyBackup {
         let dir = self.data_dir.join("owner");
         match std::env::var("STRONGROOM_BACKUP_PASSPHRASE") {
-            Ok(passphrase) => crate::backup::KeyBackup::with_passphrase(&dir, zeroize::Zeroizing::new(passphrase)),
-            Err(_) => crate::backup::KeyBackup::new(&dir),
+            Ok(passphrase) => KeyBackup::with_passphrase(&dir, zeroize::Zeroizing::new(passphrase)),
+            Err(_) => KeyBackup::new(&dir),
         }
+    }
+
+    /// The acting account as a data owner: its key backup and storage credentials.
+    pub async fn owner(&self) -> anyhow::Result<Owner> {
+        Ok(Owner::new(self.chain().await?, self.signer()?, self.key_backup(), self.storage()?)?)
     }
 
     /// Storage as this party's credentials reach it.

@@ -1,14 +1,11 @@
 use std::time::Duration;
 
-use alloy::primitives::{Address, Bytes};
-use anyhow::Context;
 use clap::Args;
-use strongroom_chain::RequesterTree;
-use strongroom_types::{DatasetId, DatasetOffer, SignedOffer};
+use strongroom_client::MarketClient;
+use strongroom_client::analyst::{self, RentOptions};
+use strongroom_types::DatasetId;
 
 use super::GlobalArgs;
-use crate::analyst::{self, RentOptions};
-use crate::market_client;
 use crate::units::{Amount, Epsilon};
 
 #[derive(Debug, Args)]
@@ -32,56 +29,29 @@ pub struct RentArgs {
     pub timeout: u64,
 }
 
-/// The offer to use: the cheapest one this analyst can use now; failing that, the newest one,
-/// so that the contract says why it cannot be used.
-fn choose_offer(offers: &[SignedOffer], analyst: Address, now: u64) -> Option<(&DatasetOffer, &Bytes, &[Address])> {
-    let dataset_offers: Vec<_> = offers
-        .iter()
-        .filter_map(|o| match o {
-            SignedOffer::Dataset { offer, signature, requesters, .. } => {
-                Some((offer, signature, requesters.as_slice()))
-            }
-            _ => None,
-        })
-        .collect();
-    let usable = |(o, _, list): &(&DatasetOffer, &Bytes, &[Address])| {
-        o.validFrom <= now
-            && now <= o.validUntil
-            && (o.requester.is_zero() || o.requester == analyst)
-            && (o.requesterRoot.is_zero() || list.contains(&analyst))
-    };
-    dataset_offers.iter().filter(|o| usable(o)).min_by_key(|(o, _, _)| o.price).or(dataset_offers.first()).copied()
-}
-
 impl RentArgs {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let chain = global.chain().await?;
         let analyst = global.signer()?.address();
-        let market = global.market_url()?;
+        let market = MarketClient::new(global.market_url()?)?;
         let now = chain.block_timestamp().await?;
-        let offers = market_client::dataset_offers(market, self.dataset).await?;
-        let (dataset_offer, signature, requesters) = choose_offer(&offers, analyst, now)
-            .with_context(|| format!("the market lists no offer for dataset {}", self.dataset))?;
-        let pools = market_client::pool_offers(market).await?;
-        let pool_offer = pools
-            .iter()
-            .filter_map(|o| match o {
-                SignedOffer::Pool { offer, signature, .. } => Some((offer, signature)),
-                _ => None,
-            })
-            .filter(|(o, _)| dataset_offer.pool.is_zero() || o.pool == dataset_offer.pool)
-            .min_by_key(|(o, _)| o.price)
-            .context("the market lists no compute pool this licence allows")?;
-        let requester_proof = RequesterTree::new(requesters).and_then(|t| t.proof(analyst)).unwrap_or_default();
-        let options = RentOptions { epsilon: self.epsilon.0, max_price: self.max_price.map(|a| a.0), requester_proof };
+        let offers = analyst::choose_offers(&market, self.dataset, analyst, now).await?;
+        let options = RentOptions {
+            epsilon: self.epsilon.0,
+            max_price: self.max_price.map(|a| a.0),
+            requester_proof: offers.requester_proof.clone(),
+        };
         let keys = analyst::result_keys(&global.data_dir, &chain)?;
-        let rental = analyst::rent(&chain, &keys, (dataset_offer, signature), pool_offer, &self.sql, &options).await?;
-        eprintln!(
-            "task {} rented for {} wei (gas {})",
-            rental.task_id(),
-            dataset_offer.price + pool_offer.0.price,
-            rental.rent_gas
-        );
+        let rental = analyst::rent(
+            &chain,
+            &keys,
+            (&offers.dataset_offer, &offers.dataset_signature),
+            (&offers.pool_offer, &offers.pool_signature),
+            &self.sql,
+            &options,
+        )
+        .await?;
+        eprintln!("task {} rented for {} wei (gas {})", rental.task_id(), offers.price(), rental.rent_gas);
         if self.no_wait {
             println!("{}", rental.task_id());
             return Ok(());

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use strongroom_types::TaskId;
 
 use super::GlobalArgs;
-use crate::analyst::{self, Outcome};
+use strongroom_client::analyst::{self, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum ResultCommand {

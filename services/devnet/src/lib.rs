@@ -1,6 +1,14 @@
 //! A whole Strongroom on one machine, in one process: anvil, the contract (governed by dev
 //! account 0), the simulated platform trusted on chain, the key service and the market on
 //! loopback ports the OS picks, a pool with a listed offer, and optionally a worker.
+//!
+//! The local node, anvil's public development keys and time travel live here, out of the
+//! chain crate's production API. `strongroom demo`, `strongroom devnet` and the end-to-end
+//! tests start a [`Devnet`]; nothing else should.
+
+mod node;
+
+pub use node::{DEV_KEYS, DevNode, increase_time};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,8 +16,9 @@ use std::time::Duration;
 
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::Context;
-use strongroom_chain::{Chain, DEV_KEYS, DevNode};
+use strongroom_chain::Chain;
+use strongroom_client::owner::Owner;
+use strongroom_client::{KeyBackup, MarketClient};
 use strongroom_enclave_sim::{Platform, measure};
 use strongroom_kms::{KmsConfig, KmsHandle};
 use strongroom_market::{MarketConfig, MarketHandle};
@@ -18,7 +27,32 @@ use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, random_salt, sign_ty
 use strongroom_worker::{WorkerConfig, WorkerHandle};
 use tracing::info;
 
-use crate::market_client;
+/// Why the local stack could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    #[error("local node: {0}")]
+    Node(String),
+    #[error("{what}")]
+    Io { what: String, source: std::io::Error },
+    #[error("the enclave binary is needed to trust its measurement: build it with `cargo build --bins` ({0})")]
+    EnclaveBinary(strongroom_enclave_sim::Error),
+    #[error(transparent)]
+    Platform(#[from] strongroom_enclave_sim::Error),
+    #[error(transparent)]
+    Chain(#[from] strongroom_chain::ChainError),
+    #[error("key service: {0}")]
+    Kms(#[from] strongroom_kms::KmsError),
+    #[error("market: {0}")]
+    Market(#[from] strongroom_market::MarketError),
+    #[error("worker: {0}")]
+    Worker(#[from] strongroom_worker::WorkerError),
+    #[error(transparent)]
+    Client(#[from] strongroom_client::ClientError),
+    #[error(transparent)]
+    Storage(#[from] strongroom_storage::StorageError),
+}
+
+pub type Result<T, E = DevnetError> = std::result::Result<T, E>;
 
 /// Roles played by anvil's development accounts.
 pub fn governance_key() -> PrivateKeySigner {
@@ -91,17 +125,15 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    pub async fn start(options: DevnetOptions) -> anyhow::Result<Self> {
+    pub async fn start(options: DevnetOptions) -> Result<Self> {
         std::fs::create_dir_all(&options.data_dir)
-            .with_context(|| format!("creating {}", options.data_dir.display()))?;
+            .map_err(|source| DevnetError::Io { what: format!("creating {}", options.data_dir.display()), source })?;
         let node = DevNode::spawn(&options.anvil)?;
-        let governance = Chain::deploy(node.url(), governance_key(), true).await.context("deploying the contract")?;
+        let governance = Chain::deploy(node.url(), governance_key(), true).await?;
         info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
 
         let platform = Platform::load_or_create(&options.data_dir.join("platform"))?;
-        let measurement = measure(&options.enclave_binary).with_context(
-            || "the enclave binary is needed to trust its measurement: build it with `cargo build --bins`",
-        )?;
+        let measurement = measure(&options.enclave_binary).map_err(DevnetError::EnclaveBinary)?;
         governance.set_platform_key(platform.address(), true).await?;
         governance.set_measurement(measurement, true).await?;
 
@@ -135,11 +167,9 @@ impl Devnet {
             salt: random_salt(),
         };
         let pool_offer_signature = sign_typed(operator_key().credential(), &pool_offer, &governance.domain());
-        market_client::post_offer(
-            &market.url(),
-            &PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() },
-        )
-        .await?;
+        MarketClient::new(&market.url())?
+            .post_offer(&PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() })
+            .await?;
 
         let objects_url = match &options.objects_url {
             Some(url) => url.clone(),
@@ -171,12 +201,12 @@ impl Devnet {
     }
 
     /// Starts a worker for the devnet's pool (its enclave registers itself on chain).
-    pub async fn start_worker(&self) -> anyhow::Result<WorkerHandle> {
+    pub async fn start_worker(&self) -> Result<WorkerHandle> {
         self.start_worker_from(None).await
     }
 
     /// Starts a worker that looks for tasks from `start_block` on (see [`WorkerConfig::start_block`]).
-    pub async fn start_worker_from(&self, start_block: Option<u64>) -> anyhow::Result<WorkerHandle> {
+    pub async fn start_worker_from(&self, start_block: Option<u64>) -> Result<WorkerHandle> {
         let config = WorkerConfig {
             rpc_url: self.node.url().into(),
             contract: self.governance.address(),
@@ -193,8 +223,20 @@ impl Devnet {
     }
 
     /// The deployment as `signer` sees it.
-    pub async fn chain_as(&self, signer: PrivateKeySigner) -> anyhow::Result<Chain> {
+    pub async fn chain_as(&self, signer: PrivateKeySigner) -> Result<Chain> {
         Ok(self.governance.with_signer(signer).await?)
+    }
+
+    /// The devnet's data owner (dev account 1), its key backup under `<data-dir>/owner`.
+    pub async fn owner(&self) -> Result<Owner> {
+        let chain = self.chain_as(owner_key()).await?;
+        let backup = KeyBackup::new(&self.options.data_dir.join("owner"));
+        Ok(Owner::new(chain, owner_key(), backup, self.options.storage.clone())?)
+    }
+
+    /// Moves the chain's clock forward by `seconds` and mines a block.
+    pub async fn increase_time(&self, seconds: u64) -> Result<()> {
+        increase_time(&self.governance, seconds).await
     }
 
     pub fn rpc_url(&self) -> &str {
@@ -211,6 +253,7 @@ impl Devnet {
     }
 }
 
-fn loopback() -> anyhow::Result<TcpListener> {
-    TcpListener::bind("127.0.0.1:0").context("binding a loopback port")
+fn loopback() -> Result<TcpListener> {
+    TcpListener::bind("127.0.0.1:0")
+        .map_err(|source| DevnetError::Io { what: "binding a loopback port".into(), source })
 }

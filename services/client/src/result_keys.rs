@@ -14,7 +14,9 @@
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::{Address, B256};
-use anyhow::{Context, bail};
+
+use crate::error::IoContext;
+use crate::{ClientError, Result};
 use strongroom_types::{TaskId, X25519PublicKey, X25519SecretKey};
 
 /// One account's result keys on one deployment.
@@ -32,20 +34,20 @@ impl ResultKeys {
     }
 
     /// A fresh result key, on disk (0600, synced with its directory) before this returns.
-    pub fn create(&self) -> anyhow::Result<X25519SecretKey> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+    pub fn create(&self) -> Result<X25519SecretKey> {
+        std::fs::create_dir_all(&self.dir).io(|| format!("creating {}", self.dir.display()))?;
         let secret = X25519SecretKey::generate();
         let path = self.path(&secret.public_key());
-        secret.write_new(&path).with_context(|| format!("saving the result key to {}", path.display()))?;
+        secret.write_new(&path)?;
         // The file's name lives in the directory: sync it too, or a crash could lose the entry.
         std::fs::File::open(&self.dir)
             .and_then(|dir| dir.sync_all())
-            .with_context(|| format!("syncing {}", self.dir.display()))?;
+            .io(|| format!("syncing {}", self.dir.display()))?;
         Ok(secret)
     }
 
     /// The key of task `task`, whose result key on chain is `public`.
-    pub fn find(&self, task: TaskId, public: B256) -> anyhow::Result<X25519SecretKey> {
+    pub fn find(&self, task: TaskId, public: B256) -> Result<X25519SecretKey> {
         let path = self.path(&X25519PublicKey(public.0));
         if path.exists() {
             return Ok(X25519SecretKey::read_file(&path)?);
@@ -58,10 +60,10 @@ impl ResultKeys {
         {
             return Ok(secret);
         }
-        bail!(
+        Err(ClientError::Input(format!(
             "no result key for task {task} (result key {public} on chain) in {}: was it rented from another data dir or account?",
             self.dir.display()
-        )
+        )))
     }
 
     fn path(&self, public: &X25519PublicKey) -> PathBuf {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{ChainError, Result};
+use strongroom_chain::Chain;
+
+use crate::{DevnetError, Result};
 
 /// anvil's well-known development accounts (mnemonic "test test … junk"), public test keys
 /// with no value: governance, data owner, pool operator, analyst, spare.
@@ -16,6 +18,16 @@ pub const DEV_KEYS: [&str; 5] = [
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
     "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
 ];
+
+/// Moves the chain's clock forward and mines a block (anvil only): deadlines, refunds, expiry.
+pub async fn increase_time(chain: &Chain, seconds: u64) -> Result<()> {
+    use alloy::providers::Provider;
+    let provider = chain.contract().provider();
+    let rpc = |e: alloy::transports::TransportError| DevnetError::Node(format!("time travel on {}: {e}", chain.url()));
+    let _: serde_json::Value = provider.raw_request("evm_increaseTime".into(), (seconds,)).await.map_err(rpc)?;
+    let _: serde_json::Value = provider.raw_request("evm_mine".into(), ()).await.map_err(rpc)?;
+    Ok(())
+}
 
 /// Where `make contracts` installs anvil, relative to a checkout's root.
 const CHECKOUT_ANVIL: &str = "contracts/node_modules/.bin/anvil";
@@ -47,7 +59,7 @@ impl DevNode {
     /// Starts anvil with instant mining and waits until it listens.
     pub fn spawn(binary: &Path) -> Result<Self> {
         if !binary.exists() {
-            return Err(ChainError::DevNode(format!(
+            return Err(DevnetError::Node(format!(
                 "anvil not found at {}: set STRONGROOM_ANVIL to its path, put it on PATH, or run from a checkout after `make contracts`",
                 binary.display()
             )));
@@ -57,7 +69,7 @@ impl DevNode {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| ChainError::DevNode(format!("cannot start {}: {e}", binary.display())))?;
+            .map_err(|e| DevnetError::Node(format!("cannot start {}: {e}", binary.display())))?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         // anvil announces its address on stdout; keep draining afterwards so it never blocks.
@@ -76,12 +88,12 @@ impl DevNode {
                 Ok(addr) => break addr,
                 Err(_) if Instant::now() < deadline => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        return Err(ChainError::DevNode(format!("anvil exited with {status} before listening")));
+                        return Err(DevnetError::Node(format!("anvil exited with {status} before listening")));
                     }
                 }
                 Err(_) => {
                     let _ = child.kill();
-                    return Err(ChainError::DevNode("anvil did not start listening within 30 s".into()));
+                    return Err(DevnetError::Node("anvil did not start listening within 30 s".into()));
                 }
             }
         };

@@ -12,9 +12,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use alloy::primitives::B256;
-use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use strongroom_types::{DatasetId, DatasetKeys, INFO_BACKUP, SealedBox, X25519SecretKey, key_set_aad, open, seal};
+
+use crate::error::{IoContext, fail};
+use crate::{ClientError, Result};
 
 /// One dataset's backup file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,13 +80,14 @@ impl KeyBackup {
 
     /// The backup key: from the key file (created, mode 0600, on first use), or derived from the
     /// passphrase. A directory keeps to the protection it was created with.
-    fn secret(&self) -> anyhow::Result<X25519SecretKey> {
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+    fn secret(&self) -> Result<X25519SecretKey> {
+        std::fs::create_dir_all(&self.dir).io(|| format!("creating {}", self.dir.display()))?;
         let (key_file, salt_file) = (self.key_file(), self.salt_file());
         match &self.protection {
             Protection::KeyFile => {
                 if salt_file.exists() && !key_file.exists() {
-                    bail!(
+                    fail!(
+                        Backup,
                         "the key backup in {} is protected by a passphrase: set STRONGROOM_BACKUP_PASSPHRASE",
                         self.dir.display()
                     );
@@ -93,31 +96,32 @@ impl KeyBackup {
             }
             Protection::Passphrase(passphrase) => {
                 if key_file.exists() {
-                    bail!(
+                    fail!(
+                        Backup,
                         "the key backup in {} is protected by the key file {}, not a passphrase: unset STRONGROOM_BACKUP_PASSPHRASE",
                         self.dir.display(),
                         key_file.display()
                     );
                 }
                 if passphrase.len() < 12 {
-                    bail!("the backup passphrase has {} characters; use at least 12", passphrase.len());
+                    fail!(Backup, "the backup passphrase has {} characters; use at least 12", passphrase.len());
                 }
                 let salt = match std::fs::read(&salt_file) {
                     Ok(salt) => salt,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         let mut salt = [0u8; 16];
                         rand::fill(&mut salt);
-                        write_private(&salt_file, &salt)?;
+                        write_private(&salt_file, &salt).io(|| format!("writing {}", salt_file.display()))?;
                         salt.to_vec()
                     }
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", salt_file.display())),
+                    Err(e) => return Err(e).io(|| format!("reading {}", salt_file.display())),
                 };
                 let params = argon2::Params::new(64 * 1024, 3, 1, Some(32)).expect("valid Argon2 parameters");
                 let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
                 let mut derived = zeroize::Zeroizing::new([0u8; 32]);
                 argon
                     .hash_password_into(passphrase.as_bytes(), &salt, derived.as_mut())
-                    .map_err(|e| anyhow::anyhow!("deriving the backup key: {e}"))?;
+                    .map_err(|e| ClientError::Internal(format!("deriving the backup key: {e}")))?;
                 Ok(X25519SecretKey::from_bytes(derived.as_ref())?)
             }
         }
@@ -125,34 +129,29 @@ impl KeyBackup {
 
     /// Seals and stores the keys of the data version of `dataset` whose manifest has sha256
     /// `manifest`. Refuses to overwrite another backup of it.
-    pub fn store(
-        &self,
-        dataset: DatasetId,
-        manifest: B256,
-        keys: &DatasetKeys,
-        policy: &str,
-    ) -> anyhow::Result<PathBuf> {
+    pub fn store(&self, dataset: DatasetId, manifest: B256, keys: &DatasetKeys, policy: &str) -> Result<PathBuf> {
         let secret = self.secret()?;
         let sealed_keys = seal(&secret.public_key(), INFO_BACKUP, &key_set_aad(dataset, manifest), &keys.to_json())?;
         let path = self.file_for(dataset, manifest);
-        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-        let body =
-            serde_json::to_vec_pretty(&BackupFile { dataset, manifest, policy: policy.to_owned(), sealed_keys })?;
-        write_private(&path, &body).with_context(|| format!("writing the key backup {}", path.display()))?;
+        let parent = path.parent().expect("has a parent");
+        std::fs::create_dir_all(parent).io(|| format!("creating {}", parent.display()))?;
+        let body = serde_json::to_vec_pretty(&BackupFile { dataset, manifest, policy: policy.to_owned(), sealed_keys })
+            .map_err(|e| ClientError::Internal(e.to_string()))?;
+        write_private(&path, &body).io(|| format!("writing the key backup {}", path.display()))?;
         Ok(path)
     }
 
     /// The manifests (data versions) of `dataset` the backup holds keys for.
-    pub fn versions(&self, dataset: DatasetId) -> anyhow::Result<Vec<B256>> {
+    pub fn versions(&self, dataset: DatasetId) -> Result<Vec<B256>> {
         let dir = self.dir.join("keys").join(dataset.to_string());
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+            Err(e) => return Err(e).io(|| format!("reading {}", dir.display())),
         };
         let mut versions = Vec::new();
         for entry in entries {
-            let name = entry?.file_name();
+            let name = entry.io(|| format!("reading {}", dir.display()))?.file_name();
             if let Some(manifest) = name.to_str().and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
                 versions.push(manifest);
             }
@@ -162,18 +161,19 @@ impl KeyBackup {
     }
 
     /// The keys and policy of one data version of `dataset`, opened from the backup.
-    pub fn load(&self, dataset: DatasetId, manifest: B256) -> anyhow::Result<(DatasetKeys, String)> {
+    pub fn load(&self, dataset: DatasetId, manifest: B256) -> Result<(DatasetKeys, String)> {
         let path = self.file_for(dataset, manifest);
-        let body = std::fs::read(&path).with_context(|| {
+        let body = std::fs::read(&path).io(|| {
             format!(
                 "no key backup for dataset {dataset} with manifest {manifest} at {}: was it published or rotated from this data dir?",
                 path.display()
             )
         })?;
-        let file: BackupFile =
-            serde_json::from_slice(&body).with_context(|| format!("{} is not a key backup", path.display()))?;
+        let file: BackupFile = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Backup(format!("{} is not a key backup: {e}", path.display())))?;
         if (file.dataset, file.manifest) != (dataset, manifest) {
-            bail!(
+            fail!(
+                Backup,
                 "{} holds the keys of dataset {} with manifest {}, not {dataset} with {manifest}",
                 path.display(),
                 file.dataset,
@@ -183,20 +183,23 @@ impl KeyBackup {
         let plain =
             open(&self.secret()?, INFO_BACKUP, &key_set_aad(dataset, manifest), &file.sealed_keys, "key backup")
                 .map_err(|e| match self.protection {
-                    Protection::Passphrase(_) => anyhow::anyhow!("{}: wrong passphrase? ({e})", path.display()),
-                    Protection::KeyFile => anyhow::anyhow!("{}: {e}", path.display()),
+                    Protection::Passphrase(_) => {
+                        ClientError::Backup(format!("{}: wrong passphrase? ({e})", path.display()))
+                    }
+                    Protection::KeyFile => ClientError::Backup(format!("{}: {e}", path.display())),
                 })?;
         let plain = zeroize::Zeroizing::new(plain);
-        let keys = serde_json::from_slice(&plain).context("the key backup does not hold a key set")?;
+        let keys = serde_json::from_slice(&plain)
+            .map_err(|_| ClientError::Backup(format!("{} does not hold a key set", path.display())))?;
         Ok((keys, file.policy))
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(path)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     Ok(())

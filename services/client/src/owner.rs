@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::{Context, bail};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
-use strongroom_chain::{Chain, RequesterTree};
+use strongroom_chain::{Chain, DatasetInfo, RequesterTree};
 use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, manifest_dir, version_dir};
 use strongroom_storage::Storage;
 use strongroom_types::{
@@ -25,8 +24,8 @@ use strongroom_types::{
 };
 use tracing::info;
 
-use crate::backup::KeyBackup;
-use crate::market_client;
+use crate::error::{IoContext, fail};
+use crate::{ClientError, KeyBackup, KmsClient, MarketClient, Result};
 
 /// The licence terms of a dataset offer.
 #[derive(Clone, Debug)]
@@ -71,14 +70,77 @@ impl OfferTerms {
     }
 }
 
-/// Signs a dataset offer with these terms; the caller lists it (market) or presigns it (chain).
-pub async fn sign_offer(
+/// A data owner: the chain acting as them, their key backup and their storage credentials.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    chain: Chain,
+    signer: PrivateKeySigner,
+    backup: KeyBackup,
+    storage: Storage,
+}
+
+impl Owner {
+    /// `chain` must act as `signer` (see `Chain::with_signer`).
+    pub fn new(chain: Chain, signer: PrivateKeySigner, backup: KeyBackup, storage: Storage) -> Result<Self> {
+        if chain.sender() != Some(signer.address()) {
+            fail!(Input, "the chain connection acts as {:?}, not as the owner {}", chain.sender(), signer.address());
+        }
+        Ok(Self { chain, signer, backup, storage })
+    }
+
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    pub fn backup(&self) -> &KeyBackup {
+        &self.backup
+    }
+
+    /// Publishes a dataset end to end: encrypt and store the objects and the manifest, back
+    /// the keys up, deposit them, register the dataset, list the offer.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<Published> {
+        publish(self, request).await
+    }
+
+    /// Deposits the dataset's keys again from the backup, to `kms_url` (a new key service the
+    /// dataset is then pointed at, or the same one): every data version's the backup holds.
+    pub async fn redeposit(&self, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
+        redeposit(self, dataset, kms_url).await
+    }
+
+    /// Re-encrypts the dataset under fresh keys as its next data version, deposits the keys and
+    /// points the dataset at it; tasks rented before keep reading the version they rented.
+    pub async fn rotate(
+        &self,
+        dataset: DatasetId,
+        layout: Layout,
+        progress: Option<indicatif::ProgressBar>,
+    ) -> Result<Rotated> {
+        rotate(self, dataset, layout, progress).await
+    }
+
+    /// Signs a dataset offer with these terms; the caller lists it (market) or presigns it (chain).
+    pub async fn sign_offer(
+        &self,
+        dataset: DatasetId,
+        policy_hash: B256,
+        terms: &OfferTerms,
+    ) -> Result<(DatasetOffer, Bytes)> {
+        sign_offer(&self.chain, &self.signer, dataset, policy_hash, terms).await
+    }
+}
+
+async fn sign_offer(
     chain: &Chain,
     owner: &PrivateKeySigner,
     dataset: DatasetId,
     policy_hash: B256,
     terms: &OfferTerms,
-) -> anyhow::Result<(DatasetOffer, Bytes)> {
+) -> Result<(DatasetOffer, Bytes)> {
     let now = chain.block_timestamp().await?;
     let requester_root = RequesterTree::new(&terms.requesters).map(|t| t.root()).unwrap_or_default();
     let offer = DatasetOffer {
@@ -102,7 +164,8 @@ pub async fn sign_offer(
     Ok((offer, signature))
 }
 
-/// What to publish and on what terms.
+/// What to publish, where, and on what terms. [`PublishRequest::new`] names what has no
+/// default; the `with_*` methods change the rest.
 #[derive(Clone, Debug)]
 pub struct PublishRequest {
     pub input: PathBuf,
@@ -114,14 +177,10 @@ pub struct PublishRequest {
     pub privacy_budget: u64,
     /// Storage URL under which the dataset's objects are written (`file:///…/objects`, `s3://…`).
     pub storage_url: String,
-    /// The owner's storage credentials.
-    pub storage: Storage,
     pub kms_url: String,
     pub market_url: String,
     /// Makes the dataset id; random unless given.
     pub salt: Option<B256>,
-    /// Where the owner's sealed key backup goes (see [`KeyBackup`]).
-    pub backup: KeyBackup,
     /// The input's schema; inferred from the data when `None`.
     pub schema: Option<SchemaRef>,
     /// How the dataset is cut into objects and row groups.
@@ -130,23 +189,77 @@ pub struct PublishRequest {
     pub progress: Option<indicatif::ProgressBar>,
 }
 
+impl PublishRequest {
+    /// Publishes `input` under `policy` to `storage_url`, its keys to the key service at
+    /// `kms_url`, its offer to the market at `market_url`. Defaults: [`OfferTerms::sql`] at
+    /// `price` for 30 days, a privacy budget of 10 epsilon per analyst, a random salt, the
+    /// schema inferred, the default [`Layout`].
+    pub fn new(
+        input: impl Into<PathBuf>,
+        policy: impl Into<PathBuf>,
+        price: U256,
+        storage_url: &str,
+        kms_url: &str,
+        market_url: &str,
+    ) -> Self {
+        Self {
+            input: input.into(),
+            policy: policy.into(),
+            terms: OfferTerms::sql(price, Duration::from_secs(30 * 86_400)),
+            privacy_budget: 10_000_000,
+            storage_url: storage_url.to_owned(),
+            kms_url: kms_url.to_owned(),
+            market_url: market_url.to_owned(),
+            salt: None,
+            schema: None,
+            layout: Layout::default(),
+            progress: None,
+        }
+    }
+
+    pub fn with_terms(self, terms: OfferTerms) -> Self {
+        Self { terms, ..self }
+    }
+
+    /// Total epsilon (micro-units) each analyst may spend on the dataset.
+    pub fn with_privacy_budget(self, privacy_budget: u64) -> Self {
+        Self { privacy_budget, ..self }
+    }
+
+    pub fn with_salt(self, salt: B256) -> Self {
+        Self { salt: Some(salt), ..self }
+    }
+
+    pub fn with_schema(self, schema: Option<SchemaRef>) -> Self {
+        Self { schema, ..self }
+    }
+
+    pub fn with_layout(self, layout: Layout) -> Self {
+        Self { layout, ..self }
+    }
+
+    pub fn with_progress(self, progress: indicatif::ProgressBar) -> Self {
+        Self { progress: Some(progress), ..self }
+    }
+}
+
 /// A schema as people type it: `id:Int64,email:Utf8,spend:Float64` (Arrow type names).
-pub fn parse_schema(text: &str) -> anyhow::Result<SchemaRef> {
+pub fn parse_schema(text: &str) -> Result<SchemaRef> {
     let fields = text
         .split(',')
         .map(|pair| {
-            let (name, ty) = pair
-                .split_once(':')
-                .with_context(|| format!("schema entry `{pair}` is not `name:Type` (e.g. `age:Int64`)"))?;
+            let (name, ty) = pair.split_once(':').ok_or_else(|| {
+                ClientError::Input(format!("schema entry `{pair}` is not `name:Type` (e.g. `age:Int64`)"))
+            })?;
             let ty = ty.trim().parse::<datafusion::arrow::datatypes::DataType>().map_err(|e| {
-                anyhow::anyhow!(
+                ClientError::Input(format!(
                     "schema entry `{pair}`: `{}` is not an Arrow type ({e}); e.g. Int64, Float64, Utf8",
                     ty.trim()
-                )
+                ))
             })?;
             Ok(datafusion::arrow::datatypes::Field::new(name.trim(), ty, true))
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok(std::sync::Arc::new(Schema::new(fields)))
 }
 
@@ -177,21 +290,25 @@ impl Published {
 const FORMATS: [&str; 6] = ["csv", "json", "jsonl", "ndjson", "parquet", "arrow"];
 
 /// The format of `path`: its extension, or for a directory the one extension all its files share.
-fn input_format(path: &Path) -> anyhow::Result<String> {
+fn input_format(path: &Path) -> Result<String> {
     let ext = |p: &Path| p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     if path.is_file() {
         let ext = ext(path).unwrap_or_default();
         if !FORMATS.contains(&ext.as_str()) {
-            bail!("input {} has extension `{ext}`; use .csv, .jsonl, .parquet or .arrow (Arrow IPC)", path.display());
+            fail!(
+                Input,
+                "input {} has extension `{ext}`; use .csv, .jsonl, .parquet or .arrow (Arrow IPC)",
+                path.display()
+            );
         }
         return Ok(ext);
     }
     if !path.is_dir() {
-        bail!("input {} does not exist", path.display());
+        fail!(Input, "input {} does not exist", path.display());
     }
     let mut found = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))? {
-        let file = entry?.path();
+    for entry in std::fs::read_dir(path).io(|| format!("reading {}", path.display()))? {
+        let file = entry.io(|| format!("reading {}", path.display()))?.path();
         if file.is_file()
             && let Some(e) = ext(&file).filter(|e| FORMATS.contains(&e.as_str()))
         {
@@ -199,9 +316,10 @@ fn input_format(path: &Path) -> anyhow::Result<String> {
         }
     }
     match found.len() {
-        0 => bail!("directory {} holds no .csv, .jsonl, .parquet or .arrow file", path.display()),
+        0 => fail!(Input, "directory {} holds no .csv, .jsonl, .parquet or .arrow file", path.display()),
         1 => Ok(found.pop_first().expect("one")),
-        _ => bail!(
+        _ => fail!(
+            Input,
             "directory {} mixes formats ({}); publish one format at a time",
             path.display(),
             found.into_iter().collect::<Vec<_>>().join(", ")
@@ -211,18 +329,19 @@ fn input_format(path: &Path) -> anyhow::Result<String> {
 
 /// Reads CSV, JSON lines, Parquet or Arrow IPC (a file, or a directory of files of one format)
 /// into Arrow batches, inferring the schema unless `schema` is given.
-pub async fn read_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<(SchemaRef, Vec<RecordBatch>)> {
+pub async fn read_input(path: &Path, schema: Option<&Schema>) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let frame = open_input(path, schema).await?;
     let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.with_context(|| format!("cannot read {}", path.display()))?;
+    let batches = frame.collect().await.map_err(|source| ClientError::Read { path: path.to_owned(), source })?;
     Ok((schema, batches))
 }
 
 /// The input as a DataFusion frame, read lazily: publishing streams it batch by batch.
-async fn open_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<DataFrame> {
+async fn open_input(path: &Path, schema: Option<&Schema>) -> Result<DataFrame> {
     let format = input_format(path)?;
     let ctx = SessionContext::new();
-    let name = path.to_str().context("input path is not UTF-8")?;
+    let name =
+        path.to_str().ok_or_else(|| ClientError::Input(format!("input path {} is not UTF-8", path.display())))?;
     let dotted = format!(".{format}");
     let frame = match format.as_str() {
         "csv" => {
@@ -254,86 +373,99 @@ async fn open_input(path: &Path, schema: Option<&Schema>) -> anyhow::Result<Data
             ctx.read_arrow(name, options).await
         }
     }
-    .with_context(|| format!("cannot read {}", path.display()))?;
+    .map_err(|source| ClientError::Read { path: path.to_owned(), source })?;
     Ok(frame)
 }
 
-pub async fn kms_info(kms_url: &str) -> anyhow::Result<KmsInfo> {
-    let url = format!("{}/v1/info", kms_url.trim_end_matches('/'));
-    let response = reqwest::Client::new().get(&url).timeout(Duration::from_secs(30)).send().await;
-    let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;
-    Ok(response.error_for_status()?.json().await?)
-}
-
-/// Publishes a dataset end to end. `chain` must act as `owner`.
-pub async fn publish(chain: &Chain, owner: &PrivateKeySigner, req: &PublishRequest) -> anyhow::Result<Published> {
-    let policy_text = std::fs::read_to_string(&req.policy)
-        .with_context(|| format!("cannot read policy file {}", req.policy.display()))?;
-    let policy = Policy::parse(&policy_text).with_context(|| format!("policy file {}", req.policy.display()))?;
-    let policy_hash = keccak256(policy_text.as_bytes());
-    let kms = kms_info(&req.kms_url).await?;
-    if kms.chain_id != chain.chain_id() || kms.contract != chain.address() {
-        bail!(
-            "key service at {} serves chain {} contract {}, not this deployment",
-            req.kms_url,
-            kms.chain_id,
-            kms.contract
+/// The key service at `kms_url`, checked to serve the deployment `chain` is on.
+async fn key_service(kms_url: &str, chain: &Chain) -> Result<(KmsClient, KmsInfo)> {
+    let kms = KmsClient::new(kms_url)?;
+    let info = kms.info().await?;
+    if info.chain_id != chain.chain_id() || info.contract != chain.address() {
+        fail!(
+            Input,
+            "key service at {kms_url} serves chain {} contract {}, not this deployment",
+            info.chain_id,
+            info.contract
         );
     }
+    Ok((kms, info))
+}
+
+/// Publishes a dataset end to end: encrypt and store the objects and the manifest, back the
+/// keys up, deposit them, register the dataset, list the offer.
+pub(crate) async fn publish(owner: &Owner, req: &PublishRequest) -> Result<Published> {
+    let (chain, signer) = (&owner.chain, &owner.signer);
+    let policy_text =
+        std::fs::read_to_string(&req.policy).io(|| format!("cannot read policy file {}", req.policy.display()))?;
+    let policy = Policy::parse(&policy_text)
+        .map_err(|e| ClientError::Input(format!("policy file {}: {e}", req.policy.display())))?;
+    let policy_hash = keccak256(policy_text.as_bytes());
+    let (kms, kms_info) = key_service(&req.kms_url, chain).await?;
 
     let frame = open_input(&req.input, req.schema.as_deref()).await?;
     let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
     if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
-        bail!(
+        fail!(
+            Input,
             "policy file {} allows column `{column}`, which {} does not have",
             req.policy.display(),
             req.input.display()
         );
     }
     let salt = req.salt.unwrap_or_else(random_salt);
-    let dataset = chain.dataset_id(owner.address(), salt).await?;
+    let dataset = chain.dataset_id(signer.address(), salt).await?;
     let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
     let columns = column_entries(&schema);
 
     // 1. Encrypt and store the objects as the input streams in, then the manifest.
     let dir = version_dir(&req.storage_url, dataset, 1);
     let mut uploader =
-        ObjectUploader::new(&req.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
-    let mut batches = frame.execute_stream().await.with_context(|| format!("cannot read {}", req.input.display()))?;
+        ObjectUploader::new(&owner.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
+    let unreadable = |source| ClientError::Read { path: req.input.clone(), source };
+    let mut batches = frame.execute_stream().await.map_err(unreadable)?;
     while let Some(batch) = batches.next().await {
-        let batch = batch.with_context(|| format!("cannot read {}", req.input.display()))?;
+        let batch = batch.map_err(unreadable)?;
         uploader.write(&batch).await?;
     }
     let (rows, objects) = uploader.finish().await?;
     let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
-    let (uri, checksum) = store_manifest(&req.storage, &dir, &manifest).await?;
+    let (uri, checksum) = store_manifest(&owner.storage, &dir, &manifest).await?;
     info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
     // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
     //    key service and bound to this dataset id and manifest.
-    req.backup.store(dataset, checksum, &keys, &policy_text)?;
-    deposit_keys(&req.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
+    owner.backup.store(dataset, checksum, &keys, &policy_text)?;
+    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
 
     // 3. Register on chain.
     let (registered, outcome) = chain
-        .register_dataset(salt, &uri, checksum, &req.kms_url, kms.public_key.to_b256(), policy_hash, req.privacy_budget)
-        .await
-        .context("registering the dataset on chain")?;
+        .register_dataset(
+            salt,
+            &uri,
+            checksum,
+            &req.kms_url,
+            kms_info.public_key.to_b256(),
+            policy_hash,
+            req.privacy_budget,
+        )
+        .await?;
     if registered != dataset {
-        bail!("the contract registered dataset {registered}, expected {dataset}: contract and client disagree on ids");
+        fail!(
+            Internal,
+            "the contract registered dataset {registered}, expected {dataset}: contract and client disagree on ids"
+        );
     }
 
     // 4. Offer a licence.
-    let (offer, offer_signature) = sign_offer(chain, owner, dataset, policy_hash, &req.terms).await?;
-    market_client::post_offer(
-        &req.market_url,
-        &PostOfferRequest::Dataset {
+    let (offer, offer_signature) = sign_offer(chain, signer, dataset, policy_hash, &req.terms).await?;
+    MarketClient::new(&req.market_url)?
+        .post_offer(&PostOfferRequest::Dataset {
             offer: offer.clone(),
             signature: offer_signature.clone(),
             requesters: req.terms.requesters.clone(),
-        },
-    )
-    .await?;
+        })
+        .await?;
     info!(%dataset, "dataset registered and offered");
     Ok(Published {
         dataset,
@@ -384,7 +516,7 @@ impl<'k> ObjectUploader<'k> {
         layout: Layout,
         dir: &str,
         progress: Option<indicatif::ProgressBar>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self> {
         let writer = dataplane::ObjectWriter::new(schema, keys, dataset, data_version, layout)?;
         let started = std::time::Instant::now();
         Ok(Self {
@@ -398,7 +530,7 @@ impl<'k> ObjectUploader<'k> {
         })
     }
 
-    async fn write(&mut self, batch: &RecordBatch) -> anyhow::Result<()> {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows_read += batch.num_rows() as u64;
         for object in self.writer.as_mut().expect("not finished").write(batch)? {
             self.store(object).await?;
@@ -408,7 +540,7 @@ impl<'k> ObjectUploader<'k> {
     }
 
     /// Stores the last object; returns the row count and every object's manifest entry.
-    async fn finish(mut self) -> anyhow::Result<(u64, Vec<ObjectEntry>)> {
+    async fn finish(mut self) -> Result<(u64, Vec<ObjectEntry>)> {
         if let Some(object) = self.writer.take().expect("finished once").finish()? {
             self.store(object).await?;
         }
@@ -416,7 +548,7 @@ impl<'k> ObjectUploader<'k> {
         Ok((self.rows_read, self.objects))
     }
 
-    async fn store(&mut self, object: dataplane::EncryptedObject) -> anyhow::Result<()> {
+    async fn store(&mut self, object: dataplane::EncryptedObject) -> Result<()> {
         self.storage.put(&format!("{}/{}", self.dir, object.entry.name), object.ciphertext).await?;
         self.objects.push(object.entry);
         Ok(())
@@ -438,7 +570,7 @@ impl<'k> ObjectUploader<'k> {
 }
 
 /// Stores the manifest in `dir`; returns its URL and sha256 (what the chain records).
-async fn store_manifest(storage: &Storage, dir: &str, manifest: &Manifest) -> anyhow::Result<(String, B256)> {
+async fn store_manifest(storage: &Storage, dir: &str, manifest: &Manifest) -> Result<(String, B256)> {
     let (bytes, checksum) = manifest.to_stored();
     let uri = format!("{dir}/{}", Manifest::FILE_NAME);
     storage.put(&uri, bytes.into()).await?;
@@ -447,7 +579,7 @@ async fn store_manifest(storage: &Storage, dir: &str, manifest: &Manifest) -> an
 
 #[allow(clippy::too_many_arguments)]
 async fn deposit_keys(
-    kms_url: &str,
+    kms: &KmsClient,
     kms_key: &X25519PublicKey,
     chain: &Chain,
     owner: &PrivateKeySigner,
@@ -455,31 +587,23 @@ async fn deposit_keys(
     manifest_sha256: B256,
     keys: &DatasetKeys,
     policy: &str,
-) -> anyhow::Result<DepositResponse> {
+) -> Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_sha256), &keys.to_json())?;
     let deposit = Deposit { dataset, manifest: manifest_sha256, keysDigest: keccak256(sealed_keys.as_bytes()) };
     let signature = sign_typed(owner.credential(), &deposit, &chain.domain());
     let request =
         DepositRequest { dataset, manifest_sha256, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
-    let url = format!("{}/v1/deposits", kms_url.trim_end_matches('/'));
-    let response = reqwest::Client::new().post(&url).timeout(Duration::from_secs(30)).json(&request).send().await;
-    let response = response.with_context(|| format!("key service at {kms_url} is unreachable"))?;
-    if !response.status().is_success() {
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        bail!("key service refused the deposit: {}", body["message"].as_str().unwrap_or("no message"));
-    }
-    Ok(response.json().await?)
+    kms.deposit(&request).await
 }
 
 /// The dataset as registered, checked to belong to `owner`.
-async fn owned_dataset(
-    chain: &Chain,
-    owner: &PrivateKeySigner,
-    dataset: DatasetId,
-) -> anyhow::Result<strongroom_chain::DatasetInfo> {
-    let registered = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} is not registered"))?;
+async fn owned_dataset(chain: &Chain, owner: &PrivateKeySigner, dataset: DatasetId) -> Result<DatasetInfo> {
+    let registered = chain
+        .dataset(dataset)
+        .await?
+        .ok_or_else(|| ClientError::Input(format!("dataset {dataset} is not registered")))?;
     if registered.owner != owner.address() {
-        bail!("dataset {dataset} is owned by {}, not by {}", registered.owner, owner.address());
+        fail!(Input, "dataset {dataset} is owned by {}, not by {}", registered.owner, owner.address());
     }
     Ok(registered)
 }
@@ -488,45 +612,39 @@ async fn owned_dataset(
 /// version's, then every earlier one's the backup holds. If that is another key service than the
 /// one registered, the dataset is updated on chain to point at it (a new
 /// version with the same objects and policy). Returns the dataset as registered afterwards.
-pub async fn redeposit(
-    chain: &Chain,
-    owner: &PrivateKeySigner,
-    backup: &KeyBackup,
-    dataset: DatasetId,
-    kms_url: &str,
-) -> anyhow::Result<strongroom_chain::DatasetInfo> {
-    let registered = owned_dataset(chain, owner, dataset).await?;
+pub(crate) async fn redeposit(owner: &Owner, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
+    let (chain, signer, backup) = (&owner.chain, &owner.signer, &owner.backup);
+    let registered = owned_dataset(chain, signer, dataset).await?;
     let (keys, policy_text) = backup.load(dataset, registered.checksum)?;
     if keccak256(policy_text.as_bytes()) != registered.policy_hash {
-        bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");
+        fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
     }
-    let kms = kms_info(kms_url).await?;
-    deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, registered.checksum, &keys, &policy_text).await?;
+    let (kms, kms_info) = key_service(kms_url, chain).await?;
+    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, registered.checksum, &keys, &policy_text).await?;
     // Earlier data versions too: tasks rented before a rotation are served with their keys.
     for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.checksum) {
         let (keys, policy_text) = backup.load(dataset, manifest)?;
-        deposit_keys(kms_url, &kms.public_key, chain, owner, dataset, manifest, &keys, &policy_text).await?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest, &keys, &policy_text).await?;
     }
-    if registered.kms_url != kms_url || registered.kms_key != kms.public_key.to_b256() {
+    if registered.kms_url != kms_url || registered.kms_key != kms_info.public_key.to_b256() {
         chain
             .update_dataset(
                 dataset,
                 &registered.uri,
                 registered.checksum,
                 kms_url,
-                kms.public_key.to_b256(),
+                kms_info.public_key.to_b256(),
                 registered.policy_hash,
             )
-            .await
-            .context("pointing the dataset at the new key service")?;
+            .await?;
     }
-    chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))
+    chain.dataset(dataset).await?.ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))
 }
 
-/// A dataset after [`rotate`].
+/// A dataset after [`Owner::rotate`].
 #[derive(Debug)]
 pub struct Rotated {
-    pub dataset: strongroom_chain::DatasetInfo,
+    pub dataset: DatasetInfo,
     pub manifest: Manifest,
 }
 
@@ -535,29 +653,28 @@ pub struct Rotated {
 /// version, backs up and deposits the new keys, and points the dataset on chain at the new
 /// manifest. Tasks rented from then on get the new keys. The old version's objects and keys are
 /// left in place for tasks rented before; delete them once those are settled.
-pub async fn rotate(
-    chain: &Chain,
-    owner: &PrivateKeySigner,
-    backup: &KeyBackup,
-    storage: &Storage,
+pub(crate) async fn rotate(
+    owner: &Owner,
     dataset: DatasetId,
     layout: Layout,
     progress: Option<indicatif::ProgressBar>,
-) -> anyhow::Result<Rotated> {
-    let registered = owned_dataset(chain, owner, dataset).await?;
+) -> Result<Rotated> {
+    let (chain, signer, backup, storage) = (&owner.chain, &owner.signer, &owner.backup, &owner.storage);
+    let registered = owned_dataset(chain, signer, dataset).await?;
     let manifest_bytes = storage.get_checked(&registered.uri, registered.checksum).await?;
     let old = Manifest::parse(&manifest_bytes, dataset)
-        .map_err(|e| anyhow::anyhow!("the manifest at {} {e}", registered.uri))?;
+        .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
     let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
     if keccak256(policy_text.as_bytes()) != registered.policy_hash {
-        bail!("the backed-up policy of dataset {dataset} is not the one registered on chain");
+        fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
     }
-    let kms = kms_info(&registered.kms_url).await?;
-    if kms.public_key.to_b256() != registered.kms_key {
-        bail!(
+    let (kms, kms_info) = key_service(&registered.kms_url, chain).await?;
+    if kms_info.public_key.to_b256() != registered.kms_key {
+        fail!(
+            Input,
             "the key service at {} now has key {}, not {} as registered: run `strongroom dataset redeposit` first",
             registered.kms_url,
-            kms.public_key.to_b256(),
+            kms_info.public_key.to_b256(),
             registered.kms_key
         );
     }
@@ -573,8 +690,11 @@ pub async fn rotate(
                 && current.split('-').next() == Some(&format!("v{}", old.data_version))
         })
         .map(|(parent, _)| parent)
-        .with_context(|| {
-            format!("the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json", registered.uri, old.data_version)
+        .ok_or_else(|| {
+            ClientError::Corrupt(format!(
+                "the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json",
+                registered.uri, old.data_version
+            ))
         })?;
     let dir = format!("{dataset_dir}/v{version}-{}", &hex::encode(random_salt())[..8]);
     let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
@@ -584,13 +704,14 @@ pub async fn rotate(
         let ciphertext = storage.get_checked(&url, entry.sha256).await?;
         let (object_schema, batches) =
             dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
-                .with_context(|| format!("decrypting {url} with the backed-up keys"))?;
+                .map_err(|e| ClientError::Corrupt(format!("decrypting {url} with the backed-up keys: {e}")))?;
         // Every column the manifest lists, and every row, must come through the re-encryption.
         let columns: Vec<&str> = object_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let listed: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         if columns != listed || rows as u64 != entry.rows {
-            bail!(
+            fail!(
+                Corrupt,
                 "object {url} holds columns {columns:?} and {rows} rows; the manifest lists {listed:?} and {} rows",
                 entry.rows
             );
@@ -612,21 +733,22 @@ pub async fn rotate(
             uploader.write(batch).await?;
         }
     }
-    let uploader = uploader.with_context(|| format!("the manifest of dataset {dataset} lists no object"))?;
+    let uploader =
+        uploader.ok_or_else(|| ClientError::Corrupt(format!("the manifest of dataset {dataset} lists no object")))?;
     let (rows, objects) = uploader.finish().await?;
     if rows != old.rows {
-        bail!("re-encrypted {rows} rows, but the manifest of version {} lists {}", old.data_version, old.rows);
+        fail!(Corrupt, "re-encrypted {rows} rows, but the manifest of version {} lists {}", old.data_version, old.rows);
     }
     let manifest = Manifest { data_version: version, rows, objects, ..old };
     let (uri, checksum) = store_manifest(storage, &dir, &manifest).await?;
     backup.store(dataset, checksum, &keys, &policy_text)?;
-    deposit_keys(&registered.kms_url, &kms.public_key, chain, owner, dataset, checksum, &keys, &policy_text).await?;
+    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
     chain
         .update_dataset(dataset, &uri, checksum, &registered.kms_url, registered.kms_key, registered.policy_hash)
-        .await
-        .context("pointing the dataset at its new data version")?;
+        .await?;
     info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
-    let dataset = chain.dataset(dataset).await?.with_context(|| format!("dataset {dataset} vanished"))?;
+    let dataset =
+        chain.dataset(dataset).await?.ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))?;
     Ok(Rotated { dataset, manifest })
 }
 

@@ -1,0 +1,225 @@
+//! The analyst's journey: rent in one transaction, wait, fetch, verify, open.
+
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
+use arrow::ipc::reader::StreamReader;
+use arrow::record_batch::RecordBatch;
+use strongroom_chain::{Chain, RequesterTree, Task, TaskStatus};
+use strongroom_storage::Storage;
+use strongroom_types::{
+    DatasetId, DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, TaskId, X25519SecretKey,
+    open,
+};
+
+use crate::{ClientError, Result, ResultKeys};
+
+/// The result keys of the account `chain` acts as, on its deployment, under `data_dir`.
+pub fn result_keys(data_dir: &std::path::Path, chain: &Chain) -> Result<ResultKeys> {
+    let account = chain.sender().ok_or_else(|| ClientError::Input("renting needs an account key".into()))?;
+    Ok(ResultKeys::new(data_dir, chain.chain_id(), chain.address(), account))
+}
+
+/// A rental in flight: the task and the key only the analyst holds to read its result.
+#[derive(Debug)]
+pub struct Rental {
+    pub task: Task,
+    pub result_secret: X25519SecretKey,
+    pub rent_gas: u64,
+    pub block: u64,
+}
+
+impl Rental {
+    pub fn task_id(&self) -> TaskId {
+        self.task.id
+    }
+}
+
+/// The analyst's side of a rental, besides the offers.
+#[derive(Clone, Debug, Default)]
+pub struct RentOptions {
+    /// Privacy cost to reserve, in micro-epsilon.
+    pub epsilon: u64,
+    /// Refuse (on chain) to pay more than this in total; `None`: exactly the offers' prices.
+    pub max_price: Option<U256>,
+    /// Merkle proof that the analyst is on the offer's requester list.
+    pub requester_proof: Vec<B256>,
+}
+
+/// Rents `dataset_offer` on `pool_offer` to run `sql`, paying exactly the offers' prices.
+///
+/// The result key is saved in `keys` before the transaction is sent, so a rental that is paid
+/// can always be read, whatever happens to this process afterwards.
+pub async fn rent(
+    chain: &Chain,
+    keys: &ResultKeys,
+    dataset_offer: (&DatasetOffer, &Bytes),
+    pool_offer: (&PoolOffer, &Bytes),
+    sql: &str,
+    options: &RentOptions,
+) -> Result<Rental> {
+    let result_secret = keys.create()?;
+    let value = dataset_offer.0.price + pool_offer.0.price;
+    let rental = strongroom_chain::Rental {
+        resultKey: result_secret.public_key().to_b256(),
+        epsilon: options.epsilon,
+        maxPrice: options.max_price.unwrap_or(value),
+        requesterProof: options.requester_proof.clone(),
+        spec: Bytes::copy_from_slice(sql.as_bytes()),
+    };
+    let (task, outcome) = chain
+        .rent(dataset_offer.0, dataset_offer.1.clone(), pool_offer.0, pool_offer.1.clone(), &rental, value)
+        .await?;
+    Ok(Rental { task, result_secret, rent_gas: outcome.gas_used, block: outcome.block })
+}
+
+/// A result as the analyst reads it.
+#[derive(Debug)]
+pub enum Outcome {
+    Table { batches: Vec<RecordBatch>, rows: u64 },
+    Failed { message: String },
+}
+
+/// The published result of a task, as the contract accepted it.
+#[derive(Debug)]
+pub struct Published {
+    pub task_id: TaskId,
+    pub location: String,
+    /// keccak256 of the sealed result, signed by the enclave and checked by the contract.
+    pub digest: B256,
+    pub failed: bool,
+    pub submit_gas: u64,
+}
+
+/// Polls the chain until the task's result is published, the task is refunded, or `timeout`.
+pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, timeout: Duration) -> Result<Published> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(event) = chain.result_submitted(task_id, from_block).await? {
+            let submit_gas = chain.receipt_gas(event.tx_hash).await?;
+            return Ok(Published {
+                task_id,
+                location: event.location,
+                digest: event.digest,
+                failed: event.failed,
+                submit_gas,
+            });
+        }
+        match chain.task_status(task_id).await? {
+            TaskStatus::None => return Err(ClientError::Task(format!("task {task_id} does not exist"))),
+            TaskStatus::Refunded => {
+                return Err(ClientError::Task(format!("task {task_id} was refunded without a result")));
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let task = chain
+                .task(task_id)
+                .await?
+                .ok_or_else(|| ClientError::Task(format!("task {task_id} does not exist")))?;
+            return Err(ClientError::Task(format!(
+                "no result for task {task_id} after {} s: is a worker serving the pool? (refundable after its deadline, {})",
+                timeout.as_secs(),
+                strongroom_chain::format_utc(task.params.deadline)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Fetches the sealed result, checks it against the digest the enclave signed, and opens it.
+pub async fn read_result(published: &Published, secret: &X25519SecretKey, storage: &Storage) -> Result<Outcome> {
+    let task_id = published.task_id;
+    let location = &published.location;
+    let sealed = storage.get(location).await?;
+    let digest = keccak256(&sealed);
+    if digest != published.digest {
+        return Err(ClientError::Corrupt(format!(
+            "the result at {location} has digest {digest}, but the enclave attested {} on chain: it was altered",
+            published.digest
+        )));
+    }
+    let plaintext = open(secret, INFO_RESULT, &task_id.to_be_bytes::<32>(), &SealedBox(sealed.to_vec()), "result")?;
+    let payload: ResultPayload = serde_json::from_slice(&plaintext)
+        .map_err(|e| ClientError::Corrupt(format!("the result payload is malformed: {e}")))?;
+    Ok(match payload {
+        ResultPayload::Table { arrow_ipc, rows } => {
+            let corrupt =
+                |e: arrow::error::ArrowError| ClientError::Corrupt(format!("the result table is malformed: {e}"));
+            let reader = StreamReader::try_new(std::io::Cursor::new(arrow_ipc.to_vec()), None).map_err(corrupt)?;
+            let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(corrupt)?;
+            Outcome::Table { batches, rows }
+        }
+        ResultPayload::Failed { message } => Outcome::Failed { message },
+    })
+}
+
+/// The offers a rental of `dataset` would use, as the market lists them.
+#[derive(Clone, Debug)]
+pub struct ChosenOffers {
+    pub dataset_offer: DatasetOffer,
+    pub dataset_signature: Bytes,
+    pub pool_offer: PoolOffer,
+    pub pool_signature: Bytes,
+    /// The analyst's Merkle proof of being on the dataset offer's requester list (empty if none).
+    pub requester_proof: Vec<B256>,
+}
+
+impl ChosenOffers {
+    /// What the rental costs: both prices.
+    pub fn price(&self) -> U256 {
+        self.dataset_offer.price + self.pool_offer.price
+    }
+}
+
+/// Chooses the offers for `analyst` to rent `dataset` with, at chain time `now`: the cheapest
+/// dataset offer the analyst can use now (failing that, the newest one, so that the contract
+/// says why it cannot be used), and the cheapest pool offer that licence allows.
+pub async fn choose_offers(
+    market: &crate::MarketClient,
+    dataset: DatasetId,
+    analyst: Address,
+    now: u64,
+) -> Result<ChosenOffers> {
+    let offers = market.dataset_offers(dataset).await?;
+    let dataset_offers: Vec<_> = offers
+        .iter()
+        .filter_map(|o| match o {
+            SignedOffer::Dataset { offer, signature, requesters, .. } => {
+                Some((offer, signature, requesters.as_slice()))
+            }
+            _ => None,
+        })
+        .collect();
+    let usable = |(o, _, list): &&(&DatasetOffer, &Bytes, &[Address])| {
+        o.validFrom <= now
+            && now <= o.validUntil
+            && (o.requester.is_zero() || o.requester == analyst)
+            && (o.requesterRoot.is_zero() || list.contains(&analyst))
+    };
+    let (dataset_offer, dataset_signature, requesters) = dataset_offers
+        .iter()
+        .filter(usable)
+        .min_by_key(|(o, _, _)| o.price)
+        .or(dataset_offers.first())
+        .copied()
+        .ok_or_else(|| ClientError::Input(format!("the market lists no offer for dataset {dataset}")))?;
+    let pools = market.pool_offers().await?;
+    let (pool_offer, pool_signature) = pools
+        .iter()
+        .filter_map(|o| match o {
+            SignedOffer::Pool { offer, signature, .. } => Some((offer, signature)),
+            _ => None,
+        })
+        .filter(|(o, _)| dataset_offer.pool.is_zero() || o.pool == dataset_offer.pool)
+        .min_by_key(|(o, _)| o.price)
+        .ok_or_else(|| ClientError::Input("the market lists no compute pool this licence allows".into()))?;
+    let requester_proof = RequesterTree::new(requesters).and_then(|t| t.proof(analyst)).unwrap_or_default();
+    Ok(ChosenOffers {
+        dataset_offer: dataset_offer.clone(),
+        dataset_signature: dataset_signature.clone(),
+        pool_offer: pool_offer.clone(),
+        pool_signature: pool_signature.clone(),
+        requester_proof,
+    })
+}
