@@ -204,7 +204,14 @@ async fn accounts_are_keystores_key_files_or_the_environment_never_flags() {
     );
     let password_file = dir.path().join("password");
     std::fs::write(&password_file, format!("{password}\n")).unwrap();
-    let out = cli(&[], &["--account", "analyst", "--password-file", password_file.to_str().unwrap(), "balance"], "");
+    let with_file = ["--account", "analyst", "--password-file", password_file.to_str().unwrap(), "balance"];
+    let out = cli(&[], &with_file, "");
+    assert_eq!(
+        out.stderr_line(),
+        format!("error: password file {} is readable by others (mode 644): `chmod 600` it", password_file.display())
+    );
+    std::fs::set_permissions(&password_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let out = cli(&[], &with_file, "");
     assert_eq!(out.stdout().trim(), balance_line, "{}", out.stderr());
 
     // New accounts, listed by name; one account at a time.

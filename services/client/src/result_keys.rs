@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use alloy::primitives::{Address, B256};
 
-use crate::error::IoContext;
+use crate::error::{IoContext, fail};
 use crate::{ClientError, Result};
 use strongroom_types::{TaskId, X25519PublicKey, X25519SecretKey};
 
@@ -33,16 +33,28 @@ impl ResultKeys {
         Self { root, dir }
     }
 
-    /// A fresh result key, on disk (0600, synced with its directory) before this returns.
+    /// A fresh result key, on disk (0600, in directories only the analyst can list, synced up
+    /// to the data directory) before this returns.
     pub fn create(&self) -> Result<X25519SecretKey> {
-        std::fs::create_dir_all(&self.dir).io(|| format!("creating {}", self.dir.display()))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .io(|| format!("creating {}", self.dir.display()))?;
         let secret = X25519SecretKey::generate();
         let path = self.path(&secret.public_key());
         secret.write_new(&path)?;
-        // The file's name lives in the directory: sync it too, or a crash could lose the entry.
-        std::fs::File::open(&self.dir)
-            .and_then(|dir| dir.sync_all())
-            .io(|| format!("syncing {}", self.dir.display()))?;
+        // A file's name lives in its directory, and a new directory's in its parent: sync each,
+        // or a crash could lose the entry and with it the only key to a paid result.
+        for dir in self.dir.ancestors().take_while(|d| d.starts_with(&self.root)) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).io(|| format!("syncing {}", dir.display()))?;
+        }
+        if let Some(data_dir) = self.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::File::open(data_dir)
+                .and_then(|d| d.sync_all())
+                .io(|| format!("syncing {}", data_dir.display()))?;
+        }
         Ok(secret)
     }
 
@@ -50,7 +62,15 @@ impl ResultKeys {
     pub fn find(&self, task: TaskId, public: B256) -> Result<X25519SecretKey> {
         let path = self.path(&X25519PublicKey(public.0));
         if path.exists() {
-            return Ok(X25519SecretKey::read_file(&path)?);
+            let secret = X25519SecretKey::read_file(&path)?;
+            if secret.public_key().to_b256() != public {
+                fail!(
+                    Corrupt,
+                    "the result key in {} is not the one its name says: the file was altered",
+                    path.display()
+                );
+            }
+            return Ok(secret);
         }
         // Data directories from before keys were filed by public key kept `task-<id>.key`; such
         // a file is used only if it really is this task's key.

@@ -85,7 +85,9 @@ impl Manifest {
                 return Err(ManifestError::BadObjectName(entry.name.clone()));
             }
         }
-        if self.objects.iter().map(|o| o.rows).sum::<u64>() != self.rows {
+        // Checked: a manifest is the owner's to write, and an overflow must not abort the reader.
+        let total = self.objects.iter().try_fold(0u64, |sum, o| sum.checked_add(o.rows));
+        if total != Some(self.rows) {
             return Err(ManifestError::RowsDoNotAddUp);
         }
         Ok(())
@@ -161,5 +163,12 @@ mod tests {
         let mut m = manifest();
         m.rows = 4;
         assert_eq!(m.validate(dataset).unwrap_err().to_string(), "lists objects whose rows do not add up to its total");
+        let mut m = manifest();
+        m.objects[0].rows = u64::MAX;
+        assert_eq!(
+            m.validate(dataset),
+            Err(ManifestError::RowsDoNotAddUp),
+            "an overflowing sum is refused, not a panic"
+        );
     }
 }

@@ -68,6 +68,10 @@ impl DevNode {
             .args(["--port", "0", "--host", "127.0.0.1", "--accounts", "5", "--balance", "10000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // The chain needs none of the caller's secrets.
+            .env_remove("STRONGROOM_KEY")
+            .env_remove("STRONGROOM_KEYSTORE_PASSWORD")
+            .env_remove("STRONGROOM_BACKUP_PASSPHRASE")
             .spawn()
             .map_err(|e| DevnetError::Node(format!("cannot start {}: {e}", binary.display())))?;
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -22,6 +22,8 @@ pub(crate) enum EnclaveError {
     UnknownTask(U256),
     #[error("the key release is for task {got}, not task {expected}")]
     WrongTask { expected: U256, got: U256 },
+    #[error("{MAX_PENDING_TASKS} tasks already await their run: run or drop some before requesting keys for more")]
+    TooManyPending,
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
     WrongDeployment { chain_id: u64, contract: Address },
     #[error(transparent)]
@@ -47,7 +49,12 @@ struct PendingTask {
     columns: Vec<String>,
     /// The manifest the columns were planned on; checked against the chain at run time.
     manifest: bytes::Bytes,
+    /// keccak256 of the job the columns were planned for; the job run must be this one.
+    spec_hash: B256,
 }
+
+/// Most tasks whose keys may be requested and not yet run: each holds a manifest in memory.
+const MAX_PENDING_TASKS: usize = 256;
 
 struct Identity {
     key: SigningKey,
@@ -65,71 +72,109 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         match request {
-            HostRequest::Attest { chain_id, contract } => {
-                // One identity per enclave run; a restart is a new enclave that registers anew.
-                let key = match self.identity.take() {
-                    Some(identity) => identity.key,
-                    None => new_identity_key(),
-                };
-                let enclave = address_of(&key);
-                let (quote, platform_signature) = platform.quote(report_data_for(enclave))?;
-                self.identity = Some(Identity { key, domain: domain(chain_id, contract), chain_id, contract });
-                eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
-                Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
-            }
+            HostRequest::Attest { chain_id, contract } => self.attest(platform, chain_id, contract),
             HostRequest::RequestKeys { task_id, spec, manifest } => {
-                let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-                // A query that does not plan, or a manifest that does not parse, needs no column;
-                // the task fails, attested, at RunTask.
-                let schema = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.columns).unwrap_or_default();
-                let columns = std::str::from_utf8(&spec)
-                    .ok()
-                    .and_then(|sql| runtime.block_on(super::query::columns_read(&schema, sql)).ok())
-                    .unwrap_or_default();
-                let secret = X25519SecretKey::generate();
-                let task_key = secret.public_key();
-                let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
-                let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
-                self.tasks.insert(task_id, PendingTask { secret, columns: columns.clone(), manifest: manifest.0 });
-                Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature })
+                self.request_keys(task_id, &spec, manifest.0, runtime)
             }
             HostRequest::RunTask { task_id, sealed_release, spec, location, .. } => {
-                let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-                let PendingTask { secret: task_secret, columns: needed, manifest } =
-                    self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
-                let plain = zeroize::Zeroizing::new(open(
-                    &task_secret,
-                    INFO_RELEASE,
-                    &task_id.to_be_bytes::<32>(),
-                    &sealed_release,
-                    "key release",
-                )?);
-                drop(task_secret);
-                let release: KeyRelease =
-                    serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
-                drop(plain);
-                let facts = &release.facts;
-                if facts.task_id != task_id {
-                    return Err(EnclaveError::WrongTask { expected: task_id, got: facts.task_id });
-                }
-                if facts.chain_id != identity.chain_id || facts.contract != identity.contract {
-                    return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
-                }
-                let result_key = X25519PublicKey(facts.result_key.0);
-                let outcome = run_checked(release, &needed, &manifest, attached, &spec, runtime);
-                let (payload, failed) = match outcome {
-                    Ok(payload) => (payload, false),
-                    Err(message) => (ResultPayload::Failed { message }, true),
-                };
-                eprintln!("enclave: task {task_id} {}", if failed { "failed (attested)" } else { "succeeded" });
-                let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
-                let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
-                let digest = keccak256(sealed.as_bytes());
-                let attestation = ResultAttestation { taskId: task_id, digest, failed, location };
-                let signature = sign_hash(&identity.key, &attestation.eip712_signing_hash(&identity.domain));
-                Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature })
+                self.run_task(task_id, &sealed_release, attached, &spec, location, runtime)
             }
         }
+    }
+
+    fn attest(
+        &mut self,
+        platform: &mut PlatformClient,
+        chain_id: u64,
+        contract: Address,
+    ) -> Result<EnclaveReply, EnclaveError> {
+        // One identity per enclave run; a restart is a new enclave that registers anew.
+        let key = match self.identity.take() {
+            Some(identity) => identity.key,
+            None => new_identity_key(),
+        };
+        let enclave = address_of(&key);
+        let (quote, platform_signature) = platform.quote(report_data_for(enclave))?;
+        self.identity = Some(Identity { key, domain: domain(chain_id, contract), chain_id, contract });
+        eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
+        Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
+    }
+
+    fn request_keys(
+        &mut self,
+        task_id: U256,
+        spec: &[u8],
+        manifest: bytes::Bytes,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<EnclaveReply, EnclaveError> {
+        let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+        if self.tasks.len() >= MAX_PENDING_TASKS && !self.tasks.contains_key(&task_id) {
+            return Err(EnclaveError::TooManyPending);
+        }
+        // A query that does not plan, or a manifest that does not parse, needs no column;
+        // the task fails, attested, at RunTask.
+        let schema = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.columns).unwrap_or_default();
+        let columns = std::str::from_utf8(spec)
+            .ok()
+            .and_then(|sql| runtime.block_on(super::query::columns_read(&schema, sql)).ok())
+            .unwrap_or_default();
+        let secret = X25519SecretKey::generate();
+        let task_key = secret.public_key();
+        let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
+        let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
+        let pending = PendingTask { secret, columns: columns.clone(), manifest, spec_hash: keccak256(spec) };
+        self.tasks.insert(task_id, pending);
+        Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature })
+    }
+
+    fn run_task(
+        &mut self,
+        task_id: U256,
+        sealed_release: &strongroom_types::SealedBox,
+        attached: Vec<bytes::Bytes>,
+        spec: &[u8],
+        location: String,
+        runtime: &tokio::runtime::Runtime,
+    ) -> Result<EnclaveReply, EnclaveError> {
+        let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+        let PendingTask { secret: task_secret, columns: needed, manifest, spec_hash } =
+            self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+        let plain = zeroize::Zeroizing::new(open(
+            &task_secret,
+            INFO_RELEASE,
+            &task_id.to_be_bytes::<32>(),
+            sealed_release,
+            "key release",
+        )?);
+        drop(task_secret);
+        let release: KeyRelease =
+            serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
+        drop(plain);
+        let facts = &release.facts;
+        if facts.task_id != task_id {
+            return Err(EnclaveError::WrongTask { expected: task_id, got: facts.task_id });
+        }
+        if facts.chain_id != identity.chain_id || facts.contract != identity.contract {
+            return Err(EnclaveError::WrongDeployment { chain_id: facts.chain_id, contract: facts.contract });
+        }
+        let result_key = X25519PublicKey(facts.result_key.0);
+        // The keys were requested for the columns of the job planned then; the job run now
+        // (checked against the chain below) must be that one.
+        let outcome = match keccak256(spec) == spec_hash {
+            true => run_checked(release, &needed, &manifest, attached, spec, runtime),
+            false => Err("the job relayed to run is not the one whose columns were planned for the key request".into()),
+        };
+        let (payload, failed) = match outcome {
+            Ok(payload) => (payload, false),
+            Err(message) => (ResultPayload::Failed { message }, true),
+        };
+        eprintln!("enclave: task {task_id} {}", if failed { "failed (attested)" } else { "succeeded" });
+        let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
+        let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
+        let digest = keccak256(sealed.as_bytes());
+        let attestation = ResultAttestation { taskId: task_id, digest, failed, location };
+        let signature = sign_hash(&identity.key, &attestation.eip712_signing_hash(&identity.domain));
+        Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature })
     }
 }
 
@@ -190,7 +235,8 @@ fn run_checked(
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 
-/// A fresh secp256k1 key from the operating system's generator: the enclave's identity for one run.
+/// A fresh secp256k1 key from `rand`'s thread generator (ChaCha, seeded and reseeded from the
+/// operating system): the enclave's identity for one run.
 fn new_identity_key() -> SigningKey {
     loop {
         // All but a 2^-128 fraction of 32-byte strings are valid scalars.
@@ -296,5 +342,80 @@ mod tests {
         manifest.objects[2].name = "part-00009.parquet".into();
         let err = run(&keys, &manifest, objects).unwrap_err();
         assert!(err.to_lowercase().contains("decrypt") || err.to_lowercase().contains("tag"), "{err}");
+    }
+
+    /// An attested session for chain 1, as if `Attest` had run.
+    fn attested() -> Session {
+        let identity = Identity {
+            key: new_identity_key(),
+            domain: domain(1, Address::ZERO),
+            chain_id: 1,
+            contract: Address::ZERO,
+        };
+        Session { identity: Some(identity), tasks: HashMap::new() }
+    }
+
+    /// Requests keys for `planned`, releases them as a key service would for a task rented to run
+    /// `rented`, then runs `relayed`; returns what the analyst reads.
+    fn request_release_run(planned: &[u8], rented: &[u8], relayed: &[u8]) -> (bool, ResultPayload) {
+        let (keys, manifest, objects) = dataset();
+        let (stored, sha256) = manifest.to_stored();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut session = attested();
+        let task_id = U256::from(7);
+        let EnclaveReply::KeyRequest { task_key, columns, .. } =
+            session.request_keys(task_id, planned, stored.into(), &runtime).unwrap()
+        else {
+            panic!("a key request")
+        };
+        assert_eq!(columns, ["n"], "the plan's columns");
+        let analyst = X25519SecretKey::generate();
+        let facts = TaskFacts {
+            chain_id: 1,
+            contract: Address::ZERO,
+            task_id,
+            dataset: B256::repeat_byte(9),
+            job_kind: JOB_KIND_SQL,
+            job_hash: keccak256(rented),
+            result_key: analyst.public_key().to_b256(),
+            policy_hash: B256::ZERO,
+            manifest_sha256: sha256,
+            deadline: 0,
+        };
+        let release = KeyRelease { facts, keys, withheld: Vec::new() };
+        let sealed =
+            seal(&task_key, INFO_RELEASE, &task_id.to_be_bytes::<32>(), &serde_json::to_vec(&release).unwrap())
+                .unwrap();
+        let reply = session.run_task(task_id, &sealed, objects, relayed, "file:///r".into(), &runtime).unwrap();
+        let EnclaveReply::TaskResult { sealed_result, failed, .. } = reply else { panic!("a task result") };
+        let opened = open(
+            &analyst,
+            INFO_RESULT,
+            &task_id.to_be_bytes::<32>(),
+            &strongroom_types::SealedBox(sealed_result.to_vec()),
+            "result",
+        )
+        .unwrap();
+        assert!(session.tasks.is_empty(), "a run task is forgotten");
+        (failed, serde_json::from_slice(&opened).unwrap())
+    }
+
+    #[test]
+    fn the_job_run_must_be_the_one_planned_for_the_key_request() {
+        let (failed, payload) = request_release_run(SQL, SQL, SQL);
+        assert!(!failed && matches!(payload, ResultPayload::Table { rows: 1, .. }), "{payload:?}");
+
+        // The host plans one query for the keys and relays the rented one to run.
+        let wide = b"SELECT * FROM dataset";
+        let (failed, payload) = request_release_run(wide, SQL, SQL);
+        let ResultPayload::Failed { message } = payload else { panic!("expected a failure") };
+        assert!(failed);
+        assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
+
+        // Or relays another job than the one rented, planned or not.
+        let (failed, payload) = request_release_run(wide, SQL, wide);
+        let ResultPayload::Failed { message } = payload else { panic!("expected a failure") };
+        assert!(failed);
+        assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
     }
 }

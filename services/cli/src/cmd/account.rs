@@ -3,7 +3,7 @@
 //! Private keys are never command-line values: `import` reads the key from standard input.
 
 use std::io::BufRead;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use alloy::signers::local::PrivateKeySigner;
@@ -104,8 +104,11 @@ fn new_keystore_path(data_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
         bail!("account `{name}` already exists at {}; choose another name", path.display());
     }
     let dir = path.parent().expect("a keystore dir");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     Ok(path)
 }
 
@@ -133,13 +136,19 @@ pub(super) fn open_keystore(path: &Path, global: &GlobalArgs) -> anyhow::Result<
         .map_err(|e| anyhow::anyhow!("cannot open the keystore {}: wrong password? ({e})", path.display()))
 }
 
-/// Reads a private key in hex from a file only its owner may read.
-pub(super) fn read_key_file(path: &Path) -> anyhow::Result<PrivateKeySigner> {
-    let meta = std::fs::metadata(path).with_context(|| format!("key file {}", path.display()))?;
+/// Refuses a secret's file that others than its owner may read.
+pub(super) fn check_private(path: &Path, what: &str) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        bail!("key file {} is readable by others (mode {mode:o}): `chmod 600` it", path.display());
+        bail!("{what} {} is readable by others (mode {mode:o}): `chmod 600` it", path.display());
     }
+    Ok(())
+}
+
+/// Reads a private key in hex from a file only its owner may read.
+pub(super) fn read_key_file(path: &Path) -> anyhow::Result<PrivateKeySigner> {
+    check_private(path, "key file")?;
     let text =
         zeroize::Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("key file {}", path.display()))?);
     text.trim()

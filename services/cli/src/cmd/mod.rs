@@ -113,6 +113,7 @@ impl GlobalArgs {
     /// The keystore password: from `--password-file`, else `STRONGROOM_KEYSTORE_PASSWORD`.
     pub fn keystore_password(&self, keystore: &std::path::Path) -> anyhow::Result<zeroize::Zeroizing<String>> {
         if let Some(path) = &self.password_file {
+            account::check_private(path, "password file")?;
             let text = zeroize::Zeroizing::new(
                 std::fs::read_to_string(path)
                     .with_context(|| format!("reading the password file {}", path.display()))?,
