@@ -13,10 +13,12 @@
 //! wiped afterwards. Nothing logs key bytes.
 
 mod config;
+mod decision;
 mod error;
 mod service;
 mod store;
 
 pub use config::KmsConfig;
+pub use decision::{ChainView, DepositView, Grant, decide};
 pub use error::{KmsError, Result};
 pub use service::{KmsHandle, spawn};

@@ -1,4 +1,4 @@
-//! HTTP routes and the release decision.
+//! HTTP routes: deposits, releases (decided in `decision`), the audit log.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
@@ -7,14 +7,14 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use alloy::primitives::{B256, U256, keccak256};
 use serde::Deserialize;
-use strongroom_chain::{Chain, TaskStatus};
+use strongroom_chain::Chain;
 use strongroom_types::{
-    AuditEntry, Authorization, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE,
-    KeyRelease, KeyRequest, KmsInfo, Policy, ReleaseRequest, ReleaseResponse, SealedBox, TaskFacts, X25519SecretKey,
-    key_set_aad, open, recover_typed, seal,
+    AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
+    Policy, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad, open, recover_typed, seal,
 };
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
+use crate::decision::{ChainView, DepositView, decide};
 use crate::store::{Store, now};
 use crate::{KmsConfig, KmsError, Result};
 
@@ -143,107 +143,73 @@ fn open_keys(secret: &X25519SecretKey, dataset: B256, manifest: B256, sealed: &S
 async fn post_release(state: web::Data<State>, body: web::Json<ReleaseRequest>) -> Result<HttpResponse> {
     let req = body.into_inner();
     let span = tracing::info_span!("release", task = %req.task_id, enclave = %req.enclave);
-    let _guard = span.enter();
-    match release(&state, &req).await {
+    match release(&state, &req).instrument(span.clone()).await {
         Ok(response) => Ok(HttpResponse::Ok().json(response)),
         Err(e) => {
-            warn!(error = %e, "release refused");
+            span.in_scope(|| warn!(error = %e, "release refused"));
             Err(e)
         }
     }
 }
 
+/// Reads what the decision needs from the chain and the store, decides, and only then opens,
+/// seals and audits.
 async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse> {
     let chain = &state.chain;
-    let domain = chain.domain();
     // The parameters come from the TaskCreated event, checked against the on-chain commitment.
-    let task = chain.task(req.task_id).await?.ok_or(KmsError::UnknownTask(req.task_id))?;
-    if task.status != TaskStatus::Active {
-        return Err(KmsError::TaskNotActive { task: req.task_id, status: task.status.describe() });
-    }
-    let params = &task.params;
-    if chain.block_timestamp().await? > params.deadline {
-        return Err(KmsError::DeadlinePassed { task: req.task_id, deadline: params.deadline });
-    }
-    let key_request = KeyRequest { taskId: req.task_id, taskKey: req.task_key.to_b256(), columns: req.columns.clone() };
-    if recover_typed(&key_request, &domain, &req.enclave_signature) != Some(req.enclave) {
-        return Err(KmsError::BadEnclaveSignature(req.enclave));
-    }
-    let operator = params.poolOperator;
-    let authorization = Authorization { taskId: req.task_id, enclave: req.enclave };
-    if recover_typed(&authorization, &domain, &req.authorization) != Some(operator) {
-        return Err(KmsError::NotAuthorized { task: req.task_id, enclave: req.enclave, operator });
-    }
-    if !chain.is_enclave_active(req.enclave).await? {
-        return Err(KmsError::EnclaveNotRegistered(req.enclave));
-    }
-    if !params.measurement.is_zero() {
-        let (measurement, _) = chain.enclave(req.enclave).await?;
-        if measurement != params.measurement {
-            return Err(KmsError::MeasurementNotAllowed {
-                enclave: req.enclave,
-                measurement,
-                pinned: params.measurement,
-            });
-        }
-    }
-    let dataset = chain.dataset(params.dataset).await?.ok_or(KmsError::UnknownDataset(params.dataset))?;
-    let ours = state.secret.public_key().to_b256();
-    if dataset.kms_key != ours {
-        return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours });
-    }
-    // The keys of the data version the task was rented against (a rotation makes a new one).
-    let manifest = params.checksum;
-    let deposit = state.store.lock().expect("store lock").deposit(dataset.id, dataset.owner, manifest)?;
-    let (sealed, policy_text) = deposit.ok_or(KmsError::NoKeysDeposited { dataset: dataset.id, manifest })?;
-    // The policy the task was rented under is the one its keys are granted by.
-    let deposited_policy = keccak256(policy_text.as_bytes());
-    if deposited_policy != params.policyHash {
-        return Err(KmsError::PolicyMismatch {
-            dataset: dataset.id,
-            deposited: deposited_policy,
-            rented: params.policyHash,
-        });
-    }
-    let policy = Policy::parse(&policy_text).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
-    let mut keys = open_keys(&state.secret, dataset.id, manifest, &sealed)?;
-    for column in &req.columns {
-        if !keys.columns.contains_key(column) {
-            return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
-        }
-    }
-    // Released: needed ∩ granted. Needed but not granted is reported back, never released.
-    let withheld: Vec<String> = req.columns.iter().filter(|c| !policy.grants(c)).cloned().collect();
-    keys.columns.retain(|name, _| req.columns.contains(name) && policy.grants(name));
-    let facts = TaskFacts {
+    let task = chain.task(req.task_id).await?;
+    let (block_time, enclave_active, enclave_measurement, dataset) = match &task {
+        Some(task) => (
+            chain.block_timestamp().await?,
+            chain.is_enclave_active(req.enclave).await?,
+            chain.enclave(req.enclave).await?.0,
+            chain.dataset(task.params.dataset).await?,
+        ),
+        None => (0, false, B256::ZERO, None),
+    };
+    let view = ChainView {
         chain_id: chain.chain_id(),
         contract: chain.address(),
-        task_id: req.task_id,
-        dataset: dataset.id,
-        job_kind: params.kind,
-        job_hash: params.jobHash,
-        result_key: params.resultKey,
-        policy_hash: params.policyHash,
-        manifest_sha256: params.checksum,
-        deadline: params.deadline,
+        now: block_time,
+        task,
+        enclave_active,
+        enclave_measurement,
+        dataset,
     };
+    // The keys of the data version the task was rented against, deposited by the dataset's owner.
+    let deposit = match (&view.task, &view.dataset) {
+        (Some(task), Some(dataset)) => {
+            let (id, owner, manifest) = (dataset.id, dataset.owner, task.params.checksum);
+            let found = state.store.lock().expect("store lock").deposit(id, owner, manifest)?;
+            found.map(|(sealed, policy)| {
+                let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
+                (keys, policy)
+            })
+        }
+        _ => None,
+    };
+    let deposit_view = deposit.as_ref().map(|(keys, policy)| DepositView {
+        policy: policy.clone(),
+        key_columns: keys.as_ref().map(|k| k.columns.keys().cloned().collect()).map_err(Clone::clone),
+    });
+    let grant = decide(req, &chain.domain(), &view, state.secret.public_key().to_b256(), deposit_view.as_ref())?;
+
+    let Some((Ok(mut keys), _)) = deposit else {
+        return Err(KmsError::Internal("a release was granted without deposited keys".into()));
+    };
+    keys.columns.retain(|name, _| grant.columns.contains(name));
     let key_ids = keys.key_ids();
-    let release = KeyRelease { facts, keys, withheld };
+    let dataset = grant.facts.dataset;
+    let release = KeyRelease { facts: grant.facts, keys, withheld: grant.withheld };
     let plaintext =
         zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
     drop(release);
     let sealed_release = seal(&req.task_key, INFO_RELEASE, &req.task_id.to_be_bytes::<32>(), &plaintext)
         .map_err(|e| KmsError::Internal(e.to_string()))?;
-    let entry = AuditEntry {
-        task_id: req.task_id,
-        dataset: dataset.id,
-        enclave: req.enclave,
-        key_ids,
-        released_at: now() as u64,
-    };
+    let entry = AuditEntry { task_id: req.task_id, dataset, enclave: req.enclave, key_ids, released_at: now() as u64 };
     // Audit before answering: a release that is not on record does not leave the service.
     state.store.lock().expect("store lock").record_release(&entry)?;
-    info!(dataset = %dataset.id, key_ids = ?entry.key_ids, "keys released");
+    info!(%dataset, key_ids = ?entry.key_ids, "keys released");
     Ok(ReleaseResponse { sealed_release })
 }
 
