@@ -22,3 +22,4 @@ pub use config::KmsConfig;
 pub use decision::{ChainView, DepositView, Grant, decide};
 pub use error::{KmsError, Result};
 pub use service::{KmsHandle, spawn};
+pub use store::{DepositStore, SqliteDepositStore};

@@ -1,13 +1,13 @@
 //! HTTP routes: deposits, releases (decided in `decision`), the audit log.
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Mutex;
+use std::net::TcpListener;
+use std::sync::Arc;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use alloy::primitives::{B256, U256, keccak256};
 use serde::Deserialize;
 use strongroom_chain::Chain;
+use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
     Policy, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad, open, recover_typed, seal,
@@ -15,26 +15,24 @@ use strongroom_types::{
 use tracing::{Instrument, info, warn};
 
 use crate::decision::{ChainView, DepositView, decide};
-use crate::store::{Store, now};
+use crate::store::{DepositStore, SqliteDepositStore, now};
 use crate::{KmsConfig, KmsError, Result};
 
 struct State {
     chain: Chain,
     secret: X25519SecretKey,
-    store: Mutex<Store>,
+    store: Arc<dyn DepositStore>,
 }
 
 /// A running key service. [`KmsHandle::shutdown`] stops it gracefully.
 pub struct KmsHandle {
-    addr: SocketAddr,
+    service: ServiceHandle,
     info: KmsInfo,
-    server: ServerHandle,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl KmsHandle {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.service.url()
     }
 
     pub fn info(&self) -> &KmsInfo {
@@ -42,13 +40,12 @@ impl KmsHandle {
     }
 
     pub async fn shutdown(self) {
-        self.server.stop(true).await;
-        let _ = self.task.await;
+        self.service.shutdown().await
     }
 
     /// Waits until the server stops (for `strongroom kms serve`).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.map_err(std::io::Error::other)?
+        self.service.wait().await
     }
 }
 
@@ -61,27 +58,21 @@ pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle
         other => KmsError::Internal(other.to_string()),
     })?;
     let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
-    let store = Store::open(&config.data_dir.join("kms.sqlite"))?;
+    let store = Arc::new(SqliteDepositStore::open(&config.data_dir.join("kms.sqlite"))?);
     let info = KmsInfo { public_key: secret.public_key(), chain_id: chain.chain_id(), contract: chain.address() };
-    let state = web::Data::new(State { chain, secret, store: Mutex::new(store) });
-    let addr = listener.local_addr()?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::JsonConfig::default().limit(1 << 20))
-            .route("/v1/info", web::get().to(get_info))
-            .route("/v1/deposits", web::post().to(post_deposit))
-            .route("/v1/releases", web::post().to(post_release))
-            .route("/v1/audit", web::get().to(get_audit))
-    })
-    .workers(2)
-    .client_request_timeout(std::time::Duration::from_secs(30))
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    info!(%addr, public_key = %info.public_key, "key service listening");
-    Ok(KmsHandle { addr, info, server: handle, task: tokio::spawn(server) })
+    let state = web::Data::new(State { chain, secret, store });
+    let limits = Limits { json_bytes: 1 << 20, ..Limits::default() };
+    let service = strongroom_http::serve(listener, limits, state, routes)?;
+    info!(addr = %service.addr(), public_key = %info.public_key, "key service listening");
+    Ok(KmsHandle { service, info })
+}
+
+fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/info", web::get().to(get_info))
+        .route("/v1/deposits", web::post().to(post_deposit))
+        .route("/v1/releases", web::post().to(post_release))
+        .route("/v1/audit", web::get().to(get_audit));
 }
 
 async fn get_info(state: web::Data<State>) -> HttpResponse {
@@ -114,9 +105,10 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     {
         return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
     }
-    let store = state.store.lock().expect("store lock");
-    store.put_deposit(req.dataset, signer, req.manifest_sha256, &req.sealed_keys, &req.policy)?;
-    drop(store);
+    state
+        .store
+        .put_deposit(req.dataset, signer, req.manifest_sha256, req.sealed_keys.clone(), req.policy.clone())
+        .await?;
     info!(dataset = %req.dataset, manifest = %req.manifest_sha256, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
     Ok(HttpResponse::Ok().json(DepositResponse {
         dataset: req.dataset,
@@ -180,7 +172,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let deposit = match (&view.task, &view.dataset) {
         (Some(task), Some(dataset)) => {
             let (id, owner, manifest) = (dataset.id, dataset.owner, task.params.checksum);
-            let found = state.store.lock().expect("store lock").deposit(id, owner, manifest)?;
+            let found = state.store.deposit(id, owner, manifest).await?;
             found.map(|(sealed, policy)| {
                 let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
                 (keys, policy)
@@ -208,8 +200,9 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         .map_err(|e| KmsError::Internal(e.to_string()))?;
     let entry = AuditEntry { task_id: req.task_id, dataset, enclave: req.enclave, key_ids, released_at: now() as u64 };
     // Audit before answering: a release that is not on record does not leave the service.
-    state.store.lock().expect("store lock").record_release(&entry)?;
-    info!(%dataset, key_ids = ?entry.key_ids, "keys released");
+    let released = entry.key_ids.clone();
+    state.store.record_release(entry).await?;
+    info!(%dataset, key_ids = ?released, "keys released");
     Ok(ReleaseResponse { sealed_release })
 }
 
@@ -219,6 +212,6 @@ struct AuditQuery {
 }
 
 async fn get_audit(state: web::Data<State>, query: web::Query<AuditQuery>) -> Result<HttpResponse> {
-    let entries = state.store.lock().expect("store lock").releases(query.task_id)?;
+    let entries = state.store.releases(query.task_id).await?;
     Ok(HttpResponse::Ok().json(entries))
 }

@@ -1,10 +1,95 @@
-//! SQLite state: sealed deposits and the release audit log (WAL, synchronous=FULL).
+//! The key service's state, behind [`DepositStore`]: sealed deposits and the release audit log.
+//! The SQLite backend (WAL, synchronous=FULL) runs its blocking calls off the async executor; a
+//! PostgreSQL backend implements the same trait.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256, U256};
 use rusqlite::{Connection, OptionalExtension, params};
 use strongroom_types::{AuditEntry, SealedBox};
+
+/// Where a key service keeps what owners deposited and what it released.
+#[async_trait::async_trait]
+pub trait DepositStore: Send + Sync + 'static {
+    /// Stores (or replaces) the depositor's sealed keys for one data version of a dataset, named
+    /// by its manifest's sha256. Older versions' keys stay: tasks rented against them may still run.
+    async fn put_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: B256,
+        sealed: SealedBox,
+        policy: String,
+    ) -> crate::Result<()>;
+
+    /// The depositor's sealed keys for one data version of a dataset and the policy they came with.
+    async fn deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: B256,
+    ) -> crate::Result<Option<(SealedBox, String)>>;
+
+    /// Records a release; a release that is not on record must not leave the service.
+    async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
+
+    /// The audit log, of one task or of all, oldest first.
+    async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>>;
+}
+
+/// The SQLite backend of [`DepositStore`].
+#[derive(Clone)]
+pub struct SqliteDepositStore(Arc<Mutex<Store>>);
+
+impl SqliteDepositStore {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        Store::open(path).map(|store| Self(Arc::new(Mutex::new(store))))
+    }
+
+    /// Runs a blocking SQLite call (fsync included) on the blocking pool, not the executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> rusqlite::Result<T> + Send + 'static,
+    ) -> crate::Result<T> {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || call(&store.lock().expect("store lock")))
+            .await
+            .map_err(|e| crate::KmsError::Internal(format!("store call panicked: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+#[async_trait::async_trait]
+impl DepositStore for SqliteDepositStore {
+    async fn put_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: B256,
+        sealed: SealedBox,
+        policy: String,
+    ) -> crate::Result<()> {
+        self.blocking(move |s| s.put_deposit(dataset, depositor, manifest, &sealed, &policy)).await
+    }
+
+    async fn deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: B256,
+    ) -> crate::Result<Option<(SealedBox, String)>> {
+        self.blocking(move |s| s.deposit(dataset, depositor, manifest)).await
+    }
+
+    async fn record_release(&self, entry: AuditEntry) -> crate::Result<()> {
+        self.blocking(move |s| s.record_release(&entry)).await
+    }
+
+    async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>> {
+        self.blocking(move |s| s.releases(task)).await
+    }
+}
 
 pub(crate) struct Store {
     conn: Connection,

@@ -25,6 +25,9 @@ pub enum MarketError {
     Store(#[from] rusqlite::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    // Our own bug.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl MarketError {
@@ -37,6 +40,7 @@ impl MarketError {
             Self::NotOwner { .. } => "not_owner",
             Self::Chain(_) => "chain_unavailable",
             Self::Store(_) | Self::Io(_) => "storage_error",
+            Self::Internal(_) => "internal",
         }
     }
 }
@@ -48,7 +52,7 @@ impl ResponseError for MarketError {
             Self::UnknownDataset(_) | Self::UnknownPool(_) | Self::UnknownApp(_) => StatusCode::NOT_FOUND,
             Self::NotOwner { .. } => StatusCode::FORBIDDEN,
             Self::Chain(_) => StatusCode::BAD_GATEWAY,
-            Self::Store(_) | Self::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(_) | Self::Io(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

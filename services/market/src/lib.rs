@@ -14,3 +14,4 @@ mod store;
 
 pub use error::{MarketError, Result};
 pub use service::{MarketConfig, MarketHandle, spawn};
+pub use store::{OfferStore, SqliteOfferStore};

@@ -1,18 +1,18 @@
 //! HTTP routes of the market.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{HttpResponse, web};
 use alloy::primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 use strongroom_chain::Chain;
+use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{OfferKind, PostOfferRequest, SignedOffer, recover_typed};
 use tracing::info;
 
-use crate::store::Store;
+use crate::store::{OfferStore, SqliteOfferStore};
 use crate::{MarketError, Result};
 
 /// Market configuration.
@@ -26,28 +26,23 @@ pub struct MarketConfig {
 
 struct State {
     chain: Chain,
-    store: Mutex<Store>,
+    store: Arc<dyn OfferStore>,
 }
 
-/// A running market.
-pub struct MarketHandle {
-    addr: SocketAddr,
-    server: ServerHandle,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+/// A running market. [`MarketHandle::shutdown`] stops it gracefully.
+pub struct MarketHandle(ServiceHandle);
 
 impl MarketHandle {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.0.url()
     }
 
     pub async fn shutdown(self) {
-        self.server.stop(true).await;
-        let _ = self.task.await;
+        self.0.shutdown().await
     }
 
     pub async fn wait(self) -> std::io::Result<()> {
-        self.task.await.map_err(std::io::Error::other)?
+        self.0.wait().await
     }
 }
 
@@ -55,26 +50,19 @@ impl MarketHandle {
 pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<MarketHandle> {
     std::fs::create_dir_all(&config.data_dir)?;
     let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
-    let store = Store::open(&config.data_dir.join("market.sqlite"))?;
-    let state = web::Data::new(State { chain, store: Mutex::new(store) });
-    let addr = listener.local_addr()?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::JsonConfig::default().limit(64 * 1024))
-            .route("/v1/offers", web::post().to(post_offer))
-            .route("/v1/datasets/{id}/offers", web::get().to(dataset_offers))
-            .route("/v1/pools/offers", web::get().to(pool_offers))
-            .route("/v1/apps/{id}/offers", web::get().to(app_offers))
-    })
-    .workers(2)
-    .client_request_timeout(std::time::Duration::from_secs(30))
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    let handle = server.handle();
-    info!(%addr, "market listening");
-    Ok(MarketHandle { addr, server: handle, task: tokio::spawn(server) })
+    let store = Arc::new(SqliteOfferStore::open(&config.data_dir.join("market.sqlite"))?);
+    let state = web::Data::new(State { chain, store });
+    let service = strongroom_http::serve(listener, Limits::default(), state, routes)?;
+    info!(addr = %service.addr(), "market listening");
+    Ok(MarketHandle(service))
+}
+
+fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/offers", web::post().to(post_offer))
+        .route("/v1/datasets/{id}/offers", web::get().to(dataset_offers))
+        .route("/v1/pools/offers", web::get().to(pool_offers))
+        .route("/v1/apps/{id}/offers", web::get().to(app_offers));
 }
 
 async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) -> Result<HttpResponse> {
@@ -113,13 +101,13 @@ async fn post_offer(state: web::Data<State>, body: web::Json<PostOfferRequest>) 
             (OfferKind::App, offer.app, SignedOffer::App { offer, signature, signer })
         }
     };
-    state.store.lock().expect("store lock").put(kind, subject, &signed)?;
+    state.store.put(kind, subject, signed.clone()).await?;
     info!(?kind, %subject, "offer listed");
     Ok(HttpResponse::Created().json(signed))
 }
 
 async fn dataset_offers(state: web::Data<State>, path: web::Path<B256>) -> Result<HttpResponse> {
-    let offers = state.store.lock().expect("store lock").list(OfferKind::Dataset, Some(path.into_inner()))?;
+    let offers = state.store.list(OfferKind::Dataset, Some(path.into_inner())).await?;
     Ok(HttpResponse::Ok().json(offers))
 }
 
@@ -129,11 +117,11 @@ struct PoolQuery {
 }
 
 async fn pool_offers(state: web::Data<State>, query: web::Query<PoolQuery>) -> Result<HttpResponse> {
-    let offers = state.store.lock().expect("store lock").list(OfferKind::Pool, query.pool)?;
+    let offers = state.store.list(OfferKind::Pool, query.pool).await?;
     Ok(HttpResponse::Ok().json(offers))
 }
 
 async fn app_offers(state: web::Data<State>, path: web::Path<B256>) -> Result<HttpResponse> {
-    let offers = state.store.lock().expect("store lock").list(OfferKind::App, Some(path.into_inner()))?;
+    let offers = state.store.list(OfferKind::App, Some(path.into_inner())).await?;
     Ok(HttpResponse::Ok().json(offers))
 }

@@ -1,10 +1,54 @@
-//! SQLite order book.
+//! The market's order book, behind [`OfferStore`]. The SQLite backend (WAL, synchronous=FULL)
+//! runs its blocking calls off the async executor; a PostgreSQL backend implements the same trait.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{B256, keccak256};
 use rusqlite::{Connection, params};
 use strongroom_types::{OfferKind, SignedOffer};
+
+/// Where a market keeps the signed offers it lists.
+#[async_trait::async_trait]
+pub trait OfferStore: Send + Sync + 'static {
+    /// Stores an offer once; posting the same signed offer again is a no-op.
+    async fn put(&self, kind: OfferKind, subject: B256, offer: SignedOffer) -> crate::Result<()>;
+    /// Offers of `kind`, for one subject (dataset, pool or app id) or all, newest first.
+    async fn list(&self, kind: OfferKind, subject: Option<B256>) -> crate::Result<Vec<SignedOffer>>;
+}
+
+/// The SQLite backend of [`OfferStore`].
+#[derive(Clone)]
+pub struct SqliteOfferStore(Arc<Mutex<Store>>);
+
+impl SqliteOfferStore {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        Store::open(path).map(|store| Self(Arc::new(Mutex::new(store))))
+    }
+
+    /// Runs a blocking SQLite call (fsync included) on the blocking pool, not the executor.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&Store) -> rusqlite::Result<T> + Send + 'static,
+    ) -> crate::Result<T> {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || call(&store.lock().expect("store lock")))
+            .await
+            .map_err(|e| crate::MarketError::Internal(format!("store call panicked: {e}")))?
+            .map_err(Into::into)
+    }
+}
+
+#[async_trait::async_trait]
+impl OfferStore for SqliteOfferStore {
+    async fn put(&self, kind: OfferKind, subject: B256, offer: SignedOffer) -> crate::Result<()> {
+        self.blocking(move |s| s.put(kind, subject, &offer)).await
+    }
+
+    async fn list(&self, kind: OfferKind, subject: Option<B256>) -> crate::Result<Vec<SignedOffer>> {
+        self.blocking(move |s| s.list(kind, subject)).await
+    }
+}
 
 pub(crate) struct Store {
     conn: Connection,
