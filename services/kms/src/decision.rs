@@ -218,6 +218,9 @@ mod tests {
         decide(&case.request, &case.domain, &case.chain, case.our_key, case.deposit.as_ref())
     }
 
+    /// One thing wrong with an otherwise good case.
+    type Spoil = Box<dyn FnOnce(&mut Case)>;
+
     fn refusal(spoil: impl FnOnce(&mut Case)) -> String {
         let mut case = good();
         spoil(&mut case);
@@ -241,7 +244,7 @@ mod tests {
     #[test]
     fn every_refusal_names_its_reason() {
         let other = PrivateKeySigner::random();
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut Case)>)> = vec![
+        let cases: Vec<(&str, Spoil)> = vec![
             ("unknown_task: task 5 does not exist on chain", Box::new(|c| c.chain.task = None)),
             (
                 "task_not_active: task 5 is refunded, not active: keys are released only for paid, running tasks",
