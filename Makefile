@@ -4,7 +4,8 @@
 # the Rust dependencies through cargo. CARGO_TARGET_DIR is honoured (CI keeps one outside the clone).
 
 SHELL := /bin/bash
-TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# Wherever cargo builds: CARGO_TARGET_DIR, a configured target-dir, or ./target.
+TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 CONTRACTS := contracts
 # The binaries look anvil up when they run (STRONGROOM_ANVIL, else PATH); point them at the
 # toolchain this checkout installs.
