@@ -7,6 +7,7 @@ use strongroom_client::owner::Published;
 use strongroom_devnet::Devnet;
 use strongroom_devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
+use strongroom_types::FailureCode;
 
 async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {
     let rental = rent(devnet, published, sql, &RentOptions { epsilon: 100_000, ..Default::default() }).await.unwrap();
@@ -22,7 +23,8 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
 
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT no_such_column FROM dataset").await;
     assert!(failed);
-    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(code, FailureCode::Query);
     assert!(message.contains("no_such_column"), "the sealed message names the column: {message}");
 
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
@@ -35,7 +37,8 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
     // Queries may only read: DDL and DML are refused inside the enclave.
     let (failed, outcome) = rent_and_read(&devnet, &published, "CREATE TABLE copy AS SELECT * FROM dataset").await;
     assert!(failed);
-    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(code, FailureCode::Query);
     assert!(message.contains("DDL not supported"), "{message}");
     devnet.shutdown().await;
 }
@@ -58,7 +61,8 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     flip(&objects[1], None);
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
     assert!(failed);
-    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(code, FailureCode::BadObjects);
     assert!(
         message.starts_with("dataset object part-00001.parquet has sha256")
             && message.ends_with("as in the manifest registered on chain: the worker's copy is corrupt or tampered"),
@@ -72,7 +76,8 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     flip(&published.uri, Some(at));
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
     assert!(failed);
-    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(code, FailureCode::ManifestMismatch);
     assert!(
         message.starts_with("dataset manifest sha256") && message.contains("the one the task was rented against"),
         "{message}"
@@ -86,7 +91,8 @@ async fn a_query_reading_a_column_the_policy_withholds_fails_naming_it() {
     let published = publish_sample(&devnet).await;
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT region, email FROM dataset").await;
     assert!(failed);
-    let Outcome::Failed { message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!(code, FailureCode::PolicyDenied);
     assert_eq!(message, "the licence policy does not allow reading column `email`");
 
     // Its key never left the key service: the audit log shows only the granted column.

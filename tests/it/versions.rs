@@ -18,7 +18,7 @@ async fn table(devnet: &Devnet, published: &Published, sql: &str) -> String {
     let result = result_of(devnet, &rental).await;
     match analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap() {
         Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
-        Outcome::Failed { message } => panic!("task failed: {message}"),
+        Outcome::Failed { message, .. } => panic!("task failed: {message}"),
     }
 }
 
@@ -77,7 +77,7 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let result = result_of(&devnet, &before).await;
     let old = match analyst::read_result(&result, &before.result_secret, &devnet.options.storage).await.unwrap() {
         Outcome::Table { batches, .. } => pretty_format_batches(&batches).unwrap().to_string(),
-        Outcome::Failed { message } => panic!("the task rented before the rotation failed: {message}"),
+        Outcome::Failed { message, .. } => panic!("the task rented before the rotation failed: {message}"),
     };
     assert_eq!(table(&devnet, &published, BY_REGION).await, old);
     // The old task could only succeed on version 1: the enclave refuses any manifest but the one

@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, RequesterTree, Task, TaskStatus};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DatasetId, DatasetOffer, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, TaskId, X25519SecretKey,
-    open,
+    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, TaskId,
+    X25519SecretKey, open,
 };
 
 use crate::{ClientError, Result, ResultKeys};
@@ -76,8 +76,15 @@ pub async fn rent(
 /// A result as the analyst reads it.
 #[derive(Debug)]
 pub enum Outcome {
-    Table { batches: Vec<RecordBatch>, rows: u64 },
-    Failed { message: String },
+    Table {
+        batches: Vec<RecordBatch>,
+        rows: u64,
+    },
+    /// An attested failure: its stable code, and what went wrong in words.
+    Failed {
+        code: FailureCode,
+        message: String,
+    },
 }
 
 /// The published result of a task, as the contract accepted it.
@@ -150,7 +157,7 @@ pub async fn read_result(published: &Published, secret: &X25519SecretKey, storag
             let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(corrupt)?;
             Outcome::Table { batches, rows }
         }
-        ResultPayload::Failed { message } => Outcome::Failed { message },
+        ResultPayload::Failed { code, message } => Outcome::Failed { code, message },
     })
 }
 

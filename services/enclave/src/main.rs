@@ -16,6 +16,7 @@
 //! Keys live only in this process's memory and are wiped when dropped. Nothing here logs key
 //! bytes or data values: the log (stderr) carries task ids, sizes and outcomes.
 
+mod failure;
 mod query;
 mod session;
 

@@ -9,6 +9,8 @@ use sha2::{Digest, Sha256};
 use strongroom_dataplane::{DecryptionFactory, Manifest};
 use strongroom_enclave_sim_guest::PlatformClient;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
+
+use crate::failure::TaskFailure;
 use strongroom_types::{
     INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
     X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
@@ -162,11 +164,11 @@ impl Session {
         // (checked against the chain below) must be that one.
         let outcome = match keccak256(spec) == spec_hash {
             true => run_checked(release, &needed, &manifest, attached, spec, runtime),
-            false => Err("the job relayed to run is not the one whose columns were planned for the key request".into()),
+            false => Err(TaskFailure::NotPlanned),
         };
         let (payload, failed) = match outcome {
             Ok(payload) => (payload, false),
-            Err(message) => (ResultPayload::Failed { message }, true),
+            Err(failure) => (ResultPayload::Failed { code: failure.code(), message: failure.to_string() }, true),
         };
         eprintln!("enclave: task {task_id} {}", if failed { "failed (attested)" } else { "succeeded" });
         let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
@@ -186,52 +188,39 @@ fn run_checked(
     objects: Vec<bytes::Bytes>,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
-) -> Result<ResultPayload, String> {
+) -> Result<ResultPayload, TaskFailure> {
     let facts = &release.facts;
-    let manifest_sha256 = B256::from_slice(&Sha256::digest(manifest));
-    if manifest_sha256 != facts.manifest_sha256 {
-        return Err(format!(
-            "dataset manifest sha256 {manifest_sha256} is not {}, the one the task was rented against: the dataset was updated since, or the worker's copy is corrupt or tampered",
-            facts.manifest_sha256
-        ));
+    let found = B256::from_slice(&Sha256::digest(manifest));
+    if found != facts.manifest_sha256 {
+        return Err(TaskFailure::ManifestMismatch { found, rented: facts.manifest_sha256 });
     }
-    let manifest =
-        Manifest::parse(manifest, facts.dataset).map_err(|e| format!("the manifest registered on chain {e}"))?;
+    let manifest = Manifest::parse(manifest, facts.dataset)?;
     if objects.len() != manifest.objects.len() {
-        return Err(format!(
-            "the worker relayed {} objects; the manifest registered on chain lists {}",
-            objects.len(),
-            manifest.objects.len()
-        ));
+        return Err(TaskFailure::ObjectCount { relayed: objects.len(), listed: manifest.objects.len() });
     }
     for (entry, object) in manifest.objects.iter().zip(&objects) {
-        let checksum = B256::from_slice(&Sha256::digest(object));
-        if checksum != entry.sha256 {
-            return Err(format!(
-                "dataset object {} has sha256 {checksum}, not {} as in the manifest registered on chain: the worker's copy is corrupt or tampered",
-                entry.name, entry.sha256
-            ));
+        let found = B256::from_slice(&Sha256::digest(object));
+        if found != entry.sha256 {
+            return Err(TaskFailure::ObjectChecksum { name: entry.name.clone(), found, listed: entry.sha256 });
         }
     }
     if keccak256(spec) != facts.job_hash {
-        return Err("the job relayed by the worker does not match the job hash on chain".into());
+        return Err(TaskFailure::JobMismatch);
     }
     if facts.job_kind != JOB_KIND_SQL {
-        return Err("this enclave runs SQL jobs only; WASM apps are not supported yet".into());
+        return Err(TaskFailure::UnsupportedJob);
     }
     if !release.withheld.is_empty() {
-        let names: Vec<String> = release.withheld.iter().map(|c| format!("`{c}`")).collect();
-        return Err(format!("the licence policy does not allow reading column {}", names.join(", ")));
+        return Err(TaskFailure::PolicyDenied(release.withheld.clone()));
     }
     if let Some(missing) = needed.iter().find(|c| !release.keys.columns.contains_key(*c)) {
-        return Err(format!("the key service did not release the key of column `{missing}` that the query reads"));
+        return Err(TaskFailure::KeyMissing(missing.clone()));
     }
-    let sql = std::str::from_utf8(spec).map_err(|_| "the SQL text is not UTF-8".to_owned())?;
+    let sql = std::str::from_utf8(spec).map_err(|_| TaskFailure::NotUtf8)?;
     let names: Vec<String> = manifest.objects.iter().map(|o| o.name.clone()).collect();
     let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
     let objects = names.into_iter().zip(objects).collect();
-    let (arrow_ipc, rows) =
-        runtime.block_on(super::query::run_encrypted(objects, factory, sql)).map_err(|e| e.to_string())?;
+    let (arrow_ipc, rows) = runtime.block_on(super::query::run_encrypted(objects, factory, sql))?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 
@@ -301,7 +290,7 @@ mod tests {
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        run_checked(release, &["n".into()], &stored, objects, SQL, &runtime)
+        run_checked(release, &["n".into()], &stored, objects, SQL, &runtime).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -408,14 +397,16 @@ mod tests {
         // The host plans one query for the keys and relays the rented one to run.
         let wide = b"SELECT * FROM dataset";
         let (failed, payload) = request_release_run(wide, SQL, SQL);
-        let ResultPayload::Failed { message } = payload else { panic!("expected a failure") };
+        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert!(failed);
+        assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
 
         // Or relays another job than the one rented, planned or not.
         let (failed, payload) = request_release_run(wide, SQL, wide);
-        let ResultPayload::Failed { message } = payload else { panic!("expected a failure") };
+        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert!(failed);
+        assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
     }
 }

@@ -134,5 +134,27 @@ pub enum ResultPayload {
     /// The result as an Arrow IPC stream.
     Table { arrow_ipc: Bytes, rows: u64 },
     /// An attested failure: bad SQL, a checksum mismatch, a decryption error.
-    Failed { message: String },
+    Failed { code: FailureCode, message: String },
+}
+
+/// Why a task failed inside the enclave, as a stable code (the message says it in words).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureCode {
+    /// The manifest the worker relayed is not the one the task was rented against.
+    ManifestMismatch,
+    /// The manifest registered on chain does not hold together.
+    BadManifest,
+    /// The worker relayed too few or too many objects, or one whose sha256 is not the manifest's.
+    BadObjects,
+    /// The job relayed is not the one rented, or not the one the keys were requested for.
+    JobMismatch,
+    /// This enclave does not run this kind of job.
+    UnsupportedJob,
+    /// The licence policy withholds a column the query reads.
+    PolicyDenied,
+    /// The key service did not release a key the query needs.
+    KeyMissing,
+    /// The query is not valid, reads or writes what it may not, or failed while running.
+    Query,
 }

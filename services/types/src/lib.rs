@@ -22,8 +22,8 @@ pub mod protocol;
 mod seal;
 
 pub use api::{
-    ApiError, AuditEntry, DepositRequest, DepositResponse, KmsInfo, OfferKind, PostOfferRequest, ReleaseRequest,
-    ReleaseResponse, ResultPayload, SignedOffer,
+    ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PostOfferRequest,
+    ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
 };
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};

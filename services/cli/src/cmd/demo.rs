@@ -107,6 +107,6 @@ async fn play(devnet: &Devnet, input: &Path, policy: &Path, sql: &str) -> anyhow
                 rental.rent_gas + result.submit_gas
             ))
         }
-        Outcome::Failed { message } => bail!("the task failed inside the enclave: {message}"),
+        Outcome::Failed { message, .. } => bail!("the task failed inside the enclave: {message}"),
     }
 }

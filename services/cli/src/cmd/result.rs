@@ -50,7 +50,7 @@ pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyh
             }
             Ok(())
         }
-        Outcome::Failed { message } => bail!(
+        Outcome::Failed { message, .. } => bail!(
             "task {task} failed inside the enclave (attested): {message}\n\
              the dataset price was returned to your balance: `strongroom withdraw` collects it"
         ),

@@ -1,0 +1,55 @@
+//! Why a task failed inside the enclave: what the analyst reads in the sealed failure, with a
+//! stable [`FailureCode`] their tools can branch on. The message names the thing at fault.
+
+use alloy_primitives::B256;
+use strongroom_dataplane::ManifestError;
+use strongroom_types::FailureCode;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TaskFailure {
+    #[error(
+        "dataset manifest sha256 {found} is not {rented}, the one the task was rented against: the dataset was updated since, or the worker's copy is corrupt or tampered"
+    )]
+    ManifestMismatch { found: B256, rented: B256 },
+    #[error("the manifest registered on chain {0}")]
+    BadManifest(#[from] ManifestError),
+    #[error("the worker relayed {relayed} objects; the manifest registered on chain lists {listed}")]
+    ObjectCount { relayed: usize, listed: usize },
+    #[error(
+        "dataset object {name} has sha256 {found}, not {listed} as in the manifest registered on chain: the worker's copy is corrupt or tampered"
+    )]
+    ObjectChecksum { name: String, found: B256, listed: B256 },
+    #[error("the job relayed by the worker does not match the job hash on chain")]
+    JobMismatch,
+    #[error("the job relayed to run is not the one whose columns were planned for the key request")]
+    NotPlanned,
+    #[error("this enclave runs SQL jobs only; WASM apps are not supported yet")]
+    UnsupportedJob,
+    #[error("the licence policy does not allow reading column {}", quoted(.0))]
+    PolicyDenied(Vec<String>),
+    #[error("the key service did not release the key of column `{0}` that the query reads")]
+    KeyMissing(String),
+    #[error("the SQL text is not UTF-8")]
+    NotUtf8,
+    #[error("{0}")]
+    Query(#[from] datafusion::error::DataFusionError),
+}
+
+impl TaskFailure {
+    pub(crate) fn code(&self) -> FailureCode {
+        match self {
+            Self::ManifestMismatch { .. } => FailureCode::ManifestMismatch,
+            Self::BadManifest(_) => FailureCode::BadManifest,
+            Self::ObjectCount { .. } | Self::ObjectChecksum { .. } => FailureCode::BadObjects,
+            Self::JobMismatch | Self::NotPlanned => FailureCode::JobMismatch,
+            Self::UnsupportedJob => FailureCode::UnsupportedJob,
+            Self::PolicyDenied(_) => FailureCode::PolicyDenied,
+            Self::KeyMissing(_) => FailureCode::KeyMissing,
+            Self::NotUtf8 | Self::Query(_) => FailureCode::Query,
+        }
+    }
+}
+
+fn quoted(columns: &[String]) -> String {
+    columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+}
