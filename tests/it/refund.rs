@@ -2,7 +2,7 @@
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use strongroom_chain::{TaskStatus, format_utc};
+use strongroom_chain::{StrongroomErrors, TaskStatus, format_utc};
 use strongroom_client::analyst::RentOptions;
 use strongroom_devnet::analyst_key;
 use strongroom_e2e::{devnet, publish_sample, rent};
@@ -20,7 +20,12 @@ async fn refund_only_after_the_deadline_then_withdraw() {
     assert_eq!(analyst.pool(devnet.pool).await.unwrap().unwrap().locked, stake);
 
     let err = analyst.refund(task).await.unwrap_err();
-    assert_eq!(err.revert_name(), Some("DeadlineNotReached"));
+    let Some(StrongroomErrors::DeadlineNotReached(revert)) = err.revert() else { panic!("{err:?}") };
+    assert_eq!(
+        (revert.taskId, revert.deadline),
+        (task.id, task.params.deadline),
+        "the decoded error keeps its arguments"
+    );
     assert_eq!(
         err.to_string(),
         format!("task {} can be refunded only after its deadline, {}", task.id, format_utc(task.params.deadline))
@@ -37,7 +42,8 @@ async fn refund_only_after_the_deadline_then_withdraw() {
     assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake - stake, U256::ZERO));
 
     let err = analyst.refund(task).await.unwrap_err();
-    assert_eq!(err.revert_name(), Some("TaskNotActive"));
+    let Some(StrongroomErrors::TaskNotActive(revert)) = err.revert() else { panic!("{err:?}") };
+    assert_eq!((revert.taskId, TaskStatus::from(revert.status)), (task.id, TaskStatus::Refunded));
 
     let provider = analyst.contract().provider();
     let before = provider.get_balance(analyst_key().address()).await.unwrap();

@@ -98,7 +98,8 @@ async fn a_result_after_the_deadline_is_refused_in_words() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.revert_name(), Some("DeadlinePassed"));
+    let Some(strongroom_chain::StrongroomErrors::DeadlinePassed(revert)) = err.revert() else { panic!("{err:?}") };
+    assert_eq!((revert.taskId, revert.deadline), (rental.task_id(), rental.task.params.deadline));
     assert_eq!(
         err.to_string(),
         format!("task {}'s deadline passed at {}", rental.task_id(), format_utc(rental.task.params.deadline))

@@ -9,7 +9,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolEvent};
-use strongroom_types::{AppOffer, DatasetId, DatasetOffer, PoolId, PoolOffer, Quote, TaskId, domain};
+use strongroom_types::{AppOffer, DatasetId, DatasetOffer, JobKind, PoolId, PoolOffer, Quote, TaskId, domain};
 
 use crate::Strongroom::{self, Rental, StrongroomInstance, TaskParams};
 use crate::{ChainError, Result};
@@ -67,6 +67,13 @@ pub enum TaskStatus {
     Refunded,
 }
 
+impl From<u8> for TaskStatus {
+    /// The contract's encoding (unknown values read as `None`).
+    fn from(v: u8) -> Self {
+        Self::from_u8(v)
+    }
+}
+
 impl TaskStatus {
     pub(crate) fn from_u8(v: u8) -> Self {
         match v {
@@ -102,16 +109,16 @@ pub struct Task {
 }
 
 impl Task {
+    /// What the task runs; `None` for a kind this build does not know.
+    pub fn job_kind(&self) -> Option<JobKind> {
+        JobKind::try_from(self.params.kind).ok()
+    }
+
     /// The SQL text of an SQL job.
     pub fn sql(&self) -> Option<&str> {
-        (self.params.kind == JOB_SQL).then(|| std::str::from_utf8(&self.spec).ok()).flatten()
+        (self.job_kind() == Some(JobKind::Sql)).then(|| std::str::from_utf8(&self.spec).ok()).flatten()
     }
 }
-
-/// `JobKind.Sql` in the contract.
-pub const JOB_SQL: u8 = 0;
-/// `JobKind.App` in the contract.
-pub const JOB_APP: u8 = 1;
 
 /// A `ResultSubmitted` event.
 #[derive(Clone, Debug)]

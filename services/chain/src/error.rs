@@ -7,9 +7,9 @@ pub type Result<T, E = ChainError> = std::result::Result<T, E>;
 
 #[derive(Debug, Error)]
 pub enum ChainError {
-    // The caller's input, as judged by the contract.
+    // The caller's input, as judged by the contract: the decoded custom error, and it in words.
     #[error("{sentence}")]
-    Reverted { name: &'static str, sentence: String },
+    Reverted { error: Box<StrongroomErrors>, sentence: String },
     #[error("no contract at {0}: check the contract address (was the devnet restarted?)")]
     NoContract(Address),
     // The environment.
@@ -27,18 +27,23 @@ pub enum ChainError {
 }
 
 impl ChainError {
-    /// The custom error's name, for tests and machine output.
-    pub fn revert_name(&self) -> Option<&'static str> {
+    /// The contract's custom error, decoded with its arguments, if the call reverted with one.
+    pub fn revert(&self) -> Option<&StrongroomErrors> {
         match self {
-            Self::Reverted { name, .. } => Some(name),
+            Self::Reverted { error, .. } => Some(error),
             _ => None,
         }
     }
 
+    /// The custom error's name, for machine output.
+    pub fn revert_name(&self) -> Option<&'static str> {
+        self.revert().map(|e| describe_revert(e).0)
+    }
+
     pub(crate) fn from_contract(url: &str, e: alloy::contract::Error) -> Self {
         if let Some(decoded) = e.as_decoded_interface_error::<StrongroomErrors>() {
-            let (name, sentence) = describe_revert(&decoded);
-            return Self::Reverted { name, sentence };
+            let (_, sentence) = describe_revert(&decoded);
+            return Self::Reverted { error: Box::new(decoded), sentence };
         }
         Self::Rpc { url: url.to_owned(), reason: e.to_string() }
     }

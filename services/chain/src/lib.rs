@@ -15,10 +15,8 @@ mod merkle;
 mod time;
 
 pub use bindings::Strongroom;
-pub use bindings::Strongroom::{Rental, TaskParams};
-pub use client::{
-    AppInfo, Chain, DatasetInfo, JOB_APP, JOB_SQL, PoolInfo, ResultEvent, Task, TaskStatus, TxOutcome, commitment_hash,
-};
+pub use bindings::Strongroom::{Rental, StrongroomErrors, TaskParams};
+pub use client::{AppInfo, Chain, DatasetInfo, PoolInfo, ResultEvent, Task, TaskStatus, TxOutcome, commitment_hash};
 pub use error::{ChainError, Result, describe_revert};
 pub use merkle::{RequesterTree, requester_leaf};
 pub use time::format_utc;

@@ -487,7 +487,7 @@ fn column_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
         .map(|f| ColumnEntry {
             name: f.name().clone(),
             data_type: f.data_type().to_string(),
-            key_id: format!("column:{}", f.name()),
+            key_id: strongroom_types::KeyId::column(f.name()),
         })
         .collect()
 }

@@ -3,14 +3,14 @@
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
-use strongroom_types::DatasetId;
+use strongroom_types::{DatasetId, KeyId};
 
 /// One column of the dataset and the id of the key that encrypts it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ColumnEntry {
     pub name: String,
     pub data_type: String,
-    pub key_id: String,
+    pub key_id: KeyId,
 }
 
 /// One encrypted Parquet object of the dataset.

@@ -8,7 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::encryption::encrypt::{EncryptionPropertiesBuilder, FileEncryptionProperties};
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
-use strongroom_types::{DatasetId, DatasetKeys};
+use strongroom_types::{DatasetId, DatasetKeys, KeyId};
 
 use crate::{DataplaneError, ObjectEntry, aad_prefix, object_name};
 
@@ -52,7 +52,7 @@ fn encryption_builder(
     let mut builder = FileEncryptionProperties::builder(footer.expose().to_vec())
         .with_aad_prefix(aad_prefix)
         .with_aad_prefix_storage(false)
-        .with_footer_key_metadata(b"footer".to_vec());
+        .with_footer_key_metadata(KeyId::footer().as_str().as_bytes().to_vec());
     for field in schema.fields() {
         if field.data_type().is_nested() {
             return Err(DataplaneError::NestedColumn(field.name().clone(), field.data_type().clone()));
@@ -61,7 +61,7 @@ fn encryption_builder(
         builder = builder.with_column_key_and_metadata(
             field.name(),
             key.expose().to_vec(),
-            format!("column:{}", field.name()).into_bytes(),
+            KeyId::column(field.name()).as_str().as_bytes().to_vec(),
         );
     }
     Ok(builder)

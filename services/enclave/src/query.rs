@@ -146,7 +146,7 @@ mod tests {
         let schema = ["a", "b", "c"].map(|name| ColumnEntry {
             name: name.into(),
             data_type: "Int64".into(),
-            key_id: format!("column:{name}"),
+            key_id: strongroom_types::KeyId::column(name),
         });
         let read = |sql: &'static str| {
             let schema = schema.clone();

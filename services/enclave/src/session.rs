@@ -12,7 +12,7 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 
 use crate::failure::TaskFailure;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
+    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
     X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
 };
 
@@ -207,7 +207,7 @@ fn run_checked(
     if keccak256(spec) != facts.job_hash {
         return Err(TaskFailure::JobMismatch);
     }
-    if facts.job_kind != JOB_KIND_SQL {
+    if facts.job_kind != JobKind::Sql {
         return Err(TaskFailure::UnsupportedJob);
     }
     if !release.withheld.is_empty() {
@@ -235,9 +235,6 @@ fn new_identity_key() -> SigningKey {
     }
 }
 
-/// `JobKind.Sql` in the contract.
-const JOB_KIND_SQL: u8 = 0;
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -245,7 +242,7 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
-    use strongroom_types::{DatasetKeys, TaskFacts};
+    use strongroom_types::{DatasetKeys, KeyId, TaskFacts};
 
     use strongroom_dataplane::{ColumnEntry, Layout, ObjectWriter};
 
@@ -266,7 +263,7 @@ mod tests {
             format: Manifest::FORMAT.into(),
             dataset: B256::repeat_byte(9),
             data_version: 1,
-            columns: vec![ColumnEntry { name: "n".into(), data_type: "Int64".into(), key_id: "column:n".into() }],
+            columns: vec![ColumnEntry { name: "n".into(), data_type: "Int64".into(), key_id: KeyId::column("n") }],
             rows: 30,
             objects: objects.iter().map(|o| o.entry.clone()).collect(),
         };
@@ -281,7 +278,7 @@ mod tests {
             contract: Address::ZERO,
             task_id: U256::from(1),
             dataset: B256::repeat_byte(9),
-            job_kind: JOB_KIND_SQL,
+            job_kind: JobKind::Sql,
             job_hash: keccak256(SQL),
             result_key: B256::ZERO,
             policy_hash: B256::ZERO,
@@ -364,7 +361,7 @@ mod tests {
             contract: Address::ZERO,
             task_id,
             dataset: B256::repeat_byte(9),
-            job_kind: JOB_KIND_SQL,
+            job_kind: JobKind::Sql,
             job_hash: keccak256(rented),
             result_key: analyst.public_key().to_b256(),
             policy_hash: B256::ZERO,

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use alloy::primitives::{Address, B256, keccak256};
 use alloy::sol_types::Eip712Domain;
 use strongroom_chain::{DatasetInfo, Task, TaskStatus};
-use strongroom_types::{Authorization, KeyRequest, Policy, ReleaseRequest, TaskFacts, recover_typed};
+use strongroom_types::{Authorization, JobKind, KeyRequest, Policy, ReleaseRequest, TaskFacts, recover_typed};
 
 use crate::{KmsError, Result};
 
@@ -112,7 +112,7 @@ pub fn decide(
         contract: chain.contract,
         task_id,
         dataset: dataset.id,
-        job_kind: params.kind,
+        job_kind: JobKind::try_from(params.kind).map_err(|e| KmsError::Internal(e.to_string()))?,
         job_hash: params.jobHash,
         result_key: params.resultKey,
         policy_hash: params.policyHash,

@@ -3,7 +3,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::{AppOffer, DatasetOffer, PoolOffer, SealedBox, X25519PublicKey};
+use crate::{AppOffer, DatasetOffer, KeyId, PoolOffer, SealedBox, X25519PublicKey};
 
 /// The JSON body of every refusal by the key service or the market: a stable machine-readable
 /// code and a sentence for people. The servers emit it and the clients decode it.
@@ -42,7 +42,7 @@ pub struct DepositResponse {
     pub dataset: B256,
     pub manifest_sha256: B256,
     pub depositor: Address,
-    pub key_ids: Vec<String>,
+    pub key_ids: Vec<KeyId>,
 }
 
 /// `POST /v1/releases`: the enclave's signed key request, relayed by its host.
@@ -71,7 +71,7 @@ pub struct AuditEntry {
     pub task_id: U256,
     pub dataset: B256,
     pub enclave: Address,
-    pub key_ids: Vec<String>,
+    pub key_ids: Vec<KeyId>,
     pub released_at: u64,
 }
 

@@ -45,6 +45,73 @@ mod hex_key {
     }
 }
 
+/// The id of one key of a dataset, as manifests, Parquet key metadata and the audit log name
+/// it: `footer`, or `column:<name>`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// The footer key's id.
+    pub fn footer() -> Self {
+        Self("footer".into())
+    }
+
+    /// The id of the key of column `name`.
+    pub fn column(name: &str) -> Self {
+        Self(format!("column:{name}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KeyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for KeyId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+/// What a task runs: an SQL query or a registered WASM app (the contract's `JobKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Sql,
+    App,
+}
+
+impl TryFrom<u8> for JobKind {
+    type Error = crate::Error;
+
+    /// The contract's encoding: 0 for SQL, 1 for an app.
+    fn try_from(value: u8) -> crate::Result<Self> {
+        match value {
+            0 => Ok(Self::Sql),
+            1 => Ok(Self::App),
+            other => Err(crate::Error::Malformed {
+                what: "job kind",
+                reason: format!("{other} is neither 0 (SQL) nor 1 (app)"),
+            }),
+        }
+    }
+}
+
+impl From<JobKind> for u8 {
+    fn from(kind: JobKind) -> u8 {
+        match kind {
+            JobKind::Sql => 0,
+            JobKind::App => 1,
+        }
+    }
+}
+
 /// The keys of one dataset version: a footer key and one key per column, by column name.
 ///
 /// Every column has a key: the parquet crate writes a column without a key in plaintext.
@@ -64,9 +131,9 @@ impl DatasetKeys {
     }
 
     /// Key ids as the audit log records them: `footer` and `column:<name>`.
-    pub fn key_ids(&self) -> Vec<String> {
-        let footer = self.footer.iter().map(|_| "footer".to_owned());
-        footer.chain(self.columns.keys().map(|c| format!("column:{c}"))).collect()
+    pub fn key_ids(&self) -> Vec<KeyId> {
+        let footer = self.footer.iter().map(|_| KeyId::footer());
+        footer.chain(self.columns.keys().map(|c| KeyId::column(c))).collect()
     }
 
     /// The JSON form, in a buffer wiped when dropped.
@@ -83,8 +150,7 @@ pub struct TaskFacts {
     pub contract: alloy_primitives::Address,
     pub task_id: U256,
     pub dataset: B256,
-    /// 0 = SQL, 1 = app (the contract's `JobKind`).
-    pub job_kind: u8,
+    pub job_kind: JobKind,
     pub job_hash: B256,
     pub result_key: B256,
     pub policy_hash: B256,
