@@ -46,8 +46,8 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let (_dir, devnet) = devnet(true).await;
-    let flip = |url: &str, at: Option<usize>| {
-        let path = url::Url::parse(url).unwrap().to_file_path().unwrap();
+    let flip = |url: &strongroom_types::StorageUrl, at: Option<usize>| {
+        let path = url::Url::parse(url.as_str()).unwrap().to_file_path().unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let i = at.unwrap_or(bytes.len() / 2);
         bytes[i] ^= 0x01;
@@ -71,7 +71,8 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
 
     // The manifest: checked against the chain. A flipped byte inside a column name keeps it JSON.
     let published = publish_sample(&devnet).await;
-    let manifest = std::fs::read_to_string(url::Url::parse(&published.uri).unwrap().to_file_path().unwrap()).unwrap();
+    let manifest =
+        std::fs::read_to_string(url::Url::parse(published.uri.as_str()).unwrap().to_file_path().unwrap()).unwrap();
     let at = manifest.find("monthly_spend").unwrap();
     flip(&published.uri, Some(at));
     let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;

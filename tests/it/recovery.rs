@@ -44,7 +44,7 @@ async fn a_publish_that_fails_midway_registers_nothing() {
         .with_terms(OfferTerms::sql(alloy::primitives::U256::from(1u64), std::time::Duration::from_secs(60)))
         .with_privacy_budget(0)
         .with_salt(salt);
-    let request = PublishRequest { storage_url: strongroom_storage::file_url(&blocker).unwrap(), ..request };
+    let request = PublishRequest { storage_url: strongroom_types::StorageUrl::from_path(&blocker).unwrap(), ..request };
     let owner =
         Owner::new(chain.clone(), owner_key(), KeyBackup::new(&dir.path().join("owner")), Default::default()).unwrap();
     let err = owner.publish(&request).await.unwrap_err();

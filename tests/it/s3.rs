@@ -28,27 +28,27 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
     let s3 = S3Server::start(&["datasets", "results"]).await;
     let storage = Storage::new(vec![s3.scope(SECRET_KEY)]);
     let (_dir, devnet) = devnet_with(|options| {
-        options.objects_url = Some("s3://datasets/owner".into());
-        options.results_url = Some("s3://results/pool".into());
+        options.objects_url = Some("s3://datasets/owner".parse().unwrap());
+        options.results_url = Some("s3://results/pool".parse().unwrap());
         options.storage = storage.clone();
     })
     .await;
     let published = owner(&devnet, storage.clone()).await.publish(&request(&devnet)).await.unwrap();
-    assert!(published.uri.starts_with("s3://datasets/owner/"), "{}", published.uri);
+    assert!(published.uri.as_str().starts_with("s3://datasets/owner/"), "{}", published.uri);
     assert_eq!(published.object_urls().len(), 2);
     for url in published.object_urls() {
-        assert!(s3.file(&url).is_file(), "{url} is an object of the S3 store");
+        assert!(s3.file(url.as_str()).is_file(), "{url} is an object of the S3 store");
     }
 
     let sql = "SELECT plan, COUNT(*) AS n FROM dataset GROUP BY plan ORDER BY plan";
     let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
     let result = result_of(&devnet, &rental).await;
-    assert!(result.location.starts_with("s3://results/pool/"), "{}", result.location);
+    assert!(result.location.as_str().starts_with("s3://results/pool/"), "{}", result.location);
     let outcome = strongroom_client::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
     assert!(matches!(outcome, Outcome::Table { rows: 3, .. }), "{outcome:?}");
 
     // A byte flipped on the store is caught inside the enclave, as on local files.
-    let object = s3.file(&published.object_urls()[1]);
+    let object = s3.file(published.object_urls()[1].as_str());
     let mut bytes = std::fs::read(&object).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&object, bytes).unwrap();
@@ -67,7 +67,7 @@ async fn a_publish_refused_by_the_store_registers_nothing_and_says_why() {
     let s3 = S3Server::start(&["datasets"]).await;
     let (_dir, devnet) = devnet_with(|options| {
         options.with_worker = false;
-        options.objects_url = Some("s3://datasets/owner".into());
+        options.objects_url = Some("s3://datasets/owner".parse().unwrap());
     })
     .await;
     let chain = devnet.chain_as(owner_key()).await.unwrap();

@@ -50,17 +50,17 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     assert_eq!(rotated.manifest.rows, 3_000);
     assert_eq!(rotated.manifest.objects.len(), 1, "re-cut to the layout asked for");
     let uri = &rotated.dataset.uri;
+    let manifest_url: strongroom_types::StorageUrl = uri.parse().unwrap();
     assert!(uri.contains(&format!("/{}/v2-", published.dataset)) && uri.ends_with("/manifest.json"), "{uri}");
     assert_ne!(rotated.dataset.checksum, published.checksum);
-    let stored: Manifest =
-        serde_json::from_slice(&devnet.options.storage.get(&rotated.dataset.uri).await.unwrap()).unwrap();
+    let stored: Manifest = serde_json::from_slice(&devnet.options.storage.get(&manifest_url).await.unwrap()).unwrap();
     assert_eq!(stored, rotated.manifest);
 
     // The new object opens with the new keys only; the old keys are useless on it.
     let (old_keys, _) = backup.load(published.dataset, published.checksum).unwrap();
     let (new_keys, _) = backup.load(published.dataset, rotated.dataset.checksum).unwrap();
     assert_ne!(old_keys, new_keys);
-    let object = &rotated.manifest.object_urls(&rotated.dataset.uri)[0];
+    let object = &rotated.manifest.object_urls(&manifest_url).unwrap()[0];
     let ciphertext = devnet.options.storage.get(object).await.unwrap();
     let aad = dataplane::aad_prefix(published.dataset, 2, &rotated.manifest.objects[0].name);
     let err = dataplane::decrypt(&ciphertext, &old_keys, aad.clone()).unwrap_err();

@@ -207,7 +207,7 @@ pub fn strongroom_command(devnet: &Devnet, data_dir: &std::path::Path) -> std::p
         .env("STRONGROOM_CONTRACT", devnet.governance.address().to_string())
         .env("STRONGROOM_MARKET_URL", devnet.market.url())
         .env("STRONGROOM_KMS_URL", devnet.kms.url())
-        .env("STRONGROOM_STORAGE_URL", &devnet.objects_url)
+        .env("STRONGROOM_STORAGE_URL", devnet.objects_url.as_str())
         .env("STRONGROOM_DATA_DIR", data_dir)
         .env_remove("STRONGROOM_KEY")
         // Owners typing commands protect their key backup with a passphrase.

@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, RequesterTree, Task, TaskStatus};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, TaskId,
-    X25519SecretKey, open,
+    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, StorageUrl,
+    TaskId, X25519SecretKey, open,
 };
 
 use crate::{ClientError, Result, ResultKeys};
@@ -91,7 +91,7 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Published {
     pub task_id: TaskId,
-    pub location: String,
+    pub location: StorageUrl,
     /// keccak256 of the sealed result, signed by the enclave and checked by the contract.
     pub digest: B256,
     pub failed: bool,
@@ -106,7 +106,8 @@ pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, ti
             let submit_gas = chain.receipt_gas(event.tx_hash).await?;
             return Ok(Published {
                 task_id,
-                location: event.location,
+                location: StorageUrl::parse(&event.location)
+                    .map_err(|e| ClientError::Corrupt(format!("task {task_id}'s result was published at {e}")))?,
                 digest: event.digest,
                 failed: event.failed,
                 submit_gas,

@@ -16,11 +16,11 @@ use datafusion::datasource::file_format::options::ArrowReadOptions;
 use datafusion::prelude::{CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 use strongroom_chain::{Chain, DatasetInfo, RequesterTree};
-use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, manifest_dir, version_dir};
+use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, version_dir};
 use strongroom_storage::Storage;
 use strongroom_types::{
     DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo, Policy,
-    PostOfferRequest, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
+    PostOfferRequest, StorageUrl, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
 };
 use tracing::info;
 
@@ -176,7 +176,7 @@ pub struct PublishRequest {
     /// that reserve none.
     pub privacy_budget: u64,
     /// Storage URL under which the dataset's objects are written (`file:///…/objects`, `s3://…`).
-    pub storage_url: String,
+    pub storage_url: StorageUrl,
     pub kms_url: String,
     pub market_url: String,
     /// Makes the dataset id; random unless given.
@@ -198,7 +198,7 @@ impl PublishRequest {
         input: impl Into<PathBuf>,
         policy: impl Into<PathBuf>,
         price: U256,
-        storage_url: &str,
+        storage_url: &StorageUrl,
         kms_url: &str,
         market_url: &str,
     ) -> Self {
@@ -207,7 +207,7 @@ impl PublishRequest {
             policy: policy.into(),
             terms: OfferTerms::sql(price, Duration::from_secs(30 * 86_400)),
             privacy_budget: 10_000_000,
-            storage_url: storage_url.to_owned(),
+            storage_url: storage_url.clone(),
             kms_url: kms_url.to_owned(),
             market_url: market_url.to_owned(),
             salt: None,
@@ -268,7 +268,7 @@ pub fn parse_schema(text: &str) -> Result<SchemaRef> {
 pub struct Published {
     pub dataset: DatasetId,
     /// The manifest's URL, registered on chain with the manifest's sha256.
-    pub uri: String,
+    pub uri: StorageUrl,
     /// sha256 of the manifest, as registered on chain.
     pub checksum: B256,
     pub manifest: Manifest,
@@ -281,8 +281,8 @@ pub struct Published {
 
 impl Published {
     /// The URLs of the encrypted objects, in manifest order.
-    pub fn object_urls(&self) -> Vec<String> {
-        self.manifest.object_urls(&self.uri)
+    pub fn object_urls(&self) -> Vec<StorageUrl> {
+        self.manifest.object_urls(&self.uri).expect("a manifest we stored lists objects beside it")
     }
 }
 
@@ -442,7 +442,7 @@ pub(crate) async fn publish(owner: &Owner, req: &PublishRequest) -> Result<Publi
     let (registered, outcome) = chain
         .register_dataset(
             salt,
-            &uri,
+            uri.as_str(),
             checksum,
             &req.kms_url,
             kms_info.public_key.to_b256(),
@@ -498,7 +498,7 @@ struct ObjectUploader<'k> {
     storage: Storage,
     /// Taken by `finish`.
     writer: Option<dataplane::ObjectWriter<'k>>,
-    dir: String,
+    dir: StorageUrl,
     objects: Vec<ObjectEntry>,
     rows_read: u64,
     progress: Option<indicatif::ProgressBar>,
@@ -514,7 +514,7 @@ impl<'k> ObjectUploader<'k> {
         dataset: DatasetId,
         data_version: u64,
         layout: Layout,
-        dir: &str,
+        dir: &StorageUrl,
         progress: Option<indicatif::ProgressBar>,
     ) -> Result<Self> {
         let writer = dataplane::ObjectWriter::new(schema, keys, dataset, data_version, layout)?;
@@ -522,7 +522,7 @@ impl<'k> ObjectUploader<'k> {
         Ok(Self {
             storage: storage.clone(),
             writer: Some(writer),
-            dir: dir.to_owned(),
+            dir: dir.clone(),
             objects: Vec::new(),
             rows_read: 0,
             progress,
@@ -549,7 +549,7 @@ impl<'k> ObjectUploader<'k> {
     }
 
     async fn store(&mut self, object: dataplane::EncryptedObject) -> Result<()> {
-        self.storage.put(&format!("{}/{}", self.dir, object.entry.name), object.ciphertext).await?;
+        self.storage.put(&self.dir.join(&object.entry.name)?, object.ciphertext).await?;
         self.objects.push(object.entry);
         Ok(())
     }
@@ -570,9 +570,9 @@ impl<'k> ObjectUploader<'k> {
 }
 
 /// Stores the manifest in `dir`; returns its URL and sha256 (what the chain records).
-async fn store_manifest(storage: &Storage, dir: &str, manifest: &Manifest) -> Result<(String, B256)> {
+async fn store_manifest(storage: &Storage, dir: &StorageUrl, manifest: &Manifest) -> Result<(StorageUrl, B256)> {
     let (bytes, checksum) = manifest.to_stored();
-    let uri = format!("{dir}/{}", Manifest::FILE_NAME);
+    let uri = dir.join(Manifest::FILE_NAME)?;
     storage.put(&uri, bytes.into()).await?;
     Ok((uri, checksum))
 }
@@ -661,7 +661,9 @@ pub(crate) async fn rotate(
 ) -> Result<Rotated> {
     let (chain, signer, backup, storage) = (&owner.chain, &owner.signer, &owner.backup, &owner.storage);
     let registered = owned_dataset(chain, signer, dataset).await?;
-    let manifest_bytes = storage.get_checked(&registered.uri, registered.checksum).await?;
+    let registered_uri = StorageUrl::parse(&registered.uri)
+        .map_err(|e| ClientError::Corrupt(format!("dataset {dataset} is registered at {e}")))?;
+    let manifest_bytes = storage.get_checked(&registered_uri, registered.checksum).await?;
     let old = Manifest::parse(&manifest_bytes, dataset)
         .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
     let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
@@ -683,24 +685,25 @@ pub(crate) async fn rotate(
     // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
     // that a registration (perhaps still pending) points at.
     let version = old.data_version + 1;
-    let dataset_dir = manifest_dir(&registered.uri)
-        .and_then(|dir| dir.rsplit_once('/'))
-        .filter(|(parent, current)| {
-            parent.ends_with(&format!("/{dataset}"))
-                && current.split('-').next() == Some(&format!("v{}", old.data_version))
-        })
-        .map(|(parent, _)| parent)
+    let dataset_dir = registered_uri
+        .parent()
+        .filter(|current| current.name().split('-').next() == Some(&format!("v{}", old.data_version)))
+        .and_then(|current| current.parent())
+        .filter(|parent| parent.name() == dataset.to_string())
         .ok_or_else(|| {
             ClientError::Corrupt(format!(
                 "the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json",
                 registered.uri, old.data_version
             ))
         })?;
-    let dir = format!("{dataset_dir}/v{version}-{}", &hex::encode(random_salt())[..8]);
+    let dir = dataset_dir.join(&format!("v{version}-{}", &hex::encode(random_salt())[..8]))?;
     let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
     let mut schema = None;
     let mut uploader = None;
-    for (entry, url) in old.objects.iter().zip(old.object_urls(&registered.uri)) {
+    let object_urls = old
+        .object_urls(&registered_uri)
+        .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
+    for (entry, url) in old.objects.iter().zip(object_urls) {
         let ciphertext = storage.get_checked(&url, entry.sha256).await?;
         let (object_schema, batches) =
             dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
@@ -744,7 +747,14 @@ pub(crate) async fn rotate(
     backup.store(dataset, checksum, &keys, &policy_text)?;
     deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
     chain
-        .update_dataset(dataset, &uri, checksum, &registered.kms_url, registered.kms_key, registered.policy_hash)
+        .update_dataset(
+            dataset,
+            uri.as_str(),
+            checksum,
+            &registered.kms_url,
+            registered.kms_key,
+            registered.policy_hash,
+        )
         .await?;
     info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
     let dataset =

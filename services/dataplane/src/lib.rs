@@ -21,7 +21,7 @@ mod writer;
 
 pub use aad::{aad_prefix, object_name};
 pub use error::DataplaneError;
-pub use manifest::{ColumnEntry, Manifest, ManifestError, ObjectEntry, manifest_dir, version_dir};
+pub use manifest::{ColumnEntry, Manifest, ManifestError, ObjectEntry, version_dir};
 pub use reader::{DecryptionFactory, decrypt, register_encrypted_table, scan_config};
 pub use writer::{EncryptedObject, Layout, ObjectWriter, encryption_properties};
 

@@ -3,7 +3,7 @@
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
-use strongroom_types::{DatasetId, KeyId};
+use strongroom_types::{DatasetId, KeyId, StorageUrl};
 
 /// One column of the dataset and the id of the key that encrypts it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub enum ManifestError {
     BadObjectName(String),
     #[error("lists objects whose rows do not add up to its total")]
     RowsDoNotAddUp,
+    #[error("is not stored in a directory, beside which its objects would be")]
+    NoDirectory,
 }
 
 impl Manifest {
@@ -99,9 +101,10 @@ impl Manifest {
     }
 
     /// The URLs of the objects, which sit beside the manifest stored at `manifest_url`.
-    pub fn object_urls(&self, manifest_url: &str) -> Vec<String> {
-        let dir = manifest_dir(manifest_url).unwrap_or(manifest_url);
-        self.objects.iter().map(|o| format!("{dir}/{}", o.name)).collect()
+    pub fn object_urls(&self, manifest_url: &StorageUrl) -> Result<Vec<StorageUrl>, ManifestError> {
+        let dir = manifest_url.parent().ok_or(ManifestError::NoDirectory)?;
+        let url = |o: &ObjectEntry| dir.join(&o.name).map_err(|_| ManifestError::BadObjectName(o.name.clone()));
+        self.objects.iter().map(url).collect()
     }
 
     /// The manifest as stored, and its sha256 (what the chain records).
@@ -114,13 +117,8 @@ impl Manifest {
 
 /// Where the objects of one data version live: `<storage>/<dataset>/v<version>/`, the manifest
 /// and the objects side by side, so a rotation never overwrites what running tasks may read.
-pub fn version_dir(storage_url: &str, dataset: DatasetId, data_version: u64) -> String {
-    format!("{}/{dataset}/v{data_version}", storage_url.trim_end_matches('/'))
-}
-
-/// The directory of a manifest URL, against which its object names resolve.
-pub fn manifest_dir(manifest_url: &str) -> Option<&str> {
-    manifest_url.rsplit_once('/').map(|(dir, _)| dir)
+pub fn version_dir(storage_url: &StorageUrl, dataset: DatasetId, data_version: u64) -> StorageUrl {
+    storage_url.join(&format!("{dataset}/v{data_version}")).expect("a dataset id and a version are plain segments")
 }
 
 #[cfg(test)]

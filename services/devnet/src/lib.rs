@@ -22,8 +22,8 @@ use strongroom_client::{KeyBackup, MarketClient};
 use strongroom_enclave_sim::{Platform, measure};
 use strongroom_kms::{KmsConfig, KmsHandle};
 use strongroom_market::{MarketConfig, MarketHandle};
-use strongroom_storage::{self as storage, Storage};
-use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, random_salt, sign_typed};
+use strongroom_storage::Storage;
+use strongroom_types::{PoolId, PoolOffer, PostOfferRequest, StorageUrl, random_salt, sign_typed};
 use strongroom_worker::{WorkerConfig, WorkerHandle};
 use tracing::info;
 
@@ -50,6 +50,8 @@ pub enum DevnetError {
     Client(#[from] strongroom_client::ClientError),
     #[error(transparent)]
     Storage(#[from] strongroom_storage::StorageError),
+    #[error(transparent)]
+    Url(#[from] strongroom_types::Error),
 }
 
 pub type Result<T, E = DevnetError> = std::result::Result<T, E>;
@@ -82,8 +84,8 @@ pub struct DevnetOptions {
     pub max_task_duration: Duration,
     /// Where dataset objects and sealed results go; `<data-dir>/objects` and `<data-dir>/results`
     /// when `None`.
-    pub objects_url: Option<String>,
-    pub results_url: Option<String>,
+    pub objects_url: Option<StorageUrl>,
+    pub results_url: Option<StorageUrl>,
     /// Storage credentials, shared by every party of the devnet.
     pub storage: Storage,
 }
@@ -118,9 +120,9 @@ pub struct Devnet {
     pub pool_offer: PoolOffer,
     pub pool_offer_signature: Bytes,
     /// Storage URL for dataset objects.
-    pub objects_url: String,
+    pub objects_url: StorageUrl,
     /// Storage URL for sealed results.
-    pub results_url: String,
+    pub results_url: StorageUrl,
     pub options: DevnetOptions,
 }
 
@@ -173,11 +175,11 @@ impl Devnet {
 
         let objects_url = match &options.objects_url {
             Some(url) => url.clone(),
-            None => storage::file_url(&options.data_dir.join("objects"))?,
+            None => StorageUrl::from_path(&options.data_dir.join("objects"))?,
         };
         let results_url = match &options.results_url {
             Some(url) => url.clone(),
-            None => storage::file_url(&options.data_dir.join("results"))?,
+            None => StorageUrl::from_path(&options.data_dir.join("results"))?,
         };
         let mut devnet = Self {
             node,

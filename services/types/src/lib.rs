@@ -20,6 +20,7 @@ mod messages;
 mod policy;
 pub mod protocol;
 mod seal;
+mod url;
 
 pub use api::{
     ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PostOfferRequest,
@@ -37,6 +38,7 @@ pub use seal::{
     INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, key_set_aad,
     open, seal,
 };
+pub use url::StorageUrl;
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
 pub type DatasetId = alloy_primitives::B256;

@@ -7,11 +7,11 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_client::KmsClient;
-use strongroom_dataplane::{Manifest, manifest_dir};
+use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
-use strongroom_types::{Authorization, PoolId, ReleaseRequest, sign_typed};
+use strongroom_types::{Authorization, PoolId, ReleaseRequest, StorageUrl, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -29,7 +29,7 @@ pub struct WorkerConfig {
     /// Where the simulated platform keeps its key.
     pub platform_dir: PathBuf,
     /// Storage URL under which sealed results are written (`file:///…/results`, `s3://…`).
-    pub results_url: String,
+    pub results_url: StorageUrl,
     /// The operator's storage credentials: read datasets, write results.
     pub storage: storage::Storage,
     pub poll_interval: Duration,
@@ -56,6 +56,8 @@ pub enum WorkerError {
     Chain(#[from] strongroom_chain::ChainError),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Url(#[from] strongroom_types::Error),
 }
 
 /// A running worker. Dropping the handle does not stop it; call [`WorkerHandle::shutdown`].
@@ -209,21 +211,15 @@ impl Worker {
                 .await?
                 .ok_or(WorkerError::UnknownDataVersion(dataset.id, task.params.checksum))?,
         };
+        let uri = StorageUrl::parse(&uri).map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
         let manifest_bytes = self.config.storage.get(&uri).await?;
         // Only what the host needs to fetch the objects: the enclave checks the rest, and what it
         // finds wrong ends as an attested failure the analyst reads.
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-            .map_err(|e| WorkerError::BadManifest(uri.clone(), format!("is malformed: {e}")))?;
-        if let Some(bad) = manifest.objects.iter().find(|o| o.name.contains('/') || o.name.starts_with('.')) {
-            return Err(WorkerError::BadManifest(
-                uri.clone(),
-                format!("names object `{}`, which is not a plain file name", bad.name),
-            ));
-        }
-        if manifest_dir(&uri).is_none() {
-            return Err(WorkerError::BadManifest(uri.clone(), "is not in a directory".into()));
-        }
-        let object_urls = manifest.object_urls(&uri);
+            .map_err(|e| WorkerError::BadManifest(uri.to_string(), format!("is malformed: {e}")))?;
+        // Every object URL is a plain name joined to the manifest's directory, or refused.
+        let object_urls =
+            manifest.object_urls(&uri).map_err(|e| WorkerError::BadManifest(uri.to_string(), e.to_string()))?;
         let reply = self
             .client
             .call(HostRequest::RequestKeys {
@@ -246,20 +242,20 @@ impl Worker {
         let release = KmsClient::with_http(&dataset.kms_url, self.http.clone()).release(&request).await?;
         info!("keys released to the enclave (sealed)");
         let objects = futures::future::try_join_all(object_urls.iter().map(|url| self.config.storage.get(url))).await?;
-        let location = format!("{}/task-{}.sealed", self.config.results_url.trim_end_matches('/'), task.id);
+        let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
         let request = HostRequest::RunTask {
             task_id: task.id,
             sealed_release: release.sealed_release,
             objects: objects.len() as u32,
             spec: task.spec.clone(),
-            location: location.clone(),
+            location: location.to_string(),
         };
         let reply = self.client.call_with(request, objects).await?;
         let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
         self.config.storage.put(&location, sealed_result.0).await?;
-        let outcome = chain.submit_result(task, digest, &location, authorization, signature, failed).await?;
+        let outcome = chain.submit_result(task, digest, location.as_str(), authorization, signature, failed).await?;
         info!(%digest, failed, gas = outcome.gas_used, "result submitted");
         Ok(())
     }

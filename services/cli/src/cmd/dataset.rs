@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strongroom_storage as storage;
+use strongroom_types::StorageUrl;
 
 use super::GlobalArgs;
 use strongroom_dataplane::Layout;
@@ -111,7 +111,7 @@ pub struct PublishArgs {
     pub kms_url: String,
     /// Storage URL for the encrypted objects; defaults to `<data-dir>/objects`.
     #[arg(long, env = "STRONGROOM_STORAGE_URL")]
-    pub storage_url: Option<String>,
+    pub storage_url: Option<StorageUrl>,
     /// Most rows per encrypted object; larger inputs are split into several.
     #[arg(long, default_value_t = Layout::default().object_rows)]
     pub rows_per_object: usize,
@@ -127,7 +127,7 @@ impl DatasetCommand {
         let owner = global.owner().await?;
         let storage_url = match args.storage_url {
             Some(url) => url,
-            None => storage::file_url(&global.data_dir.join("objects"))?,
+            None => StorageUrl::from_path(&global.data_dir.join("objects"))?,
         };
         let terms = OfferTerms {
             volume: args.volume,

@@ -3,8 +3,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use strongroom_storage as storage;
-use strongroom_types::PoolId;
+use strongroom_types::{PoolId, StorageUrl};
 use strongroom_worker::WorkerConfig;
 
 use super::GlobalArgs;
@@ -28,7 +27,7 @@ pub struct RunArgs {
     pub from_block: Option<u64>,
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
-    pub results_url: Option<String>,
+    pub results_url: Option<StorageUrl>,
 }
 
 impl WorkerCommand {
@@ -40,7 +39,7 @@ impl WorkerCommand {
             .context("cannot find the enclave program `strongroom-enclave`: pass --enclave")?;
         let results_url = match args.results_url {
             Some(url) => url,
-            None => storage::file_url(&global.data_dir.join("results"))?,
+            None => StorageUrl::from_path(&global.data_dir.join("results"))?,
         };
         let config = WorkerConfig {
             rpc_url: global.rpc_url()?.into(),
