@@ -231,3 +231,51 @@ pub async fn choose_offers(
         requester_proof,
     })
 }
+
+/// An analyst: the chain acting as them, the result keys they rent with, and their storage
+/// credentials for reading results.
+#[derive(Clone, Debug)]
+pub struct Analyst {
+    chain: Chain,
+    keys: ResultKeys,
+    storage: Storage,
+}
+
+impl Analyst {
+    /// `chain` must act as the analyst; their result keys live under `data_dir`.
+    pub fn new(chain: Chain, data_dir: &std::path::Path, storage: Storage) -> Result<Self> {
+        let keys = result_keys(data_dir, &chain)?;
+        Ok(Self { chain, keys, storage })
+    }
+
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The offers to rent `dataset` with, from `market`; see [`choose_offers`].
+    pub async fn choose_offers(&self, market: &crate::MarketClient, dataset: DatasetId) -> Result<ChosenOffers> {
+        let analyst = self.chain.sender().ok_or_else(|| ClientError::Input("renting needs an account key".into()))?;
+        choose_offers(market, dataset, analyst, self.chain.block_timestamp().await?).await
+    }
+
+    /// Rents `offers` to run `sql`; the result key is on disk before the transaction is sent.
+    pub async fn rent(&self, offers: &ChosenOffers, sql: &str, options: &RentOptions) -> Result<Rental> {
+        let options = RentOptions { requester_proof: offers.requester_proof.clone(), ..options.clone() };
+        let dataset_offer = (&offers.dataset_offer, &offers.dataset_signature);
+        let pool_offer = (&offers.pool_offer, &offers.pool_signature);
+        rent(&self.chain, &self.keys, dataset_offer, pool_offer, sql, &options).await
+    }
+
+    /// Waits up to `timeout` for task `task_id`'s result (published from block `from_block` on),
+    /// checks it against the digest the enclave signed on chain, and opens it with its key.
+    pub async fn result(&self, task_id: TaskId, from_block: u64, timeout: Duration) -> Result<Outcome> {
+        let task = self
+            .chain
+            .task(task_id)
+            .await?
+            .ok_or_else(|| ClientError::Task(format!("task {task_id} does not exist")))?;
+        let secret = self.keys.find(task_id, task.params.resultKey)?;
+        let published = wait_for_result(&self.chain, task_id, from_block, timeout).await?;
+        read_result(&published, &secret, &self.storage).await
+    }
+}

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use clap::Args;
 use strongroom_client::MarketClient;
-use strongroom_client::analyst::{self, RentOptions};
+use strongroom_client::analyst::{Analyst, RentOptions};
 use strongroom_types::DatasetId;
 
 use super::GlobalArgs;
@@ -31,34 +31,17 @@ pub struct RentArgs {
 
 impl RentArgs {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let chain = global.chain().await?;
-        let analyst = global.signer()?.address();
-        let market = MarketClient::new(global.market_url()?)?;
-        let now = chain.block_timestamp().await?;
-        let offers = analyst::choose_offers(&market, self.dataset, analyst, now).await?;
-        let options = RentOptions {
-            epsilon: self.epsilon.0,
-            max_price: self.max_price.map(|a| a.0),
-            requester_proof: offers.requester_proof.clone(),
-        };
-        let keys = analyst::result_keys(&global.data_dir, &chain)?;
-        let rental = analyst::rent(
-            &chain,
-            &keys,
-            (&offers.dataset_offer, &offers.dataset_signature),
-            (&offers.pool_offer, &offers.pool_signature),
-            &self.sql,
-            &options,
-        )
-        .await?;
+        let analyst = Analyst::new(global.chain().await?, &global.data_dir, global.storage()?)?;
+        let offers = analyst.choose_offers(&MarketClient::new(global.market_url()?)?, self.dataset).await?;
+        let options =
+            RentOptions { epsilon: self.epsilon.0, max_price: self.max_price.map(|a| a.0), ..Default::default() };
+        let rental = analyst.rent(&offers, &self.sql, &options).await?;
         eprintln!("task {} rented for {} wei (gas {})", rental.task_id(), offers.price(), rental.rent_gas);
         if self.no_wait {
             println!("{}", rental.task_id());
             return Ok(());
         }
-        let published =
-            analyst::wait_for_result(&chain, rental.task_id(), rental.block, Duration::from_secs(self.timeout)).await?;
-        let outcome = analyst::read_result(&published, &rental.result_secret, &global.storage()?).await?;
+        let outcome = analyst.result(rental.task_id(), rental.block, Duration::from_secs(self.timeout)).await?;
         super::result::print_outcome(rental.task_id(), &outcome, global.json)
     }
 }

@@ -1,12 +1,12 @@
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, Subcommand};
 use strongroom_types::TaskId;
 
 use super::GlobalArgs;
-use strongroom_client::analyst::{self, Outcome};
+use strongroom_client::analyst::{Analyst, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum ResultCommand {
@@ -25,11 +25,8 @@ pub struct GetArgs {
 impl ResultCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let Self::Get(args) = self;
-        let chain = global.chain().await?;
-        let task = chain.task(args.task).await?.with_context(|| format!("task {} does not exist", args.task))?;
-        let secret = analyst::result_keys(&global.data_dir, &chain)?.find(args.task, task.params.resultKey)?;
-        let published = analyst::wait_for_result(&chain, args.task, 0, Duration::from_secs(args.timeout)).await?;
-        let outcome = analyst::read_result(&published, &secret, &global.storage()?).await?;
+        let analyst = Analyst::new(global.chain().await?, &global.data_dir, global.storage()?)?;
+        let outcome = analyst.result(args.task, 0, Duration::from_secs(args.timeout)).await?;
         print_outcome(args.task, &outcome, global.json)
     }
 }
