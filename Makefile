@@ -7,6 +7,9 @@ SHELL := /bin/bash
 # Wherever cargo builds: CARGO_TARGET_DIR, a configured target-dir, or ./target.
 TARGET_DIR := $(shell cargo metadata --format-version 1 --no-deps 2>/dev/null | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 CONTRACTS := contracts
+# The measured enclave is a workspace of its own; it builds into the same target directory, so
+# its binary sits beside `strongroom`.
+ENCLAVE_MANIFEST := --manifest-path services/enclave/Cargo.toml
 # The binaries look anvil up when they run (STRONGROOM_ANVIL, else PATH); point them at the
 # toolchain this checkout installs.
 export STRONGROOM_ANVIL ?= $(CURDIR)/$(CONTRACTS)/node_modules/.bin/anvil
@@ -34,7 +37,9 @@ bench-query: contracts ## TPC-H on plain vs column-encrypted Parquet (SF=1; STRO
 
 lint: contracts ## rustfmt and clippy, warnings as errors
 	cargo fmt --all -- --check
+	cargo fmt $(ENCLAVE_MANIFEST) -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy $(ENCLAVE_MANIFEST) --target-dir $(TARGET_DIR) --all-targets -- -D warnings
 
 tcb: build ## The enclave's trusted computing base: crates, lines of our own code, binary size
 	scripts/tcb
@@ -47,12 +52,14 @@ contracts: $(CONTRACTS)/out/sources.sha256 ## Install the contract toolchain and
 
 build: contracts ## Build every Rust binary (strongroom, strongroom-enclave)
 	cargo build --workspace --bins
+	cargo build $(ENCLAVE_MANIFEST) --target-dir $(TARGET_DIR)
 
 test-contracts: contracts
 	cd $(CONTRACTS) && $(FORGE) test
 
 test-rust: build
 	cargo test --workspace
+	cargo test $(ENCLAVE_MANIFEST) --target-dir $(TARGET_DIR)
 
 $(CONTRACTS)/node_modules/.installed: $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	cd $(CONTRACTS) && npm ci --no-audit --no-fund
