@@ -26,6 +26,8 @@ pub(crate) enum EnclaveError {
     WrongTask { expected: U256, got: U256 },
     #[error("{MAX_PENDING_TASKS} tasks already await their run: run or drop some before requesting keys for more")]
     TooManyPending,
+    #[error("keys for task {0} were already requested for another job or manifest")]
+    AlreadyRequested(U256),
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
     WrongDeployment { chain_id: u64, contract: Address },
     #[error(transparent)]
@@ -110,7 +112,18 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-        if self.tasks.len() >= MAX_PENDING_TASKS && !self.tasks.contains_key(&task_id) {
+        // Asked again (a host retrying after a lost reply): the same request, for the same task
+        // key, so a release already made for it still opens. For another job or manifest: no.
+        if let Some(pending) = self.tasks.get(&task_id) {
+            if pending.spec_hash != keccak256(spec) || pending.manifest != manifest {
+                return Err(EnclaveError::AlreadyRequested(task_id));
+            }
+            let (task_key, columns) = (pending.secret.public_key(), pending.columns.clone());
+            let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
+            let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
+            return Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature });
+        }
+        if self.tasks.len() >= MAX_PENDING_TASKS {
             return Err(EnclaveError::TooManyPending);
         }
         // A query that does not plan, or a manifest that does not parse, needs no column;
@@ -384,6 +397,25 @@ mod tests {
         .unwrap();
         assert!(session.tasks.is_empty(), "a run task is forgotten");
         (failed, serde_json::from_slice(&opened).unwrap())
+    }
+
+    #[test]
+    fn a_repeated_key_request_is_the_same_request_or_refused() {
+        let (_, manifest, _) = dataset();
+        let (stored, _) = manifest.to_stored();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut session = attested();
+        let task_id = U256::from(3);
+        let key_of = |reply: EnclaveReply| match reply {
+            EnclaveReply::KeyRequest { task_key, columns, .. } => (task_key, columns),
+            other => panic!("a key request, not {other:?}"),
+        };
+        let first = key_of(session.request_keys(task_id, SQL, stored.clone().into(), &runtime).unwrap());
+        let again = key_of(session.request_keys(task_id, SQL, stored.clone().into(), &runtime).unwrap());
+        assert_eq!(first, again, "a retry gets the same task key and columns");
+        let err = session.request_keys(task_id, b"SELECT * FROM dataset", stored.into(), &runtime).unwrap_err();
+        assert_eq!(err.to_string(), "keys for task 3 were already requested for another job or manifest");
+        assert_eq!(session.tasks.len(), 1);
     }
 
     #[test]
