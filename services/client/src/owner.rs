@@ -100,29 +100,6 @@ impl Owner {
         &self.backup
     }
 
-    /// Publishes a dataset end to end: encrypt and store the objects and the manifest, back
-    /// the keys up, deposit them, register the dataset, list the offer.
-    pub async fn publish(&self, request: &PublishRequest) -> Result<Published> {
-        publish(self, request).await
-    }
-
-    /// Deposits the dataset's keys again from the backup, to `kms_url` (a new key service the
-    /// dataset is then pointed at, or the same one): every data version's the backup holds.
-    pub async fn redeposit(&self, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
-        redeposit(self, dataset, kms_url).await
-    }
-
-    /// Re-encrypts the dataset under fresh keys as its next data version, deposits the keys and
-    /// points the dataset at it; tasks rented before keep reading the version they rented.
-    pub async fn rotate(
-        &self,
-        dataset: DatasetId,
-        layout: Layout,
-        progress: Option<indicatif::ProgressBar>,
-    ) -> Result<Rotated> {
-        rotate(self, dataset, layout, progress).await
-    }
-
     /// Signs a dataset offer with these terms; the caller lists it (market) or presigns it (chain).
     pub async fn sign_offer(
         &self,
@@ -392,92 +369,94 @@ async fn key_service(kms_url: &str, chain: &Chain) -> Result<(KmsClient, KmsInfo
     Ok((kms, info))
 }
 
-/// Publishes a dataset end to end: encrypt and store the objects and the manifest, back the
-/// keys up, deposit them, register the dataset, list the offer.
-pub(crate) async fn publish(owner: &Owner, req: &PublishRequest) -> Result<Published> {
-    let (chain, signer) = (&owner.chain, &owner.signer);
-    let policy_text =
-        std::fs::read_to_string(&req.policy).io(|| format!("cannot read policy file {}", req.policy.display()))?;
-    let policy = Policy::parse(&policy_text)
-        .map_err(|e| ClientError::Input(format!("policy file {}: {e}", req.policy.display())))?;
-    let policy_hash = keccak256(policy_text.as_bytes());
-    let (kms, kms_info) = key_service(&req.kms_url, chain).await?;
+impl Owner {
+    /// Publishes a dataset end to end: encrypt and store the objects and the manifest, back the
+    /// keys up, deposit them, register the dataset, list the offer.
+    pub async fn publish(&self, req: &PublishRequest) -> Result<Published> {
+        let (chain, signer) = (&self.chain, &self.signer);
+        let policy_text =
+            std::fs::read_to_string(&req.policy).io(|| format!("cannot read policy file {}", req.policy.display()))?;
+        let policy = Policy::parse(&policy_text)
+            .map_err(|e| ClientError::Input(format!("policy file {}: {e}", req.policy.display())))?;
+        let policy_hash = keccak256(policy_text.as_bytes());
+        let (kms, kms_info) = key_service(&req.kms_url, chain).await?;
 
-    let frame = open_input(&req.input, req.schema.as_deref()).await?;
-    let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
-    if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
-        fail!(
-            Input,
-            "policy file {} allows column `{column}`, which {} does not have",
-            req.policy.display(),
-            req.input.display()
-        );
-    }
-    let salt = req.salt.unwrap_or_else(random_salt);
-    let dataset = chain.dataset_id(signer.address(), salt).await?;
-    let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
-    let columns = column_entries(&schema);
+        let frame = open_input(&req.input, req.schema.as_deref()).await?;
+        let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
+            fail!(
+                Input,
+                "policy file {} allows column `{column}`, which {} does not have",
+                req.policy.display(),
+                req.input.display()
+            );
+        }
+        let salt = req.salt.unwrap_or_else(random_salt);
+        let dataset = chain.dataset_id(signer.address(), salt).await?;
+        let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
+        let columns = column_entries(&schema);
 
-    // 1. Encrypt and store the objects as the input streams in, then the manifest.
-    let dir = version_dir(&req.storage_url, dataset, 1);
-    let mut uploader =
-        ObjectUploader::new(&owner.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
-    let unreadable = |source| ClientError::Read { path: req.input.clone(), source };
-    let mut batches = frame.execute_stream().await.map_err(unreadable)?;
-    while let Some(batch) = batches.next().await {
-        let batch = batch.map_err(unreadable)?;
-        uploader.write(&batch).await?;
-    }
-    let (rows, objects) = uploader.finish().await?;
-    let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
-    let (uri, checksum) = store_manifest(&owner.storage, &dir, &manifest).await?;
-    info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
+        // 1. Encrypt and store the objects as the input streams in, then the manifest.
+        let dir = version_dir(&req.storage_url, dataset, 1);
+        let mut uploader =
+            ObjectUploader::new(&self.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
+        let unreadable = |source| ClientError::Read { path: req.input.clone(), source };
+        let mut batches = frame.execute_stream().await.map_err(unreadable)?;
+        while let Some(batch) = batches.next().await {
+            let batch = batch.map_err(unreadable)?;
+            uploader.write(&batch).await?;
+        }
+        let (rows, objects) = uploader.finish().await?;
+        let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
+        let (uri, checksum) = store_manifest(&self.storage, &dir, &manifest).await?;
+        info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
-    // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
-    //    key service and bound to this dataset id and manifest.
-    owner.backup.store(dataset, checksum, &keys, &policy_text)?;
-    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
+        // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
+        //    key service and bound to this dataset id and manifest.
+        self.backup.store(dataset, checksum, &keys, &policy_text)?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
 
-    // 3. Register on chain.
-    let (registered, outcome) = chain
-        .register_dataset(
-            salt,
-            uri.as_str(),
+        // 3. Register on chain.
+        let (registered, outcome) = chain
+            .register_dataset(
+                salt,
+                uri.as_str(),
+                checksum,
+                &req.kms_url,
+                kms_info.public_key.to_b256(),
+                policy_hash,
+                req.privacy_budget,
+            )
+            .await?;
+        if registered != dataset {
+            fail!(
+                Internal,
+                "the contract registered dataset {registered}, expected {dataset}: contract and client disagree on ids"
+            );
+        }
+
+        // 4. Offer a licence.
+        let (offer, offer_signature) = sign_offer(chain, signer, dataset, policy_hash, &req.terms).await?;
+        MarketClient::new(&req.market_url)?
+            .post_offer(&PostOfferRequest::Dataset {
+                offer: offer.clone(),
+                signature: offer_signature.clone(),
+                requesters: req.terms.requesters.clone(),
+            })
+            .await?;
+        info!(%dataset, "dataset registered and offered");
+        Ok(Published {
+            dataset,
+            uri,
             checksum,
-            &req.kms_url,
-            kms_info.public_key.to_b256(),
+            manifest,
+            offer,
+            offer_signature,
+            keys,
             policy_hash,
-            req.privacy_budget,
-        )
-        .await?;
-    if registered != dataset {
-        fail!(
-            Internal,
-            "the contract registered dataset {registered}, expected {dataset}: contract and client disagree on ids"
-        );
-    }
-
-    // 4. Offer a licence.
-    let (offer, offer_signature) = sign_offer(chain, signer, dataset, policy_hash, &req.terms).await?;
-    MarketClient::new(&req.market_url)?
-        .post_offer(&PostOfferRequest::Dataset {
-            offer: offer.clone(),
-            signature: offer_signature.clone(),
-            requesters: req.terms.requesters.clone(),
+            register_gas: outcome.gas_used,
         })
-        .await?;
-    info!(%dataset, "dataset registered and offered");
-    Ok(Published {
-        dataset,
-        uri,
-        checksum,
-        manifest,
-        offer,
-        offer_signature,
-        keys,
-        policy_hash,
-        register_gas: outcome.gas_used,
-    })
+    }
 }
 
 fn column_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
@@ -608,37 +587,40 @@ async fn owned_dataset(chain: &Chain, owner: &PrivateKeySigner, dataset: Dataset
     Ok(registered)
 }
 
-/// Deposits a dataset's keys again from the owner's backup, to `kms_url`: the current data
-/// version's, then every earlier one's the backup holds. If that is another key service than the
-/// one registered, the dataset is updated on chain to point at it (a new
-/// version with the same objects and policy). Returns the dataset as registered afterwards.
-pub(crate) async fn redeposit(owner: &Owner, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
-    let (chain, signer, backup) = (&owner.chain, &owner.signer, &owner.backup);
-    let registered = owned_dataset(chain, signer, dataset).await?;
-    let (keys, policy_text) = backup.load(dataset, registered.checksum)?;
-    if keccak256(policy_text.as_bytes()) != registered.policy_hash {
-        fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
-    }
-    let (kms, kms_info) = key_service(kms_url, chain).await?;
-    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, registered.checksum, &keys, &policy_text).await?;
-    // Earlier data versions too: tasks rented before a rotation are served with their keys.
-    for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.checksum) {
-        let (keys, policy_text) = backup.load(dataset, manifest)?;
-        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest, &keys, &policy_text).await?;
-    }
-    if registered.kms_url != kms_url || registered.kms_key != kms_info.public_key.to_b256() {
-        chain
-            .update_dataset(
-                dataset,
-                &registered.uri,
-                registered.checksum,
-                kms_url,
-                kms_info.public_key.to_b256(),
-                registered.policy_hash,
-            )
+impl Owner {
+    /// Deposits a dataset's keys again from the owner's backup, to `kms_url`: the current data
+    /// version's, then every earlier one's the backup holds. If that is another key service than the
+    /// one registered, the dataset is updated on chain to point at it (a new
+    /// version with the same objects and policy). Returns the dataset as registered afterwards.
+    pub async fn redeposit(&self, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
+        let (chain, signer, backup) = (&self.chain, &self.signer, &self.backup);
+        let registered = owned_dataset(chain, signer, dataset).await?;
+        let (keys, policy_text) = backup.load(dataset, registered.checksum)?;
+        if keccak256(policy_text.as_bytes()) != registered.policy_hash {
+            fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
+        }
+        let (kms, kms_info) = key_service(kms_url, chain).await?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, registered.checksum, &keys, &policy_text)
             .await?;
+        // Earlier data versions too: tasks rented before a rotation are served with their keys.
+        for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.checksum) {
+            let (keys, policy_text) = backup.load(dataset, manifest)?;
+            deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest, &keys, &policy_text).await?;
+        }
+        if registered.kms_url != kms_url || registered.kms_key != kms_info.public_key.to_b256() {
+            chain
+                .update_dataset(
+                    dataset,
+                    &registered.uri,
+                    registered.checksum,
+                    kms_url,
+                    kms_info.public_key.to_b256(),
+                    registered.policy_hash,
+                )
+                .await?;
+        }
+        chain.dataset(dataset).await?.ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))
     }
-    chain.dataset(dataset).await?.ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))
 }
 
 /// A dataset after [`Owner::rotate`].
@@ -648,118 +630,130 @@ pub struct Rotated {
     pub manifest: Manifest,
 }
 
-/// Rotates a dataset's keys: decrypts every object with the current keys (from the owner's
-/// backup), re-encrypts it under fresh keys as the next data version, stores it beside the old
-/// version, backs up and deposits the new keys, and points the dataset on chain at the new
-/// manifest. Tasks rented from then on get the new keys. The old version's objects and keys are
-/// left in place for tasks rented before; delete them once those are settled.
-pub(crate) async fn rotate(
-    owner: &Owner,
-    dataset: DatasetId,
-    layout: Layout,
-    progress: Option<indicatif::ProgressBar>,
-) -> Result<Rotated> {
-    let (chain, signer, backup, storage) = (&owner.chain, &owner.signer, &owner.backup, &owner.storage);
-    let registered = owned_dataset(chain, signer, dataset).await?;
-    let registered_uri = StorageUrl::parse(&registered.uri)
-        .map_err(|e| ClientError::Corrupt(format!("dataset {dataset} is registered at {e}")))?;
-    let manifest_bytes = storage.get_checked(&registered_uri, registered.checksum).await?;
-    let old = Manifest::parse(&manifest_bytes, dataset)
-        .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
-    let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
-    if keccak256(policy_text.as_bytes()) != registered.policy_hash {
-        fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
-    }
-    let (kms, kms_info) = key_service(&registered.kms_url, chain).await?;
-    if kms_info.public_key.to_b256() != registered.kms_key {
-        fail!(
-            Input,
-            "the key service at {} now has key {}, not {} as registered: run `strongroom dataset redeposit` first",
-            registered.kms_url,
-            kms_info.public_key.to_b256(),
-            registered.kms_key
-        );
-    }
-
-    // The next version goes beside the current one, under <storage>/<dataset>/. Each attempt
-    // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
-    // that a registration (perhaps still pending) points at.
-    let version = old.data_version + 1;
-    let dataset_dir = registered_uri
-        .parent()
-        .filter(|current| current.name().split('-').next() == Some(&format!("v{}", old.data_version)))
-        .and_then(|current| current.parent())
-        .filter(|parent| parent.name() == dataset.to_string())
-        .ok_or_else(|| {
-            ClientError::Corrupt(format!(
-                "the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json",
-                registered.uri, old.data_version
-            ))
-        })?;
-    let dir = dataset_dir.join(&format!("v{version}-{}", &hex::encode(random_salt())[..8]))?;
-    let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
-    let mut schema = None;
-    let mut uploader = None;
-    let object_urls = old
-        .object_urls(&registered_uri)
-        .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
-    for (entry, url) in old.objects.iter().zip(object_urls) {
-        let ciphertext = storage.get_checked(&url, entry.sha256).await?;
-        let (object_schema, batches) =
-            dataplane::decrypt(&ciphertext, &old_keys, dataplane::aad_prefix(dataset, old.data_version, &entry.name))
-                .map_err(|e| ClientError::Corrupt(format!("decrypting {url} with the backed-up keys: {e}")))?;
-        // Every column the manifest lists, and every row, must come through the re-encryption.
-        let columns: Vec<&str> = object_schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let listed: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
-        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        if columns != listed || rows as u64 != entry.rows {
+impl Owner {
+    /// Rotates a dataset's keys: decrypts every object with the current keys (from the owner's
+    /// backup), re-encrypts it under fresh keys as the next data version, stores it beside the old
+    /// version, backs up and deposits the new keys, and points the dataset on chain at the new
+    /// manifest. Tasks rented from then on get the new keys. The old version's objects and keys are
+    /// left in place for tasks rented before; delete them once those are settled.
+    pub async fn rotate(
+        &self,
+        dataset: DatasetId,
+        layout: Layout,
+        progress: Option<indicatif::ProgressBar>,
+    ) -> Result<Rotated> {
+        let (chain, signer, backup, storage) = (&self.chain, &self.signer, &self.backup, &self.storage);
+        let registered = owned_dataset(chain, signer, dataset).await?;
+        let registered_uri = StorageUrl::parse(&registered.uri)
+            .map_err(|e| ClientError::Corrupt(format!("dataset {dataset} is registered at {e}")))?;
+        let manifest_bytes = storage.get_checked(&registered_uri, registered.checksum).await?;
+        let old = Manifest::parse(&manifest_bytes, dataset)
+            .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
+        let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
+        if keccak256(policy_text.as_bytes()) != registered.policy_hash {
+            fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
+        }
+        let (kms, kms_info) = key_service(&registered.kms_url, chain).await?;
+        if kms_info.public_key.to_b256() != registered.kms_key {
             fail!(
-                Corrupt,
-                "object {url} holds columns {columns:?} and {rows} rows; the manifest lists {listed:?} and {} rows",
-                entry.rows
+                Input,
+                "the key service at {} now has key {}, not {} as registered: run `strongroom dataset redeposit` first",
+                registered.kms_url,
+                kms_info.public_key.to_b256(),
+                registered.kms_key
             );
         }
-        let uploader = match &mut uploader {
-            Some(uploader) => uploader,
-            None => uploader.insert(ObjectUploader::new(
-                storage,
-                schema.insert(object_schema).clone(),
-                &keys,
-                dataset,
-                version,
-                layout,
-                &dir,
-                progress.clone(),
-            )?),
-        };
-        for batch in &batches {
-            uploader.write(batch).await?;
+
+        // The next version goes beside the current one, under <storage>/<dataset>/. Each attempt
+        // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
+        // that a registration (perhaps still pending) points at.
+        let version = old.data_version + 1;
+        let dataset_dir = registered_uri
+            .parent()
+            .filter(|current| current.name().split('-').next() == Some(&format!("v{}", old.data_version)))
+            .and_then(|current| current.parent())
+            .filter(|parent| parent.name() == dataset.to_string())
+            .ok_or_else(|| {
+                ClientError::Corrupt(format!(
+                    "the dataset URI {} is not <storage>/{dataset}/v{}/manifest.json",
+                    registered.uri, old.data_version
+                ))
+            })?;
+        let dir = dataset_dir.join(&format!("v{version}-{}", &hex::encode(random_salt())[..8]))?;
+        let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
+        let mut schema = None;
+        let mut uploader = None;
+        let object_urls = old
+            .object_urls(&registered_uri)
+            .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
+        for (entry, url) in old.objects.iter().zip(object_urls) {
+            let ciphertext = storage.get_checked(&url, entry.sha256).await?;
+            let (object_schema, batches) = dataplane::decrypt(
+                &ciphertext,
+                &old_keys,
+                dataplane::aad_prefix(dataset, old.data_version, &entry.name),
+            )
+            .map_err(|e| ClientError::Corrupt(format!("decrypting {url} with the backed-up keys: {e}")))?;
+            // Every column the manifest lists, and every row, must come through the re-encryption.
+            let columns: Vec<&str> = object_schema.fields().iter().map(|f| f.name().as_str()).collect();
+            let listed: Vec<&str> = old.columns.iter().map(|c| c.name.as_str()).collect();
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            if columns != listed || rows as u64 != entry.rows {
+                fail!(
+                    Corrupt,
+                    "object {url} holds columns {columns:?} and {rows} rows; the manifest lists {listed:?} and {} rows",
+                    entry.rows
+                );
+            }
+            let uploader = match &mut uploader {
+                Some(uploader) => uploader,
+                None => uploader.insert(ObjectUploader::new(
+                    storage,
+                    schema.insert(object_schema).clone(),
+                    &keys,
+                    dataset,
+                    version,
+                    layout,
+                    &dir,
+                    progress.clone(),
+                )?),
+            };
+            for batch in &batches {
+                uploader.write(batch).await?;
+            }
         }
+        let uploader = uploader
+            .ok_or_else(|| ClientError::Corrupt(format!("the manifest of dataset {dataset} lists no object")))?;
+        let (rows, objects) = uploader.finish().await?;
+        if rows != old.rows {
+            fail!(
+                Corrupt,
+                "re-encrypted {rows} rows, but the manifest of version {} lists {}",
+                old.data_version,
+                old.rows
+            );
+        }
+        let manifest = Manifest { data_version: version, rows, objects, ..old };
+        let (uri, checksum) = store_manifest(storage, &dir, &manifest).await?;
+        backup.store(dataset, checksum, &keys, &policy_text)?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
+        chain
+            .update_dataset(
+                dataset,
+                uri.as_str(),
+                checksum,
+                &registered.kms_url,
+                registered.kms_key,
+                registered.policy_hash,
+            )
+            .await?;
+        info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
+        let dataset = chain
+            .dataset(dataset)
+            .await?
+            .ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))?;
+        Ok(Rotated { dataset, manifest })
     }
-    let uploader =
-        uploader.ok_or_else(|| ClientError::Corrupt(format!("the manifest of dataset {dataset} lists no object")))?;
-    let (rows, objects) = uploader.finish().await?;
-    if rows != old.rows {
-        fail!(Corrupt, "re-encrypted {rows} rows, but the manifest of version {} lists {}", old.data_version, old.rows);
-    }
-    let manifest = Manifest { data_version: version, rows, objects, ..old };
-    let (uri, checksum) = store_manifest(storage, &dir, &manifest).await?;
-    backup.store(dataset, checksum, &keys, &policy_text)?;
-    deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
-    chain
-        .update_dataset(
-            dataset,
-            uri.as_str(),
-            checksum,
-            &registered.kms_url,
-            registered.kms_key,
-            registered.policy_hash,
-        )
-        .await?;
-    info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
-    let dataset =
-        chain.dataset(dataset).await?.ok_or_else(|| ClientError::Internal(format!("dataset {dataset} vanished")))?;
-    Ok(Rotated { dataset, manifest })
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! ```
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -54,6 +55,31 @@ impl ServiceHandle {
     /// Waits until the server stops (for the `serve` commands).
     pub async fn wait(self) -> std::io::Result<()> {
         self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// A service's blocking store (SQLite with fsync, say), shared by its handlers: each call runs
+/// on tokio's blocking pool, one at a time, never on the executor that serves requests.
+pub struct Blocking<S>(Arc<Mutex<S>>);
+
+impl<S> Clone for Blocking<S> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<S: Send + 'static> Blocking<S> {
+    pub fn new(store: S) -> Self {
+        Self(Arc::new(Mutex::new(store)))
+    }
+
+    /// Runs `call` on the store; `Err` if it panicked.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&S) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let store = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || call(&store.lock().expect("store lock"))).await
     }
 }
 

@@ -1,5 +1,7 @@
-//! The key-release decision, as a pure function of the request and what the chain and the store
-//! say: no I/O here, so every refusal is a table test that runs without a chain.
+//! The key-release decision, as pure functions of the request and what the chain and the store
+//! say: no I/O here, so every refusal is a table test that runs without a chain. It comes in two
+//! halves, [`authorize`] then [`grant`], so the deposit is read and opened only for a request
+//! that may be served.
 //!
 //! The checks run in this order, and the first that fails is the answer: the task exists, is
 //! active and before its deadline; the enclave signed the request and the pool operator
@@ -28,6 +30,7 @@ pub struct ChainView {
     pub task: Option<Task>,
     /// Whether the requesting enclave is registered, unexpired and of a trusted measurement.
     pub enclave_active: bool,
+    /// The enclave's measurement, read only when the task pins one (zero otherwise).
     pub enclave_measurement: B256,
     pub dataset: Option<DatasetInfo>,
 }
@@ -51,15 +54,22 @@ pub struct Grant {
     pub facts: TaskFacts,
 }
 
-/// Decides a release. `our_key` is this service's public key as the chain records key services;
-/// `deposit` is looked up for the dataset's owner and the manifest the task was rented against.
-pub fn decide(
+/// A request that may be served: the task and dataset it is for. Only then does the service read
+/// the deposit and open its keys, so nobody unauthorized makes it do either.
+#[derive(Clone, Copy, Debug)]
+pub struct Authorized<'a> {
+    pub task: &'a Task,
+    pub dataset: &'a DatasetInfo,
+}
+
+/// The first half of the decision: the task, the signatures, the enclave and the dataset.
+/// `our_key` is this service's public key as the chain records key services.
+pub fn authorize<'a>(
     request: &ReleaseRequest,
     domain: &Eip712Domain,
-    chain: &ChainView,
+    chain: &'a ChainView,
     our_key: B256,
-    deposit: Option<&DepositView>,
-) -> Result<Grant> {
+) -> Result<Authorized<'a>> {
     let task_id = request.task_id;
     let task = chain.task.as_ref().ok_or(KmsError::UnknownTask(task_id))?;
     if task.status != TaskStatus::Active {
@@ -93,6 +103,19 @@ pub fn decide(
     if dataset.kms_key != our_key {
         return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours: our_key });
     }
+    Ok(Authorized { task, dataset })
+}
+
+/// The second half: the deposit of the data version rented against, looked up for the
+/// dataset's owner, its policy and its keys; what is released and what withheld.
+pub fn grant(
+    request: &ReleaseRequest,
+    chain: &ChainView,
+    authorized: Authorized<'_>,
+    deposit: Option<&DepositView>,
+) -> Result<Grant> {
+    let Authorized { task, dataset } = authorized;
+    let (task_id, params) = (request.task_id, &task.params);
     // The keys of the data version the task was rented against (a rotation makes a new one).
     let manifest = params.checksum;
     let deposit = deposit.ok_or(KmsError::NoKeysDeposited { dataset: dataset.id, manifest })?;
@@ -215,7 +238,8 @@ mod tests {
     }
 
     fn decide_case(case: &Case) -> Result<Grant> {
-        decide(&case.request, &case.domain, &case.chain, case.our_key, case.deposit.as_ref())
+        let authorized = authorize(&case.request, &case.domain, &case.chain, case.our_key)?;
+        grant(&case.request, &case.chain, authorized, case.deposit.as_ref())
     }
 
     /// One thing wrong with an otherwise good case.

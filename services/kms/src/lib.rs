@@ -19,7 +19,7 @@ mod service;
 mod store;
 
 pub use config::KmsConfig;
-pub use decision::{ChainView, DepositView, Grant, decide};
+pub use decision::{Authorized, ChainView, DepositView, Grant, authorize, grant};
 pub use error::{KmsError, Result};
 pub use service::{KmsHandle, spawn};
 pub use store::{DepositStore, SqliteDepositStore};

@@ -14,7 +14,7 @@ use strongroom_types::{
 };
 use tracing::{Instrument, info, warn};
 
-use crate::decision::{ChainView, DepositView, decide};
+use crate::decision::{ChainView, DepositView, authorize, grant};
 use crate::store::{DepositStore, SqliteDepositStore, now};
 use crate::{KmsConfig, KmsError, Result};
 
@@ -144,7 +144,7 @@ async fn post_release(state: web::Data<State>, body: web::Json<ReleaseRequest>) 
     }
 }
 
-/// Reads what the decision needs from the chain and the store, decides, and only then opens,
+/// Reads the chain and authorizes; only then reads the deposit, opens it and grants; then
 /// seals and audits.
 async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse> {
     let chain = &state.chain;
@@ -154,7 +154,11 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         Some(task) => (
             chain.block_timestamp().await?,
             chain.is_enclave_active(req.enclave).await?,
-            chain.enclave(req.enclave).await?.0,
+            // Needed only to compare with a pinned measurement.
+            match task.params.measurement.is_zero() {
+                true => B256::ZERO,
+                false => chain.enclave(req.enclave).await?.0,
+            },
             chain.dataset(task.params.dataset).await?,
         ),
         None => (0, false, B256::ZERO, None),
@@ -168,23 +172,18 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         enclave_measurement,
         dataset,
     };
+    let authorized = authorize(req, &chain.domain(), &view, state.secret.public_key().to_b256())?;
     // The keys of the data version the task was rented against, deposited by the dataset's owner.
-    let deposit = match (&view.task, &view.dataset) {
-        (Some(task), Some(dataset)) => {
-            let (id, owner, manifest) = (dataset.id, dataset.owner, task.params.checksum);
-            let found = state.store.deposit(id, owner, manifest).await?;
-            found.map(|(sealed, policy)| {
-                let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
-                (keys, policy)
-            })
-        }
-        _ => None,
-    };
+    let (id, owner, manifest) = (authorized.dataset.id, authorized.dataset.owner, authorized.task.params.checksum);
+    let deposit = state.store.deposit(id, owner, manifest).await?.map(|(sealed, policy)| {
+        let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
+        (keys, policy)
+    });
     let deposit_view = deposit.as_ref().map(|(keys, policy)| DepositView {
         policy: policy.clone(),
         key_columns: keys.as_ref().map(|k| k.columns.keys().cloned().collect()).map_err(Clone::clone),
     });
-    let grant = decide(req, &chain.domain(), &view, state.secret.public_key().to_b256(), deposit_view.as_ref())?;
+    let grant = grant(req, &view, authorized, deposit_view.as_ref())?;
 
     let Some((Ok(mut keys), _)) = deposit else {
         return Err(KmsError::Internal("a release was granted without deposited keys".into()));

@@ -3,10 +3,10 @@
 //! PostgreSQL backend implements the same trait.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{Address, B256, U256};
 use rusqlite::{Connection, OptionalExtension, params};
+use strongroom_http::Blocking;
 use strongroom_types::{AuditEntry, SealedBox};
 
 /// Where a key service keeps what owners deposited and what it released.
@@ -40,11 +40,11 @@ pub trait DepositStore: Send + Sync + 'static {
 
 /// The SQLite backend of [`DepositStore`].
 #[derive(Clone)]
-pub struct SqliteDepositStore(Arc<Mutex<Store>>);
+pub struct SqliteDepositStore(Blocking<Store>);
 
 impl SqliteDepositStore {
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        Store::open(path).map(|store| Self(Arc::new(Mutex::new(store))))
+        Store::open(path).map(|store| Self(Blocking::new(store)))
     }
 
     /// Runs a blocking SQLite call (fsync included) on the blocking pool, not the executor.
@@ -52,11 +52,8 @@ impl SqliteDepositStore {
         &self,
         call: impl FnOnce(&Store) -> rusqlite::Result<T> + Send + 'static,
     ) -> crate::Result<T> {
-        let store = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || call(&store.lock().expect("store lock")))
-            .await
-            .map_err(|e| crate::KmsError::Internal(format!("store call panicked: {e}")))?
-            .map_err(Into::into)
+        let result = self.0.call(call).await;
+        result.map_err(|e| crate::KmsError::Internal(format!("store call panicked: {e}")))?.map_err(Into::into)
     }
 }
 

@@ -30,21 +30,7 @@ struct State {
 }
 
 /// A running market. [`MarketHandle::shutdown`] stops it gracefully.
-pub struct MarketHandle(ServiceHandle);
-
-impl MarketHandle {
-    pub fn url(&self) -> String {
-        self.0.url()
-    }
-
-    pub async fn shutdown(self) {
-        self.0.shutdown().await
-    }
-
-    pub async fn wait(self) -> std::io::Result<()> {
-        self.0.wait().await
-    }
-}
+pub type MarketHandle = ServiceHandle;
 
 /// Starts the market on `listener`; must run inside a tokio runtime.
 pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<MarketHandle> {
@@ -54,7 +40,7 @@ pub async fn spawn(config: MarketConfig, listener: TcpListener) -> Result<Market
     let state = web::Data::new(State { chain, store });
     let service = strongroom_http::serve(listener, Limits::default(), state, routes)?;
     info!(addr = %service.addr(), "market listening");
-    Ok(MarketHandle(service))
+    Ok(service)
 }
 
 fn routes(config: &mut web::ServiceConfig) {

@@ -2,10 +2,10 @@
 //! runs its blocking calls off the async executor; a PostgreSQL backend implements the same trait.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use alloy::primitives::{B256, keccak256};
 use rusqlite::{Connection, params};
+use strongroom_http::Blocking;
 use strongroom_types::{OfferKind, SignedOffer};
 
 /// Where a market keeps the signed offers it lists.
@@ -19,11 +19,11 @@ pub trait OfferStore: Send + Sync + 'static {
 
 /// The SQLite backend of [`OfferStore`].
 #[derive(Clone)]
-pub struct SqliteOfferStore(Arc<Mutex<Store>>);
+pub struct SqliteOfferStore(Blocking<Store>);
 
 impl SqliteOfferStore {
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        Store::open(path).map(|store| Self(Arc::new(Mutex::new(store))))
+        Store::open(path).map(|store| Self(Blocking::new(store)))
     }
 
     /// Runs a blocking SQLite call (fsync included) on the blocking pool, not the executor.
@@ -31,11 +31,8 @@ impl SqliteOfferStore {
         &self,
         call: impl FnOnce(&Store) -> rusqlite::Result<T> + Send + 'static,
     ) -> crate::Result<T> {
-        let store = Arc::clone(&self.0);
-        tokio::task::spawn_blocking(move || call(&store.lock().expect("store lock")))
-            .await
-            .map_err(|e| crate::MarketError::Internal(format!("store call panicked: {e}")))?
-            .map_err(Into::into)
+        let result = self.0.call(call).await;
+        result.map_err(|e| crate::MarketError::Internal(format!("store call panicked: {e}")))?.map_err(Into::into)
     }
 }
 
