@@ -24,8 +24,8 @@ pub(crate) enum EnclaveError {
     UnknownTask(U256),
     #[error("the key release is for task {got}, not task {expected}")]
     WrongTask { expected: U256, got: U256 },
-    #[error("{MAX_PENDING_TASKS} tasks already await their run: run or drop some before requesting keys for more")]
-    TooManyPending,
+    #[error("the manifest is {0} bytes, more than the {MAX_MANIFEST_BYTES} an enclave keeps for a task")]
+    ManifestTooLarge(usize),
     #[error("keys for task {0} were already requested for another job or manifest")]
     AlreadyRequested(U256),
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
@@ -43,6 +43,8 @@ pub(crate) struct Session {
     identity: Option<Identity>,
     /// Tasks whose keys were requested and not yet run.
     tasks: HashMap<U256, PendingTask>,
+    /// Key requests made so far: orders the pending tasks.
+    requests: u64,
 }
 
 /// What the enclave keeps of a task between its key request and its run.
@@ -55,10 +57,17 @@ struct PendingTask {
     manifest: bytes::Bytes,
     /// keccak256 of the job the columns were planned for; the job run must be this one.
     spec_hash: B256,
+    /// When the keys were requested, in requests: the oldest pending task is dropped first.
+    requested: u64,
 }
 
-/// Most tasks whose keys may be requested and not yet run: each holds a manifest in memory.
+/// Most tasks whose keys may be requested and not yet run. A host that gives a task up never
+/// runs it, so the oldest is dropped to make room (it can be requested again), never refused:
+/// a refusal would stop the worker for good.
 const MAX_PENDING_TASKS: usize = 256;
+
+/// The largest manifest the enclave keeps for a pending task.
+const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
 struct Identity {
     key: SigningKey,
@@ -123,9 +132,15 @@ impl Session {
             let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
             return Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature });
         }
-        if self.tasks.len() >= MAX_PENDING_TASKS {
-            return Err(EnclaveError::TooManyPending);
+        if manifest.len() > MAX_MANIFEST_BYTES {
+            return Err(EnclaveError::ManifestTooLarge(manifest.len()));
         }
+        if self.tasks.len() >= MAX_PENDING_TASKS
+            && let Some(oldest) = self.tasks.iter().min_by_key(|(_, t)| t.requested).map(|(id, _)| *id)
+        {
+            self.tasks.remove(&oldest);
+        }
+        self.requests += 1;
         // A query that does not plan, or a manifest that does not parse, needs no column;
         // the task fails, attested, at RunTask.
         let schema = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.columns).unwrap_or_default();
@@ -137,7 +152,13 @@ impl Session {
         let task_key = secret.public_key();
         let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
         let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
-        let pending = PendingTask { secret, columns: columns.clone(), manifest, spec_hash: keccak256(spec) };
+        let pending = PendingTask {
+            secret,
+            columns: columns.clone(),
+            manifest,
+            spec_hash: keccak256(spec),
+            requested: self.requests,
+        };
         self.tasks.insert(task_id, pending);
         Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature })
     }
@@ -152,7 +173,7 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-        let PendingTask { secret: task_secret, columns: needed, manifest, spec_hash } =
+        let PendingTask { secret: task_secret, columns: needed, manifest, spec_hash, .. } =
             self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
         let plain = zeroize::Zeroizing::new(open(
             &task_secret,
@@ -351,7 +372,7 @@ mod tests {
             chain_id: 1,
             contract: Address::ZERO,
         };
-        Session { identity: Some(identity), tasks: HashMap::new() }
+        Session { identity: Some(identity), tasks: HashMap::new(), requests: 0 }
     }
 
     /// Requests keys for `planned`, releases them as a key service would for a task rented to run
@@ -397,6 +418,29 @@ mod tests {
         .unwrap();
         assert!(session.tasks.is_empty(), "a run task is forgotten");
         (failed, serde_json::from_slice(&opened).unwrap())
+    }
+
+    #[test]
+    fn pending_tasks_are_bounded_by_dropping_the_oldest() {
+        let (_, manifest, _) = dataset();
+        let (stored, _) = manifest.to_stored();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let mut session = attested();
+        for task in 1..=MAX_PENDING_TASKS as u64 + 1 {
+            session.request_keys(U256::from(task), SQL, stored.clone().into(), &runtime).unwrap();
+        }
+        assert_eq!(session.tasks.len(), MAX_PENDING_TASKS);
+        assert!(!session.tasks.contains_key(&U256::from(1)), "the oldest made room");
+        assert!(session.tasks.contains_key(&U256::from(MAX_PENDING_TASKS as u64 + 1)));
+        let huge = bytes::Bytes::from(vec![b' '; MAX_MANIFEST_BYTES + 1]);
+        let err = session.request_keys(U256::from(9_999), SQL, huge, &runtime).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "the manifest is {} bytes, more than the {MAX_MANIFEST_BYTES} an enclave keeps for a task",
+                MAX_MANIFEST_BYTES + 1
+            )
+        );
     }
 
     #[test]

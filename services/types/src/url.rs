@@ -36,6 +36,11 @@ impl StorageUrl {
         if rest.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
             return Err(bad("has a backslash, a space, a query or a fragment"));
         }
+        // Credentials are scoped by the URL as written; user info, a port or an escaped `/` would
+        // let the store see another bucket, endpoint or key than the scope matched.
+        if rest.chars().any(|c| c == '@' || c == ':' || c == '%') {
+            return Err(bad("has user info, a port or an escape (`@`, `:` or `%`)"));
+        }
         let scheme = &text[..text.len() - rest.len() - usize::from(text.ends_with('/'))];
         Ok(Self(format!("{scheme}{rest}")))
     }
@@ -112,7 +117,18 @@ mod tests {
         assert_eq!(manifest.parent().unwrap().as_str(), "s3://datasets/team/0xab/v1");
         assert_eq!(StorageUrl::parse("s3://datasets").unwrap().parent(), None, "a bucket has no parent");
         assert_eq!(StorageUrl::parse("file:///tmp/x").unwrap().parent().unwrap().as_str(), "file:///tmp");
-        for bad in ["ftp://host/x", "s3://", "s3://a//b", "s3://a/../b", "file:///a/./b", "s3://a/b c", "s3://a\\b"] {
+        for bad in [
+            "ftp://host/x",
+            "s3://",
+            "s3://a//b",
+            "s3://a/../b",
+            "file:///a/./b",
+            "s3://a/b c",
+            "s3://a\\b",
+            "s3://x@datasets/k",
+            "s3://datasets:9000/k",
+            "s3://data/team%2Fk",
+        ] {
             assert!(StorageUrl::parse(bad).is_err(), "{bad}");
         }
         assert!(base.join("../other").is_err(), "a join cannot climb out");
