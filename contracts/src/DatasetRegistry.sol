@@ -17,7 +17,7 @@ abstract contract DatasetRegistry is StrongroomBase {
         bytes32 indexed id,
         address indexed owner,
         string uri,
-        bytes32 checksum,
+        bytes32 manifestDigest,
         string kmsUrl,
         bytes32 kmsKey,
         bytes32 policyHash,
@@ -27,7 +27,7 @@ abstract contract DatasetRegistry is StrongroomBase {
         bytes32 indexed id,
         uint64 version,
         string uri,
-        bytes32 checksum,
+        bytes32 manifestDigest,
         string kmsUrl,
         bytes32 kmsKey,
         bytes32 policyHash
@@ -53,7 +53,7 @@ abstract contract DatasetRegistry is StrongroomBase {
 
     struct DatasetRecord {
         DatasetHeader header;
-        bytes32 checksum;
+        bytes32 manifestDigest;
         bytes32 kmsKey;
         bytes32 policyHash;
         string uri;
@@ -76,7 +76,7 @@ abstract contract DatasetRegistry is StrongroomBase {
     function registerDataset(
         bytes32 salt,
         string calldata uri,
-        bytes32 checksum,
+        bytes32 manifestDigest,
         string calldata kmsUrl,
         bytes32 kmsKey,
         bytes32 policyHash,
@@ -86,8 +86,8 @@ abstract contract DatasetRegistry is StrongroomBase {
         DatasetRecord storage d = _datasets[id];
         if (d.header.version != 0) revert DatasetExists(id);
         d.header = DatasetHeader({owner: msg.sender, active: true, version: 1, privacyBudget: privacyBudget});
-        _setContent(d, uri, checksum, kmsUrl, kmsKey, policyHash);
-        emit DatasetRegistered(id, msg.sender, uri, checksum, kmsUrl, kmsKey, policyHash, privacyBudget);
+        _setContent(d, uri, manifestDigest, kmsUrl, kmsKey, policyHash);
+        emit DatasetRegistered(id, msg.sender, uri, manifestDigest, kmsUrl, kmsKey, policyHash, privacyBudget);
     }
 
     /// @notice Replace the dataset's content, key and policy. Offers signed for the old policy
@@ -95,7 +95,7 @@ abstract contract DatasetRegistry is StrongroomBase {
     function updateDataset(
         bytes32 id,
         string calldata uri,
-        bytes32 checksum,
+        bytes32 manifestDigest,
         string calldata kmsUrl,
         bytes32 kmsKey,
         bytes32 policyHash
@@ -103,8 +103,8 @@ abstract contract DatasetRegistry is StrongroomBase {
         DatasetRecord storage d = _ownedDataset(id);
         uint24 version = d.header.version + 1;
         d.header.version = version;
-        _setContent(d, uri, checksum, kmsUrl, kmsKey, policyHash);
-        emit DatasetUpdated(id, version, uri, checksum, kmsUrl, kmsKey, policyHash);
+        _setContent(d, uri, manifestDigest, kmsUrl, kmsKey, policyHash);
+        emit DatasetUpdated(id, version, uri, manifestDigest, kmsUrl, kmsKey, policyHash);
     }
 
     /// @notice Hand the dataset to `newOwner`. Offers signed or presigned by the old owner stop
@@ -145,7 +145,7 @@ abstract contract DatasetRegistry is StrongroomBase {
             active: h.active,
             version: h.version,
             privacyBudget: h.privacyBudget,
-            checksum: d.checksum,
+            manifestDigest: d.manifestDigest,
             kmsKey: d.kmsKey,
             policyHash: d.policyHash,
             uri: d.uri,
@@ -176,12 +176,12 @@ abstract contract DatasetRegistry is StrongroomBase {
     function _setContent(
         DatasetRecord storage d,
         string calldata uri,
-        bytes32 checksum,
+        bytes32 manifestDigest,
         string calldata kmsUrl,
         bytes32 kmsKey,
         bytes32 policyHash
     ) private {
-        d.checksum = checksum;
+        d.manifestDigest = manifestDigest;
         d.kmsKey = kmsKey;
         d.policyHash = policyHash;
         d.uri = uri;

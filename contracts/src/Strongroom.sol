@@ -319,7 +319,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         t.epsilon = epsilon;
         t.datasetPrice = _price(offer.price);
         t.policyHash = policyHash;
-        t.checksum = d.checksum;
+        t.manifestDigest = d.manifestDigest;
         t.measurement = offer.measurement;
     }
 

@@ -105,7 +105,7 @@ struct TaskParams {
     bytes32 jobHash; // keccak256(rental.spec)
     bytes32 resultKey;
     bytes32 policyHash;
-    bytes32 checksum; // dataset ciphertext sha256 at rent
+    bytes32 manifestDigest; // sha256 of the dataset version's stored manifest at rent
     bytes32 measurement; // zero or the pinned enclave measurement
 }
 
@@ -115,7 +115,7 @@ struct Dataset {
     bool active;
     uint64 version;
     uint64 privacyBudget;
-    bytes32 checksum;
+    bytes32 manifestDigest;
     bytes32 kmsKey;
     bytes32 policyHash;
     string uri;

@@ -226,7 +226,7 @@ contract FuzzTest is Fixture {
         TestWallet wallet = new TestWallet(owner);
         vm.prank(owner);
         bytes32 id = abi.decode(
-            wallet.exec(address(sr), abi.encodeCall(sr.registerDataset, (salt, "u", CHECKSUM, "k", KMS_KEY, POLICY, BUDGET))),
+            wallet.exec(address(sr), abi.encodeCall(sr.registerDataset, (salt, "u", MANIFEST_DIGEST, "k", KMS_KEY, POLICY, BUDGET))),
             (bytes32)
         );
         DatasetOffer memory d = _datasetOffer();
@@ -246,7 +246,7 @@ contract FuzzTest is Fixture {
         address owner = vm.addr(pk);
         vm.assume(owner.code.length == 0);
         vm.prank(owner);
-        bytes32 id = sr.registerDataset(salt, "u", CHECKSUM, "k", KMS_KEY, POLICY, BUDGET);
+        bytes32 id = sr.registerDataset(salt, "u", MANIFEST_DIGEST, "k", KMS_KEY, POLICY, BUDGET);
         DatasetOffer memory d = _datasetOffer();
         d.dataset = id;
         bytes32 h = sr.hashDatasetOffer(d);
@@ -466,6 +466,6 @@ contract FuzzTest is Fixture {
         t.jobHash = keccak256(r.spec);
         t.resultKey = r.resultKey;
         t.policyHash = POLICY;
-        t.checksum = CHECKSUM;
+        t.manifestDigest = MANIFEST_DIGEST;
     }
 }

@@ -283,7 +283,7 @@ contract StrongroomTest is Fixture {
         assertTrue(d.active);
         assertEq(uint256(d.version), 1);
         assertEq(uint256(d.privacyBudget), 5);
-        assertEq(d.checksum, keccak256("sum"));
+        assertEq(d.manifestDigest, keccak256("sum"));
         assertEq(d.kmsKey, keccak256("k"));
         assertEq(d.policyHash, keccak256("pol"));
         assertEq(d.uri, "s3://x");
@@ -318,7 +318,7 @@ contract StrongroomTest is Fixture {
         Dataset memory d = sr.getDataset(datasetId);
         assertEq(uint256(d.version), 2);
         assertEq(d.uri, "s3://v2");
-        assertEq(d.checksum, keccak256("c2"));
+        assertEq(d.manifestDigest, keccak256("c2"));
         assertEq(d.kmsUrl, "http://kms/v2");
         assertEq(d.kmsKey, keccak256("k2"));
         assertEq(d.policyHash, keccak256("p2"));
@@ -866,7 +866,7 @@ contract StrongroomTest is Fixture {
         vm.prank(stranger);
         bytes memory ret = wallet.exec(
             address(sr),
-            abi.encodeCall(sr.registerDataset, (bytes32(0), "u", CHECKSUM, "k", KMS_KEY, POLICY, BUDGET))
+            abi.encodeCall(sr.registerDataset, (bytes32(0), "u", MANIFEST_DIGEST, "k", KMS_KEY, POLICY, BUDGET))
         );
         bytes32 id = abi.decode(ret, (bytes32));
         DatasetOffer memory d = _datasetOffer();

@@ -126,7 +126,7 @@ contract TasksTest is Fixture {
         t.jobHash = keccak256(SQL);
         t.resultKey = RESULT_KEY;
         t.policyHash = POLICY;
-        t.checksum = CHECKSUM;
+        t.manifestDigest = MANIFEST_DIGEST;
     }
 
     function _locked() internal view returns (uint256) {
@@ -215,7 +215,7 @@ contract TasksTest is Fixture {
 
     function test_Rent_ZeroEpsilonOnZeroBudget() public {
         vm.prank(datasetOwner);
-        bytes32 id = sr.registerDataset(keccak256("nobudget"), "u", CHECKSUM, "k", KMS_KEY, POLICY, 0);
+        bytes32 id = sr.registerDataset(keccak256("nobudget"), "u", MANIFEST_DIGEST, "k", KMS_KEY, POLICY, 0);
         DatasetOffer memory d = _datasetOffer();
         d.dataset = id;
         Rental memory r = _rental();
@@ -272,7 +272,7 @@ contract TasksTest is Fixture {
         sr.updateDataset(datasetId, "s3://v2", keccak256("c2"), "http://kms", KMS_KEY, POLICY);
         (, TaskParams memory t) = _rent();
         assertEq(uint256(t.datasetVersion), 2);
-        assertEq(t.checksum, keccak256("c2"));
+        assertEq(t.manifestDigest, keccak256("c2"));
     }
 
     function test_RevertWhen_RentUnknownDataset() public {
@@ -420,7 +420,7 @@ contract TasksTest is Fixture {
 
     function test_RevertWhen_RentPolicyMismatch() public {
         vm.prank(datasetOwner);
-        sr.updateDataset(datasetId, "s3://v2", CHECKSUM, "http://kms", KMS_KEY, keccak256("stricter"));
+        sr.updateDataset(datasetId, "s3://v2", MANIFEST_DIGEST, "http://kms", KMS_KEY, keccak256("stricter"));
         _expectRentRevert(
             _datasetOffer(), _poolOffer(), _rental(), SQL_TOTAL,
             abi.encodeWithSelector(Strongroom.PolicyMismatch.selector, POLICY, keccak256("stricter"))

@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .register_dataset(
             random_salt(),
             "file:///bench/data.parquet",
-            B256::repeat_byte(1),
+            strongroom_types::ManifestDigest::new(B256::repeat_byte(1)),
             "http://kms",
             B256::repeat_byte(2),
             policy,

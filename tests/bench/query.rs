@@ -18,7 +18,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use strongroom_dataplane::{self as dataplane, DecryptionFactory, EncryptedObject, Layout, ObjectWriter};
-use strongroom_types::{DatasetId, DatasetKeys};
+use strongroom_types::{DataVersion, DatasetId, DatasetKeys};
 use tpchgen::generators::{
     CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
     RegionGenerator, SupplierGenerator,
@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&plain_table)?;
         std::fs::create_dir_all(&enc_table)?;
         let mut plain_writer = PlainObjects::new(&plain_table, schema.clone(), layout);
-        let mut enc_writer = ObjectWriter::new(schema.clone(), &keys, dataset, 1, layout)?;
+        let mut enc_writer = ObjectWriter::new(schema.clone(), &keys, dataset, DataVersion::FIRST, layout)?;
         let mut store = |object: EncryptedObject| -> anyhow::Result<()> {
             encrypted.bytes += object.entry.bytes;
             Ok(std::fs::write(enc_table.join(&object.entry.name), &object.ciphertext)?)
@@ -283,7 +283,7 @@ async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::R
                 let objects = std::fs::read_dir(dir.join(name))?
                     .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
                     .collect::<std::io::Result<Vec<_>>>()?;
-                let factory = DecryptionFactory::new(w.keys.clone(), w.dataset, 1, objects);
+                let factory = DecryptionFactory::new(w.keys.clone(), w.dataset, DataVersion::FIRST, objects);
                 dataplane::register_encrypted_table(&ctx, name, &url, factory).await?;
             }
             None => ctx.register_parquet(name, &url, ParquetReadOptions::default()).await?,

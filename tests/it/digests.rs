@@ -92,7 +92,7 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
         jobHash: B256::repeat_byte(6),
         resultKey: B256::repeat_byte(7),
         policyHash: B256::repeat_byte(8),
-        checksum: B256::repeat_byte(9),
+        manifestDigest: B256::repeat_byte(9),
         measurement: B256::ZERO,
     };
     assert_eq!(contract.hashTaskParams(params.clone()).call().await.unwrap(), commitment_hash(&params));

@@ -80,7 +80,7 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::ManifestMismatch);
     assert!(
-        message.starts_with("dataset manifest sha256") && message.contains("the one the task was rented against"),
+        message.starts_with("dataset manifest digest") && message.contains("the one the task was rented against"),
         "{message}"
     );
     devnet.shutdown().await;

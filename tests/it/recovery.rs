@@ -6,7 +6,7 @@ use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_client::owner::{OfferTerms, Owner, PublishRequest};
 use strongroom_devnet::owner_key;
 use strongroom_e2e::{devnet, publish_sample, rent, result_of, spawn_key_service};
-use strongroom_types::AuditEntry;
+use strongroom_types::{AuditEntry, RegistryVersion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
@@ -15,7 +15,8 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
 
     let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
     let dataset = devnet.owner().await.unwrap().redeposit(published.dataset, &replacement.url()).await.unwrap();
-    assert_eq!((dataset.version, dataset.kms_url.as_str()), (2, replacement.url().as_str()));
+    assert_eq!((dataset.version, dataset.kms_url.as_str()), (RegistryVersion::new(2), replacement.url().as_str()));
+    assert_eq!(dataset.manifest_digest, published.manifest_digest, "a new registry version of the same data version");
     assert_eq!(dataset.kms_key, replacement.info().public_key.to_b256());
 
     let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();

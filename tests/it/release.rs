@@ -127,19 +127,23 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let sealed = strongroom_types::seal(
         &info.public_key,
         strongroom_types::INFO_DEPOSIT,
-        &strongroom_types::key_set_aad(published.dataset, published.checksum),
+        &strongroom_types::key_set_aad(published.dataset, published.manifest_digest),
         &keys.to_json(),
     )
     .unwrap();
     let digest = alloy::primitives::keccak256(sealed.as_bytes());
     let signature = sign_typed(
         analyst_key().credential(),
-        &strongroom_types::Deposit { dataset: published.dataset, manifest: published.checksum, keysDigest: digest },
+        &strongroom_types::Deposit {
+            dataset: published.dataset,
+            manifestDigest: published.manifest_digest.to_b256(),
+            keysDigest: digest,
+        },
         &chain.domain(),
     );
     let body = strongroom_types::DepositRequest {
         dataset: published.dataset,
-        manifest_sha256: published.checksum,
+        manifest_digest: published.manifest_digest,
         sealed_keys: sealed,
         policy: "version = 1\nname = \"a-only\"\n[columns]\nallow = [\"a\"]\n".into(),
         owner_signature: signature,

@@ -8,7 +8,7 @@ use strongroom_dataplane as dataplane;
 use strongroom_dataplane::Manifest;
 use strongroom_devnet::Devnet;
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of, spawn_key_service};
-use strongroom_types::AuditEntry;
+use strongroom_types::{AuditEntry, DataVersion, RegistryVersion};
 
 const BY_REGION: &str =
     "SELECT region, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region ORDER BY region";
@@ -46,23 +46,24 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let owner = devnet.owner().await.unwrap();
     let backup = owner.backup();
     let rotated = owner.rotate(published.dataset, dataplane::Layout::default(), None).await.unwrap();
-    assert_eq!(rotated.manifest.data_version, 2);
+    assert_eq!(rotated.manifest.data_version, DataVersion::new(2));
+    assert_eq!(rotated.dataset.version, RegistryVersion::new(2), "one update of the record");
     assert_eq!(rotated.manifest.rows, 3_000);
     assert_eq!(rotated.manifest.objects.len(), 1, "re-cut to the layout asked for");
     let uri = &rotated.dataset.uri;
     let manifest_url: strongroom_types::StorageUrl = uri.parse().unwrap();
     assert!(uri.contains(&format!("/{}/v2-", published.dataset)) && uri.ends_with("/manifest.json"), "{uri}");
-    assert_ne!(rotated.dataset.checksum, published.checksum);
+    assert_ne!(rotated.dataset.manifest_digest, published.manifest_digest);
     let stored: Manifest = serde_json::from_slice(&devnet.options.storage.get(&manifest_url).await.unwrap()).unwrap();
     assert_eq!(stored, rotated.manifest);
 
     // The new object opens with the new keys only; the old keys are useless on it.
-    let (old_keys, _) = backup.load(published.dataset, published.checksum).unwrap();
-    let (new_keys, _) = backup.load(published.dataset, rotated.dataset.checksum).unwrap();
+    let (old_keys, _) = backup.load(published.dataset, published.manifest_digest).unwrap();
+    let (new_keys, _) = backup.load(published.dataset, rotated.dataset.manifest_digest).unwrap();
     assert_ne!(old_keys, new_keys);
     let object = &rotated.manifest.object_urls(&manifest_url).unwrap()[0];
     let ciphertext = devnet.options.storage.get(object).await.unwrap();
-    let aad = dataplane::aad_prefix(published.dataset, 2, &rotated.manifest.objects[0].name);
+    let aad = dataplane::aad_prefix(published.dataset, DataVersion::new(2), &rotated.manifest.objects[0].name);
     let err = dataplane::decrypt(&ciphertext, &old_keys, aad.clone()).unwrap_err();
     assert!(err.to_string().starts_with("cannot decrypt the dataset:"), "{err}");
     let (_, batches) = dataplane::decrypt(&ciphertext, &new_keys, aad).unwrap();

@@ -74,7 +74,7 @@ abstract contract Fixture is Test {
     bytes32 internal constant DATASET_SALT = bytes32(uint256(1));
     bytes32 internal constant POOL_SALT = bytes32(uint256(2));
     bytes32 internal constant APP_SALT = bytes32(uint256(3));
-    bytes32 internal constant CHECKSUM = keccak256("ciphertext");
+    bytes32 internal constant MANIFEST_DIGEST = keccak256("manifest");
     bytes32 internal constant KMS_KEY = keccak256("kms key");
     bytes32 internal constant POLICY = keccak256("aggregate-only");
     bytes32 internal constant CODE_HASH = keccak256("app.wasm");
@@ -113,7 +113,7 @@ abstract contract Fixture is Test {
         _registerEnclave(enclave);
 
         vm.prank(datasetOwner);
-        datasetId = sr.registerDataset(DATASET_SALT, "s3://data/sales.parquet", CHECKSUM, "http://kms", KMS_KEY, POLICY, BUDGET);
+        datasetId = sr.registerDataset(DATASET_SALT, "s3://data/sales.parquet", MANIFEST_DIGEST, "http://kms", KMS_KEY, POLICY, BUDGET);
         vm.prank(operator);
         poolId = sr.registerPool(POOL_SALT);
         vm.deal(operator, STAKE);

@@ -9,7 +9,10 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolEvent};
-use strongroom_types::{AppOffer, DatasetId, DatasetOffer, JobKind, PoolId, PoolOffer, Quote, TaskId, domain};
+use strongroom_types::{
+    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, PoolId, PoolOffer, Quote, RegistryVersion, TaskId,
+    domain,
+};
 
 use crate::Strongroom::{self, Rental, StrongroomInstance, TaskParams};
 use crate::{ChainError, Result};
@@ -28,9 +31,10 @@ pub struct DatasetInfo {
     pub id: DatasetId,
     pub owner: Address,
     pub active: bool,
-    pub version: u64,
+    pub version: RegistryVersion,
     pub privacy_budget: u64,
-    pub checksum: B256,
+    /// The current data version's manifest digest.
+    pub manifest_digest: ManifestDigest,
     pub kms_key: B256,
     pub policy_hash: B256,
     pub uri: String,
@@ -117,6 +121,11 @@ impl Task {
     /// The SQL text of an SQL job.
     pub fn sql(&self) -> Option<&str> {
         (self.job_kind() == Some(JobKind::Sql)).then(|| std::str::from_utf8(&self.spec).ok()).flatten()
+    }
+
+    /// The data version the task was rented against.
+    pub fn manifest_digest(&self) -> ManifestDigest {
+        self.params.manifestDigest.into()
     }
 }
 
@@ -254,7 +263,7 @@ impl Chain {
         &self,
         salt: B256,
         uri: &str,
-        checksum: B256,
+        manifest_digest: ManifestDigest,
         kms_url: &str,
         kms_key: B256,
         policy_hash: B256,
@@ -263,7 +272,7 @@ impl Chain {
         let call = self.contract.registerDataset(
             salt,
             uri.to_owned(),
-            checksum,
+            manifest_digest.to_b256(),
             kms_url.to_owned(),
             kms_key,
             policy_hash,
@@ -279,12 +288,13 @@ impl Chain {
         &self,
         id: DatasetId,
         uri: &str,
-        checksum: B256,
+        manifest_digest: ManifestDigest,
         kms_url: &str,
         kms_key: B256,
         policy_hash: B256,
     ) -> Result<TxOutcome> {
-        let call = self.contract.updateDataset(id, uri.to_owned(), checksum, kms_url.to_owned(), kms_key, policy_hash);
+        let (uri, kms_url, digest) = (uri.to_owned(), kms_url.to_owned(), manifest_digest.to_b256());
+        let call = self.contract.updateDataset(id, uri, digest, kms_url, kms_key, policy_hash);
         self.send(call).await.map(|(o, _)| o)
     }
 
@@ -315,9 +325,9 @@ impl Chain {
             id,
             owner: d.owner,
             active: d.active,
-            version: d.version,
+            version: RegistryVersion::new(d.version),
             privacy_budget: d.privacyBudget,
-            checksum: d.checksum,
+            manifest_digest: d.manifestDigest.into(),
             kms_key: d.kmsKey,
             policy_hash: d.policyHash,
             uri: d.uri,
@@ -547,9 +557,11 @@ impl Chain {
         Ok(logs.into_iter().map(|(e, log)| task_from_event(e, log.block_number.unwrap_or_default())).collect())
     }
 
-    /// The URI a dataset had while its checksum was `checksum`, from its registration and update
-    /// events: a task rented before a key rotation reads the data version it was rented against.
-    pub async fn dataset_uri_for(&self, dataset: DatasetId, checksum: B256) -> Result<Option<String>> {
+    /// The URI a dataset had while its manifest digest was `manifest`, from its registration and
+    /// update events: a task rented before a key rotation reads the data version it was rented
+    /// against.
+    pub async fn dataset_uri_for(&self, dataset: DatasetId, manifest: ManifestDigest) -> Result<Option<String>> {
+        let manifest = manifest.to_b256();
         let updated = self
             .contract
             .DatasetUpdated_filter()
@@ -558,7 +570,7 @@ impl Chain {
             .query()
             .await
             .map_err(|e| self.err(e))?;
-        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.checksum == checksum) {
+        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.manifestDigest == manifest) {
             return Ok(Some(event.uri));
         }
         let registered = self
@@ -569,7 +581,7 @@ impl Chain {
             .query()
             .await
             .map_err(|e| self.err(e))?;
-        Ok(registered.into_iter().find(|(e, _)| e.checksum == checksum).map(|(e, _)| e.uri))
+        Ok(registered.into_iter().find(|(e, _)| e.manifestDigest == manifest).map(|(e, _)| e.uri))
     }
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.

@@ -11,9 +11,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use alloy::primitives::B256;
 use serde::{Deserialize, Serialize};
-use strongroom_types::{DatasetId, DatasetKeys, INFO_BACKUP, SealedBox, X25519SecretKey, key_set_aad, open, seal};
+use strongroom_types::{
+    DatasetId, DatasetKeys, INFO_BACKUP, ManifestDigest, SealedBox, X25519SecretKey, key_set_aad, open, seal,
+};
 
 use crate::error::{IoContext, fail};
 use crate::{ClientError, Result};
@@ -22,8 +23,9 @@ use crate::{ClientError, Result};
 #[derive(Debug, Serialize, Deserialize)]
 struct BackupFile {
     dataset: DatasetId,
-    /// sha256 of the manifest of the data version these keys encrypt.
-    manifest: B256,
+    /// The data version these keys encrypt. (Backups written before the rename say `manifest`.)
+    #[serde(alias = "manifest")]
+    manifest_digest: ManifestDigest,
     /// The licence policy text deposited with the keys.
     policy: String,
     sealed_keys: SealedBox,
@@ -74,7 +76,7 @@ impl KeyBackup {
         self.dir.join("backup.salt")
     }
 
-    fn file_for(&self, dataset: DatasetId, manifest: B256) -> PathBuf {
+    fn file_for(&self, dataset: DatasetId, manifest: ManifestDigest) -> PathBuf {
         self.dir.join("keys").join(dataset.to_string()).join(format!("{manifest}.json"))
     }
 
@@ -127,22 +129,33 @@ impl KeyBackup {
         }
     }
 
-    /// Seals and stores the keys of the data version of `dataset` whose manifest has sha256
+    /// Seals and stores the keys of the data version of `dataset` whose manifest digest is
     /// `manifest`. Refuses to overwrite another backup of it.
-    pub fn store(&self, dataset: DatasetId, manifest: B256, keys: &DatasetKeys, policy: &str) -> Result<PathBuf> {
+    pub fn store(
+        &self,
+        dataset: DatasetId,
+        manifest: ManifestDigest,
+        keys: &DatasetKeys,
+        policy: &str,
+    ) -> Result<PathBuf> {
         let secret = self.secret()?;
         let sealed_keys = seal(&secret.public_key(), INFO_BACKUP, &key_set_aad(dataset, manifest), &keys.to_json())?;
         let path = self.file_for(dataset, manifest);
         let parent = path.parent().expect("has a parent");
         std::fs::create_dir_all(parent).io(|| format!("creating {}", parent.display()))?;
-        let body = serde_json::to_vec_pretty(&BackupFile { dataset, manifest, policy: policy.to_owned(), sealed_keys })
-            .map_err(|e| ClientError::Internal(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(&BackupFile {
+            dataset,
+            manifest_digest: manifest,
+            policy: policy.to_owned(),
+            sealed_keys,
+        })
+        .map_err(|e| ClientError::Internal(e.to_string()))?;
         write_private(&path, &body).io(|| format!("writing the key backup {}", path.display()))?;
         Ok(path)
     }
 
     /// The manifests (data versions) of `dataset` the backup holds keys for.
-    pub fn versions(&self, dataset: DatasetId) -> Result<Vec<B256>> {
+    pub fn versions(&self, dataset: DatasetId) -> Result<Vec<ManifestDigest>> {
         let dir = self.dir.join("keys").join(dataset.to_string());
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -161,7 +174,7 @@ impl KeyBackup {
     }
 
     /// The keys and policy of one data version of `dataset`, opened from the backup.
-    pub fn load(&self, dataset: DatasetId, manifest: B256) -> Result<(DatasetKeys, String)> {
+    pub fn load(&self, dataset: DatasetId, manifest: ManifestDigest) -> Result<(DatasetKeys, String)> {
         let path = self.file_for(dataset, manifest);
         let body = std::fs::read(&path).io(|| {
             format!(
@@ -171,13 +184,13 @@ impl KeyBackup {
         })?;
         let file: BackupFile = serde_json::from_slice(&body)
             .map_err(|e| ClientError::Backup(format!("{} is not a key backup: {e}", path.display())))?;
-        if (file.dataset, file.manifest) != (dataset, manifest) {
+        if (file.dataset, file.manifest_digest) != (dataset, manifest) {
             fail!(
                 Backup,
                 "{} holds the keys of dataset {} with manifest {}, not {dataset} with {manifest}",
                 path.display(),
                 file.dataset,
-                file.manifest
+                file.manifest_digest
             );
         }
         let plain =
@@ -208,6 +221,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy::primitives::B256;
 
     #[test]
     fn a_passphrase_protects_the_backup_and_a_wrong_one_opens_nothing() {
@@ -215,7 +229,7 @@ mod tests {
         let passphrase = |p: &str| zeroize::Zeroizing::new(p.to_owned());
         let backup = KeyBackup::with_passphrase(dir.path(), passphrase("correct horse battery"));
         let keys = DatasetKeys::generate(["a"]);
-        let (dataset, manifest) = (DatasetId::repeat_byte(5), B256::repeat_byte(9));
+        let (dataset, manifest) = (DatasetId::repeat_byte(5), ManifestDigest::new(B256::repeat_byte(9)));
         backup.store(dataset, manifest, &keys, "policy").unwrap();
         assert!(!dir.path().join("backup.key").exists(), "no key file: the passphrase is the key");
         let reopened = KeyBackup::with_passphrase(dir.path(), passphrase("correct horse battery"));
@@ -246,7 +260,7 @@ mod tests {
         let backup = KeyBackup::new(dir.path());
         let keys = DatasetKeys::generate(["a", "b"]);
         let dataset = DatasetId::repeat_byte(5);
-        let manifest = B256::repeat_byte(9);
+        let manifest = ManifestDigest::new(B256::repeat_byte(9));
         let path = backup.store(dataset, manifest, &keys, "policy text").unwrap();
         let on_disk = std::fs::read_to_string(&path).unwrap();
         for key in keys.columns.values() {
@@ -258,10 +272,10 @@ mod tests {
         assert!(err.to_string().starts_with("writing the key backup"), "{err}");
         // A rotated version keeps a file of its own beside the first.
         let rotated = DatasetKeys::generate(["a", "b"]);
-        backup.store(dataset, B256::repeat_byte(10), &rotated, "policy text").unwrap();
-        assert_eq!(backup.load(dataset, B256::repeat_byte(10)).unwrap().0, rotated);
+        backup.store(dataset, ManifestDigest::new(B256::repeat_byte(10)), &rotated, "policy text").unwrap();
+        assert_eq!(backup.load(dataset, ManifestDigest::new(B256::repeat_byte(10))).unwrap().0, rotated);
         assert_eq!(backup.load(dataset, manifest).unwrap().0, keys);
-        assert_eq!(backup.versions(dataset).unwrap(), [manifest, B256::repeat_byte(10)]);
+        assert_eq!(backup.versions(dataset).unwrap(), [manifest, ManifestDigest::new(B256::repeat_byte(10))]);
         assert!(backup.versions(DatasetId::repeat_byte(6)).unwrap().is_empty());
         let err = backup.load(DatasetId::repeat_byte(6), manifest).unwrap_err();
         assert!(err.to_string().starts_with("no key backup for dataset"), "{err}");

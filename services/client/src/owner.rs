@@ -19,8 +19,8 @@ use strongroom_chain::{Chain, DatasetInfo, RequesterTree};
 use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, version_dir};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo, Policy,
-    PostOfferRequest, StorageUrl, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
+    DataVersion, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
+    ManifestDigest, Policy, PostOfferRequest, StorageUrl, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
 };
 use tracing::info;
 
@@ -244,10 +244,10 @@ pub fn parse_schema(text: &str) -> Result<SchemaRef> {
 #[derive(Debug)]
 pub struct Published {
     pub dataset: DatasetId,
-    /// The manifest's URL, registered on chain with the manifest's sha256.
+    /// The manifest's URL, registered on chain with its digest.
     pub uri: StorageUrl,
-    /// sha256 of the manifest, as registered on chain.
-    pub checksum: B256,
+    /// The manifest's digest, as registered on chain.
+    pub manifest_digest: ManifestDigest,
     pub manifest: Manifest,
     pub offer: DatasetOffer,
     pub offer_signature: Bytes,
@@ -397,9 +397,17 @@ impl Owner {
         let columns = column_entries(&schema);
 
         // 1. Encrypt and store the objects as the input streams in, then the manifest.
-        let dir = version_dir(&req.storage_url, dataset, 1);
-        let mut uploader =
-            ObjectUploader::new(&self.storage, schema, &keys, dataset, 1, req.layout, &dir, req.progress.clone())?;
+        let dir = version_dir(&req.storage_url, dataset, DataVersion::FIRST);
+        let mut uploader = ObjectUploader::new(
+            &self.storage,
+            schema,
+            &keys,
+            dataset,
+            DataVersion::FIRST,
+            req.layout,
+            &dir,
+            req.progress.clone(),
+        )?;
         let unreadable = |source| ClientError::Read { path: req.input.clone(), source };
         let mut batches = frame.execute_stream().await.map_err(unreadable)?;
         while let Some(batch) = batches.next().await {
@@ -407,21 +415,28 @@ impl Owner {
             uploader.write(&batch).await?;
         }
         let (rows, objects) = uploader.finish().await?;
-        let manifest = Manifest { format: Manifest::FORMAT.into(), dataset, data_version: 1, columns, rows, objects };
-        let (uri, checksum) = store_manifest(&self.storage, &dir, &manifest).await?;
+        let manifest = Manifest {
+            format: Manifest::FORMAT.into(),
+            dataset,
+            data_version: DataVersion::FIRST,
+            columns,
+            rows,
+            objects,
+        };
+        let (uri, manifest_digest) = store_manifest(&self.storage, &dir, &manifest).await?;
         info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
         // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
         //    key service and bound to this dataset id and manifest.
-        self.backup.store(dataset, checksum, &keys, &policy_text)?;
-        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
+        self.backup.store(dataset, manifest_digest, &keys, &policy_text)?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text).await?;
 
         // 3. Register on chain.
         let (registered, outcome) = chain
             .register_dataset(
                 salt,
                 uri.as_str(),
-                checksum,
+                manifest_digest,
                 &req.kms_url,
                 kms_info.public_key.to_b256(),
                 policy_hash,
@@ -448,7 +463,7 @@ impl Owner {
         Ok(Published {
             dataset,
             uri,
-            checksum,
+            manifest_digest,
             manifest,
             offer,
             offer_signature,
@@ -491,7 +506,7 @@ impl<'k> ObjectUploader<'k> {
         schema: SchemaRef,
         keys: &'k DatasetKeys,
         dataset: DatasetId,
-        data_version: u64,
+        data_version: DataVersion,
         layout: Layout,
         dir: &StorageUrl,
         progress: Option<indicatif::ProgressBar>,
@@ -548,12 +563,16 @@ impl<'k> ObjectUploader<'k> {
     }
 }
 
-/// Stores the manifest in `dir`; returns its URL and sha256 (what the chain records).
-async fn store_manifest(storage: &Storage, dir: &StorageUrl, manifest: &Manifest) -> Result<(StorageUrl, B256)> {
-    let (bytes, checksum) = manifest.to_stored();
+/// Stores the manifest in `dir`; returns its URL and digest (what the chain records).
+async fn store_manifest(
+    storage: &Storage,
+    dir: &StorageUrl,
+    manifest: &Manifest,
+) -> Result<(StorageUrl, ManifestDigest)> {
+    let (bytes, digest) = manifest.to_stored();
     let uri = dir.join(Manifest::FILE_NAME)?;
     storage.put(&uri, bytes.into()).await?;
-    Ok((uri, checksum))
+    Ok((uri, digest))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -563,15 +582,16 @@ async fn deposit_keys(
     chain: &Chain,
     owner: &PrivateKeySigner,
     dataset: DatasetId,
-    manifest_sha256: B256,
+    manifest_digest: ManifestDigest,
     keys: &DatasetKeys,
     policy: &str,
 ) -> Result<DepositResponse> {
-    let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_sha256), &keys.to_json())?;
-    let deposit = Deposit { dataset, manifest: manifest_sha256, keysDigest: keccak256(sealed_keys.as_bytes()) };
+    let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_digest), &keys.to_json())?;
+    let deposit =
+        Deposit { dataset, manifestDigest: manifest_digest.to_b256(), keysDigest: keccak256(sealed_keys.as_bytes()) };
     let signature = sign_typed(owner.credential(), &deposit, &chain.domain());
     let request =
-        DepositRequest { dataset, manifest_sha256, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
+        DepositRequest { dataset, manifest_digest, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
     kms.deposit(&request).await
 }
 
@@ -595,15 +615,24 @@ impl Owner {
     pub async fn redeposit(&self, dataset: DatasetId, kms_url: &str) -> Result<DatasetInfo> {
         let (chain, signer, backup) = (&self.chain, &self.signer, &self.backup);
         let registered = owned_dataset(chain, signer, dataset).await?;
-        let (keys, policy_text) = backup.load(dataset, registered.checksum)?;
+        let (keys, policy_text) = backup.load(dataset, registered.manifest_digest)?;
         if keccak256(policy_text.as_bytes()) != registered.policy_hash {
             fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
         }
         let (kms, kms_info) = key_service(kms_url, chain).await?;
-        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, registered.checksum, &keys, &policy_text)
-            .await?;
+        deposit_keys(
+            &kms,
+            &kms_info.public_key,
+            chain,
+            signer,
+            dataset,
+            registered.manifest_digest,
+            &keys,
+            &policy_text,
+        )
+        .await?;
         // Earlier data versions too: tasks rented before a rotation are served with their keys.
-        for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.checksum) {
+        for manifest in backup.versions(dataset)?.into_iter().filter(|m| *m != registered.manifest_digest) {
             let (keys, policy_text) = backup.load(dataset, manifest)?;
             deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest, &keys, &policy_text).await?;
         }
@@ -612,7 +641,7 @@ impl Owner {
                 .update_dataset(
                     dataset,
                     &registered.uri,
-                    registered.checksum,
+                    registered.manifest_digest,
                     kms_url,
                     kms_info.public_key.to_b256(),
                     registered.policy_hash,
@@ -646,10 +675,10 @@ impl Owner {
         let registered = owned_dataset(chain, signer, dataset).await?;
         let registered_uri = StorageUrl::parse(&registered.uri)
             .map_err(|e| ClientError::Corrupt(format!("dataset {dataset} is registered at {e}")))?;
-        let manifest_bytes = storage.get_checked(&registered_uri, registered.checksum).await?;
+        let manifest_bytes = storage.get_checked(&registered_uri, registered.manifest_digest.to_b256()).await?;
         let old = Manifest::parse(&manifest_bytes, dataset)
             .map_err(|e| ClientError::Corrupt(format!("the manifest at {} {e}", registered.uri)))?;
-        let (old_keys, policy_text) = backup.load(dataset, registered.checksum)?;
+        let (old_keys, policy_text) = backup.load(dataset, registered.manifest_digest)?;
         if keccak256(policy_text.as_bytes()) != registered.policy_hash {
             fail!(Backup, "the backed-up policy of dataset {dataset} is not the one registered on chain");
         }
@@ -667,10 +696,10 @@ impl Owner {
         // The next version goes beside the current one, under <storage>/<dataset>/. Each attempt
         // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
         // that a registration (perhaps still pending) points at.
-        let version = old.data_version + 1;
+        let version = old.data_version.next();
         let dataset_dir = registered_uri
             .parent()
-            .filter(|current| current.name().split('-').next() == Some(&format!("v{}", old.data_version)))
+            .filter(|current| current.name().split('-').next() == Some(&old.data_version.dir_name()))
             .and_then(|current| current.parent())
             .filter(|parent| parent.name() == dataset.to_string())
             .ok_or_else(|| {
@@ -679,7 +708,7 @@ impl Owner {
                     registered.uri, old.data_version
                 ))
             })?;
-        let dir = dataset_dir.join(&format!("v{version}-{}", &hex::encode(random_salt())[..8]))?;
+        let dir = dataset_dir.join(&format!("{}-{}", version.dir_name(), &hex::encode(random_salt())[..8]))?;
         let keys = DatasetKeys::generate(old.columns.iter().map(|c| c.name.as_str()));
         let mut schema = None;
         let mut uploader = None;
@@ -734,20 +763,20 @@ impl Owner {
             );
         }
         let manifest = Manifest { data_version: version, rows, objects, ..old };
-        let (uri, checksum) = store_manifest(storage, &dir, &manifest).await?;
-        backup.store(dataset, checksum, &keys, &policy_text)?;
-        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, checksum, &keys, &policy_text).await?;
+        let (uri, manifest_digest) = store_manifest(storage, &dir, &manifest).await?;
+        backup.store(dataset, manifest_digest, &keys, &policy_text)?;
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text).await?;
         chain
             .update_dataset(
                 dataset,
                 uri.as_str(),
-                checksum,
+                manifest_digest,
                 &registered.kms_url,
                 registered.kms_key,
                 registered.policy_hash,
             )
             .await?;
-        info!(%dataset, version, objects = manifest.objects.len(), "keys rotated");
+        info!(%dataset, %version, objects = manifest.objects.len(), "keys rotated");
         let dataset = chain
             .dataset(dataset)
             .await?

@@ -3,7 +3,7 @@
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
-use strongroom_types::{DatasetId, KeyId, StorageUrl};
+use strongroom_types::{DataVersion, DatasetId, KeyId, ManifestDigest, StorageUrl};
 
 /// One column of the dataset and the id of the key that encrypts it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -26,15 +26,15 @@ pub struct ObjectEntry {
 /// Describes one data version of an encrypted dataset: its schema, which key encrypts which
 /// column, and every object with its row count and the sha256 of its ciphertext.
 ///
-/// The manifest's own sha256 is registered on chain and the dataset's URI on chain is the
+/// The manifest's digest is registered on chain and the dataset's URI on chain is the
 /// manifest's, so every byte a worker fetches is checked against the chain.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub format: String,
     pub dataset: DatasetId,
-    /// Counts re-encryptions (key rotations) from 1. Bound into every object's AAD, so an
-    /// object of an older version cannot pass for one of this version.
-    pub data_version: u64,
+    /// Bound into every object's AAD, so an object of an older version cannot pass for one of
+    /// this version.
+    pub data_version: DataVersion,
     pub columns: Vec<ColumnEntry>,
     pub rows: u64,
     pub objects: Vec<ObjectEntry>,
@@ -59,6 +59,9 @@ pub enum ManifestError {
 impl Manifest {
     pub const FORMAT: &'static str = "strongroom/parquet-modular-encryption/v2";
     pub const FILE_NAME: &'static str = "manifest.json";
+    /// The largest stored manifest a reader takes (about 100,000 objects): its owner writes it,
+    /// and the worker host and the enclave hold it whole.
+    pub const MAX_STORED_BYTES: usize = 16 << 20;
 
     /// Parses a stored manifest and [validates](Self::validate) it for `dataset`.
     pub fn parse(stored: &[u8], dataset: DatasetId) -> Result<Self, ManifestError> {
@@ -107,18 +110,19 @@ impl Manifest {
         self.objects.iter().map(url).collect()
     }
 
-    /// The manifest as stored, and its sha256 (what the chain records).
-    pub fn to_stored(&self) -> (Vec<u8>, B256) {
+    /// The manifest as stored, and its digest (what the chain records).
+    pub fn to_stored(&self) -> (Vec<u8>, ManifestDigest) {
         let bytes = serde_json::to_vec_pretty(self).expect("a manifest serializes");
-        let sha256 = B256::from_slice(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-        (bytes, sha256)
+        let digest = ManifestDigest::of(&bytes);
+        (bytes, digest)
     }
 }
 
 /// Where the objects of one data version live: `<storage>/<dataset>/v<version>/`, the manifest
 /// and the objects side by side, so a rotation never overwrites what running tasks may read.
-pub fn version_dir(storage_url: &StorageUrl, dataset: DatasetId, data_version: u64) -> StorageUrl {
-    storage_url.join(&format!("{dataset}/v{data_version}")).expect("a dataset id and a version are plain segments")
+pub fn version_dir(storage_url: &StorageUrl, dataset: DatasetId, data_version: DataVersion) -> StorageUrl {
+    let dir = format!("{dataset}/{}", data_version.dir_name());
+    storage_url.join(&dir).expect("a dataset id and a version are plain segments")
 }
 
 #[cfg(test)]
@@ -130,7 +134,7 @@ mod tests {
         Manifest {
             format: Manifest::FORMAT.into(),
             dataset: DatasetId::repeat_byte(1),
-            data_version: 1,
+            data_version: DataVersion::FIRST,
             columns: Vec::new(),
             rows: 3,
             objects: vec![object("part-00000.parquet", 1), object("part-00001.parquet", 2)],

@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderB
 use parquet::encryption::decrypt::FileDecryptionProperties;
 use parquet::encryption::encrypt::FileEncryptionProperties;
 use parquet::file::metadata::PageIndexPolicy;
-use strongroom_types::{DatasetId, DatasetKeys};
+use strongroom_types::{DataVersion, DatasetId, DatasetKeys};
 
 use crate::{DataplaneError, aad_prefix};
 
@@ -39,7 +39,7 @@ pub(crate) fn decryption_properties(
 pub struct DecryptionFactory {
     keys: DatasetKeys,
     dataset: DatasetId,
-    data_version: u64,
+    data_version: DataVersion,
     /// The object names the manifest lists; any other file is refused.
     objects: Vec<String>,
 }
@@ -48,7 +48,7 @@ impl DecryptionFactory {
     /// The prefix of the ids under which factories are registered in a DataFusion runtime.
     const ID: &'static str = "strongroom";
 
-    pub fn new(keys: DatasetKeys, dataset: DatasetId, data_version: u64, objects: Vec<String>) -> Self {
+    pub fn new(keys: DatasetKeys, dataset: DatasetId, data_version: DataVersion, objects: Vec<String>) -> Self {
         Self { keys, dataset, data_version, objects }
     }
 }

@@ -7,7 +7,7 @@ use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::file::reader::SerializedFileReader;
 use sha2::{Digest, Sha256};
-use strongroom_types::{DatasetId, DatasetKeys};
+use strongroom_types::{DataVersion, DatasetId, DatasetKeys};
 
 use crate::reader::decryption_properties;
 use crate::*;
@@ -27,7 +27,7 @@ fn sample(n: i64) -> (SchemaRef, RecordBatch) {
 }
 
 fn write_all(batch: &RecordBatch, keys: &DatasetKeys, dataset: DatasetId, layout: Layout) -> Vec<EncryptedObject> {
-    let mut writer = ObjectWriter::new(batch.schema(), keys, dataset, 1, layout).unwrap();
+    let mut writer = ObjectWriter::new(batch.schema(), keys, dataset, DataVersion::FIRST, layout).unwrap();
     // Fed in uneven batches, as a reader would.
     let mut objects = Vec::new();
     let mut offset = 0;
@@ -56,13 +56,14 @@ fn large_inputs_split_into_objects_of_whole_row_groups() {
     for object in &objects {
         assert_eq!(object.entry.sha256, B256::from_slice(&Sha256::digest(&object.ciphertext)));
         assert!(!object.ciphertext.windows(19).any(|w| w == b"person1@example.com"), "no plaintext value");
-        let (_, batches) = decrypt(&object.ciphertext, &keys, aad_prefix(dataset, 1, &object.entry.name)).unwrap();
+        let (_, batches) =
+            decrypt(&object.ciphertext, &keys, aad_prefix(dataset, DataVersion::FIRST, &object.entry.name)).unwrap();
         read.extend(batches);
     }
     let read = arrow::compute::concat_batches(&batch.schema(), &read).unwrap();
     assert_eq!(read, batch);
     let options = ArrowReaderOptions::new().with_file_decryption_properties(
-        decryption_properties(&keys, aad_prefix(dataset, 1, "part-00000.parquet")).unwrap(),
+        decryption_properties(&keys, aad_prefix(dataset, DataVersion::FIRST, "part-00000.parquet")).unwrap(),
     );
     let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(objects[0].ciphertext.clone(), options).unwrap();
     let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
@@ -73,10 +74,12 @@ fn large_inputs_split_into_objects_of_whole_row_groups() {
 fn an_empty_input_still_makes_one_object_with_the_schema() {
     let (_, batch) = sample(0);
     let keys = DatasetKeys::generate(["id", "email"]);
-    let writer = ObjectWriter::new(batch.schema(), &keys, DatasetId::ZERO, 1, Layout::default()).unwrap();
+    let writer =
+        ObjectWriter::new(batch.schema(), &keys, DatasetId::ZERO, DataVersion::FIRST, Layout::default()).unwrap();
     let object = writer.finish().unwrap().unwrap();
     let (schema, batches) =
-        decrypt(&object.ciphertext, &keys, aad_prefix(DatasetId::ZERO, 1, &object.entry.name)).unwrap();
+        decrypt(&object.ciphertext, &keys, aad_prefix(DatasetId::ZERO, DataVersion::FIRST, &object.entry.name))
+            .unwrap();
     assert_eq!((schema.fields().len(), batches.iter().map(|b| b.num_rows()).sum::<usize>()), (2, 0));
 }
 
@@ -84,7 +87,7 @@ fn an_empty_input_still_makes_one_object_with_the_schema() {
 fn a_column_without_a_key_is_refused_not_written_in_plaintext() {
     let (schema, _) = sample(2);
     let keys = DatasetKeys::generate(["id"]);
-    let err = ObjectWriter::new(schema, &keys, DatasetId::ZERO, 1, Layout::default()).err().unwrap();
+    let err = ObjectWriter::new(schema, &keys, DatasetId::ZERO, DataVersion::FIRST, Layout::default()).err().unwrap();
     assert_eq!(err.to_string(), "column `email` has no key: refusing to write it in plaintext");
 }
 
@@ -95,11 +98,11 @@ fn an_object_moved_to_another_dataset_version_or_name_fails_on_its_aad() {
     let dataset = DatasetId::repeat_byte(1);
     let objects = write_all(&batch, &keys, dataset, Layout::default());
     let object = &objects[0];
-    assert!(decrypt(&object.ciphertext, &keys, aad_prefix(dataset, 1, "part-00000.parquet")).is_ok());
+    assert!(decrypt(&object.ciphertext, &keys, aad_prefix(dataset, DataVersion::FIRST, "part-00000.parquet")).is_ok());
     for wrong in [
-        aad_prefix(DatasetId::repeat_byte(2), 1, "part-00000.parquet"),
-        aad_prefix(dataset, 2, "part-00000.parquet"),
-        aad_prefix(dataset, 1, "part-00001.parquet"),
+        aad_prefix(DatasetId::repeat_byte(2), DataVersion::FIRST, "part-00000.parquet"),
+        aad_prefix(dataset, DataVersion::new(2), "part-00000.parquet"),
+        aad_prefix(dataset, DataVersion::FIRST, "part-00001.parquet"),
     ] {
         let err = decrypt(&object.ciphertext, &keys, wrong).unwrap_err();
         assert!(err.to_string().starts_with("cannot decrypt the dataset:"), "{err}");
@@ -114,7 +117,8 @@ fn withheld_columns_are_not_read() {
     let object = &write_all(&batch, &keys, dataset, Layout::default())[0];
     let mut released = keys.clone();
     released.columns.remove("email");
-    let (schema, got) = decrypt(&object.ciphertext, &released, aad_prefix(dataset, 1, &object.entry.name)).unwrap();
+    let (schema, got) =
+        decrypt(&object.ciphertext, &released, aad_prefix(dataset, DataVersion::FIRST, &object.entry.name)).unwrap();
     assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["id"]);
     assert_eq!(got[0].column(0), batch.column(0));
 }

@@ -8,7 +8,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::encryption::encrypt::{EncryptionPropertiesBuilder, FileEncryptionProperties};
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
-use strongroom_types::{DatasetId, DatasetKeys, KeyId};
+use strongroom_types::{DataVersion, DatasetId, DatasetKeys, KeyId};
 
 use crate::{DataplaneError, ObjectEntry, aad_prefix, object_name};
 
@@ -103,7 +103,7 @@ pub struct ObjectWriter<'k> {
     schema: SchemaRef,
     keys: &'k DatasetKeys,
     dataset: DatasetId,
-    data_version: u64,
+    data_version: DataVersion,
     layout: Layout,
     open: Option<OpenObject>,
     finished: usize,
@@ -115,7 +115,7 @@ impl<'k> ObjectWriter<'k> {
         schema: SchemaRef,
         keys: &'k DatasetKeys,
         dataset: DatasetId,
-        data_version: u64,
+        data_version: DataVersion,
         layout: Layout,
     ) -> Result<Self, DataplaneError> {
         if [layout.row_group_rows, layout.row_group_bytes, layout.object_rows, layout.object_bytes].contains(&0) {

@@ -3,14 +3,14 @@
 
 use alloy_primitives::B256;
 use strongroom_dataplane::ManifestError;
-use strongroom_types::FailureCode;
+use strongroom_types::{FailureCode, ManifestDigest};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TaskFailure {
     #[error(
-        "dataset manifest sha256 {found} is not {rented}, the one the task was rented against: the dataset was updated since, or the worker's copy is corrupt or tampered"
+        "dataset manifest digest {found} is not {rented}, the one the task was rented against: the dataset was updated since, or the worker's copy is corrupt or tampered"
     )]
-    ManifestMismatch { found: B256, rented: B256 },
+    ManifestMismatch { found: ManifestDigest, rented: ManifestDigest },
     #[error("the manifest registered on chain {0}")]
     BadManifest(#[from] ManifestError),
     #[error("the worker relayed {relayed} objects; the manifest registered on chain lists {listed}")]

@@ -12,8 +12,8 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 
 use crate::failure::TaskFailure;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ResultAttestation, ResultPayload, X25519PublicKey,
-    X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
+    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, ResultAttestation, ResultPayload,
+    X25519PublicKey, X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +67,7 @@ struct PendingTask {
 const MAX_PENDING_TASKS: usize = 256;
 
 /// The largest manifest the enclave keeps for a pending task.
-const MAX_MANIFEST_BYTES: usize = 16 << 20;
+const MAX_MANIFEST_BYTES: usize = Manifest::MAX_STORED_BYTES;
 
 struct Identity {
     key: SigningKey,
@@ -224,9 +224,9 @@ fn run_checked(
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, TaskFailure> {
     let facts = &release.facts;
-    let found = B256::from_slice(&Sha256::digest(manifest));
-    if found != facts.manifest_sha256 {
-        return Err(TaskFailure::ManifestMismatch { found, rented: facts.manifest_sha256 });
+    let found = ManifestDigest::of(manifest);
+    if found != facts.manifest_digest {
+        return Err(TaskFailure::ManifestMismatch { found, rented: facts.manifest_digest });
     }
     let manifest = Manifest::parse(manifest, facts.dataset)?;
     if objects.len() != manifest.objects.len() {
@@ -276,7 +276,7 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
-    use strongroom_types::{DatasetKeys, KeyId, TaskFacts};
+    use strongroom_types::{DataVersion, DatasetKeys, KeyId, TaskFacts};
 
     use strongroom_dataplane::{ColumnEntry, Layout, ObjectWriter};
 
@@ -290,13 +290,14 @@ mod tests {
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..30))]).unwrap();
         let keys = DatasetKeys::generate(["n"]);
         let mut writer =
-            ObjectWriter::new(schema, &keys, B256::repeat_byte(9), 1, Layout::with_object_rows(10)).unwrap();
+            ObjectWriter::new(schema, &keys, B256::repeat_byte(9), DataVersion::FIRST, Layout::with_object_rows(10))
+                .unwrap();
         let mut objects = writer.write(&batch).unwrap();
         objects.extend(writer.finish().unwrap());
         let manifest = Manifest {
             format: Manifest::FORMAT.into(),
             dataset: B256::repeat_byte(9),
-            data_version: 1,
+            data_version: DataVersion::FIRST,
             columns: vec![ColumnEntry { name: "n".into(), data_type: "Int64".into(), key_id: KeyId::column("n") }],
             rows: 30,
             objects: objects.iter().map(|o| o.entry.clone()).collect(),
@@ -306,7 +307,7 @@ mod tests {
 
     /// Runs the checks and the query as for a task rented against `manifest` (the chain's copy).
     fn run(keys: &DatasetKeys, manifest: &Manifest, objects: Vec<bytes::Bytes>) -> Result<ResultPayload, String> {
-        let (stored, sha256) = manifest.to_stored();
+        let (stored, digest) = manifest.to_stored();
         let facts = TaskFacts {
             chain_id: 1,
             contract: Address::ZERO,
@@ -316,7 +317,7 @@ mod tests {
             job_hash: keccak256(SQL),
             result_key: B256::ZERO,
             policy_hash: B256::ZERO,
-            manifest_sha256: sha256,
+            manifest_digest: digest,
             deadline: 0,
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
@@ -379,7 +380,7 @@ mod tests {
     /// `rented`, then runs `relayed`; returns what the analyst reads.
     fn request_release_run(planned: &[u8], rented: &[u8], relayed: &[u8]) -> (bool, ResultPayload) {
         let (keys, manifest, objects) = dataset();
-        let (stored, sha256) = manifest.to_stored();
+        let (stored, digest) = manifest.to_stored();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut session = attested();
         let task_id = U256::from(7);
@@ -399,7 +400,7 @@ mod tests {
             job_hash: keccak256(rented),
             result_key: analyst.public_key().to_b256(),
             policy_hash: B256::ZERO,
-            manifest_sha256: sha256,
+            manifest_digest: digest,
             deadline: 0,
         };
         let release = KeyRelease { facts, keys, withheld: Vec::new() };

@@ -117,7 +117,7 @@ pub fn grant(
     let Authorized { task, dataset } = authorized;
     let (task_id, params) = (request.task_id, &task.params);
     // The keys of the data version the task was rented against (a rotation makes a new one).
-    let manifest = params.checksum;
+    let manifest = task.manifest_digest();
     let deposit = deposit.ok_or(KmsError::NoKeysDeposited { dataset: dataset.id, manifest })?;
     // The policy the task was rented under is the one its keys are granted by.
     let deposited = keccak256(deposit.policy.as_bytes());
@@ -139,7 +139,7 @@ pub fn grant(
         job_hash: params.jobHash,
         result_key: params.resultKey,
         policy_hash: params.policyHash,
-        manifest_sha256: params.checksum,
+        manifest_digest: manifest,
         deadline: params.deadline,
     };
     Ok(Grant { columns, withheld, facts })
@@ -150,7 +150,7 @@ mod tests {
     use alloy::primitives::{Bytes, U256};
     use alloy::signers::local::PrivateKeySigner;
     use strongroom_chain::TaskParams;
-    use strongroom_types::{X25519SecretKey, domain, sign_typed};
+    use strongroom_types::{ManifestDigest, RegistryVersion, X25519SecretKey, domain, sign_typed};
 
     use super::*;
 
@@ -207,7 +207,7 @@ mod tests {
             jobHash: B256::repeat_byte(0x10),
             resultKey: B256::repeat_byte(0x11),
             policyHash: keccak256(POLICY),
-            checksum: B256::repeat_byte(0x12),
+            manifestDigest: B256::repeat_byte(0x12),
             measurement: B256::ZERO,
         };
         let task = Task { id: task_id, params, spec: Bytes::new(), status: TaskStatus::Active, block: 1 };
@@ -216,9 +216,9 @@ mod tests {
             id: dataset,
             owner: Address::repeat_byte(0x01),
             active: true,
-            version: 1,
+            version: RegistryVersion::new(1),
             privacy_budget: 0,
-            checksum: B256::repeat_byte(0x12),
+            manifest_digest: ManifestDigest::new(B256::repeat_byte(0x12)),
             kms_key: our_key,
             policy_hash: keccak256(POLICY),
             uri: "file:///d/manifest.json".into(),
@@ -261,7 +261,11 @@ mod tests {
         let case = good();
         let grant = decide_case(&case).unwrap();
         assert_eq!((grant.columns, grant.withheld), (vec!["region".to_owned()], vec!["email".to_owned()]));
-        assert_eq!(grant.facts.manifest_sha256, B256::repeat_byte(0x12), "the version rented against");
+        assert_eq!(
+            grant.facts.manifest_digest,
+            ManifestDigest::new(B256::repeat_byte(0x12)),
+            "the version rented against"
+        );
         assert_eq!(grant.facts.result_key, B256::repeat_byte(0x11));
     }
 

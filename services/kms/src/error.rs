@@ -32,7 +32,7 @@ pub enum KmsError {
     #[error(
         "no keys are deposited here for dataset {dataset} with manifest {manifest}: the owner must deposit them (`strongroom dataset redeposit`)"
     )]
-    NoKeysDeposited { dataset: B256, manifest: B256 },
+    NoKeysDeposited { dataset: B256, manifest: strongroom_types::ManifestDigest },
     #[error("dataset {0} is not registered on chain")]
     UnknownDataset(B256),
     #[error(

@@ -10,7 +10,8 @@ use strongroom_chain::Chain;
 use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
-    Policy, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad, open, recover_typed, seal,
+    ManifestDigest, Policy, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad, open,
+    recover_typed, seal,
 };
 use tracing::{Instrument, info, warn};
 
@@ -87,13 +88,13 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     let req = body.into_inner();
     let message = Deposit {
         dataset: req.dataset,
-        manifest: req.manifest_sha256,
+        manifestDigest: req.manifest_digest.to_b256(),
         keysDigest: keccak256(req.sealed_keys.as_bytes()),
     };
     let signer =
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
-    let keys = open_keys(&state.secret, req.dataset, req.manifest_sha256, &req.sealed_keys)?;
+    let keys = open_keys(&state.secret, req.dataset, req.manifest_digest, &req.sealed_keys)?;
     let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
     if let Some(column) = policy.columns.allow.iter().find(|c| !keys.columns.contains_key(*c)) {
         return Err(KmsError::BadDeposit(format!("the policy allows column `{column}`, which has no key")));
@@ -107,12 +108,12 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     }
     state
         .store
-        .put_deposit(req.dataset, signer, req.manifest_sha256, req.sealed_keys.clone(), req.policy.clone())
+        .put_deposit(req.dataset, signer, req.manifest_digest, req.sealed_keys.clone(), req.policy.clone())
         .await?;
-    info!(dataset = %req.dataset, manifest = %req.manifest_sha256, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
+    info!(dataset = %req.dataset, manifest = %req.manifest_digest, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
     Ok(HttpResponse::Ok().json(DepositResponse {
         dataset: req.dataset,
-        manifest_sha256: req.manifest_sha256,
+        manifest_digest: req.manifest_digest,
         depositor: signer,
         key_ids: keys.key_ids(),
     }))
@@ -120,7 +121,12 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
 
 /// Opens keys sealed to this service for one data version of `dataset`; the plaintext is wiped
 /// when dropped.
-fn open_keys(secret: &X25519SecretKey, dataset: B256, manifest: B256, sealed: &SealedBox) -> Result<DatasetKeys> {
+fn open_keys(
+    secret: &X25519SecretKey,
+    dataset: B256,
+    manifest: ManifestDigest,
+    sealed: &SealedBox,
+) -> Result<DatasetKeys> {
     let plain = zeroize::Zeroizing::new(
         open(secret, INFO_DEPOSIT, &key_set_aad(dataset, manifest), sealed, "deposit")
             .map_err(|e| KmsError::BadDeposit(e.to_string()))?,
@@ -174,7 +180,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     };
     let authorized = authorize(req, &chain.domain(), &view, state.secret.public_key().to_b256())?;
     // The keys of the data version the task was rented against, deposited by the dataset's owner.
-    let (id, owner, manifest) = (authorized.dataset.id, authorized.dataset.owner, authorized.task.params.checksum);
+    let (id, owner, manifest) = (authorized.dataset.id, authorized.dataset.owner, authorized.task.manifest_digest());
     let deposit = state.store.deposit(id, owner, manifest).await?.map(|(sealed, policy)| {
         let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
         (keys, policy)

@@ -7,18 +7,18 @@ use std::path::Path;
 use alloy::primitives::{Address, B256, U256};
 use rusqlite::{Connection, OptionalExtension, params};
 use strongroom_http::Blocking;
-use strongroom_types::{AuditEntry, SealedBox};
+use strongroom_types::{AuditEntry, ManifestDigest, SealedBox};
 
 /// Where a key service keeps what owners deposited and what it released.
 #[async_trait::async_trait]
 pub trait DepositStore: Send + Sync + 'static {
     /// Stores (or replaces) the depositor's sealed keys for one data version of a dataset, named
-    /// by its manifest's sha256. Older versions' keys stay: tasks rented against them may still run.
+    /// by its manifest digest. Older versions' keys stay: tasks rented against them may still run.
     async fn put_deposit(
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
         sealed: SealedBox,
         policy: String,
     ) -> crate::Result<()>;
@@ -28,7 +28,7 @@ pub trait DepositStore: Send + Sync + 'static {
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
     ) -> crate::Result<Option<(SealedBox, String)>>;
 
     /// Records a release; a release that is not on record must not leave the service.
@@ -63,7 +63,7 @@ impl DepositStore for SqliteDepositStore {
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
         sealed: SealedBox,
         policy: String,
     ) -> crate::Result<()> {
@@ -74,7 +74,7 @@ impl DepositStore for SqliteDepositStore {
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
     ) -> crate::Result<Option<(SealedBox, String)>> {
         self.blocking(move |s| s.deposit(dataset, depositor, manifest)).await
     }
@@ -137,12 +137,12 @@ impl Store {
     }
 
     /// Stores (or replaces) the depositor's sealed keys for one data version of a dataset, named
-    /// by its manifest's sha256. Older versions' keys stay: tasks rented against them may still run.
+    /// by its manifest digest. Older versions' keys stay: tasks rented against them may still run.
     pub(crate) fn put_deposit(
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
         sealed: &SealedBox,
         policy: &str,
     ) -> rusqlite::Result<()> {
@@ -161,7 +161,7 @@ impl Store {
         &self,
         dataset: B256,
         depositor: Address,
-        manifest: B256,
+        manifest: ManifestDigest,
     ) -> rusqlite::Result<Option<(SealedBox, String)>> {
         self.conn
             .query_row(
@@ -238,10 +238,14 @@ mod tests {
         let fresh = dir.path().join("fresh.sqlite");
         let store = Store::open(&fresh).unwrap();
         let (dataset, owner) = (B256::repeat_byte(1), Address::repeat_byte(2));
-        store.put_deposit(dataset, owner, B256::repeat_byte(3), &SealedBox(vec![1]), "v1").unwrap();
-        store.put_deposit(dataset, owner, B256::repeat_byte(4), &SealedBox(vec![2]), "v2").unwrap();
-        let first = store.deposit(dataset, owner, B256::repeat_byte(3)).unwrap().unwrap();
+        store
+            .put_deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(3)), &SealedBox(vec![1]), "v1")
+            .unwrap();
+        store
+            .put_deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(4)), &SealedBox(vec![2]), "v2")
+            .unwrap();
+        let first = store.deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(3))).unwrap().unwrap();
         assert_eq!((first.0.as_bytes(), first.1.as_str()), (&[1u8][..], "v1"), "each version keeps its keys");
-        assert!(store.deposit(dataset, owner, B256::repeat_byte(5)).unwrap().is_none());
+        assert!(store.deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(5))).unwrap().is_none());
     }
 }

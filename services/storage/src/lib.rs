@@ -40,6 +40,8 @@ pub enum StorageError {
     Store { url: String, source: object_store::Error },
     #[error("{url} has sha256 {actual}, expected {expected}: the stored copy is corrupt or tampered")]
     Checksum { url: String, expected: B256, actual: B256 },
+    #[error("{url} is {size} bytes, more than the {limit} this reader takes: it is not what it should be")]
+    TooLarge { url: String, size: u64, limit: u64 },
     #[error("storage config {path}: {reason}")]
     Config { path: String, reason: String },
 }
@@ -122,6 +124,18 @@ impl Storage {
         let (store, path) = self.locate(url)?;
         let result = store.get(&path).await.map_err(|source| store_error(url, source))?;
         result.bytes().await.map_err(|source| store_error(url, source))
+    }
+
+    /// Reads the whole object at `url` if it holds at most `limit` bytes: for what its writer
+    /// controls and the reader keeps in memory, such as a manifest.
+    pub async fn get_at_most(&self, url: &StorageUrl, limit: u64) -> Result<Bytes, StorageError> {
+        let text = url.as_str();
+        let (store, path) = self.locate(text)?;
+        let result = store.get(&path).await.map_err(|source| store_error(text, source))?;
+        if result.meta.size > limit {
+            return Err(StorageError::TooLarge { url: text.to_owned(), size: result.meta.size, limit });
+        }
+        result.bytes().await.map_err(|source| store_error(text, source))
     }
 
     /// Reads the object at `url` and checks its sha256.
@@ -227,6 +241,12 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!("{url} has sha256 {sha}, expected {}: the stored copy is corrupt or tampered", B256::ZERO)
+        );
+        assert_eq!(storage.get_at_most(&url, 10).await.unwrap(), Bytes::from_static(b"ciphertext"));
+        let err = storage.get_at_most(&url, 9).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{url} is 10 bytes, more than the 9 this reader takes: it is not what it should be")
         );
     }
 

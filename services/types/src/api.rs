@@ -3,7 +3,7 @@
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize};
 
-use crate::{AppOffer, DatasetOffer, KeyId, PoolOffer, SealedBox, X25519PublicKey};
+use crate::{AppOffer, DatasetOffer, KeyId, ManifestDigest, PoolOffer, SealedBox, X25519PublicKey};
 
 /// The JSON body of every refusal by the key service or the market: a stable machine-readable
 /// code and a sentence for people. The servers emit it and the clients decode it.
@@ -27,20 +27,20 @@ pub struct KmsInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DepositRequest {
     pub dataset: B256,
-    /// sha256 of the manifest of the data version these keys encrypt: the key service releases
-    /// them to tasks rented against that manifest only.
-    pub manifest_sha256: B256,
+    /// The data version these keys encrypt: the key service releases them to tasks rented
+    /// against that manifest only.
+    pub manifest_digest: ManifestDigest,
     pub sealed_keys: SealedBox,
     /// The licence policy file; its keccak256 must match the policy hash a task was rented under.
     pub policy: String,
-    /// EIP-712 `Deposit{dataset, manifest, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
+    /// EIP-712 `Deposit{dataset, manifestDigest, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
     pub owner_signature: Bytes,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DepositResponse {
     pub dataset: B256,
-    pub manifest_sha256: B256,
+    pub manifest_digest: ManifestDigest,
     pub depositor: Address,
     pub key_ids: Vec<KeyId>,
 }
@@ -133,7 +133,7 @@ pub enum SignedOffer {
 pub enum ResultPayload {
     /// The result as an Arrow IPC stream.
     Table { arrow_ipc: Bytes, rows: u64 },
-    /// An attested failure: bad SQL, a checksum mismatch, a decryption error.
+    /// An attested failure: bad SQL, a manifest or object digest mismatch, a decryption error.
     Failed { code: FailureCode, message: String },
 }
 

@@ -154,8 +154,8 @@ pub struct TaskFacts {
     pub job_hash: B256,
     pub result_key: B256,
     pub policy_hash: B256,
-    /// sha256 of the dataset's manifest, which lists the sha256 of every object.
-    pub manifest_sha256: B256,
+    /// The data version rented: the digest of its manifest, which lists every object's sha256.
+    pub manifest_digest: crate::ManifestDigest,
     pub deadline: u64,
 }
 

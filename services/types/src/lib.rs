@@ -21,6 +21,7 @@ mod policy;
 pub mod protocol;
 mod seal;
 mod url;
+mod versions;
 
 pub use api::{
     ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PostOfferRequest,
@@ -39,6 +40,7 @@ pub use seal::{
     open, seal,
 };
 pub use url::StorageUrl;
+pub use versions::{DataVersion, ManifestDigest, RegistryVersion};
 
 /// Dataset ids are `keccak256(abi.encode(owner, salt))`, computed by the contract.
 pub type DatasetId = alloy_primitives::B256;

@@ -68,11 +68,11 @@ sol! {
     }
 
     /// The dataset owner vouches for the sealed keys deposited with a key service: the keys of
-    /// the data version whose manifest has sha256 `manifest`.
+    /// the data version whose manifest digest is `manifestDigest`.
     #[derive(Debug, PartialEq, Eq)]
     struct Deposit {
         bytes32 dataset;
-        bytes32 manifest;
+        bytes32 manifestDigest;
         bytes32 keysDigest;
     }
 }

@@ -161,11 +161,11 @@ impl<'de> Deserialize<'de> for SealedBox {
     }
 }
 
-/// The AAD of keys sealed with [`INFO_DEPOSIT`] or [`INFO_BACKUP`]: the dataset id and the sha256
-/// of the manifest of the data version they encrypt, so keys cannot be passed off as another
+/// The AAD of keys sealed with [`INFO_DEPOSIT`] or [`INFO_BACKUP`]: the dataset id and the
+/// manifest digest of the data version they encrypt, so keys cannot be passed off as another
 /// dataset's or another version's.
-pub fn key_set_aad(dataset: crate::DatasetId, manifest_sha256: alloy_primitives::B256) -> Vec<u8> {
-    [dataset.as_slice(), manifest_sha256.as_slice()].concat()
+pub fn key_set_aad(dataset: crate::DatasetId, manifest: crate::ManifestDigest) -> Vec<u8> {
+    [dataset.as_slice(), manifest.as_slice()].concat()
 }
 
 /// Seals `plaintext` to `recipient` under the context `info`; `aad` is authenticated, not hidden.

@@ -49,7 +49,7 @@ pub enum WorkerError {
     #[error("dataset {0} of the task is not registered")]
     UnknownDataset(alloy::primitives::B256),
     #[error("dataset {0} never had a version with manifest {1}")]
-    UnknownDataVersion(alloy::primitives::B256, alloy::primitives::B256),
+    UnknownDataVersion(alloy::primitives::B256, strongroom_types::ManifestDigest),
     #[error("the dataset manifest at {0} {1}")]
     BadManifest(String, String),
     #[error("chain: {0}")]
@@ -204,15 +204,16 @@ impl Worker {
         // chain and every object against the manifest; here they are only read.
         // A task rented before the owner rotated the keys reads the data version it was rented
         // against, which the owner leaves in place.
-        let uri = match dataset.checksum == task.params.checksum {
+        let rented = task.manifest_digest();
+        let uri = match dataset.manifest_digest == rented {
             true => dataset.uri,
             false => chain
-                .dataset_uri_for(dataset.id, task.params.checksum)
+                .dataset_uri_for(dataset.id, rented)
                 .await?
-                .ok_or(WorkerError::UnknownDataVersion(dataset.id, task.params.checksum))?,
+                .ok_or(WorkerError::UnknownDataVersion(dataset.id, rented))?,
         };
         let uri = StorageUrl::parse(&uri).map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
-        let manifest_bytes = self.config.storage.get(&uri).await?;
+        let manifest_bytes = self.config.storage.get_at_most(&uri, Manifest::MAX_STORED_BYTES as u64).await?;
         // Only what the host needs to fetch the objects: the enclave checks the rest, and what it
         // finds wrong ends as an attested failure the analyst reads.
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)

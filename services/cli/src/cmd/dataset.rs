@@ -45,7 +45,10 @@ impl RotateArgs {
             objects(rotated.manifest.objects.len()),
             rotated.dataset.kms_url
         );
-        println!("  manifest {} (sha256 {}, registered on chain)", rotated.dataset.uri, rotated.dataset.checksum);
+        println!(
+            "  manifest {} (digest {}, registered on chain)",
+            rotated.dataset.uri, rotated.dataset.manifest_digest
+        );
         Ok(())
     }
 }
@@ -73,7 +76,10 @@ pub struct RedepositArgs {
 impl RedepositArgs {
     async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let dataset = global.owner().await?.redeposit(self.dataset, &self.kms_url).await?;
-        println!("dataset {} (version {}) now has its keys at {}", dataset.id, dataset.version, dataset.kms_url);
+        println!(
+            "dataset {} (registry version {}) now has its keys at {}",
+            dataset.id, dataset.version, dataset.kms_url
+        );
         Ok(())
     }
 }
@@ -170,7 +176,7 @@ impl DatasetCommand {
                     "uri": published.uri,
                     "rows": published.manifest.rows,
                     "columns": published.manifest.columns,
-                    "manifest_sha256": published.checksum,
+                    "manifest_digest": published.manifest_digest,
                     "data_version": published.manifest.data_version,
                     "objects": published.manifest.objects,
                     "offer": published.offer,
@@ -183,7 +189,7 @@ impl DatasetCommand {
                 published.manifest.rows,
                 published.manifest.columns.len()
             );
-            println!("  manifest {} (sha256 {}, registered on chain)", published.uri, published.checksum);
+            println!("  manifest {} (digest {}, registered on chain)", published.uri, published.manifest_digest);
             for (object, url) in published.manifest.objects.iter().zip(published.object_urls()) {
                 println!("  object {url} ({} rows, sha256 {})", object.rows, object.sha256);
             }
