@@ -296,7 +296,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         _useOffer(offerHash, offer.volume);
 
         t.dataset = id;
-        t.datasetVersion = h.version;
+        t.registryVersion = h.version;
         t.analyst = msg.sender;
         t.datasetOwner = h.owner;
         return h.privacyBudget;

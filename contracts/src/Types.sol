@@ -88,7 +88,7 @@ struct Rental {
 /// in its low byte); the full struct is emitted in TaskCreated and passed back as calldata.
 struct TaskParams {
     bytes32 dataset;
-    uint64 datasetVersion;
+    uint64 registryVersion;
     bytes32 pool;
     bytes32 app; // zero for SQL jobs
     JobKind kind;

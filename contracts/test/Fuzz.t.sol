@@ -453,7 +453,7 @@ contract FuzzTest is Fixture {
 
     function _expectedParams(Rental memory r) internal view returns (TaskParams memory t) {
         t.dataset = datasetId;
-        t.datasetVersion = 1;
+        t.registryVersion = 1;
         t.pool = poolId;
         t.analyst = analyst;
         t.datasetOwner = datasetOwner;

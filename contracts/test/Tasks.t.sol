@@ -112,7 +112,7 @@ contract TasksTest is Fixture {
     function _expectedSql(uint256 taskId) internal view returns (TaskParams memory t) {
         taskId; // ids do not enter the parameters
         t.dataset = datasetId;
-        t.datasetVersion = 1;
+        t.registryVersion = 1;
         t.pool = poolId;
         t.kind = JobKind.Sql;
         t.analyst = analyst;
@@ -271,7 +271,7 @@ contract TasksTest is Fixture {
         vm.prank(datasetOwner);
         sr.updateDataset(datasetId, "s3://v2", keccak256("c2"), "http://kms", KMS_KEY, POLICY);
         (, TaskParams memory t) = _rent();
-        assertEq(uint256(t.datasetVersion), 2);
+        assertEq(uint256(t.registryVersion), 2);
         assertEq(t.manifestDigest, keccak256("c2"));
     }
 

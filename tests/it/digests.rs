@@ -75,7 +75,7 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
 
     let params = Strongroom::TaskParams {
         dataset: B256::repeat_byte(1),
-        datasetVersion: 3,
+        registryVersion: 3,
         pool: B256::repeat_byte(2),
         app: B256::ZERO,
         kind: 0,

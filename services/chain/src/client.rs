@@ -125,7 +125,12 @@ impl Task {
 
     /// The data version the task was rented against.
     pub fn manifest_digest(&self) -> ManifestDigest {
-        self.params.manifestDigest.into()
+        ManifestDigest::new(self.params.manifestDigest)
+    }
+
+    /// The dataset's registry version at rent (which on-chain record the task was rented under).
+    pub fn registry_version(&self) -> RegistryVersion {
+        RegistryVersion::new(self.params.registryVersion)
     }
 }
 
@@ -327,7 +332,7 @@ impl Chain {
             active: d.active,
             version: RegistryVersion::new(d.version),
             privacy_budget: d.privacyBudget,
-            manifest_digest: d.manifestDigest.into(),
+            manifest_digest: ManifestDigest::new(d.manifestDigest),
             kms_key: d.kmsKey,
             policy_hash: d.policyHash,
             uri: d.uri,

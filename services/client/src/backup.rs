@@ -255,6 +255,19 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_written_before_the_manifest_digest_rename_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let backup = KeyBackup::new(dir.path());
+        let keys = DatasetKeys::generate(["a"]);
+        let (dataset, manifest) = (DatasetId::repeat_byte(5), ManifestDigest::new(B256::repeat_byte(9)));
+        let path = backup.store(dataset, manifest, &keys, "policy").unwrap();
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.contains("\"manifest_digest\""), "{written}");
+        std::fs::write(&path, written.replace("\"manifest_digest\"", "\"manifest\"")).unwrap();
+        assert_eq!(backup.load(dataset, manifest).unwrap(), (keys, "policy".to_owned()));
+    }
+
+    #[test]
     fn backup_round_trip_without_plaintext_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let backup = KeyBackup::new(dir.path());

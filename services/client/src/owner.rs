@@ -696,7 +696,9 @@ impl Owner {
         // The next version goes beside the current one, under <storage>/<dataset>/. Each attempt
         // writes a directory of its own, so a retried or concurrent rotation never overwrites objects
         // that a registration (perhaps still pending) points at.
-        let version = old.data_version.next();
+        let version = old.data_version.next().ok_or_else(|| {
+            ClientError::Corrupt(format!("the manifest at {} has the last data version", registered.uri))
+        })?;
         let dataset_dir = registered_uri
             .parent()
             .filter(|current| current.name().split('-').next() == Some(&old.data_version.dir_name()))

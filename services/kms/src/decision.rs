@@ -190,7 +190,7 @@ mod tests {
         let dataset = B256::repeat_byte(0xd1);
         let params = TaskParams {
             dataset,
-            datasetVersion: 1,
+            registryVersion: 1,
             pool: B256::repeat_byte(0x90),
             app: B256::ZERO,
             kind: 0,

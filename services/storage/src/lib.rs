@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use alloy_primitives::B256;
 use bytes::Bytes;
+use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -127,15 +128,28 @@ impl Storage {
     }
 
     /// Reads the whole object at `url` if it holds at most `limit` bytes: for what its writer
-    /// controls and the reader keeps in memory, such as a manifest.
+    /// controls and the reader keeps in memory, such as a manifest. The limit holds on the bytes
+    /// received, not only on the size the store announces (an S3 endpoint's Content-Length can
+    /// lie while a chunked body goes on).
     pub async fn get_at_most(&self, url: &StorageUrl, limit: u64) -> Result<Bytes, StorageError> {
         let text = url.as_str();
+        let too_large = |size| StorageError::TooLarge { url: text.to_owned(), size, limit };
         let (store, path) = self.locate(text)?;
         let result = store.get(&path).await.map_err(|source| store_error(text, source))?;
         if result.meta.size > limit {
-            return Err(StorageError::TooLarge { url: text.to_owned(), size: result.meta.size, limit });
+            return Err(too_large(result.meta.size));
         }
-        result.bytes().await.map_err(|source| store_error(text, source))
+        let mut body = Vec::with_capacity(result.meta.size as usize);
+        let mut chunks = result.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|source| store_error(text, source))?;
+            let size = body.len() as u64 + chunk.len() as u64;
+            if size > limit {
+                return Err(too_large(size));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
     }
 
     /// Reads the object at `url` and checks its sha256.

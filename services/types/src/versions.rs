@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 /// The sha256 of a data version's stored manifest, which in turn lists the sha256 of every
 /// object: `manifestDigest` on chain, `manifest_digest` on the wire and in the enclave.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ManifestDigest(B256);
 
@@ -37,12 +37,6 @@ impl ManifestDigest {
 
     pub fn as_slice(&self) -> &[u8] {
         self.0.as_slice()
-    }
-}
-
-impl From<B256> for ManifestDigest {
-    fn from(digest: B256) -> Self {
-        Self(digest)
     }
 }
 
@@ -69,8 +63,25 @@ impl FromStr for ManifestDigest {
 /// Counts the encryptions of a dataset's content: 1 at publish, one more per key rotation. It is
 /// bound into every object's AAD, so an object of one version cannot pass for another's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "u64", into = "u64")]
 pub struct DataVersion(u64);
+
+impl TryFrom<u64> for DataVersion {
+    type Error = crate::Error;
+
+    fn try_from(version: u64) -> crate::Result<Self> {
+        match version {
+            0 => Err(crate::Error::Malformed { what: "data version", reason: "0 (versions count from 1)".into() }),
+            _ => Ok(Self(version)),
+        }
+    }
+}
+
+impl From<DataVersion> for u64 {
+    fn from(version: DataVersion) -> Self {
+        version.0
+    }
+}
 
 impl DataVersion {
     /// The version a dataset is published at.
@@ -84,9 +95,9 @@ impl DataVersion {
         self.0
     }
 
-    /// The version a rotation writes.
-    pub fn next(self) -> Self {
-        Self(self.0.checked_add(1).expect("a data version is never near u64::MAX"))
+    /// The version a rotation writes; `None` past the last one (only a forged manifest gets there).
+    pub fn next(self) -> Option<Self> {
+        self.0.checked_add(1).map(Self)
     }
 
     /// The storage segment of this version's objects (`v1`, `v2`, …).
@@ -141,7 +152,12 @@ mod tests {
 
     #[test]
     fn data_versions_count_up_from_one_and_name_their_directory() {
-        assert_eq!(DataVersion::FIRST.next(), DataVersion::new(2));
+        assert_eq!(DataVersion::FIRST.next(), Some(DataVersion::new(2)));
+        assert_eq!(DataVersion::new(u64::MAX).next(), None);
+        assert_eq!(
+            serde_json::from_str::<DataVersion>("0").unwrap_err().to_string(),
+            "malformed data version: 0 (versions count from 1)"
+        );
         assert_eq!(DataVersion::new(7).dir_name(), "v7");
         assert_eq!(serde_json::to_string(&DataVersion::FIRST).unwrap(), "1", "a plain number in the manifest");
     }

@@ -242,7 +242,14 @@ impl Worker {
         };
         let release = KmsClient::with_http(&dataset.kms_url, self.http.clone()).release(&request).await?;
         info!("keys released to the enclave (sealed)");
-        let objects = futures::future::try_join_all(object_urls.iter().map(|url| self.config.storage.get(url))).await?;
+        // Each object is read up to the size its manifest lists (a larger one is not the listed
+        // object; the enclave checks its sha256 anyway), so a manifest's owner cannot make the
+        // host hold more than the manifest declares.
+        let fetch = manifest.objects.iter().zip(&object_urls).map(|(entry, url)| {
+            let limit = entry.bytes.min(strongroom_types::protocol::MAX_FRAME as u64);
+            self.config.storage.get_at_most(url, limit)
+        });
+        let objects = futures::future::try_join_all(fetch).await?;
         let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
         let request = HostRequest::RunTask {
             task_id: task.id,
