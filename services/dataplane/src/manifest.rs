@@ -98,9 +98,10 @@ impl Manifest {
         Ok(())
     }
 
-    /// Total ciphertext bytes over all objects.
+    /// Total ciphertext bytes over all objects, as listed (saturating: the owner writes the
+    /// sizes, and a reader that sums them must not abort on an overflow).
     pub fn bytes(&self) -> u64 {
-        self.objects.iter().map(|o| o.bytes).sum()
+        self.objects.iter().fold(0u64, |sum, o| sum.saturating_add(o.bytes))
     }
 
     /// The URLs of the objects, which sit beside the manifest stored at `manifest_url`.

@@ -221,6 +221,7 @@ impl Worker {
         // Every object URL is a plain name joined to the manifest's directory, or refused.
         let object_urls =
             manifest.object_urls(&uri).map_err(|e| WorkerError::BadManifest(uri.to_string(), e.to_string()))?;
+        within_task_budget(&manifest).map_err(|reason| WorkerError::BadManifest(uri.to_string(), reason))?;
         let reply = self
             .client
             .call(HostRequest::RequestKeys {
@@ -243,12 +244,13 @@ impl Worker {
         let release = KmsClient::with_http(&dataset.kms_url, self.http.clone()).release(&request).await?;
         info!("keys released to the enclave (sealed)");
         // Each object is read up to the size its manifest lists (a larger one is not the listed
-        // object; the enclave checks its sha256 anyway), so a manifest's owner cannot make the
-        // host hold more than the manifest declares.
-        let fetch = manifest.objects.iter().zip(&object_urls).map(|(entry, url)| {
-            let limit = entry.bytes.min(strongroom_types::protocol::MAX_FRAME as u64);
-            self.config.storage.get_at_most(url, limit)
-        });
+        // object; the enclave checks its sha256 anyway), so the host holds no more than the
+        // manifest declares, which `within_task_budget` bounded.
+        let fetch = manifest
+            .objects
+            .iter()
+            .zip(&object_urls)
+            .map(|(entry, url)| self.config.storage.get_at_most(url, entry.bytes));
         let objects = futures::future::try_join_all(fetch).await?;
         let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
         let request = HostRequest::RunTask {
@@ -269,6 +271,29 @@ impl Worker {
     }
 }
 
+/// What one task's objects may total: the host holds them all, then relays them to the enclave,
+/// which holds them too. The manifest's owner writes the sizes; a rental of a manifest listing
+/// more is refused before any key is requested.
+const MAX_TASK_BYTES: u64 = 8 << 30;
+
+/// Refuses a manifest whose objects could not be relayed (each is one frame) or exceed the budget.
+fn within_task_budget(manifest: &Manifest) -> Result<(), String> {
+    let frame = strongroom_types::protocol::MAX_FRAME as u64;
+    if let Some(entry) = manifest.objects.iter().find(|o| o.bytes > frame) {
+        return Err(format!(
+            "lists object {} of {} bytes, more than the {frame} one frame carries",
+            entry.name, entry.bytes
+        ));
+    }
+    if manifest.bytes() > MAX_TASK_BYTES {
+        return Err(format!(
+            "lists {} bytes of objects, more than the {MAX_TASK_BYTES} a worker takes for one task",
+            manifest.bytes()
+        ));
+    }
+    Ok(())
+}
+
 fn unexpected(reply: EnclaveReply) -> WorkerError {
     match reply {
         EnclaveReply::Error { message } => WorkerError::Enclave(message),
@@ -282,5 +307,56 @@ fn reply_name(reply: &EnclaveReply) -> &'static str {
         EnclaveReply::KeyRequest { .. } => "key_request",
         EnclaveReply::TaskResult { .. } => "task_result",
         EnclaveReply::Error { .. } => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::B256;
+    use strongroom_dataplane::ObjectEntry;
+    use strongroom_types::DataVersion;
+
+    use super::*;
+
+    fn listing(sizes: &[u64]) -> Manifest {
+        let object = |(i, bytes): (usize, &u64)| ObjectEntry {
+            name: format!("part-{i:05}.parquet"),
+            rows: 1,
+            bytes: *bytes,
+            sha256: B256::ZERO,
+        };
+        Manifest {
+            format: Manifest::FORMAT.into(),
+            dataset: B256::repeat_byte(1),
+            data_version: DataVersion::FIRST,
+            columns: Vec::new(),
+            rows: sizes.len() as u64,
+            objects: sizes.iter().enumerate().map(object).collect(),
+        }
+    }
+
+    #[test]
+    fn a_task_is_refused_when_its_manifest_lists_more_than_a_worker_holds() {
+        let frame = strongroom_types::protocol::MAX_FRAME as u64;
+        assert_eq!(within_task_budget(&listing(&[frame; 8])), Ok(()), "exactly the budget");
+        assert_eq!(
+            within_task_budget(&listing(&[1, frame + 1])),
+            Err(format!(
+                "lists object part-00001.parquet of {} bytes, more than the {frame} one frame carries",
+                frame + 1
+            ))
+        );
+        assert_eq!(
+            within_task_budget(&listing(&[frame; 9])),
+            Err(format!(
+                "lists {} bytes of objects, more than the {MAX_TASK_BYTES} a worker takes for one task",
+                9 * frame
+            ))
+        );
+        // Sizes that would overflow a sum saturate and are refused, not wrapped into a small total.
+        let mut many = listing(&[frame; 2]);
+        many.objects.iter_mut().for_each(|o| o.bytes = u64::MAX / 2 + 1);
+        assert!(within_task_budget(&many).unwrap_err().contains("one frame carries"));
+        assert_eq!(listing(&[u64::MAX, 1]).bytes(), u64::MAX);
     }
 }
