@@ -127,11 +127,6 @@ impl Task {
     pub fn manifest_digest(&self) -> ManifestDigest {
         ManifestDigest::new(self.params.manifestDigest)
     }
-
-    /// The dataset's registry version at rent (which on-chain record the task was rented under).
-    pub fn registry_version(&self) -> RegistryVersion {
-        RegistryVersion::new(self.params.registryVersion)
-    }
 }
 
 /// A `ResultSubmitted` event.

@@ -40,12 +40,6 @@ impl ManifestDigest {
     }
 }
 
-impl From<ManifestDigest> for B256 {
-    fn from(digest: ManifestDigest) -> Self {
-        digest.0
-    }
-}
-
 impl fmt::Display for ManifestDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
@@ -121,10 +115,6 @@ pub struct RegistryVersion(u64);
 impl RegistryVersion {
     pub const fn new(version: u64) -> Self {
         Self(version)
-    }
-
-    pub const fn get(self) -> u64 {
-        self.0
     }
 }
 
