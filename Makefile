@@ -60,6 +60,10 @@ test-contracts: contracts
 test-rust: build
 	cargo test --workspace
 	cargo test $(ENCLAVE_MANIFEST) --target-dir $(TARGET_DIR)
+	@# The licence behaviour table (policies/tests/*.slt) again, for its count of cases.
+	@cargo test -q --workspace --test it -- --exact behaviour::the_behaviour_table_holds --nocapture 2>/dev/null \
+		| grep '^behaviour table:'
+
 
 $(CONTRACTS)/node_modules/.installed: $(CONTRACTS)/package.json $(CONTRACTS)/package-lock.json
 	cd $(CONTRACTS) && npm ci --no-audit --no-fund

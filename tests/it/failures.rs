@@ -87,20 +87,26 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_query_reading_a_column_the_policy_withholds_fails_naming_it() {
+async fn a_query_the_licence_refuses_fails_naming_the_rule_and_unlocks_nothing() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
-    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT region, email FROM dataset").await;
+    let sql = "SELECT region, COUNT(DISTINCT email) AS n FROM dataset GROUP BY region";
+    let (failed, outcome) = rent_and_read(&devnet, &published, sql).await;
     assert!(failed);
     let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
-    assert_eq!(code, FailureCode::PolicyDenied);
-    assert_eq!(message, "the licence policy does not allow reading column `email`");
+    assert_eq!(code, FailureCode::PolicyViolation);
+    assert_eq!(
+        message,
+        "refused by the licence, rule hidden_column: column `email` is hidden: its key is never released and no \
+         query may read it (in `count(DISTINCT dataset.email)`)"
+    );
 
-    // Its key never left the key service: the audit log shows only the granted column.
+    // The enclave asked for no column key: the audit log shows the footer's alone.
     let audit: Vec<strongroom_types::AuditEntry> =
         reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].key_ids, ["footer", "column:region"]);
+    assert_eq!(audit[0].key_ids, ["footer"]);
+    // The dataset's price came back to the analyst.
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
     assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), published.offer.price);
     devnet.shutdown().await;

@@ -53,8 +53,9 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].enclave, devnet.worker.as_ref().unwrap().enclave());
     assert_eq!(audit[0].dataset, published.dataset);
-    // Only the keys of the columns the plan reads: the footer, `monthly_spend` and `region`.
-    assert_eq!(audit[0].key_ids, ["footer", "column:monthly_spend", "column:region"]);
+    // Only the keys of the columns the checked plan reads: the footer, `monthly_spend` and
+    // `region`, and `customer_id`, which the threshold counts distinct in every group.
+    assert_eq!(audit[0].key_ids, ["footer", "column:customer_id", "column:monthly_spend", "column:region"]);
 
     // No key byte and no plaintext row in any log line of the run.
     let text = logs().text();

@@ -141,15 +141,15 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
         },
         &chain.domain(),
     );
-    let body = strongroom_types::DepositRequest {
+    let request = strongroom_types::DepositRequest {
         dataset: published.dataset,
         manifest_digest: published.manifest_digest,
         sealed_keys: sealed,
-        policy: "version = 1\nname = \"a-only\"\n[columns]\nallow = [\"a\"]\n".into(),
+        policy: body_policy(),
         owner_signature: signature,
     };
     let response =
-        reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&body).send().await.unwrap();
+        reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&request).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 403);
     let body: serde_json::Value = response.json().await.unwrap();
     let owner: Address = strongroom_devnet::owner_key().address();
@@ -157,5 +157,35 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
         body["message"],
         format!("{} signed the deposit but dataset {} is owned by {owner}", analyst_key().address(), published.dataset)
     );
+
+    // A policy this build cannot enforce is refused at deposit, not weakened.
+    let unenforced = format!(
+        "{}[differential_privacy]\nrequired = true\ndelta = 1e-6\nmax_groups_per_unit = 1\nmax_rows_per_unit = 1\n",
+        body_policy()
+    );
+    let request = strongroom_types::DepositRequest { policy: unenforced, ..request };
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&request).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["message"],
+        "the deposited policy is refused: malformed licence policy: [differential_privacy] is not enforced by \
+         this build yet; remove it or publish with a build that adds noise"
+    );
+
+    // The policy a dataset is rented under is public, served by its hash.
+    let kms = strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap();
+    let sample = std::fs::read_to_string(strongroom_e2e::POLICY).unwrap();
+    assert_eq!(kms.policy(alloy::primitives::keccak256(sample.as_bytes())).await.unwrap(), sample);
+    let unknown = alloy::primitives::B256::repeat_byte(0x42);
+    let err = kms.policy(unknown).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("no policy with keccak256 {unknown} was deposited here")), "{err}");
     devnet.shutdown().await;
+}
+
+/// A licence for a dataset of one column, `a`.
+fn body_policy() -> String {
+    "version = 2\nname = \"a\"\n[columns]\na = \"dimension\"\n[aggregation]\nfunctions = [\"count\"]\nmin_group_size = 5\n"
+        .into()
 }

@@ -10,7 +10,7 @@ use strongroom_devnet::analyst_key;
 use strongroom_devnet::{Devnet, DevnetOptions};
 
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
-pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-only.toml");
+pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-with-threshold.toml");
 
 /// The anvil this checkout's `make contracts` installed, unless `STRONGROOM_ANVIL` says otherwise.
 pub fn anvil() -> std::path::PathBuf {

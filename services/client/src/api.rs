@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strongroom_types::{
-    ApiError, AuditEntry, DatasetId, DepositRequest, DepositResponse, KmsInfo, PostOfferRequest, ReleaseRequest,
-    ReleaseResponse, SignedOffer, TaskId,
+    ApiError, AuditEntry, DatasetId, DepositRequest, DepositResponse, KmsInfo, PolicyResponse, PostOfferRequest,
+    ReleaseRequest, ReleaseResponse, SignedOffer, TaskId,
 };
 
 use crate::{ClientError, Result};
@@ -93,6 +93,20 @@ impl KmsClient {
 
     pub async fn release(&self, request: &ReleaseRequest) -> Result<ReleaseResponse> {
         self.0.post("/v1/releases", request, "release the keys").await
+    }
+
+    /// The licence policy whose keccak256 is `hash` (as the chain records it), checked to be so.
+    pub async fn policy(&self, hash: alloy::primitives::B256) -> Result<String> {
+        let response: PolicyResponse = self.0.get(&format!("/v1/policies/{hash}"), "show the policy").await?;
+        let found = alloy::primitives::keccak256(response.policy.as_bytes());
+        if found != hash {
+            return Err(ClientError::Unreachable {
+                service: self.0.name,
+                url: self.0.url.clone(),
+                reason: format!("it served a policy hashing to {found} when asked for {hash}"),
+            });
+        }
+        Ok(response.policy)
     }
 
     /// The audit log, of one task or of all.

@@ -383,10 +383,10 @@ impl Owner {
 
         let frame = open_input(&req.input, req.schema.as_deref()).await?;
         let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
-        if let Some(column) = policy.columns.allow.iter().find(|c| schema.field_with_name(c).is_err()) {
+        if let Some(column) = policy.columns.keys().find(|c| schema.field_with_name(c).is_err()) {
             fail!(
                 Input,
-                "policy file {} allows column `{column}`, which {} does not have",
+                "policy file {} names column `{column}`, which {} does not have",
                 req.policy.display(),
                 req.input.display()
             );

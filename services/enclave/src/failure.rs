@@ -27,12 +27,24 @@ pub(crate) enum TaskFailure {
     UnsupportedJob,
     #[error("the licence policy does not allow reading column {}", quoted(.0))]
     PolicyDenied(Vec<String>),
+    #[error("{0}")]
+    PolicyViolation(#[from] strongroom_policy::Violation),
+    #[error(
+        "the licence policy relayed by the worker hashes to {relayed}, not {rented}, the policy the task was rented under"
+    )]
+    PolicyMismatch { relayed: B256, rented: B256 },
+    #[error("the licence policy the task was rented under does not parse: {0}")]
+    BadPolicy(String),
     #[error("the key service did not release the key of column `{0}` that the query reads")]
     KeyMissing(String),
     #[error("the SQL text is not UTF-8")]
     NotUtf8,
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    #[error(
+        "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
+    )]
+    Execution,
 }
 
 impl TaskFailure {
@@ -44,8 +56,10 @@ impl TaskFailure {
             Self::JobMismatch | Self::NotPlanned => FailureCode::JobMismatch,
             Self::UnsupportedJob => FailureCode::UnsupportedJob,
             Self::PolicyDenied(_) => FailureCode::PolicyDenied,
+            Self::PolicyViolation(_) => FailureCode::PolicyViolation,
+            Self::PolicyMismatch { .. } | Self::BadPolicy(_) => FailureCode::PolicyMismatch,
             Self::KeyMissing(_) => FailureCode::KeyMissing,
-            Self::NotUtf8 | Self::Query(_) => FailureCode::Query,
+            Self::NotUtf8 | Self::Query(_) | Self::Execution => FailureCode::Query,
         }
     }
 }

@@ -1,6 +1,5 @@
 //! Read-only SQL over the decrypted dataset, on DataFusion.
 
-use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -8,10 +7,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 #[cfg(test)]
 use arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -19,9 +17,10 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_dataplane::{ColumnEntry, DecryptionFactory, register_encrypted_table, scan_config};
+use strongroom_policy::{DATASET_TABLE, check, plan_sql};
+use strongroom_types::Policy;
 
-/// The table name analysts query.
-pub(crate) const TABLE: &str = "dataset";
+use crate::failure::TaskFailure;
 
 /// Memory the enclave lets one query use. A query that needs more fails rather than spills:
 /// spilling would write plaintext to the host's disk.
@@ -40,31 +39,52 @@ fn enclave_context_with(config: SessionConfig, memory_limit: usize) -> Result<Se
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
-/// Runs `sql` against the encrypted dataset, decrypting while scanning: DataFusion reads the
-/// Parquet objects through the keys released for this task, and only the columns the plan needs.
+/// Runs `sql` against the encrypted dataset under `policy`, decrypting while scanning: the
+/// query is checked and rewritten by the licence checker, then DataFusion reads the Parquet
+/// objects through the keys released for this task, and only the columns the plan needs.
 /// `objects` are the manifest's objects, already checked against it.
 pub(crate) async fn run_encrypted(
     objects: Vec<(String, bytes::Bytes)>,
     factory: DecryptionFactory,
     sql: &str,
-) -> Result<(Vec<u8>, u64), DataFusionError> {
+    policy: &Policy,
+) -> Result<(Vec<u8>, u64), TaskFailure> {
     let ctx = enclave_context_with(scan_config(), QUERY_MEMORY_LIMIT)?;
     // The ciphertext never leaves enclave memory: an in-memory object store serves it.
     let store = Arc::new(InMemory::new());
     for (name, ciphertext) in objects {
-        store.put(&ObjectPath::from(format!("{DATASET_DIR}/{name}")), PutPayload::from(ciphertext)).await?;
+        store
+            .put(&ObjectPath::from(format!("{DATASET_DIR}/{name}")), PutPayload::from(ciphertext))
+            .await
+            .map_err(DataFusionError::from)?;
     }
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
-    register_encrypted_table(&ctx, TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
-    collect_ipc(&ctx, sql).await
+    register_encrypted_table(&ctx, DATASET_TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
+    let checked = check(&plan_sql(&ctx, sql).await?, policy)?;
+    let (ipc, rows) = collect_ipc(&ctx, checked.plan.clone()).await.map_err(without_values)?;
+    checked.check_output_rows(rows)?;
+    Ok((ipc, rows))
+}
+
+/// A query that failed while running. Its error goes to the analyst, who must not learn the data
+/// from it: an error from a cast or a function on a column can quote a value of a group the
+/// threshold would have dropped (`Cannot cast string 'x' to …`), so such errors are withheld.
+/// Errors of decryption, storage and memory carry no value and are kept.
+fn without_values(error: DataFusionError) -> TaskFailure {
+    match error.find_root() {
+        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::ResourcesExhausted(_) => {
+            TaskFailure::Query(error)
+        }
+        _ => TaskFailure::Execution,
+    }
 }
 
 /// Where the enclave's in-memory store serves the dataset's objects.
 const STORE_URL: &str = "memory://enclave/";
 const DATASET_DIR: &str = "dataset";
 
-/// Runs `sql` over batches already in memory, under `memory_limit` (the cap's test).
+/// Runs `sql` over batches already in memory, unchecked, under `memory_limit` (the cap's test).
 #[cfg(test)]
 async fn run_with_limit(
     dataset: (SchemaRef, Vec<RecordBatch>),
@@ -73,14 +93,13 @@ async fn run_with_limit(
 ) -> Result<(Vec<u8>, u64), DataFusionError> {
     let (schema, batches) = dataset;
     let ctx = enclave_context(memory_limit)?;
-    ctx.register_table(TABLE, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    collect_ipc(&ctx, sql).await
+    ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    collect_ipc(&ctx, plan_sql(&ctx, sql).await?).await
 }
 
-/// Plans and runs read-only `sql`, returning the result as an Arrow IPC stream and its row count.
-async fn collect_ipc(ctx: &SessionContext, sql: &str) -> Result<(Vec<u8>, u64), DataFusionError> {
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let frame = ctx.sql_with_options(sql, options).await?;
+/// Runs a checked plan, returning the result as an Arrow IPC stream and its row count.
+async fn collect_ipc(ctx: &SessionContext, plan: LogicalPlan) -> Result<(Vec<u8>, u64), DataFusionError> {
+    let frame = ctx.execute_logical_plan(plan).await?;
     let result_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let batches = frame.collect().await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
@@ -94,29 +113,21 @@ async fn collect_ipc(ctx: &SessionContext, sql: &str) -> Result<(Vec<u8>, u64), 
     Ok((out, rows))
 }
 
-/// The dataset columns `sql` reads, from its optimized plan against `schema` (no data needed).
-pub(crate) async fn columns_read(schema: &[ColumnEntry], sql: &str) -> Result<Vec<String>, DataFusionError> {
+/// The dataset columns `sql` reads once checked against `policy`, planned on `schema` (no data
+/// needed): the keys a task asks for.
+pub(crate) async fn columns_read(
+    schema: &[ColumnEntry],
+    sql: &str,
+    policy: &Policy,
+) -> Result<Vec<String>, TaskFailure> {
     let fields = schema
         .iter()
         .map(|c| Ok(Field::new(&c.name, DataType::from_str(&c.data_type)?, true)))
         .collect::<Result<Vec<_>, DataFusionError>>()?;
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let ctx = enclave_context(QUERY_MEMORY_LIMIT)?;
-    ctx.register_table(TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-    let plan = ctx.sql_with_options(sql, options).await?.into_optimized_plan()?;
-    let mut columns = BTreeSet::new();
-    plan.apply(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let source = scan.source.schema();
-            match &scan.projection {
-                Some(indices) => columns.extend(indices.iter().map(|i| source.field(*i).name().clone())),
-                None => columns.extend(source.fields().iter().map(|f| f.name().clone())),
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    Ok(columns.into_iter().collect())
+    ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+    Ok(check(&plan_sql(&ctx, sql).await?, policy)?.columns)
 }
 
 #[cfg(test)]
@@ -142,18 +153,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_plan_names_the_columns_it_reads() {
-        let schema = ["a", "b", "c"].map(|name| ColumnEntry {
+    async fn the_checked_plan_names_the_columns_it_reads() {
+        let schema = ["a", "b", "c", "id"].map(|name| ColumnEntry {
             name: name.into(),
             data_type: "Int64".into(),
             key_id: strongroom_types::KeyId::column(name),
         });
+        let policy = Policy::parse(
+            "version = 2\nname = \"t\"\n[columns]\na = \"dimension\"\nc = { role = \"measure\", bounds = [0, 9] }\n\
+             id = \"identifier\"\n[aggregation]\nfunctions = [\"sum\"]\nmin_group_size = 2\n",
+        )
+        .unwrap();
         let read = |sql: &'static str| {
-            let schema = schema.clone();
-            async move { columns_read(&schema, sql).await.unwrap() }
+            let (schema, policy) = (schema.clone(), policy.clone());
+            async move { columns_read(&schema, sql, &policy).await.map_err(|e| e.to_string()) }
         };
-        assert_eq!(read("SELECT a, SUM(c) FROM dataset WHERE c > 1 GROUP BY a").await, ["a", "c"]);
-        assert_eq!(read("SELECT * FROM dataset").await, ["a", "b", "c"]);
-        assert!(columns_read(&schema, "SELECT nope FROM dataset").await.is_err());
+        // The identifier is read too: the rewrite counts each group's distinct units.
+        assert_eq!(read("SELECT a, SUM(c) FROM dataset WHERE a > 1 GROUP BY a").await.unwrap(), ["a", "c", "id"]);
+        assert_eq!(read("SELECT 1").await.unwrap(), Vec::<String>::new());
+        assert!(read("SELECT * FROM dataset").await.unwrap_err().contains("rule row_level_output"));
+        assert!(read("SELECT b, SUM(c) FROM dataset GROUP BY b").await.unwrap_err().contains("rule hidden_column"));
+        assert!(read("SELECT nope FROM dataset").await.unwrap_err().contains("No field named nope"));
     }
 }

@@ -12,8 +12,8 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 
 use crate::failure::TaskFailure;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, ResultAttestation, ResultPayload,
-    X25519PublicKey, X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
+    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Policy, ResultAttestation,
+    ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,9 @@ pub(crate) enum EnclaveError {
     WrongTask { expected: U256, got: U256 },
     #[error("the manifest is {0} bytes, more than the {MAX_MANIFEST_BYTES} an enclave keeps for a task")]
     ManifestTooLarge(usize),
-    #[error("keys for task {0} were already requested for another job or manifest")]
+    #[error("the licence policy is {0} bytes, more than the {MAX_POLICY_BYTES} an enclave keeps for a task")]
+    PolicyTooLarge(usize),
+    #[error("keys for task {0} were already requested for another job, manifest or policy")]
     AlreadyRequested(U256),
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
     WrongDeployment { chain_id: u64, contract: Address },
@@ -55,6 +57,8 @@ struct PendingTask {
     columns: Vec<String>,
     /// The manifest the columns were planned on; checked against the chain at run time.
     manifest: bytes::Bytes,
+    /// The licence policy the job was checked against; checked against the chain at run time.
+    policy: String,
     /// keccak256 of the job the columns were planned for; the job run must be this one.
     spec_hash: B256,
     /// When the keys were requested, in requests: the oldest pending task is dropped first.
@@ -68,6 +72,9 @@ const MAX_PENDING_TASKS: usize = 256;
 
 /// The largest manifest the enclave keeps for a pending task.
 const MAX_MANIFEST_BYTES: usize = Manifest::MAX_STORED_BYTES;
+
+/// The largest licence policy the enclave keeps for a pending task.
+const MAX_POLICY_BYTES: usize = 1 << 20;
 
 struct Identity {
     key: SigningKey,
@@ -86,8 +93,8 @@ impl Session {
     ) -> Result<EnclaveReply, EnclaveError> {
         match request {
             HostRequest::Attest { chain_id, contract } => self.attest(platform, chain_id, contract),
-            HostRequest::RequestKeys { task_id, spec, manifest } => {
-                self.request_keys(task_id, &spec, manifest.0, runtime)
+            HostRequest::RequestKeys { task_id, spec, manifest, policy } => {
+                self.request_keys(task_id, &spec, manifest.0, policy, runtime)
             }
             HostRequest::RunTask { task_id, sealed_release, spec, location, .. } => {
                 self.run_task(task_id, &sealed_release, attached, &spec, location, runtime)
@@ -118,13 +125,15 @@ impl Session {
         task_id: U256,
         spec: &[u8],
         manifest: bytes::Bytes,
+        policy: String,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
         // Asked again (a host retrying after a lost reply): the same request, for the same task
-        // key, so a release already made for it still opens. For another job or manifest: no.
+        // key, so a release already made for it still opens. For another job, manifest or
+        // policy: no.
         if let Some(pending) = self.tasks.get(&task_id) {
-            if pending.spec_hash != keccak256(spec) || pending.manifest != manifest {
+            if pending.spec_hash != keccak256(spec) || pending.manifest != manifest || pending.policy != policy {
                 return Err(EnclaveError::AlreadyRequested(task_id));
             }
             let (task_key, columns) = (pending.secret.public_key(), pending.columns.clone());
@@ -135,19 +144,24 @@ impl Session {
         if manifest.len() > MAX_MANIFEST_BYTES {
             return Err(EnclaveError::ManifestTooLarge(manifest.len()));
         }
+        if policy.len() > MAX_POLICY_BYTES {
+            return Err(EnclaveError::PolicyTooLarge(policy.len()));
+        }
         if self.tasks.len() >= MAX_PENDING_TASKS
             && let Some(oldest) = self.tasks.iter().min_by_key(|(_, t)| t.requested).map(|(id, _)| *id)
         {
             self.tasks.remove(&oldest);
         }
         self.requests += 1;
-        // A query that does not plan, or a manifest that does not parse, needs no column;
-        // the task fails, attested, at RunTask.
+        // A query that does not plan or that the licence refuses, or a manifest or policy that
+        // does not parse, needs no column; the task fails, attested, at RunTask.
         let schema = serde_json::from_slice::<Manifest>(&manifest).map(|m| m.columns).unwrap_or_default();
-        let columns = std::str::from_utf8(spec)
-            .ok()
-            .and_then(|sql| runtime.block_on(super::query::columns_read(&schema, sql)).ok())
-            .unwrap_or_default();
+        let columns = match (std::str::from_utf8(spec), Policy::parse(&policy)) {
+            (Ok(sql), Ok(policy)) => {
+                runtime.block_on(super::query::columns_read(&schema, sql, &policy)).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
         let secret = X25519SecretKey::generate();
         let task_key = secret.public_key();
         let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
@@ -156,6 +170,7 @@ impl Session {
             secret,
             columns: columns.clone(),
             manifest,
+            policy,
             spec_hash: keccak256(spec),
             requested: self.requests,
         };
@@ -173,7 +188,7 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-        let PendingTask { secret: task_secret, columns: needed, manifest, spec_hash, .. } =
+        let PendingTask { secret: task_secret, columns: needed, manifest, policy, spec_hash, .. } =
             self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
         let plain = zeroize::Zeroizing::new(open(
             &task_secret,
@@ -197,7 +212,7 @@ impl Session {
         // The keys were requested for the columns of the job planned then; the job run now
         // (checked against the chain below) must be that one.
         let outcome = match keccak256(spec) == spec_hash {
-            true => run_checked(release, &needed, &manifest, attached, spec, runtime),
+            true => run_checked(release, &needed, &manifest, &policy, attached, spec, runtime),
             false => Err(TaskFailure::NotPlanned),
         };
         let (payload, failed) = match outcome {
@@ -219,6 +234,7 @@ fn run_checked(
     release: KeyRelease,
     needed: &[String],
     manifest: &[u8],
+    policy: &str,
     objects: Vec<bytes::Bytes>,
     spec: &[u8],
     runtime: &tokio::runtime::Runtime,
@@ -244,6 +260,12 @@ fn run_checked(
     if facts.job_kind != JobKind::Sql {
         return Err(TaskFailure::UnsupportedJob);
     }
+    // The licence the job is held to is the one the task was rented under, as the chain says.
+    let relayed = keccak256(policy.as_bytes());
+    if relayed != facts.policy_hash {
+        return Err(TaskFailure::PolicyMismatch { relayed, rented: facts.policy_hash });
+    }
+    let policy = Policy::parse(policy).map_err(|e| TaskFailure::BadPolicy(e.to_string()))?;
     if !release.withheld.is_empty() {
         return Err(TaskFailure::PolicyDenied(release.withheld.clone()));
     }
@@ -254,7 +276,7 @@ fn run_checked(
     let names: Vec<String> = manifest.objects.iter().map(|o| o.name.clone()).collect();
     let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
     let objects = names.into_iter().zip(objects).collect();
-    let (arrow_ipc, rows) = runtime.block_on(super::query::run_encrypted(objects, factory, sql))?;
+    let (arrow_ipc, rows) = runtime.block_on(super::query::run_encrypted(objects, factory, sql, &policy))?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
 }
 
@@ -284,6 +306,10 @@ mod tests {
 
     const SQL: &[u8] = b"SELECT SUM(n) AS s FROM dataset";
 
+    /// The licence of the test dataset: sums of `n`, over groups of at least two rows.
+    const POLICY: &str = "version = 2\nname = \"t\"\n[columns]\nn = { role = \"measure\", bounds = [0, 100] }\n\
+                          [aggregation]\nfunctions = [\"sum\", \"count\"]\nmin_group_size = 2\n";
+
     /// Thirty rows of one column in three objects, and the manifest that lists them.
     fn dataset() -> (DatasetKeys, Manifest, Vec<bytes::Bytes>) {
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
@@ -307,6 +333,15 @@ mod tests {
 
     /// Runs the checks and the query as for a task rented against `manifest` (the chain's copy).
     fn run(keys: &DatasetKeys, manifest: &Manifest, objects: Vec<bytes::Bytes>) -> Result<ResultPayload, String> {
+        run_sql(keys, manifest, objects, SQL)
+    }
+
+    fn run_sql(
+        keys: &DatasetKeys,
+        manifest: &Manifest,
+        objects: Vec<bytes::Bytes>,
+        sql: &[u8],
+    ) -> Result<ResultPayload, String> {
         let (stored, digest) = manifest.to_stored();
         let facts = TaskFacts {
             chain_id: 1,
@@ -314,21 +349,32 @@ mod tests {
             task_id: U256::from(1),
             dataset: B256::repeat_byte(9),
             job_kind: JobKind::Sql,
-            job_hash: keccak256(SQL),
+            job_hash: keccak256(sql),
             result_key: B256::ZERO,
-            policy_hash: B256::ZERO,
+            policy_hash: keccak256(POLICY),
             manifest_digest: digest,
             deadline: 0,
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        run_checked(release, &["n".into()], &stored, objects, SQL, &runtime).map_err(|e| e.to_string())
+        run_checked(release, &["n".into()], &stored, POLICY, objects, sql, &runtime).map_err(|e| e.to_string())
     }
 
     #[test]
     fn every_object_the_manifest_lists_is_scanned() {
         let (keys, manifest, objects) = dataset();
         let Ok(ResultPayload::Table { rows: 1, .. }) = run(&keys, &manifest, objects) else { panic!("query fails") };
+    }
+
+    #[test]
+    fn an_error_while_running_is_withheld_from_the_analyst() {
+        // Such an error can quote a value (a failed cast); this one divides by zero.
+        let (keys, manifest, objects) = dataset();
+        let err = run_sql(&keys, &manifest, objects, b"SELECT SUM(n) / 0 AS s FROM dataset").unwrap_err();
+        assert_eq!(
+            err,
+            "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
+        );
     }
 
     #[test]
@@ -376,20 +422,26 @@ mod tests {
         Session { identity: Some(identity), tasks: HashMap::new(), requests: 0 }
     }
 
-    /// Requests keys for `planned`, releases them as a key service would for a task rented to run
-    /// `rented`, then runs `relayed`; returns what the analyst reads.
-    fn request_release_run(planned: &[u8], rented: &[u8], relayed: &[u8]) -> (bool, ResultPayload) {
+    /// Requests keys for `planned` under `relayed_policy`, releases them as a key service would
+    /// for a task rented to run `rented` under [`POLICY`], then runs `relayed`; returns what the
+    /// analyst reads.
+    fn request_release_run(
+        planned: &[u8],
+        rented: &[u8],
+        relayed: &[u8],
+        relayed_policy: &str,
+    ) -> (bool, ResultPayload) {
         let (keys, manifest, objects) = dataset();
         let (stored, digest) = manifest.to_stored();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut session = attested();
         let task_id = U256::from(7);
         let EnclaveReply::KeyRequest { task_key, columns, .. } =
-            session.request_keys(task_id, planned, stored.into(), &runtime).unwrap()
+            session.request_keys(task_id, planned, stored.into(), relayed_policy.into(), &runtime).unwrap()
         else {
             panic!("a key request")
         };
-        assert_eq!(columns, ["n"], "the plan's columns");
+        assert!(columns.iter().all(|c| c == "n"), "the plan's columns: {columns:?}");
         let analyst = X25519SecretKey::generate();
         let facts = TaskFacts {
             chain_id: 1,
@@ -399,7 +451,7 @@ mod tests {
             job_kind: JobKind::Sql,
             job_hash: keccak256(rented),
             result_key: analyst.public_key().to_b256(),
-            policy_hash: B256::ZERO,
+            policy_hash: keccak256(POLICY),
             manifest_digest: digest,
             deadline: 0,
         };
@@ -428,13 +480,13 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let mut session = attested();
         for task in 1..=MAX_PENDING_TASKS as u64 + 1 {
-            session.request_keys(U256::from(task), SQL, stored.clone().into(), &runtime).unwrap();
+            session.request_keys(U256::from(task), SQL, stored.clone().into(), POLICY.into(), &runtime).unwrap();
         }
         assert_eq!(session.tasks.len(), MAX_PENDING_TASKS);
         assert!(!session.tasks.contains_key(&U256::from(1)), "the oldest made room");
         assert!(session.tasks.contains_key(&U256::from(MAX_PENDING_TASKS as u64 + 1)));
         let huge = bytes::Bytes::from(vec![b' '; MAX_MANIFEST_BYTES + 1]);
-        let err = session.request_keys(U256::from(9_999), SQL, huge, &runtime).unwrap_err();
+        let err = session.request_keys(U256::from(9_999), SQL, huge, POLICY.into(), &runtime).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
@@ -455,32 +507,63 @@ mod tests {
             EnclaveReply::KeyRequest { task_key, columns, .. } => (task_key, columns),
             other => panic!("a key request, not {other:?}"),
         };
-        let first = key_of(session.request_keys(task_id, SQL, stored.clone().into(), &runtime).unwrap());
-        let again = key_of(session.request_keys(task_id, SQL, stored.clone().into(), &runtime).unwrap());
+        let first = key_of(session.request_keys(task_id, SQL, stored.clone().into(), POLICY.into(), &runtime).unwrap());
+        let again = key_of(session.request_keys(task_id, SQL, stored.clone().into(), POLICY.into(), &runtime).unwrap());
         assert_eq!(first, again, "a retry gets the same task key and columns");
-        let err = session.request_keys(task_id, b"SELECT * FROM dataset", stored.into(), &runtime).unwrap_err();
-        assert_eq!(err.to_string(), "keys for task 3 were already requested for another job or manifest");
+        let err = session
+            .request_keys(task_id, b"SELECT COUNT(*) FROM dataset", stored.clone().into(), POLICY.into(), &runtime)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "keys for task 3 were already requested for another job, manifest or policy");
+        let other_policy = POLICY.replace("min_group_size = 2", "min_group_size = 1");
+        let err = session.request_keys(task_id, SQL, stored.into(), other_policy, &runtime).unwrap_err();
+        assert_eq!(err.to_string(), "keys for task 3 were already requested for another job, manifest or policy");
         assert_eq!(session.tasks.len(), 1);
     }
 
     #[test]
     fn the_job_run_must_be_the_one_planned_for_the_key_request() {
-        let (failed, payload) = request_release_run(SQL, SQL, SQL);
+        let (failed, payload) = request_release_run(SQL, SQL, SQL, POLICY);
         assert!(!failed && matches!(payload, ResultPayload::Table { rows: 1, .. }), "{payload:?}");
 
         // The host plans one query for the keys and relays the rented one to run.
-        let wide = b"SELECT * FROM dataset";
-        let (failed, payload) = request_release_run(wide, SQL, SQL);
+        let wide = b"SELECT COUNT(n) AS c FROM dataset";
+        let (failed, payload) = request_release_run(wide, SQL, SQL, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert!(failed);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
 
         // Or relays another job than the one rented, planned or not.
-        let (failed, payload) = request_release_run(wide, SQL, wide);
+        let (failed, payload) = request_release_run(wide, SQL, wide, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert!(failed);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
+    }
+
+    #[test]
+    fn the_job_is_held_to_the_licence_it_was_rented_under() {
+        // A query the licence refuses asks for no key and fails, attested, naming the rule.
+        let row_level = b"SELECT n FROM dataset";
+        let (failed, payload) = request_release_run(row_level, row_level, row_level, POLICY);
+        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
+        assert!(failed);
+        assert_eq!(code, strongroom_types::FailureCode::PolicyViolation);
+        assert!(message.starts_with("refused by the licence, rule row_level_output: "), "{message}");
+
+        // A host that relays a looser policy than the one rented gets the task failed.
+        let loose = POLICY.replace("min_group_size = 2", "min_group_size = 1");
+        let (failed, payload) = request_release_run(SQL, SQL, SQL, &loose);
+        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
+        assert!(failed);
+        assert_eq!(code, strongroom_types::FailureCode::PolicyMismatch);
+        assert_eq!(
+            message,
+            format!(
+                "the licence policy relayed by the worker hashes to {}, not {}, the policy the task was rented under",
+                keccak256(&loose),
+                keccak256(POLICY)
+            )
+        );
     }
 }

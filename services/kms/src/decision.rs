@@ -154,7 +154,9 @@ mod tests {
 
     use super::*;
 
-    const POLICY: &str = "version = 1\nname = \"no-email\"\n[columns]\nallow = [\"region\", \"spend\"]\n";
+    const POLICY: &str = "version = 2\nname = \"no-email\"\n[columns]\nregion = \"dimension\"\n\
+                          spend = { role = \"measure\", bounds = [0, 100] }\nemail = \"hidden\"\n\
+                          [aggregation]\nfunctions = [\"sum\"]\nmin_group_size = 2\n";
 
     /// A task, a dataset, a deposit and a request that are all in order; each case spoils one.
     struct Case {

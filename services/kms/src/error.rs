@@ -39,10 +39,14 @@ pub enum KmsError {
         "dataset {dataset}'s deposited policy hashes to {deposited}, but the task was rented under policy {rented}: the owner must deposit that policy"
     )]
     PolicyMismatch { dataset: B256, deposited: B256, rented: B256 },
+    #[error("no policy with keccak256 {0} was deposited here")]
+    UnknownPolicy(B256),
     #[error("column `{column}` is not in dataset {dataset}")]
     UnknownColumn { dataset: B256, column: String },
     #[error("the deposited keys cannot be opened: {0}")]
     BadDeposit(String),
+    #[error("the deposited policy is refused: {0}")]
+    BadPolicy(String),
     // The environment.
     #[error("chain: {0}")]
     Chain(#[from] strongroom_chain::ChainError),
@@ -73,9 +77,11 @@ impl KmsError {
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
+            Self::UnknownPolicy(_) => "unknown_policy",
             Self::PolicyMismatch { .. } => "policy_mismatch",
             Self::UnknownColumn { .. } => "unknown_column",
             Self::BadDeposit(_) => "bad_deposit",
+            Self::BadPolicy(_) => "bad_policy",
             Self::Chain(_) => "chain_unavailable",
             Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) => "storage_error",
             Self::Internal(_) => "internal",
@@ -86,7 +92,9 @@ impl KmsError {
 impl ResponseError for KmsError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::UnknownTask(_) | Self::NoKeysDeposited { .. } | Self::UnknownDataset(_) => StatusCode::NOT_FOUND,
+            Self::UnknownTask(_) | Self::NoKeysDeposited { .. } | Self::UnknownDataset(_) | Self::UnknownPolicy(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::TaskNotActive { .. }
             | Self::DeadlinePassed { .. }
             | Self::WrongKeyService { .. }
@@ -96,7 +104,9 @@ impl ResponseError for KmsError {
             | Self::EnclaveNotRegistered(_)
             | Self::MeasurementNotAllowed { .. }
             | Self::NotOwner { .. } => StatusCode::FORBIDDEN,
-            Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) => StatusCode::BAD_REQUEST,
+            Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Chain(_) => StatusCode::BAD_GATEWAY,
             Self::Store(_) | Self::KeyFile { .. } | Self::Io(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

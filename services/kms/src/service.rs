@@ -10,8 +10,8 @@ use strongroom_chain::Chain;
 use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
-    ManifestDigest, Policy, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad, open,
-    recover_typed, seal,
+    ManifestDigest, Policy, PolicyResponse, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad,
+    open, recover_typed, seal,
 };
 use tracing::{Instrument, info, warn};
 
@@ -73,7 +73,15 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/info", web::get().to(get_info))
         .route("/v1/deposits", web::post().to(post_deposit))
         .route("/v1/releases", web::post().to(post_release))
-        .route("/v1/audit", web::get().to(get_audit));
+        .route("/v1/audit", web::get().to(get_audit))
+        .route("/v1/policies/{hash}", web::get().to(get_policy));
+}
+
+/// A deposited licence policy by its keccak256: public, like the hash the chain records.
+async fn get_policy(state: web::Data<State>, path: web::Path<B256>) -> Result<HttpResponse> {
+    let hash = path.into_inner();
+    let policy = state.store.policy(hash).await?.ok_or(KmsError::UnknownPolicy(hash))?;
+    Ok(HttpResponse::Ok().json(PolicyResponse { policy }))
 }
 
 async fn get_info(state: web::Data<State>) -> HttpResponse {
@@ -95,9 +103,9 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
     // Open once to refuse a deposit we could never release; the plaintext is dropped (wiped) here.
     let keys = open_keys(&state.secret, req.dataset, req.manifest_digest, &req.sealed_keys)?;
-    let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
-    if let Some(column) = policy.columns.allow.iter().find(|c| !keys.columns.contains_key(*c)) {
-        return Err(KmsError::BadDeposit(format!("the policy allows column `{column}`, which has no key")));
+    let policy = Policy::parse(&req.policy).map_err(|e| KmsError::BadPolicy(e.to_string()))?;
+    if let Some(column) = policy.granted_columns().find(|c| !keys.columns.contains_key(*c)) {
+        return Err(KmsError::BadPolicy(format!("it grants column `{column}`, which has no key")));
     }
     // The dataset may not be registered yet: owners deposit first so that a registered dataset
     // always has its keys. Ownership is then checked again at every release.

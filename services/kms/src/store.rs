@@ -31,6 +31,10 @@ pub trait DepositStore: Send + Sync + 'static {
         manifest: ManifestDigest,
     ) -> crate::Result<Option<(SealedBox, String)>>;
 
+    /// A deposited policy by its keccak256 (the hash the chain records): policies are public, so
+    /// workers and analysts read the licence a dataset is rented under before any key moves.
+    async fn policy(&self, hash: B256) -> crate::Result<Option<String>>;
+
     /// Records a release; a release that is not on record must not leave the service.
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
 
@@ -79,6 +83,10 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.deposit(dataset, depositor, manifest)).await
     }
 
+    async fn policy(&self, hash: B256) -> crate::Result<Option<String>> {
+        self.blocking(move |s| s.policy(hash)).await
+    }
+
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()> {
         self.blocking(move |s| s.record_release(&entry)).await
     }
@@ -115,7 +123,11 @@ impl Store {
                  key_ids     TEXT NOT NULL,
                  released_at INTEGER NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);",
+             CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);
+             CREATE TABLE IF NOT EXISTS policies (
+                 hash   BLOB PRIMARY KEY,
+                 policy TEXT NOT NULL
+             );",
         )?;
         // Deposits were once kept per dataset, not per data version; such a file cannot be read.
         let per_version: bool = conn.query_row(
@@ -153,7 +165,17 @@ impl Store {
              SET sealed = excluded.sealed, policy = excluded.policy, created_at = excluded.created_at",
             params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), sealed.as_bytes(), policy, now()],
         )?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO policies (hash, policy) VALUES (?1, ?2)",
+            params![alloy::primitives::keccak256(policy.as_bytes()).as_slice(), policy],
+        )?;
         Ok(())
+    }
+
+    pub(crate) fn policy(&self, hash: B256) -> rusqlite::Result<Option<String>> {
+        self.conn
+            .query_row("SELECT policy FROM policies WHERE hash = ?1", params![hash.as_slice()], |row| row.get(0))
+            .optional()
     }
 
     /// The depositor's sealed keys for one data version of a dataset and the policy they came with.

@@ -45,6 +45,12 @@ pub struct DepositResponse {
     pub key_ids: Vec<KeyId>,
 }
 
+/// `GET /v1/policies/{hash}`: a deposited licence policy; its keccak256 is the hash asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PolicyResponse {
+    pub policy: String,
+}
+
 /// `POST /v1/releases`: the enclave's signed key request, relayed by its host.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ReleaseRequest {
@@ -153,6 +159,10 @@ pub enum FailureCode {
     UnsupportedJob,
     /// The licence policy withholds a column the query reads.
     PolicyDenied,
+    /// The query breaks a rule of the licence (the message names the rule, column and fragment).
+    PolicyViolation,
+    /// The policy the worker relayed is not the one the task was rented under.
+    PolicyMismatch,
     /// The key service did not release a key the query needs.
     KeyMissing,
     /// The query is not valid, reads or writes what it may not, or failed while running.

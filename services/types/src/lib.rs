@@ -24,8 +24,8 @@ mod url;
 mod versions;
 
 pub use api::{
-    ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PostOfferRequest,
-    ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
+    ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PolicyResponse,
+    PostOfferRequest, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
 };
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};
@@ -34,7 +34,10 @@ pub use messages::{
     AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, address_of, domain,
     job_hash, random_salt, recover_typed, sign_hash, sign_typed,
 };
-pub use policy::{ColumnRules, Policy};
+pub use policy::{
+    AggregateFunction, Aggregation, ColumnRule, DifferentialPrivacy, POLICY_VERSION, Policy, Role, Template,
+    TemplateParameter,
+};
 pub use seal::{
     INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, key_set_aad,
     open, seal,

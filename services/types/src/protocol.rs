@@ -23,9 +23,12 @@ pub enum HostRequest {
     Attest { chain_id: u64, contract: Address },
     /// Make a fresh X25519 key for this task, plan the job against the schema of the dataset's
     /// `manifest` (as stored) to find the columns it reads, and sign a key request for those.
-    /// The enclave keeps the manifest for the task and checks it against the chain once the
-    /// release arrives: a false one only makes the task fail.
-    RequestKeys { task_id: U256, spec: Bytes, manifest: Bytes },
+    /// `policy` is the licence the task was rented under (the key service serves it by the
+    /// policy hash on chain): the job is checked against it and the keys asked for are the
+    /// columns the checked plan reads. The enclave keeps the manifest and the policy for the
+    /// task and checks both against the chain once the release arrives: a false one only makes
+    /// the task fail.
+    RequestKeys { task_id: U256, spec: Bytes, manifest: Bytes, policy: String },
     /// Run the task: open the released keys, check the manifest, the ciphertext and the job,
     /// compute, seal. `spec` is the job as the host read it from the chain (SQL text or app
     /// parameters); the enclave checks it against the job hash in the sealed release.

@@ -222,12 +222,17 @@ impl Worker {
         let object_urls =
             manifest.object_urls(&uri).map_err(|e| WorkerError::BadManifest(uri.to_string(), e.to_string()))?;
         within_task_budget(&manifest).map_err(|reason| WorkerError::BadManifest(uri.to_string(), reason))?;
+        // The licence the task was rented under, which the enclave checks the job against (and
+        // its hash against the chain's): the dataset's key service serves it by that hash.
+        let kms = KmsClient::with_http(&dataset.kms_url, self.http.clone());
+        let policy = kms.policy(task.params.policyHash).await?;
         let reply = self
             .client
             .call(HostRequest::RequestKeys {
                 task_id: task.id,
                 spec: task.spec.clone(),
                 manifest: manifest_bytes.into(),
+                policy,
             })
             .await?;
         let EnclaveReply::KeyRequest { task_key, columns, signature, .. } = reply else {
@@ -241,7 +246,7 @@ impl Worker {
             enclave_signature: signature,
             authorization: authorization.clone(),
         };
-        let release = KmsClient::with_http(&dataset.kms_url, self.http.clone()).release(&request).await?;
+        let release = kms.release(&request).await?;
         info!("keys released to the enclave (sealed)");
         // Each object is read up to the size its manifest lists (a larger one is not the listed
         // object; the enclave checks its sha256 anyway), so the host holds no more than the

@@ -13,7 +13,7 @@ use strongroom_devnet::{Devnet, DevnetOptions, analyst_key};
 /// The sample dataset and policy of the repository, carried inside the binary: the demo runs
 /// wherever the binary is, not only beside the checkout it was built in.
 const SAMPLE_CSV: &str = include_str!("../../../../datasets/customers.csv");
-const SAMPLE_POLICY: &str = include_str!("../../../../policies/aggregate-only.toml");
+const SAMPLE_POLICY: &str = include_str!("../../../../policies/aggregate-with-threshold.toml");
 pub const DEMO_SQL: &str = "SELECT region, COUNT(*) AS customers, ROUND(AVG(monthly_spend), 2) AS avg_monthly_spend \
                             FROM dataset GROUP BY region ORDER BY region";
 
@@ -22,7 +22,7 @@ pub struct DemoArgs {
     /// Dataset to publish (default: the sample customers.csv the binary carries).
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// Licence policy (default: the sample aggregate-only.toml the binary carries).
+    /// Licence policy (default: the sample aggregate-with-threshold.toml the binary carries).
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// The analyst's query.
@@ -49,7 +49,7 @@ impl DemoArgs {
         };
         let policy = match &self.policy {
             Some(path) => path.clone(),
-            None => write_sample(dir.path(), "aggregate-only.toml", SAMPLE_POLICY)?,
+            None => write_sample(dir.path(), "aggregate-with-threshold.toml", SAMPLE_POLICY)?,
         };
         let devnet = Devnet::start(DevnetOptions::new(dir.path(), enclave)).await?;
         let result = play(&devnet, &input, &policy, &self.sql).await;

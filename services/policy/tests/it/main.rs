@@ -1,0 +1,3 @@
+//! The policy crate's integration binary: the behaviour table.
+
+mod behaviour;
