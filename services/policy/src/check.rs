@@ -23,7 +23,7 @@ use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::expr::AggregateFunction as AggregateCall;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Aggregate, Cast, Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, TryCast, lit, when,
+    Aggregate, Cast, Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, TryCast, lit, when,
 };
 use strongroom_types::{AggregateFunction, Policy, Role};
 
@@ -38,7 +38,6 @@ pub const UNITS_COLUMN: &str = "__strongroom_units";
 /// Scalar functions a query may apply to dimension and filter columns (bucketing, date parts,
 /// string tidying). Measures and the identifier never go through a function.
 const SCALAR_FUNCTIONS: &[&str] = &[
-    "abs",
     "ceil",
     "floor",
     "round",
@@ -61,7 +60,6 @@ const SCALAR_FUNCTIONS: &[&str] = &[
     "concat",
     "date_trunc",
     "date_part",
-    "to_date",
 ];
 
 /// A query that holds the licence, rewritten to enforce it.
@@ -306,6 +304,7 @@ impl Checker<'_> {
         for predicate in &predicates {
             self.check_scalar(predicate, Place::Where)?;
         }
+        let predicates = predicates.into_iter().map(total).collect::<Result<Vec<_>, _>>()?;
         let mut groups = Vec::with_capacity(aggregate.group_expr.len());
         for group in &aggregate.group_expr {
             if matches!(group, Expr::GroupingSet(_)) {
@@ -313,7 +312,7 @@ impl Checker<'_> {
             }
             let group = substitute(group, &row_level)?;
             self.check_scalar(&group, Place::GroupBy)?;
-            groups.push(group);
+            groups.push(total(group)?);
         }
         let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len() + 1);
         for call in &aggregate.aggr_expr {
@@ -366,6 +365,14 @@ impl Checker<'_> {
                     ),
                     e,
                 )),
+                Expr::BinaryExpr(binary) if matches!(binary.op, Operator::Divide | Operator::Modulo) => {
+                    Err(Violation::new(
+                        Rule::ScalarFunction,
+                        "division and remainder are refused before the aggregate: a division by zero on one row \
+                         would tell, by failing the task, that the row exists",
+                        e,
+                    ))
+                }
                 Expr::Literal(..)
                 | Expr::BinaryExpr(_)
                 | Expr::Not(_)
@@ -508,8 +515,8 @@ impl Checker<'_> {
         let Some(column) = bare_column(argument) else {
             return Err(Violation::new(
                 Rule::AggregateArgument,
-                "an aggregate's argument must be a column as it is (a cast aside): computing on it first, with \
-                 CASE, arithmetic or functions, could single out rows",
+                "an aggregate's argument must be a column as it is: computing on it first, with CASE, casts, \
+                 arithmetic or functions, could single out rows (cast the aggregate's result instead)",
                 call,
             ));
         };
@@ -540,13 +547,25 @@ impl Checker<'_> {
     }
 }
 
-/// The column under any casts, if the expression is nothing more.
+/// The column, if the expression is nothing more. Not even a cast: `TRY_CAST(x AS TINYINT)`
+/// is NULL for the values that do not fit, a condition on the value in disguise.
 fn bare_column(expr: &Expr) -> Option<&Column> {
     match expr {
         Expr::Column(column) => Some(column),
-        Expr::Cast(Cast { expr, .. }) | Expr::TryCast(TryCast { expr, .. }) => bare_column(expr),
         _ => None,
     }
+}
+
+/// `expr` that cannot fail on a row's value: every cast becomes a TRY_CAST (NULL instead of an
+/// error). An error below the threshold is visible to the analyst as a failed task, one bit
+/// about rows the threshold would have hidden.
+fn total(expr: Expr) -> Result<Expr, Violation> {
+    expr.transform(|e| match e {
+        Expr::Cast(Cast { expr, field }) => Ok(Transformed::yes(Expr::TryCast(TryCast::new_from_field(expr, field)))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .map_err(internal)
 }
 
 /// `argument` with its column replaced by the column held to `[lo, hi]`, in the column's type.
