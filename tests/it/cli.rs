@@ -96,9 +96,64 @@ async fn owner_and_analyst_journeys_through_the_binary() {
     assert!(out.status.success(), "{}", out.stderr());
     assert_eq!(out.stdout().trim(), r#"[{"n":3000}]"#);
 
-    // A failing query: the attested message, and the dataset price back to withdraw.
-    let out =
-        strongroom(&devnet, &analyst_dir, &analyst_key(), &["rent", &dataset, "--sql", "SELECT missing FROM dataset"]);
+    // The preflight: what the enclave will decide, the keys and the cost, with nothing sent.
+    let sql = "SELECT region, COUNT(*) AS n, AVG(monthly_spend) AS spend FROM dataset GROUP BY region";
+    let out = strongroom(&devnet, &analyst_dir, &analyst_key(), &["rent", &dataset, "--sql", sql, "--dry-run"]);
+    assert!(out.status.success(), "{}", out.stderr());
+    assert_eq!(
+        out.stdout(),
+        format!(
+            "dry run: nothing sent, nothing paid\n\
+             dataset   {dataset} under the licence `aggregate-with-threshold`\n\
+             verdict   allowed, as the enclave will run it:\n  \
+             - monthly_spend is clamped to [0, 200] in avg(dataset.monthly_spend)\n  \
+             - groups of fewer than 10 distinct customer_id are dropped\n  \
+             - a result of more than 10000 rows fails the task\n\
+             keys      customer_id, monthly_spend, region (and the footer's)\n\
+             price     11000000000000000 wei (dataset 10000000000000000 + compute 1000000000000000)\n\
+             epsilon   0.000000 reserved from your budget on the dataset\n"
+        )
+    );
+    let out = strongroom(
+        &devnet,
+        &analyst_dir,
+        &analyst_key(),
+        &["rent", &dataset, "--sql", "SELECT * FROM dataset", "--dry-run"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout().contains("verdict   refused\n  refused by the licence, rule row_level_output"),
+        "{}",
+        out.stdout()
+    );
+
+    // Queries a new user writes first are refused before paying, each saying why; `SELECT *`
+    // lists what may be used instead.
+    for (sql, why) in [
+        ("SELECT missing FROM dataset", "the query does not plan: Schema error: No field named missing"),
+        (
+            "SELECT COUNT(*) FROM customers",
+            "the query does not plan: Error during planning: table 'datafusion.public.customers' not found",
+        ),
+        (
+            "SELECT * FROM dataset",
+            "refused by the licence, rule row_level_output: every output row must be an aggregate over at least 10 \
+             distinct customer_id; group by the dimensions (age, plan, region) and aggregate the measures \
+             (monthly_spend) with count, count_distinct, sum, avg (in `customer_id, email, age, region, plan, monthly_spend`)",
+        ),
+    ] {
+        let out = strongroom(&devnet, &analyst_dir, &analyst_key(), &["rent", &dataset, "--sql", sql]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stderr().contains(&format!("error: not rented, nothing paid: {why}")), "{}", out.stderr());
+    }
+
+    // Sent anyway, a failing query ends as the attested message, the dataset price back to withdraw.
+    let out = strongroom(
+        &devnet,
+        &analyst_dir,
+        &analyst_key(),
+        &["rent", &dataset, "--sql", "SELECT missing FROM dataset", "--no-preflight"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         out.stderr().contains("failed inside the enclave (attested): Schema error: No field named missing"),

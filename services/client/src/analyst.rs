@@ -12,7 +12,11 @@ use strongroom_types::{
     TaskId, X25519SecretKey, open,
 };
 
-use crate::{ClientError, Result, ResultKeys};
+use strongroom_dataplane::{ColumnEntry, Manifest};
+use strongroom_policy::{Checked, Refusal, check_on_schema};
+use strongroom_types::{ManifestDigest, Policy};
+
+use crate::{ClientError, KmsClient, Result, ResultKeys};
 
 /// The result keys of the account `chain` acts as, on its deployment, under `data_dir`.
 pub fn result_keys(data_dir: &std::path::Path, chain: &Chain) -> Result<ResultKeys> {
@@ -71,6 +75,45 @@ pub async fn rent(
         .rent(dataset_offer.0, dataset_offer.1.clone(), pool_offer.0, pool_offer.1.clone(), &rental, value)
         .await?;
     Ok(Rental { task, result_secret, rent_gas: outcome.gas_used, block: outcome.block })
+}
+
+/// What the enclave will decide about a query, found before paying: the same checker, on the
+/// dataset's schema (from its manifest, checked against the chain's digest) and its licence
+/// (from its key service, checked against the chain's policy hash).
+#[derive(Debug)]
+pub struct Preflight {
+    pub dataset: DatasetId,
+    /// The name the licence gives itself.
+    pub policy_name: String,
+    /// The rewritten query with the columns whose keys it will ask for, or why it cannot run.
+    pub verdict: std::result::Result<Checked, Refusal>,
+}
+
+/// Runs the licence checker on `sql` for `dataset` as the enclave will, with no transaction.
+pub async fn preflight(chain: &Chain, storage: &Storage, dataset: DatasetId, sql: &str) -> Result<Preflight> {
+    let record = chain
+        .dataset(dataset)
+        .await?
+        .ok_or_else(|| ClientError::Input(format!("dataset {dataset} is not registered")))?;
+    let uri = StorageUrl::parse(&record.uri)
+        .map_err(|e| ClientError::Corrupt(format!("dataset {dataset} registers a bad manifest URI: {e}")))?;
+    let stored = storage.get_at_most(&uri, Manifest::MAX_STORED_BYTES as u64).await?;
+    let found = ManifestDigest::of(&stored);
+    if found != record.manifest_digest {
+        return Err(ClientError::Corrupt(format!(
+            "the manifest at {uri} has digest {found}, not {}, the one dataset {dataset} registers",
+            record.manifest_digest
+        )));
+    }
+    let manifest = Manifest::parse(&stored, dataset)
+        .map_err(|e| ClientError::Corrupt(format!("the manifest dataset {dataset} registers {e}")))?;
+    let policy = KmsClient::new(&record.kms_url)?.policy(record.policy_hash).await?;
+    let policy = Policy::parse(&policy)
+        .map_err(|e| ClientError::Corrupt(format!("dataset {dataset}'s licence policy does not parse: {e}")))?;
+    let schema = ColumnEntry::arrow_schema(&manifest.columns)
+        .map_err(|e| ClientError::Corrupt(format!("dataset {dataset}'s manifest has a bad column type: {e}")))?;
+    let verdict = check_on_schema(schema, sql, &policy).await;
+    Ok(Preflight { dataset, policy_name: policy.name, verdict })
 }
 
 /// A result as the analyst reads it.
@@ -256,6 +299,11 @@ impl Analyst {
     pub async fn choose_offers(&self, market: &crate::MarketClient, dataset: DatasetId) -> Result<ChosenOffers> {
         let analyst = self.chain.sender().ok_or_else(|| ClientError::Input("renting needs an account key".into()))?;
         choose_offers(market, dataset, analyst, self.chain.block_timestamp().await?).await
+    }
+
+    /// What the enclave will decide about `sql` on `dataset`; see [`preflight`].
+    pub async fn check(&self, dataset: DatasetId, sql: &str) -> Result<Preflight> {
+        preflight(&self.chain, &self.storage, dataset, sql).await
     }
 
     /// Rents `offers` to run `sql`; the result key is on disk before the transaction is sent.

@@ -13,6 +13,21 @@ pub struct ColumnEntry {
     pub key_id: KeyId,
 }
 
+impl ColumnEntry {
+    /// The columns as the query engine plans on them (every column nullable): the schema a
+    /// query is checked against before any object is read.
+    pub fn arrow_schema(columns: &[ColumnEntry]) -> Result<arrow::datatypes::SchemaRef, arrow::error::ArrowError> {
+        use std::str::FromStr;
+        let fields = columns
+            .iter()
+            .map(|c| {
+                Ok(arrow::datatypes::Field::new(&c.name, arrow::datatypes::DataType::from_str(&c.data_type)?, true))
+            })
+            .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+        Ok(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)))
+    }
+}
+
 /// One encrypted Parquet object of the dataset.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ObjectEntry {

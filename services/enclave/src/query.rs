@@ -1,12 +1,12 @@
 //! Read-only SQL over the decrypted dataset, on DataFusion.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::StreamWriter;
 #[cfg(test)]
 use arrow::record_batch::RecordBatch;
+#[cfg(test)]
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
@@ -17,7 +17,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_dataplane::{ColumnEntry, DecryptionFactory, register_encrypted_table, scan_config};
-use strongroom_policy::{DATASET_TABLE, check, plan_sql};
+use strongroom_policy::{DATASET_TABLE, Refusal, check, check_on_schema, plan_sql};
 use strongroom_types::Policy;
 
 use crate::failure::TaskFailure;
@@ -27,6 +27,7 @@ use crate::failure::TaskFailure;
 const QUERY_MEMORY_LIMIT: usize = 1 << 30;
 
 /// A DataFusion session with a memory cap and no disk manager: no spill files, ever.
+#[cfg(test)]
 fn enclave_context(memory_limit: usize) -> Result<SessionContext, DataFusionError> {
     enclave_context_with(SessionConfig::new(), memory_limit)
 }
@@ -120,19 +121,18 @@ pub(crate) async fn columns_read(
     sql: &str,
     policy: &Policy,
 ) -> Result<Vec<String>, TaskFailure> {
-    let fields = schema
-        .iter()
-        .map(|c| Ok(Field::new(&c.name, DataType::from_str(&c.data_type)?, true)))
-        .collect::<Result<Vec<_>, DataFusionError>>()?;
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let ctx = enclave_context(QUERY_MEMORY_LIMIT)?;
-    ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    Ok(check(&plan_sql(&ctx, sql).await?, policy)?.columns)
+    let schema = ColumnEntry::arrow_schema(schema).map_err(DataFusionError::from)?;
+    match check_on_schema(schema, sql, policy).await {
+        Ok(checked) => Ok(checked.columns),
+        Err(Refusal::Query(error)) => Err(error.into()),
+        Err(Refusal::Licence(violation)) => Err(violation.into()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 
@@ -150,6 +150,21 @@ mod tests {
         let (_, rows) =
             run_with_limit(numbers(1_000), "SELECT n FROM dataset ORDER BY n DESC", 64 << 20).await.unwrap();
         assert_eq!(rows, 1_000);
+    }
+
+    #[test]
+    fn an_error_while_running_is_withheld_unless_it_cannot_carry_a_value() {
+        // The checker makes casts and divisions total; whatever else fails on a value is withheld.
+        let cast = DataFusionError::ArrowError(
+            Box::new(arrow::error::ArrowError::CastError("Cannot cast string 'Alice' to value of Int32 type".into())),
+            None,
+        );
+        assert_eq!(
+            without_values(cast).to_string(),
+            "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
+        );
+        let memory = DataFusionError::ResourcesExhausted("Failed to allocate 1 MB".into());
+        assert_eq!(without_values(memory).to_string(), "Resources exhausted: Failed to allocate 1 MB");
     }
 
     #[tokio::test]

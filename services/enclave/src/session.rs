@@ -367,17 +367,6 @@ mod tests {
     }
 
     #[test]
-    fn an_error_while_running_is_withheld_from_the_analyst() {
-        // Such an error can quote a value (a failed cast); this one divides by zero.
-        let (keys, manifest, objects) = dataset();
-        let err = run_sql(&keys, &manifest, objects, b"SELECT SUM(n) / 0 AS s FROM dataset").unwrap_err();
-        assert_eq!(
-            err,
-            "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
-        );
-    }
-
-    #[test]
     fn objects_missing_swapped_or_of_another_dataset_are_refused() {
         let (keys, manifest, objects) = dataset();
         let err = run(&keys, &manifest, objects[..2].to_vec()).unwrap_err();

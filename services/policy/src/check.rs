@@ -14,6 +14,10 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, ScalarValue};
@@ -23,7 +27,8 @@ use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
 use datafusion::logical_expr::expr::AggregateFunction as AggregateCall;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Aggregate, Cast, Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, TryCast, lit, when,
+    Aggregate, BinaryExpr, Cast, Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, TryCast,
+    lit, when,
 };
 use strongroom_types::{AggregateFunction, Policy, Role};
 
@@ -93,6 +98,24 @@ impl Checked {
 pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, DataFusionError> {
     let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     Ok(ctx.sql_with_options(sql, options).await?.into_unoptimized_plan())
+}
+
+/// Why a query cannot run: it does not plan (a typo, another table, a write), or it breaks the
+/// licence.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the query does not plan: {0}")]
+    Query(#[from] DataFusionError),
+    #[error(transparent)]
+    Licence(#[from] Violation),
+}
+
+/// Plans `sql` on an empty table of `schema` and checks it: the decision the enclave makes
+/// before any key is released, made anywhere the schema and the policy are known.
+pub async fn check_on_schema(schema: SchemaRef, sql: &str, policy: &Policy) -> Result<Checked, Refusal> {
+    let ctx = SessionContext::new();
+    ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+    Ok(check(&plan_sql(&ctx, sql).await?, policy)?)
 }
 
 /// Checks `plan` (from [`plan_sql`], over the table [`DATASET_TABLE`]) against `policy`.
@@ -229,11 +252,15 @@ struct Checker<'p> {
     rewrites: Vec<String>,
 }
 
-/// Where in the row-level part an expression stands.
+/// Where an expression stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Place {
+    /// A row-level filter, on the dataset's columns.
     Where,
+    /// A group key, on the dataset's columns.
     GroupBy,
+    /// Above the aggregate, on the released groups' columns.
+    Post,
 }
 
 impl Checker<'_> {
@@ -261,7 +288,18 @@ impl Checker<'_> {
             | LogicalPlan::Distinct(Distinct::All(_)) => {
                 let inputs =
                     plan.inputs().into_iter().map(|input| self.rewrite(input)).collect::<Result<Vec<_>, _>>()?;
-                plan.with_new_exprs(plan.expressions(), inputs).map_err(internal)
+                // Post-processing sees released groups only, but the optimizer pushes a HAVING
+                // conjunct on group keys below the aggregate, where it meets every row: its
+                // expressions too must be allowed and unable to fail on a value.
+                let named = matches!(plan, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_));
+                let mut exprs = Vec::new();
+                for expr in plan.expressions() {
+                    self.check_scalar(&expr, Place::Post)?;
+                    let name = expr.schema_name().to_string();
+                    let safe = total(expr)?;
+                    exprs.push(if named { safe.alias_if_changed(name).map_err(internal)? } else { safe });
+                }
+                plan.with_new_exprs(exprs, inputs).map_err(internal)
             }
             other => Err(unsupported_node(other)),
         }
@@ -354,6 +392,8 @@ impl Checker<'_> {
         let mut refused = None;
         let _ = expr.apply(|e| {
             let verdict = match e {
+                Expr::Column(_) if place == Place::Post => Ok(()),
+                Expr::AggregateFunction(_) if place == Place::Post => Ok(()),
                 Expr::Column(column) => self.check_column(&column.name, place, expr),
                 Expr::ScalarFunction(f) if SCALAR_FUNCTIONS.contains(&f.name()) => Ok(()),
                 Expr::ScalarFunction(f) => Err(Violation::new(
@@ -365,14 +405,6 @@ impl Checker<'_> {
                     ),
                     e,
                 )),
-                Expr::BinaryExpr(binary) if matches!(binary.op, Operator::Divide | Operator::Modulo) => {
-                    Err(Violation::new(
-                        Rule::ScalarFunction,
-                        "division and remainder are refused before the aggregate: a division by zero on one row \
-                         would tell, by failing the task, that the row exists",
-                        e,
-                    ))
-                }
                 Expr::Literal(..)
                 | Expr::BinaryExpr(_)
                 | Expr::Not(_)
@@ -426,6 +458,7 @@ impl Checker<'_> {
             (Role::Hidden, _) => refusal(Rule::HiddenColumn, self.hidden(column)),
             (Role::Identifier, _) => refusal(Rule::IdentifierUse, self.identifier(column)),
             (Role::Measure, _) => refusal(Rule::MeasureUse, self.measure(column)),
+            (_, Place::Post) => Ok(()),
             (Role::Filter, Place::GroupBy) => refusal(
                 Rule::FilterUse,
                 format!("`{column}` is a filter column: it may appear only in WHERE, not be grouped by or output"),
@@ -556,12 +589,16 @@ fn bare_column(expr: &Expr) -> Option<&Column> {
     }
 }
 
-/// `expr` that cannot fail on a row's value: every cast becomes a TRY_CAST (NULL instead of an
-/// error). An error below the threshold is visible to the analyst as a failed task, one bit
-/// about rows the threshold would have hidden.
+/// `expr` that cannot fail on a row's value: a cast becomes a TRY_CAST (NULL instead of an
+/// error) and a division or remainder by zero gives NULL. An error below the threshold would be
+/// visible to the analyst as a failed task: one bit about rows the threshold hides.
 fn total(expr: Expr) -> Result<Expr, Violation> {
     expr.transform(|e| match e {
         Expr::Cast(Cast { expr, field }) => Ok(Transformed::yes(Expr::TryCast(TryCast::new_from_field(expr, field)))),
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Divide | Operator::Modulo), right }) => {
+            let divisor = when(right.as_ref().clone().eq(lit(0_i64)), lit(ScalarValue::Null)).otherwise(*right)?;
+            Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(left, op, Box::new(divisor)))))
+        }
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)

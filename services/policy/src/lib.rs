@@ -18,5 +18,5 @@
 mod check;
 mod violation;
 
-pub use check::{Checked, DATASET_TABLE, UNITS_COLUMN, check, plan_sql};
+pub use check::{Checked, DATASET_TABLE, Refusal, UNITS_COLUMN, check, check_on_schema, plan_sql};
 pub use violation::{Rule, Violation};

@@ -1,8 +1,9 @@
 use std::time::Duration;
 
+use anyhow::bail;
 use clap::Args;
 use strongroom_client::MarketClient;
-use strongroom_client::analyst::{Analyst, RentOptions};
+use strongroom_client::analyst::{Analyst, ChosenOffers, Preflight, RentOptions};
 use strongroom_types::DatasetId;
 
 use super::GlobalArgs;
@@ -27,12 +28,36 @@ pub struct RentArgs {
     /// Seconds to wait for the result.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// Check the query against the dataset's licence as the enclave will, print the verdict,
+    /// the keys it unlocks and what it would cost, and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Rent without checking the query first (the enclave still checks it, after payment).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub no_preflight: bool,
 }
 
 impl RentArgs {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let analyst = Analyst::new(global.chain().await?, &global.data_dir, global.storage()?)?;
         let offers = analyst.choose_offers(&MarketClient::new(global.market_url()?)?, self.dataset).await?;
+        if self.dry_run {
+            let preflight = analyst.check(self.dataset, &self.sql).await?;
+            print_preflight(&preflight, &offers, self.epsilon, global.json)?;
+            if let Err(refusal) = &preflight.verdict {
+                bail!("the enclave would refuse this query: {refusal}");
+            }
+            return Ok(());
+        }
+        // A query the enclave would refuse is not paid for.
+        if !self.no_preflight
+            && let Err(refusal) = analyst.check(self.dataset, &self.sql).await?.verdict
+        {
+            bail!(
+                "not rented, nothing paid: {refusal}\n\
+                 `strongroom rent --dry-run` checks a query against the licence without renting"
+            );
+        }
         let options =
             RentOptions { epsilon: self.epsilon.0, max_price: self.max_price.map(|a| a.0), ..Default::default() };
         let rental = analyst.rent(&offers, &self.sql, &options).await?;
@@ -44,4 +69,48 @@ impl RentArgs {
         let outcome = analyst.result(rental.task_id(), rental.block, Duration::from_secs(self.timeout)).await?;
         super::result::print_outcome(rental.task_id(), &outcome, global.json)
     }
+}
+
+/// The preflight's verdict, the keys it unlocks and the cost, to stdout (as JSON with `--json`).
+fn print_preflight(preflight: &Preflight, offers: &ChosenOffers, epsilon: Epsilon, json: bool) -> anyhow::Result<()> {
+    let (allowed, reason, rewrites, columns) = match &preflight.verdict {
+        Ok(checked) => (true, None, checked.rewrites.clone(), checked.columns.clone()),
+        Err(refusal) => (false, Some(refusal.to_string()), Vec::new(), Vec::new()),
+    };
+    let epsilon_text = format!("{}.{:06}", epsilon.0 / 1_000_000, epsilon.0 % 1_000_000);
+    if json {
+        let value = serde_json::json!({
+            "dataset": preflight.dataset,
+            "policy": preflight.policy_name,
+            "allowed": allowed,
+            "refusal": reason,
+            "rewrites": rewrites,
+            "columns": columns,
+            "price_wei": offers.price().to_string(),
+            "epsilon": epsilon_text,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("dry run: nothing sent, nothing paid");
+    println!("dataset   {} under the licence `{}`", preflight.dataset, preflight.policy_name);
+    match reason {
+        Some(reason) => println!("verdict   refused\n  {reason}"),
+        None => {
+            println!("verdict   allowed, as the enclave will run it:");
+            for rewrite in &rewrites {
+                println!("  - {rewrite}");
+            }
+            let keys = if columns.is_empty() { "none".to_owned() } else { columns.join(", ") };
+            println!("keys      {keys} (and the footer's)");
+        }
+    }
+    println!(
+        "price     {} wei (dataset {} + compute {})",
+        offers.price(),
+        offers.dataset_offer.price,
+        offers.pool_offer.price
+    );
+    println!("epsilon   {epsilon_text} reserved from your budget on the dataset");
+    Ok(())
 }

@@ -12,7 +12,9 @@
 //! east 10                                  rows: one line each, values split by a space
 //! ```
 //!
-//! `refused` expects the violation's exact message, `error` the planning error's. With
+//! `refused` expects the violation's exact message, `error` the planning error's. Every case is
+//! also run through the preflight (the same check on the schema alone, as the client runs it
+//! before paying), which must decide the same. With
 //! `STRONGROOM_COMPLETE=1` the run writes what each case got into the files instead (then read
 //! the diff: every changed verdict is a behaviour change to review).
 
@@ -22,7 +24,8 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use strongroom_policy::{check, plan_sql};
+use strongroom_dataplane::ColumnEntry;
+use strongroom_policy::{Refusal, check, check_on_schema, plan_sql};
 use strongroom_types::Policy;
 
 fn policies_dir() -> PathBuf {
@@ -109,14 +112,28 @@ async fn fixture() -> SessionContext {
 
 /// What the case got: rows as lines, or the refusal or error message.
 async fn verdict(ctx: &SessionContext, policy: &Policy, sql: &str) -> (String, Vec<String>) {
-    let plan = match plan_sql(ctx, sql).await {
+    let plan = plan_sql(ctx, sql).await;
+    // The preflight decides on the schema as the manifest records it, with no data: it must
+    // decide exactly as the check on the table itself.
+    let preflight = check_on_schema(manifest_schema(ctx).await, sql, policy).await;
+    let plan = match plan {
         Ok(plan) => plan,
-        Err(e) => return ("error".into(), lines_of(&e.to_string())),
+        Err(e) => {
+            let Err(Refusal::Query(p)) = preflight else { panic!("the preflight plans `{sql}`, the table does not") };
+            assert_eq!(p.to_string(), e.to_string(), "the preflight's error for `{sql}`");
+            return ("error".into(), lines_of(&e.to_string()));
+        }
     };
     let checked = match check(&plan, policy) {
         Ok(checked) => checked,
-        Err(violation) => return ("refused".into(), lines_of(&violation.to_string())),
+        Err(violation) => {
+            let Err(Refusal::Licence(p)) = preflight else { panic!("the preflight does not refuse `{sql}`") };
+            assert_eq!(p, violation, "the preflight's refusal of `{sql}`");
+            return ("refused".into(), lines_of(&violation.to_string()));
+        }
     };
+    let Ok(preflight) = preflight else { panic!("the preflight refuses `{sql}`, the check allows it") };
+    assert_eq!((&preflight.columns, &preflight.rewrites), (&checked.columns, &checked.rewrites), "`{sql}`");
     let batches = ctx.execute_logical_plan(checked.plan.clone()).await.unwrap().collect().await.unwrap();
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     if let Err(violation) = checked.check_output_rows(rows as u64) {
@@ -132,6 +149,22 @@ async fn verdict(ctx: &SessionContext, policy: &Policy, sql: &str) -> (String, V
         }
     }
     ("rows".into(), lines)
+}
+
+/// The fixture's schema as a manifest lists it (names and type names) and the preflight reads it.
+async fn manifest_schema(ctx: &SessionContext) -> datafusion::arrow::datatypes::SchemaRef {
+    let table = ctx.table(strongroom_policy::DATASET_TABLE).await.unwrap();
+    let columns: Vec<ColumnEntry> = table
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| ColumnEntry {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            key_id: strongroom_types::KeyId::column(f.name()),
+        })
+        .collect();
+    ColumnEntry::arrow_schema(&columns).unwrap()
 }
 
 fn lines_of(message: &str) -> Vec<String> {
