@@ -28,8 +28,9 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     for (_, region) in sample_rows() {
         *expected.entry(region).or_default() += 1;
     }
-    let Outcome::Table { batches, rows } = outcome else { panic!("expected a table, got {outcome:?}") };
+    let Outcome::Table { batches, rows, licence } = outcome else { panic!("expected a table, got {outcome:?}") };
     assert_eq!(rows as usize, expected.len());
+    assert!(licence.iter().any(|l| l == "groups of fewer than 10 distinct customer_id are dropped"), "{licence:?}");
     let regions = column_strings(&batches, 0);
     let counts = column_strings(&batches, 1);
     let got: BTreeMap<String, i64> = regions.into_iter().zip(counts.iter().map(|c| c.parse().unwrap())).collect();

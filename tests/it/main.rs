@@ -5,6 +5,7 @@ mod cli;
 mod digests;
 mod failures;
 mod flow;
+mod privacy;
 mod recovery;
 mod refund;
 mod release;

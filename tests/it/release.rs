@@ -159,10 +159,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     );
 
     // A policy this build cannot enforce is refused at deposit, not weakened.
-    let unenforced = format!(
-        "{}[differential_privacy]\nrequired = true\ndelta = 1e-6\nmax_groups_per_unit = 1\nmax_rows_per_unit = 1\n",
-        body_policy()
-    );
+    let unenforced = format!("{}[[templates]]\nname = \"t\"\nsql = \"SELECT 1\"\n", body_policy());
     let request = strongroom_types::DepositRequest { policy: unenforced, ..request };
     let response =
         reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&request).send().await.unwrap();
@@ -170,8 +167,8 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         body["message"],
-        "the deposited policy is refused: malformed licence policy: [differential_privacy] is not enforced by \
-         this build yet; remove it or publish with a build that adds noise"
+        "the deposited policy is refused: malformed licence policy: [[templates]] are not enforced by this \
+         build yet; remove them or publish with a build that checks them"
     );
 
     // The policy a dataset is rented under is public, served by its hash.

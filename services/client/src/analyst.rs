@@ -90,7 +90,14 @@ pub struct Preflight {
 }
 
 /// Runs the licence checker on `sql` for `dataset` as the enclave will, with no transaction.
-pub async fn preflight(chain: &Chain, storage: &Storage, dataset: DatasetId, sql: &str) -> Result<Preflight> {
+/// `epsilon` is what the task would reserve, in micro-epsilon.
+pub async fn preflight(
+    chain: &Chain,
+    storage: &Storage,
+    dataset: DatasetId,
+    sql: &str,
+    epsilon: u64,
+) -> Result<Preflight> {
     let record = chain
         .dataset(dataset)
         .await?
@@ -112,7 +119,7 @@ pub async fn preflight(chain: &Chain, storage: &Storage, dataset: DatasetId, sql
         .map_err(|e| ClientError::Corrupt(format!("dataset {dataset}'s licence policy does not parse: {e}")))?;
     let schema = ColumnEntry::arrow_schema(&manifest.columns)
         .map_err(|e| ClientError::Corrupt(format!("dataset {dataset}'s manifest has a bad column type: {e}")))?;
-    let verdict = check_on_schema(schema, sql, &policy).await;
+    let verdict = check_on_schema(schema, sql, &policy, Some(epsilon)).await;
     Ok(Preflight { dataset, policy_name: policy.name, verdict })
 }
 
@@ -122,12 +129,11 @@ pub enum Outcome {
     Table {
         batches: Vec<RecordBatch>,
         rows: u64,
+        /// What the licence did to the query, as the enclave attests it.
+        licence: Vec<String>,
     },
     /// An attested failure: its stable code, and what went wrong in words.
-    Failed {
-        code: FailureCode,
-        message: String,
-    },
+    Failed { code: FailureCode, message: String },
 }
 
 /// The published result of a task, as the contract accepted it.
@@ -194,12 +200,12 @@ pub async fn read_result(published: &Published, secret: &X25519SecretKey, storag
     let payload: ResultPayload = serde_json::from_slice(&plaintext)
         .map_err(|e| ClientError::Corrupt(format!("the result payload is malformed: {e}")))?;
     Ok(match payload {
-        ResultPayload::Table { arrow_ipc, rows } => {
+        ResultPayload::Table { arrow_ipc, rows, licence } => {
             let corrupt =
                 |e: arrow::error::ArrowError| ClientError::Corrupt(format!("the result table is malformed: {e}"));
             let reader = StreamReader::try_new(std::io::Cursor::new(arrow_ipc.to_vec()), None).map_err(corrupt)?;
             let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(corrupt)?;
-            Outcome::Table { batches, rows }
+            Outcome::Table { batches, rows, licence }
         }
         ResultPayload::Failed { code, message } => Outcome::Failed { code, message },
     })
@@ -302,8 +308,8 @@ impl Analyst {
     }
 
     /// What the enclave will decide about `sql` on `dataset`; see [`preflight`].
-    pub async fn check(&self, dataset: DatasetId, sql: &str) -> Result<Preflight> {
-        preflight(&self.chain, &self.storage, dataset, sql).await
+    pub async fn check(&self, dataset: DatasetId, sql: &str, epsilon: u64) -> Result<Preflight> {
+        preflight(&self.chain, &self.storage, dataset, sql, epsilon).await
     }
 
     /// Rents `offers` to run `sql`; the result key is on disk before the transaction is sent.

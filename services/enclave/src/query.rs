@@ -49,7 +49,9 @@ pub(crate) async fn run_encrypted(
     factory: DecryptionFactory,
     sql: &str,
     policy: &Policy,
-) -> Result<(Vec<u8>, u64), TaskFailure> {
+    epsilon: u64,
+    released: &std::collections::BTreeSet<String>,
+) -> Result<(Vec<u8>, u64, Vec<String>), TaskFailure> {
     let ctx = enclave_context_with(scan_config(), QUERY_MEMORY_LIMIT)?;
     // The ciphertext never leaves enclave memory: an in-memory object store serves it.
     let store = Arc::new(InMemory::new());
@@ -62,10 +64,14 @@ pub(crate) async fn run_encrypted(
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
     register_encrypted_table(&ctx, DATASET_TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
-    let checked = check(&plan_sql(&ctx, sql).await?, policy)?;
+    let checked = check(&plan_sql(&ctx, sql).await?, policy, Some(epsilon))?;
+    // The keys were asked for the plan made at the key request; the plan run must need no other.
+    if let Some(missing) = checked.columns.iter().find(|c| !released.contains(*c)) {
+        return Err(TaskFailure::KeyMissing(missing.clone()));
+    }
     let (ipc, rows) = collect_ipc(&ctx, checked.plan.clone()).await.map_err(without_values)?;
     checked.check_output_rows(rows)?;
-    Ok((ipc, rows))
+    Ok((ipc, rows, checked.rewrites))
 }
 
 /// A query that failed while running. Its error goes to the analyst, who must not learn the data
@@ -122,7 +128,7 @@ pub(crate) async fn columns_read(
     policy: &Policy,
 ) -> Result<Vec<String>, TaskFailure> {
     let schema = ColumnEntry::arrow_schema(schema).map_err(DataFusionError::from)?;
-    match check_on_schema(schema, sql, policy).await {
+    match check_on_schema(schema, sql, policy, None).await {
         Ok(checked) => Ok(checked.columns),
         Err(Refusal::Query(error)) => Err(error.into()),
         Err(Refusal::Licence(violation)) => Err(violation.into()),

@@ -274,10 +274,12 @@ fn run_checked(
     }
     let sql = std::str::from_utf8(spec).map_err(|_| TaskFailure::NotUtf8)?;
     let names: Vec<String> = manifest.objects.iter().map(|o| o.name.clone()).collect();
+    let released: std::collections::BTreeSet<String> = release.keys.columns.keys().cloned().collect();
     let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
     let objects = names.into_iter().zip(objects).collect();
-    let (arrow_ipc, rows) = runtime.block_on(super::query::run_encrypted(objects, factory, sql, &policy))?;
-    Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows })
+    let run = super::query::run_encrypted(objects, factory, sql, &policy, facts.epsilon, &released);
+    let (arrow_ipc, rows, licence) = runtime.block_on(run)?;
+    Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows, licence })
 }
 
 /// A fresh secp256k1 key from `rand`'s thread generator (ChaCha, seeded and reseeded from the
@@ -354,6 +356,7 @@ mod tests {
             policy_hash: keccak256(POLICY),
             manifest_digest: digest,
             deadline: 0,
+            epsilon: 0,
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -443,6 +446,7 @@ mod tests {
             policy_hash: keccak256(POLICY),
             manifest_digest: digest,
             deadline: 0,
+            epsilon: 0,
         };
         let release = KeyRelease { facts, keys, withheld: Vec::new() };
         let sealed =

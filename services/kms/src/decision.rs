@@ -125,6 +125,11 @@ pub fn grant(
         return Err(KmsError::PolicyMismatch { dataset: dataset.id, deposited, rented: params.policyHash });
     }
     let policy = Policy::parse(&deposit.policy).map_err(|e| KmsError::BadDeposit(e.to_string()))?;
+    // The contract knows the policy by its hash only, so it cannot refuse a rental without the
+    // epsilon the licence needs: no key moves for one (the task refunds at its deadline).
+    if policy.differential_privacy.as_ref().is_some_and(|dp| dp.required) && params.epsilon == 0 {
+        return Err(KmsError::EpsilonRequired(task_id));
+    }
     let key_columns = deposit.key_columns.as_ref().map_err(|e| KmsError::BadDeposit(e.clone()))?;
     if let Some(column) = request.columns.iter().find(|c| !key_columns.contains(*c)) {
         return Err(KmsError::UnknownColumn { dataset: dataset.id, column: column.clone() });
@@ -141,6 +146,7 @@ pub fn grant(
         policy_hash: params.policyHash,
         manifest_digest: manifest,
         deadline: params.deadline,
+        epsilon: params.epsilon,
     };
     Ok(Grant { columns, withheld, facts })
 }
@@ -315,6 +321,17 @@ mod tests {
             (
                 "unknown_column",
                 Box::new(|c| c.deposit.as_mut().unwrap().key_columns = Ok(["email"].map(String::from).into())),
+            ),
+            (
+                "epsilon_required: task 5 was rented with epsilon 0, but its licence releases results only with differential privacy",
+                Box::new(|c| {
+                    let private = format!(
+                        "{POLICY}[differential_privacy]\nrequired = true\ndelta = 1e-6\nmax_groups_per_unit = 1\nmax_rows_per_unit = 1\n"
+                    );
+                    params(c).policyHash = keccak256(&private);
+                    params(c).epsilon = 0;
+                    c.deposit.as_mut().unwrap().policy = private;
+                }),
             ),
         ];
         for (expected, spoil) in cases {

@@ -39,6 +39,8 @@ pub enum KmsError {
         "dataset {dataset}'s deposited policy hashes to {deposited}, but the task was rented under policy {rented}: the owner must deposit that policy"
     )]
     PolicyMismatch { dataset: B256, deposited: B256, rented: B256 },
+    #[error("task {0} was rented with epsilon 0, but its licence releases results only with differential privacy")]
+    EpsilonRequired(U256),
     #[error("no policy with keccak256 {0} was deposited here")]
     UnknownPolicy(B256),
     #[error("column `{column}` is not in dataset {dataset}")]
@@ -78,6 +80,7 @@ impl KmsError {
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
             Self::UnknownPolicy(_) => "unknown_policy",
+            Self::EpsilonRequired(_) => "epsilon_required",
             Self::PolicyMismatch { .. } => "policy_mismatch",
             Self::UnknownColumn { .. } => "unknown_column",
             Self::BadDeposit(_) => "bad_deposit",
@@ -98,7 +101,8 @@ impl ResponseError for KmsError {
             Self::TaskNotActive { .. }
             | Self::DeadlinePassed { .. }
             | Self::WrongKeyService { .. }
-            | Self::PolicyMismatch { .. } => StatusCode::CONFLICT,
+            | Self::PolicyMismatch { .. }
+            | Self::EpsilonRequired(_) => StatusCode::CONFLICT,
             Self::NotAuthorized { .. }
             | Self::BadEnclaveSignature(_)
             | Self::EnclaveNotRegistered(_)

@@ -16,14 +16,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::MemTable;
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext};
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
+use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::logical_expr::expr::AggregateFunction as AggregateCall;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
@@ -32,6 +33,7 @@ use datafusion::logical_expr::{
 };
 use strongroom_types::{AggregateFunction, Policy, Role};
 
+use crate::noise::Noise;
 use crate::{Rule, Violation};
 
 /// The table name analysts query.
@@ -112,16 +114,23 @@ pub enum Refusal {
 
 /// Plans `sql` on an empty table of `schema` and checks it: the decision the enclave makes
 /// before any key is released, made anywhere the schema and the policy are known.
-pub async fn check_on_schema(schema: SchemaRef, sql: &str, policy: &Policy) -> Result<Checked, Refusal> {
+pub async fn check_on_schema(
+    schema: SchemaRef,
+    sql: &str,
+    policy: &Policy,
+    epsilon: Option<u64>,
+) -> Result<Checked, Refusal> {
     let ctx = SessionContext::new();
     ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    Ok(check(&plan_sql(&ctx, sql).await?, policy)?)
+    Ok(check(&plan_sql(&ctx, sql).await?, policy, epsilon)?)
 }
 
 /// Checks `plan` (from [`plan_sql`], over the table [`DATASET_TABLE`]) against `policy`.
-pub fn check(plan: &LogicalPlan, policy: &Policy) -> Result<Checked, Violation> {
+/// `epsilon` is the task's, in the contract's micro-units (`None` while only planning which keys
+/// to ask for: the columns do not depend on it).
+pub fn check(plan: &LogicalPlan, policy: &Policy, epsilon: Option<u64>) -> Result<Checked, Violation> {
     let scans = refuse_forbidden_nodes(plan)?;
-    let mut checker = Checker { policy, columns: BTreeSet::new(), rewrites: Vec::new() };
+    let mut checker = Checker { policy, epsilon, columns: BTreeSet::new(), rewrites: Vec::new() };
     let mut plan = match scans {
         0 => plan.clone(),
         // A row-level refusal names the query's output, not the scan it reached.
@@ -247,6 +256,8 @@ fn unsupported_node(node: &LogicalPlan) -> Violation {
 
 struct Checker<'p> {
     policy: &'p Policy,
+    /// The task's epsilon in micro-units; `None` while planning the key request.
+    epsilon: Option<u64>,
     /// Dataset columns the rewritten plan reads.
     columns: BTreeSet<String>,
     rewrites: Vec<String>,
@@ -352,11 +363,15 @@ impl Checker<'_> {
             self.check_scalar(&group, Place::GroupBy)?;
             groups.push(total(group)?);
         }
-        let mut aggregates = Vec::with_capacity(aggregate.aggr_expr.len() + 1);
+        let mut calls = Vec::with_capacity(aggregate.aggr_expr.len());
         for call in &aggregate.aggr_expr {
             let call = substitute(call, &row_level)?;
-            aggregates.push(self.check_aggregate(&call, scan.schema())?);
+            calls.push(self.check_aggregate(&call, scan.schema())?);
         }
+        if let Some(private) = self.privacy()? {
+            return self.rebuild_private(aggregate, scan, predicates, groups, calls, private);
+        }
+        let mut aggregates: Vec<Expr> = calls.into_iter().map(|c| c.expr).collect();
         let units = match self.policy.identifier() {
             Some(identifier) => {
                 self.columns.insert(identifier.to_owned());
@@ -384,6 +399,268 @@ impl Checker<'_> {
             .zip(rebuilt)
             .map(|((qualifier, field), column)| Expr::Column(column).alias_qualified(qualifier.cloned(), field.name()))
             .collect::<Vec<_>>();
+        built.project(restore).and_then(|b| b.build()).map_err(internal)
+    }
+
+    /// Whether this task's aggregates get noise, and with what: the policy asks for it and the
+    /// task has (or, while only planning, will have) an epsilon.
+    fn privacy(&self) -> Result<Option<Private>, Violation> {
+        let Some(dp) = &self.policy.differential_privacy else { return Ok(None) };
+        let epsilon = match self.epsilon {
+            // Planning the key request: the columns do not depend on the epsilon.
+            None => 1_000_000,
+            Some(0) if dp.required => {
+                return Err(Violation::new(
+                    Rule::DifferentialPrivacy,
+                    "this licence releases aggregates only with differential privacy: rent with an epsilon above 0",
+                    "epsilon 0",
+                ));
+            }
+            Some(0) => return Ok(None),
+            Some(epsilon) => epsilon,
+        };
+        let (groups, rows) = match self.policy.identifier() {
+            Some(_) => (u128::from(dp.max_groups_per_unit), u128::from(dp.max_rows_per_unit)),
+            None => (1, 1),
+        };
+        Ok(Some(Private { epsilon: u128::from(epsilon), delta: dp.delta, groups, rows }))
+    }
+
+    /// The aggregate under differential privacy. Each privacy unit's contribution is bounded
+    /// first (its rows per group and its groups), every released value gets discrete Laplace
+    /// noise calibrated to its share of the task's epsilon, and the threshold is applied to the
+    /// noisy count of units:
+    ///
+    /// ```text
+    ///   dataset ─WHERE─▶ per (group, unit): rows ≤ R, sums clamped ─▶ ≤ G groups per unit
+    ///          ─▶ per group: units, counts, sums ─▶ + noise ─▶ noisy units ≥ τ ─▶ avg = sum / count
+    /// ```
+    fn rebuild_private(
+        &mut self,
+        aggregate: &Aggregate,
+        scan: LogicalPlan,
+        predicates: Vec<Expr>,
+        groups: Vec<Expr>,
+        calls: Vec<Call>,
+        private: Private,
+    ) -> Result<LogicalPlan, Violation> {
+        let identifier = self.policy.identifier().map(|id| Column::new(Some(DATASET_TABLE), id));
+        if let Some(identifier) = &identifier {
+            self.columns.insert(identifier.name.clone());
+        }
+        // What each call releases, and the noisy values it needs.
+        let mut measurements = 1; // the units, for the threshold
+        for call in &calls {
+            measurements += match (call.function, &call.column) {
+                (AggregateFunction::Count | AggregateFunction::Sum, _) => 1,
+                (AggregateFunction::Avg, _) => 2,
+                (AggregateFunction::CountDistinct, Some(c)) if Some(c) == identifier.as_ref() => 0,
+                (function, _) => {
+                    return Err(Violation::new(
+                        Rule::DifferentialPrivacy,
+                        format!(
+                            "`{function}` is not released under differential privacy; count, sum, avg and \
+                             COUNT(DISTINCT identifier) are"
+                        ),
+                        &call.shown,
+                    ));
+                }
+            };
+        }
+        let Private { epsilon, delta, groups: max_groups, rows: max_rows } = private;
+        let share = |sensitivity_cells: u128| (sensitivity_cells * 1_000_000 * measurements, epsilon);
+
+        let mut builder = LogicalPlanBuilder::from(scan);
+        if let Some(predicate) = conjunction(predicates) {
+            builder = builder.filter(predicate).map_err(internal)?;
+        }
+        let group_count = groups.len();
+        // Partial values per (group, unit): `p{i}` (a count or a sum) and `p{i}c` (avg's count).
+        let partial = |i: usize| format!("__strongroom_p{i}");
+        let partial_count = |i: usize| format!("__strongroom_p{i}c");
+        let mut partials = Vec::new();
+        for (i, call) in calls.iter().enumerate() {
+            let argument = || match &call.expr {
+                Expr::AggregateFunction(AggregateCall { params, .. }) => params.args[0].clone(),
+                _ => lit(1_i64),
+            };
+            match call.function {
+                AggregateFunction::Count => partials.push(call.expr.clone().alias(partial(i))),
+                AggregateFunction::Sum => partials.push(sum(to_f64(argument())).alias(partial(i))),
+                AggregateFunction::Avg => {
+                    partials.push(sum(to_f64(argument())).alias(partial(i)));
+                    partials.push(count(argument()).alias(partial_count(i)));
+                }
+                _ => {}
+            }
+        }
+        let (level, units) = match &identifier {
+            Some(identifier) => {
+                // One row per (group, unit), its contribution bounded.
+                let mut keys = groups.clone();
+                keys.push(Expr::Column(identifier.clone()));
+                let per_unit = builder.aggregate(keys, partials.clone()).map_err(internal)?;
+                let columns = per_unit.schema().columns();
+                let mut bounded: Vec<Expr> = columns[..=group_count].iter().cloned().map(Expr::Column).collect();
+                for (i, call) in calls.iter().enumerate() {
+                    let rows = lit(max_rows as i64);
+                    let cap = |name: String| {
+                        let c = Expr::Column(Column::from_name(name.clone()));
+                        when(c.clone().gt(rows.clone()), rows.clone()).otherwise(c).map(|e| e.alias(name))
+                    };
+                    let hold = |name: String| {
+                        let [lo, hi] =
+                            self.policy.bounds(&call.column.as_ref().expect("a measure").name).expect("bounds");
+                        let (lo, hi) = (lit(lo * max_rows as f64), lit(hi * max_rows as f64));
+                        let c = Expr::Column(Column::from_name(name.clone()));
+                        when(c.clone().lt(lo.clone()), lo)
+                            .when(c.clone().gt(hi.clone()), hi)
+                            .otherwise(c)
+                            .map(|e| e.alias(name))
+                    };
+                    match call.function {
+                        AggregateFunction::Count => bounded.push(cap(partial(i)).map_err(internal)?),
+                        AggregateFunction::Sum => bounded.push(hold(partial(i)).map_err(internal)?),
+                        AggregateFunction::Avg => {
+                            bounded.push(hold(partial(i)).map_err(internal)?);
+                            bounded.push(cap(partial_count(i)).map_err(internal)?);
+                        }
+                        _ => {}
+                    }
+                }
+                let mut per_unit = per_unit.project(bounded).map_err(internal)?;
+                // At most G groups per unit: the first G by the group keys, a choice that
+                // depends on the unit's own rows only.
+                let key_columns: Vec<Column> = per_unit.schema().columns()[..group_count].to_vec();
+                if group_count > 0 {
+                    let order =
+                        key_columns.iter().map(|c| Expr::Column(c.clone()).sort(true, true)).collect::<Vec<_>>();
+                    let rank = datafusion::functions_window::expr_fn::row_number()
+                        .partition_by(vec![Expr::Column(identifier.clone())])
+                        .order_by(order)
+                        .build()
+                        .map_err(internal)?
+                        .alias("__strongroom_rank");
+                    per_unit = per_unit
+                        .window(vec![rank])
+                        .and_then(|b| {
+                            b.filter(Expr::Column(Column::from_name("__strongroom_rank")).lt_eq(lit(max_groups as i64)))
+                        })
+                        .map_err(internal)?;
+                }
+                let mut totals = vec![count(lit(1_i64)).alias(UNITS_COLUMN)];
+                for (i, call) in calls.iter().enumerate() {
+                    match call.function {
+                        AggregateFunction::Count | AggregateFunction::Sum => {
+                            totals.push(sum(Expr::Column(Column::from_name(partial(i)))).alias(partial(i)))
+                        }
+                        AggregateFunction::Avg => {
+                            totals.push(sum(Expr::Column(Column::from_name(partial(i)))).alias(partial(i)));
+                            totals.push(sum(Expr::Column(Column::from_name(partial_count(i)))).alias(partial_count(i)));
+                        }
+                        _ => {}
+                    }
+                }
+                let keys = key_columns.into_iter().map(Expr::Column).collect::<Vec<_>>();
+                (per_unit.aggregate(keys, totals).map_err(internal)?, max_groups)
+            }
+            None => {
+                let mut totals = vec![count(lit(1_i64)).alias(UNITS_COLUMN)];
+                totals.extend(partials);
+                (builder.aggregate(groups, totals).map_err(internal)?, 1)
+            }
+        };
+        // Noise on every released value, each with its share of epsilon.
+        let columns = level.schema().columns();
+        let mut noised: Vec<Expr> = columns[..group_count].iter().cloned().map(Expr::Column).collect();
+        let (t, s) = share(units);
+        noised.push(Noise::call(Noise::count(t, s), Expr::Column(Column::from_name(UNITS_COLUMN))).alias(UNITS_COLUMN));
+        let mut scales = vec![format!("the units {}", scale_text(t as f64 / s as f64))];
+        for (i, call) in calls.iter().enumerate() {
+            let count_noise = |name: String| {
+                let (t, s) = share(units * max_rows);
+                let expr = Noise::call(Noise::count(t, s), Expr::Column(Column::from_name(name.clone()))).alias(name);
+                (expr, scale_text(t as f64 / s as f64))
+            };
+            let sum_noise = |name: String| {
+                let column = &call.column.as_ref().expect("a sum has a measure").name;
+                let [lo, hi] = self.policy.bounds(column).expect("a measure has bounds");
+                let sensitivity = (units * max_rows) as f64 * lo.abs().max(hi.abs());
+                // Sums are rounded to a grid of 1/1024 of their sensitivity; the rounding adds
+                // one step to it, hence 1025 steps.
+                let grid = if sensitivity > 0.0 { sensitivity / 1024.0 } else { 1.0 };
+                let (t, s) = share(1025);
+                let value = to_f64(Expr::Column(Column::from_name(name.clone())));
+                (Noise::call(Noise::sum(t, s, grid), value).alias(name), scale_text(t as f64 / s as f64 * grid))
+            };
+            match call.function {
+                AggregateFunction::Count => {
+                    let (e, text) = count_noise(partial(i));
+                    noised.push(e);
+                    scales.push(format!("{} {text}", call.shown));
+                }
+                AggregateFunction::Sum => {
+                    let (e, text) = sum_noise(partial(i));
+                    noised.push(e);
+                    scales.push(format!("{} {text}", call.shown));
+                }
+                AggregateFunction::Avg => {
+                    let (e, sum_text) = sum_noise(partial(i));
+                    noised.push(e);
+                    let (e, count_text) = count_noise(partial_count(i));
+                    noised.push(e);
+                    scales.push(format!("{} as a sum {sum_text} over a count {count_text}", call.shown));
+                }
+                _ => {}
+            }
+        }
+        let (units_t, units_s) = share(units);
+        let scale_units = units_t as f64 / units_s as f64;
+        let tau = (1.0 + scale_units * (units as f64 / (2.0 * delta)).ln())
+            .ceil()
+            .max(self.policy.aggregation.min_group_size as f64);
+        let min_group_size = self.policy.aggregation.min_group_size;
+        let built = level
+            .project(noised)
+            .and_then(|b| b.filter(Expr::Column(Column::from_name(UNITS_COLUMN)).gt_eq(lit(tau as i64))))
+            .map_err(internal)?;
+        self.rewrites.push(format!(
+            "epsilon {} is split over {measurements} noisy values, {} each (discrete Laplace): {}",
+            micro_text(epsilon as f64),
+            micro_text(epsilon as f64 / measurements as f64),
+            scales.join("; ")
+        ));
+        self.rewrites.push(format!(
+            "groups whose noisy count of {} is below {tau} (at least {min_group_size}, raised for delta {delta}) are dropped",
+            self.unit_name()
+        ));
+        if identifier.is_some() {
+            self.rewrites.push(format!(
+                "each {} adds at most {max_rows} row(s) to a group, in at most {max_groups} group(s)",
+                self.policy.identifier().unwrap_or("unit")
+            ));
+        }
+        // Back to the aggregate's own schema: groups, then each call's released value.
+        let mut restore: Vec<Expr> = Vec::new();
+        let fields: Vec<_> = aggregate.schema.iter().collect();
+        for (i, (qualifier, field)) in fields.iter().enumerate().take(group_count) {
+            restore.push(Expr::Column(columns[i].clone()).alias_qualified(qualifier.cloned(), field.name()));
+        }
+        for (i, call) in calls.iter().enumerate() {
+            let (qualifier, field) = fields[group_count + i];
+            let value = match call.function {
+                AggregateFunction::CountDistinct => Expr::Column(Column::from_name(UNITS_COLUMN)),
+                AggregateFunction::Count | AggregateFunction::Sum => Expr::Column(Column::from_name(partial(i))),
+                _ => {
+                    let n = to_f64(Expr::Column(Column::from_name(partial_count(i))));
+                    when(n.clone().gt(lit(0.0)), Expr::Column(Column::from_name(partial(i))) / n)
+                        .end()
+                        .map_err(internal)?
+                }
+            };
+            let value = Expr::TryCast(TryCast::new(Box::new(value), field.data_type().clone()));
+            restore.push(value.alias_qualified(qualifier.cloned(), field.name()));
+        }
         built.project(restore).and_then(|b| b.build()).map_err(internal)
     }
 
@@ -487,7 +764,7 @@ impl Checker<'_> {
     }
 
     /// Checks one aggregate call and returns it as it will run: measures clamped to their bounds.
-    fn check_aggregate(&mut self, call: &Expr, scan: &DFSchema) -> Result<Expr, Violation> {
+    fn check_aggregate(&mut self, call: &Expr, scan: &DFSchema) -> Result<Call, Violation> {
         let Expr::AggregateFunction(AggregateCall { func, params }) = call.clone().unalias_nested().data else {
             return Err(Violation::new(Rule::Unsupported, "this aggregate expression is not understood", call));
         };
@@ -518,7 +795,7 @@ impl Checker<'_> {
         };
         // COUNT(*) is count of a literal; anything else takes exactly one column.
         if function == AggregateFunction::Count && matches!(params.args.as_slice(), [Expr::Literal(..)]) {
-            return Ok(call.clone());
+            return Ok(Call { function, column: None, expr: call.clone(), shown: call.to_string() });
         }
         let [argument] = params.args.as_slice() else {
             return Err(Violation::new(Rule::AggregateArgument, "an aggregate takes exactly one column", call));
@@ -557,7 +834,7 @@ impl Checker<'_> {
         match function {
             AggregateFunction::Count | AggregateFunction::CountDistinct => {
                 self.columns.insert(column.name.clone());
-                Ok(call.clone())
+                Ok(Call { function, column: Some(column.clone()), expr: call.clone(), shown: call.to_string() })
             }
             _ if role != Role::Measure => Err(Violation::new(
                 Rule::AggregateArgument,
@@ -574,10 +851,44 @@ impl Checker<'_> {
                 let clamped = clamp(argument, column, lo, hi, scan)?;
                 self.rewrites.push(format!("{} is clamped to [{lo}, {hi}] in {call}", column.name));
                 let params = datafusion::logical_expr::expr::AggregateFunctionParams { args: vec![clamped], ..params };
-                Ok(Expr::AggregateFunction(AggregateCall { func, params }))
+                let expr = Expr::AggregateFunction(AggregateCall { func, params });
+                Ok(Call { function, column: Some(column.clone()), expr, shown: call.to_string() })
             }
         }
     }
+}
+
+/// One checked aggregate call: what it computes, on which column, and the call as it will run.
+struct Call {
+    function: AggregateFunction,
+    column: Option<Column>,
+    expr: Expr,
+    /// The call as the query wrote it (its columns traced to the dataset's).
+    shown: String,
+}
+
+/// The differential privacy a task runs under.
+#[derive(Clone, Copy)]
+struct Private {
+    /// The task's epsilon, in the contract's micro-units.
+    epsilon: u128,
+    delta: f64,
+    /// Contribution bounds: groups per unit, rows per unit and group.
+    groups: u128,
+    rows: u128,
+}
+
+fn to_f64(expr: Expr) -> Expr {
+    Expr::Cast(Cast::new(Box::new(expr), DataType::Float64))
+}
+
+fn scale_text(scale: f64) -> String {
+    format!("scale {scale:.4}")
+}
+
+/// An epsilon in micro-units, as a decimal.
+fn micro_text(micro: f64) -> String {
+    format!("{:.6}", micro / 1_000_000.0)
 }
 
 /// The column, if the expression is nothing more. Not even a cast: `TRY_CAST(x AS TINYINT)`

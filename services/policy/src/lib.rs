@@ -16,7 +16,9 @@
 //! Anything the checker does not recognise is refused.
 
 mod check;
+mod noise;
 mod violation;
 
 pub use check::{Checked, DATASET_TABLE, Refusal, UNITS_COLUMN, check, check_on_schema, plan_sql};
+pub use noise::discrete_laplace;
 pub use violation::{Rule, Violation};

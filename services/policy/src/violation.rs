@@ -35,6 +35,8 @@ pub enum Rule {
     SetOperation,
     /// More output rows than `max_output_rows`.
     OutputRows,
+    /// What differential privacy does not release, or a task without the epsilon it needs.
+    DifferentialPrivacy,
     /// A plan node or expression the checker does not understand: refused, fail closed.
     Unsupported,
 }
@@ -57,6 +59,7 @@ impl Rule {
             Rule::Join => "join",
             Rule::SetOperation => "set_operation",
             Rule::OutputRows => "output_rows",
+            Rule::DifferentialPrivacy => "differential_privacy",
             Rule::Unsupported => "unsupported",
         }
     }

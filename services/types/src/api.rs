@@ -138,7 +138,14 @@ pub enum SignedOffer {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ResultPayload {
     /// The result as an Arrow IPC stream.
-    Table { arrow_ipc: Bytes, rows: u64 },
+    Table {
+        arrow_ipc: Bytes,
+        rows: u64,
+        /// What the licence did to the query, in words: the threshold, the clamping, the noise
+        /// and how the epsilon was split.
+        #[serde(default)]
+        licence: Vec<String>,
+    },
     /// An attested failure: bad SQL, a manifest or object digest mismatch, a decryption error.
     Failed { code: FailureCode, message: String },
 }

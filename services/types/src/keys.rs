@@ -157,6 +157,8 @@ pub struct TaskFacts {
     /// The data version rented: the digest of its manifest, which lists every object's sha256.
     pub manifest_digest: crate::ManifestDigest,
     pub deadline: u64,
+    /// The privacy cost reserved for the task, in micro-epsilon: the noise is calibrated to it.
+    pub epsilon: u64,
 }
 
 /// What a key service seals to an enclave's task key.

@@ -244,12 +244,23 @@ impl Policy {
         if aggregation.max_output_rows == Some(0) {
             return Err("[aggregation] max_output_rows must be at least 1".into());
         }
-        // Refused rather than silently dropped, until this build enforces them.
-        if self.differential_privacy.is_some() {
-            return Err("[differential_privacy] is not enforced by this build yet; remove it or publish with a \
-                        build that adds noise"
-                .into());
+        if let Some(dp) = &self.differential_privacy {
+            if !(dp.delta > 0.0 && dp.delta < 1.0) {
+                return Err(format!("[differential_privacy] delta is {}; it must be above 0 and below 1", dp.delta));
+            }
+            if dp.max_groups_per_unit == 0 || dp.max_rows_per_unit == 0 {
+                return Err(
+                    "[differential_privacy] max_groups_per_unit and max_rows_per_unit must be at least 1".into()
+                );
+            }
+            let unsupported = [AggregateFunction::Min, AggregateFunction::Max];
+            if let Some(f) = self.aggregation.functions.iter().find(|f| unsupported.contains(f)) {
+                return Err(format!(
+                    "[aggregation] allows {f}, which differential privacy does not release; remove it"
+                ));
+            }
         }
+        // Refused rather than silently dropped, until this build enforces them.
         if !self.templates.is_empty() {
             return Err("[[templates]] are not enforced by this build yet; remove them or publish with a build \
                         that checks them"
@@ -387,11 +398,16 @@ mod tests {
             error(&BASE.replace("min_group_size = 5", "min_group_size = 0")),
             "malformed licence policy: [aggregation] min_group_size must be at least 1"
         );
-        assert!(
-            error(&format!(
-                "{BASE}[differential_privacy]\nrequired = true\ndelta = 1e-6\nmax_groups_per_unit = 1\nmax_rows_per_unit = 1\n"
-            ))
-            .contains("[differential_privacy] is not enforced by this build yet")
+        let dp =
+            "[differential_privacy]\nrequired = true\ndelta = 1e-6\nmax_groups_per_unit = 1\nmax_rows_per_unit = 1\n";
+        assert!(Policy::parse(&format!("{BASE}{dp}")).is_ok());
+        assert_eq!(
+            error(&format!("{BASE}{}", dp.replace("1e-6", "0.0"))),
+            "malformed licence policy: [differential_privacy] delta is 0; it must be above 0 and below 1"
+        );
+        assert_eq!(
+            error(&format!("{}{dp}", BASE.replace("[\"count\"]", "[\"count\", \"max\"]"))),
+            "malformed licence policy: [aggregation] allows max, which differential privacy does not release; remove it"
         );
     }
 }

@@ -98,7 +98,7 @@ async fn play(devnet: &Devnet, input: &Path, policy: &Path, sql: &str) -> anyhow
     let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await?;
     let latency = started.elapsed();
     match outcome {
-        Outcome::Table { batches, rows } => {
+        Outcome::Table { batches, rows, .. } => {
             println!("{}", pretty_format_batches(&batches)?);
             Ok(format!(
                 "demo: ok task={} rows={rows} latency_ms={} gas={}",

@@ -173,6 +173,8 @@ pub enum Command {
     /// Analysts: fetch, verify and decrypt results.
     #[command(subcommand)]
     Result(result::ResultCommand),
+    /// Analysts: the privacy budget (epsilon) spent, reserved and left on a dataset.
+    Budget(rent::BudgetArgs),
     /// Your accounts: encrypted keystores on this machine.
     #[command(subcommand)]
     Account(account::AccountCommand),
@@ -211,6 +213,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Dataset(cmd) => cmd.run(&global).await,
             Command::Rent(args) => args.run(&global).await,
             Command::Result(cmd) => cmd.run(&global).await,
+            Command::Budget(args) => args.run(&global).await,
             Command::Account(cmd) => cmd.run(&global),
             Command::Balance(args) => args.run(&global).await,
             Command::Withdraw(args) => args.run(&global).await,

@@ -42,7 +42,7 @@ impl RentArgs {
         let analyst = Analyst::new(global.chain().await?, &global.data_dir, global.storage()?)?;
         let offers = analyst.choose_offers(&MarketClient::new(global.market_url()?)?, self.dataset).await?;
         if self.dry_run {
-            let preflight = analyst.check(self.dataset, &self.sql).await?;
+            let preflight = analyst.check(self.dataset, &self.sql, self.epsilon.0).await?;
             print_preflight(&preflight, &offers, self.epsilon, global.json)?;
             if let Err(refusal) = &preflight.verdict {
                 bail!("the enclave would refuse this query: {refusal}");
@@ -51,7 +51,7 @@ impl RentArgs {
         }
         // A query the enclave would refuse is not paid for.
         if !self.no_preflight
-            && let Err(refusal) = analyst.check(self.dataset, &self.sql).await?.verdict
+            && let Err(refusal) = analyst.check(self.dataset, &self.sql, self.epsilon.0).await?.verdict
         {
             bail!(
                 "not rented, nothing paid: {refusal}\n\
@@ -113,4 +113,47 @@ fn print_preflight(preflight: &Preflight, offers: &ChosenOffers, epsilon: Epsilo
     );
     println!("epsilon   {epsilon_text} reserved from your budget on the dataset");
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct BudgetArgs {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// The analyst to look at; defaults to the acting account.
+    #[arg(long)]
+    pub analyst: Option<alloy::primitives::Address>,
+}
+
+impl BudgetArgs {
+    pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let chain = global.chain().await?;
+        let analyst = match self.analyst {
+            Some(a) => a,
+            None => global.signer()?.address(),
+        };
+        let dataset = chain
+            .dataset(self.dataset)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("dataset {} is not registered", self.dataset))?;
+        let (spent, reserved) = chain.privacy_spend(self.dataset, analyst).await?;
+        let left = dataset.privacy_budget.saturating_sub(spent.saturating_add(reserved));
+        let text = |micro: u64| format!("{}.{:06}", micro / 1_000_000, micro % 1_000_000);
+        if global.json {
+            let value = serde_json::json!({
+                "dataset": self.dataset, "analyst": analyst, "budget": text(dataset.privacy_budget),
+                "spent": text(spent), "reserved": text(reserved), "left": text(left),
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "{analyst} on dataset {}: epsilon {} spent, {} reserved by running tasks, {} left of {}",
+                self.dataset,
+                text(spent),
+                text(reserved),
+                text(left),
+                text(dataset.privacy_budget)
+            );
+        }
+        Ok(())
+    }
 }

@@ -33,7 +33,7 @@ impl ResultCommand {
 
 pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyhow::Result<()> {
     match outcome {
-        Outcome::Table { batches, rows } => {
+        Outcome::Table { batches, rows, licence } => {
             if json {
                 let mut writer = arrow::json::ArrayWriter::new(Vec::new());
                 for batch in batches {
@@ -43,6 +43,9 @@ pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyh
                 println!("{}", String::from_utf8_lossy(&writer.into_inner()));
             } else {
                 println!("{}", pretty_format_batches(batches)?);
+                for line in licence {
+                    eprintln!("licence: {line}");
+                }
                 eprintln!("task {task}: {rows} rows, verified against the enclave's signed digest");
             }
             Ok(())

@@ -37,6 +37,8 @@ struct Case {
     file: String,
     line: usize,
     policy: String,
+    /// The task's epsilon, in micro-units.
+    epsilon: u64,
     kind: String,
     sql: String,
     expected: Vec<String>,
@@ -50,6 +52,7 @@ fn parse(file: &Path) -> Vec<Case> {
     let lines: Vec<&str> = text.lines().collect();
     let mut cases = Vec::new();
     let mut policy = None;
+    let mut epsilon = 0;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i].trim_end();
@@ -57,6 +60,10 @@ fn parse(file: &Path) -> Vec<Case> {
             i += 1;
         } else if let Some(p) = line.strip_prefix("policy ") {
             policy = Some(p.trim().to_owned());
+            i += 1;
+        } else if let Some(e) = line.strip_prefix("epsilon ") {
+            let e: f64 = e.trim().parse().unwrap_or_else(|_| panic!("{name}:{}: a bad epsilon", i + 1));
+            epsilon = (e * 1_000_000.0).round() as u64;
             i += 1;
         } else if let Some(kind) = line.strip_prefix("query ") {
             let start = i + 1;
@@ -80,6 +87,7 @@ fn parse(file: &Path) -> Vec<Case> {
                 file: name.clone(),
                 line: start,
                 policy,
+                epsilon,
                 kind: kind.into(),
                 sql: sql.join("\n"),
                 expected,
@@ -111,11 +119,11 @@ async fn fixture() -> SessionContext {
 }
 
 /// What the case got: rows as lines, or the refusal or error message.
-async fn verdict(ctx: &SessionContext, policy: &Policy, sql: &str) -> (String, Vec<String>) {
+async fn verdict(ctx: &SessionContext, policy: &Policy, epsilon: u64, sql: &str) -> (String, Vec<String>) {
     let plan = plan_sql(ctx, sql).await;
     // The preflight decides on the schema as the manifest records it, with no data: it must
     // decide exactly as the check on the table itself.
-    let preflight = check_on_schema(manifest_schema(ctx).await, sql, policy).await;
+    let preflight = check_on_schema(manifest_schema(ctx).await, sql, policy, Some(epsilon)).await;
     let plan = match plan {
         Ok(plan) => plan,
         Err(e) => {
@@ -124,7 +132,7 @@ async fn verdict(ctx: &SessionContext, policy: &Policy, sql: &str) -> (String, V
             return ("error".into(), lines_of(&e.to_string()));
         }
     };
-    let checked = match check(&plan, policy) {
+    let checked = match check(&plan, policy, Some(epsilon)) {
         Ok(checked) => checked,
         Err(violation) => {
             let Err(Refusal::Licence(p)) = preflight else { panic!("the preflight does not refuse `{sql}`") };
@@ -189,7 +197,7 @@ async fn the_behaviour_table_holds() {
             count += 1;
             let text = std::fs::read_to_string(policies_dir().join(&case.policy)).unwrap();
             let policy = Policy::parse(&text).unwrap_or_else(|e| panic!("{}: policy {}: {e}", case.file, case.policy));
-            let (kind, got) = verdict(&ctx, &policy, &case.sql).await;
+            let (kind, got) = verdict(&ctx, &policy, case.epsilon, &case.sql).await;
             if kind != case.kind || got != case.expected {
                 failures.push(format!(
                     "{}:{} under {}\n  {}\nexpected {}:\n  {}\ngot {kind}:\n  {}",

@@ -1,0 +1,87 @@
+//! Differential privacy end to end: a licence that requires it, noisy results, and the epsilon
+//! spent on chain, through the `strongroom` binary.
+
+use strongroom_devnet::{analyst_key, owner_key};
+use strongroom_e2e::{SAMPLE, devnet, strongroom};
+
+const DP_POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/dp-required.toml");
+const SQL: &str = "SELECT plan, COUNT(*) AS n, AVG(monthly_spend) AS spend FROM dataset GROUP BY plan ORDER BY plan";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dp_licence_releases_noisy_aggregates_and_charges_the_epsilon_on_chain() {
+    let (dir, devnet) = devnet(true).await;
+    let owner_dir = dir.path().join("owner");
+    let analyst_dir = dir.path().join("analyst");
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["--json", "dataset", "publish", SAMPLE, "--policy", DP_POLICY, "--price", "0.01ether"],
+    );
+    assert!(out.status.success(), "publish failed: {}", out.stderr());
+    let published: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let dataset = published["dataset"].as_str().unwrap().to_owned();
+    let analyst = |args: &[&str]| strongroom(&devnet, &analyst_dir, &analyst_key(), args);
+
+    // Without an epsilon the licence releases nothing, and nothing is paid.
+    let out = analyst(&["rent", &dataset, "--sql", SQL]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr().contains(
+            "error: not rented, nothing paid: refused by the licence, rule differential_privacy: this licence releases \
+             aggregates only with differential privacy: rent with an epsilon above 0"
+        ),
+        "{}",
+        out.stderr()
+    );
+
+    // The preflight says how the epsilon is split and what the noise is.
+    let out = analyst(&["rent", &dataset, "--sql", SQL, "--epsilon", "0.5", "--dry-run"]);
+    assert!(out.status.success(), "{}", out.stderr());
+    assert!(
+        out.stdout().contains("  - epsilon 0.500000 is split over 4 noisy values, 0.125000 each (discrete Laplace)"),
+        "{}",
+        out.stdout()
+    );
+
+    // The same query twice: the same shape, other noise.
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        let out = analyst(&["--json", "rent", &dataset, "--sql", SQL, "--epsilon", "0.5"]);
+        assert!(out.status.success(), "{}", out.stderr());
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out.stdout()).unwrap();
+        let plans: Vec<&str> = rows.iter().map(|r| r["plan"].as_str().unwrap()).collect();
+        assert_eq!(plans, ["basic", "plus", "pro"], "every plan holds hundreds of customers");
+        results.push(rows);
+    }
+    assert_ne!(results[0], results[1], "two draws of the noise differ");
+    // Each noisy count is near the true one (the scale is 8: off by more than 200 once in e^25).
+    let truth = [("basic", 1500), ("plus", 900), ("pro", 600)];
+    for rows in &results {
+        for (row, (plan, _)) in rows.iter().zip(truth) {
+            let n = row["n"].as_i64().unwrap();
+            assert!((200..3000).contains(&n), "{plan}: a noisy count of {n}");
+        }
+    }
+
+    // The result says, attested, what the licence did: the split of the epsilon among others.
+    let out = analyst(&["result", "get", "1"]);
+    assert!(out.status.success(), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("licence: epsilon 0.500000 is split over 4 noisy values, 0.125000 each"),
+        "{}",
+        out.stderr()
+    );
+
+    // Both tasks' epsilon is spent on chain, and the CLI says what is left.
+    let out = analyst(&["budget", &dataset]);
+    assert!(out.status.success(), "{}", out.stderr());
+    assert_eq!(
+        out.stdout().trim(),
+        format!(
+            "{} on dataset {dataset}: epsilon 1.000000 spent, 0.000000 reserved by running tasks, 9.000000 left of 10.000000",
+            analyst_key().address()
+        )
+    );
+    devnet.shutdown().await;
+}
