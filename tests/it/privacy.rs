@@ -23,6 +23,27 @@ async fn a_dp_licence_releases_noisy_aggregates_and_charges_the_epsilon_on_chain
     let dataset = published["dataset"].as_str().unwrap().to_owned();
     let analyst = |args: &[&str]| strongroom(&devnet, &analyst_dir, &analyst_key(), args);
 
+    // A template its own licence would refuse is refused at publish, before anything is stored.
+    let text = std::fs::read_to_string(DP_POLICY).unwrap();
+    let bad = dir.path().join("bad-template.toml");
+    std::fs::write(&bad, format!("{text}\n[[templates]]\nname = \"rows\"\nsql = \"SELECT email FROM dataset\"\n"))
+        .unwrap();
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["dataset", "publish", SAMPLE, "--policy", bad.to_str().unwrap(), "--price", "0.01ether"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr().contains(&format!(
+            "policy file {}: template `rows` would be refused: refused by the licence, rule row_level_output",
+            bad.display()
+        )),
+        "{}",
+        out.stderr()
+    );
+
     // Without an epsilon the licence releases nothing, and nothing is paid.
     let out = analyst(&["rent", &dataset, "--sql", SQL]);
     assert_eq!(out.status.code(), Some(1));

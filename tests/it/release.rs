@@ -158,8 +158,8 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
         format!("{} signed the deposit but dataset {} is owned by {owner}", analyst_key().address(), published.dataset)
     );
 
-    // A policy this build cannot enforce is refused at deposit, not weakened.
-    let unenforced = format!("{}[[templates]]\nname = \"t\"\nsql = \"SELECT 1\"\n", body_policy());
+    // A policy this build cannot read is refused at deposit, not weakened.
+    let unenforced = body_policy().replace("version = 2", "version = 1");
     let request = strongroom_types::DepositRequest { policy: unenforced, ..request };
     let response =
         reqwest::Client::new().post(format!("{}/v1/deposits", devnet.kms.url())).json(&request).send().await.unwrap();
@@ -167,8 +167,8 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         body["message"],
-        "the deposited policy is refused: malformed licence policy: [[templates]] are not enforced by this \
-         build yet; remove them or publish with a build that checks them"
+        "the deposited policy is refused: malformed licence policy: version 1 (a column allow-list) is not \
+         enforced by this build: write it as version 2, a role per column (see policies/README.md)"
     );
 
     // The policy a dataset is rented under is public, served by its hash.

@@ -354,6 +354,24 @@ async fn open_input(path: &Path, schema: Option<&Schema>) -> Result<DataFrame> {
     Ok(frame)
 }
 
+/// Refuses a policy with a template its own rules refuse on this data: each is called once,
+/// with every argument in the middle of its bounds, through the checker the enclave runs.
+async fn check_templates(policy: &Policy, columns: &[ColumnEntry], file: &Path) -> Result<()> {
+    if policy.templates.is_empty() {
+        return Ok(());
+    }
+    let schema = ColumnEntry::arrow_schema(columns).map_err(|e| ClientError::Internal(e.to_string()))?;
+    for template in &policy.templates {
+        let arguments =
+            template.parameters.iter().map(|p| (p.min / 2 + p.max / 2).to_string()).collect::<Vec<_>>().join(", ");
+        let call = format!("EXECUTE {}({arguments})", template.name);
+        if let Err(refusal) = strongroom_policy::check_on_schema(schema.clone(), &call, policy, None).await {
+            fail!(Input, "policy file {}: template `{}` would be refused: {refusal}", file.display(), template.name);
+        }
+    }
+    Ok(())
+}
+
 /// The key service at `kms_url`, checked to serve the deployment `chain` is on.
 async fn key_service(kms_url: &str, chain: &Chain) -> Result<(KmsClient, KmsInfo)> {
     let kms = KmsClient::new(kms_url)?;
@@ -395,6 +413,7 @@ impl Owner {
         let dataset = chain.dataset_id(signer.address(), salt).await?;
         let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
         let columns = column_entries(&schema);
+        check_templates(&policy, &columns, &req.policy).await?;
 
         // 1. Encrypt and store the objects as the input streams in, then the manifest.
         let dir = version_dir(&req.storage_url, dataset, DataVersion::FIRST);

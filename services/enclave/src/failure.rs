@@ -64,6 +64,15 @@ impl TaskFailure {
     }
 }
 
+impl From<strongroom_policy::Refusal> for TaskFailure {
+    fn from(refusal: strongroom_policy::Refusal) -> Self {
+        match refusal {
+            strongroom_policy::Refusal::Query(error) => Self::Query(error),
+            strongroom_policy::Refusal::Licence(violation) => Self::PolicyViolation(violation),
+        }
+    }
+}
+
 fn quoted(columns: &[String]) -> String {
     columns.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
 }

@@ -17,7 +17,9 @@ use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use strongroom_dataplane::{ColumnEntry, DecryptionFactory, register_encrypted_table, scan_config};
-use strongroom_policy::{DATASET_TABLE, Refusal, check, check_on_schema, plan_sql};
+#[cfg(test)]
+use strongroom_policy::plan_sql;
+use strongroom_policy::{DATASET_TABLE, check, check_on_schema, plan_job};
 use strongroom_types::Policy;
 
 use crate::failure::TaskFailure;
@@ -64,7 +66,7 @@ pub(crate) async fn run_encrypted(
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
     register_encrypted_table(&ctx, DATASET_TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
-    let checked = check(&plan_sql(&ctx, sql).await?, policy, Some(epsilon))?;
+    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, Some(epsilon))?;
     // The keys were asked for the plan made at the key request; the plan run must need no other.
     if let Some(missing) = checked.columns.iter().find(|c| !released.contains(*c)) {
         return Err(TaskFailure::KeyMissing(missing.clone()));
@@ -128,11 +130,7 @@ pub(crate) async fn columns_read(
     policy: &Policy,
 ) -> Result<Vec<String>, TaskFailure> {
     let schema = ColumnEntry::arrow_schema(schema).map_err(DataFusionError::from)?;
-    match check_on_schema(schema, sql, policy, None).await {
-        Ok(checked) => Ok(checked.columns),
-        Err(Refusal::Query(error)) => Err(error.into()),
-        Err(Refusal::Licence(violation)) => Err(violation.into()),
-    }
+    Ok(check_on_schema(schema, sql, policy, None).await?.columns)
 }
 
 #[cfg(test)]

@@ -24,13 +24,13 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
-use datafusion::logical_expr::ExprFunctionExt;
 use datafusion::logical_expr::expr::AggregateFunction as AggregateCall;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Cast, Distinct, Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator, TryCast,
     lit, when,
 };
+use datafusion::logical_expr::{ExprFunctionExt, Statement};
 use strongroom_types::{AggregateFunction, Policy, Role};
 
 use crate::noise::Noise;
@@ -102,6 +102,69 @@ pub async fn plan_sql(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Da
     Ok(ctx.sql_with_options(sql, options).await?.into_unoptimized_plan())
 }
 
+/// Plans a task's job under `policy`: its SQL, or, when the licence has templates, the call
+/// `EXECUTE name(arg, …)` of one of them with each argument a whole number within its
+/// parameter's bounds (the only jobs such a licence allows). The plan is then checked like any
+/// other: an owner-approved query still gets the threshold and the noise.
+pub async fn plan_job(ctx: &SessionContext, job: &str, policy: &Policy) -> Result<LogicalPlan, Refusal> {
+    if policy.templates.is_empty() {
+        return Ok(plan_sql(ctx, job).await?);
+    }
+    let names = policy.templates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+    let only = || format!("this licence allows only its templates, called as EXECUTE name(arguments): {names}");
+    let plan = ctx.state().create_logical_plan(job).await?;
+    let LogicalPlan::Statement(Statement::Execute(call)) = &plan else {
+        return Err(Violation::new(Rule::Template, only(), first_line(job)).into());
+    };
+    let Some(template) = policy.templates.iter().find(|t| t.name == call.name) else {
+        return Err(Violation::new(Rule::Template, only(), &call.name).into());
+    };
+    if call.parameters.len() != template.parameters.len() {
+        return Err(Violation::new(
+            Rule::Template,
+            format!(
+                "template `{}` takes {} arguments ({}), not {}",
+                template.name,
+                template.parameters.len(),
+                template.parameters.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+                call.parameters.len()
+            ),
+            first_line(job),
+        )
+        .into());
+    }
+    let mut values = Vec::with_capacity(call.parameters.len());
+    for (argument, parameter) in call.parameters.iter().zip(&template.parameters) {
+        let value = match argument {
+            Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(v.to_owned()),
+            Expr::Negative(inner) => match inner.as_ref() {
+                Expr::Literal(ScalarValue::Int64(Some(v)), _) => v.to_owned().checked_neg(),
+                _ => None,
+            },
+            _ => None,
+        };
+        match value {
+            Some(v) if (parameter.min..=parameter.max).contains(&v) => values.push(ScalarValue::Int64(Some(v))),
+            _ => {
+                return Err(Violation::new(
+                    Rule::Template,
+                    format!(
+                        "`{}` of template `{}` must be a whole number from {} to {}",
+                        parameter.name, template.name, parameter.min, parameter.max
+                    ),
+                    argument,
+                )
+                .into());
+            }
+        }
+    }
+    Ok(plan_sql(ctx, &template.sql).await?.with_param_values(values)?)
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim()
+}
+
 /// Why a query cannot run: it does not plan (a typo, another table, a write), or it breaks the
 /// licence.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +185,7 @@ pub async fn check_on_schema(
 ) -> Result<Checked, Refusal> {
     let ctx = SessionContext::new();
     ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    Ok(check(&plan_sql(&ctx, sql).await?, policy, epsilon)?)
+    Ok(check(&plan_job(&ctx, sql, policy).await?, policy, epsilon)?)
 }
 
 /// Checks `plan` (from [`plan_sql`], over the table [`DATASET_TABLE`]) against `policy`.

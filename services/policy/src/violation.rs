@@ -37,6 +37,8 @@ pub enum Rule {
     OutputRows,
     /// What differential privacy does not release, or a task without the epsilon it needs.
     DifferentialPrivacy,
+    /// A job that is not a call of one of the licence's templates, or a call out of bounds.
+    Template,
     /// A plan node or expression the checker does not understand: refused, fail closed.
     Unsupported,
 }
@@ -60,6 +62,7 @@ impl Rule {
             Rule::SetOperation => "set_operation",
             Rule::OutputRows => "output_rows",
             Rule::DifferentialPrivacy => "differential_privacy",
+            Rule::Template => "template",
             Rule::Unsupported => "unsupported",
         }
     }

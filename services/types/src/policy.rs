@@ -261,10 +261,17 @@ impl Policy {
             }
         }
         // Refused rather than silently dropped, until this build enforces them.
-        if !self.templates.is_empty() {
-            return Err("[[templates]] are not enforced by this build yet; remove them or publish with a build \
-                        that checks them"
-                .into());
+        let mut names = std::collections::BTreeSet::new();
+        for template in &self.templates {
+            if !names.insert(template.name.as_str()) {
+                return Err(format!("two templates are named `{}`", template.name));
+            }
+            if let Some(p) = template.parameters.iter().find(|p| p.min > p.max) {
+                return Err(format!(
+                    "parameter `{}` of template `{}` has min {} above max {}",
+                    p.name, template.name, p.min, p.max
+                ));
+            }
         }
         Ok(())
     }

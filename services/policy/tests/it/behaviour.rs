@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use strongroom_dataplane::ColumnEntry;
-use strongroom_policy::{Refusal, check, check_on_schema, plan_sql};
+use strongroom_policy::{Refusal, check, check_on_schema, plan_job};
 use strongroom_types::Policy;
 
 fn policies_dir() -> PathBuf {
@@ -120,16 +120,21 @@ async fn fixture() -> SessionContext {
 
 /// What the case got: rows as lines, or the refusal or error message.
 async fn verdict(ctx: &SessionContext, policy: &Policy, epsilon: u64, sql: &str) -> (String, Vec<String>) {
-    let plan = plan_sql(ctx, sql).await;
+    let plan = plan_job(ctx, sql, policy).await;
     // The preflight decides on the schema as the manifest records it, with no data: it must
     // decide exactly as the check on the table itself.
     let preflight = check_on_schema(manifest_schema(ctx).await, sql, policy, Some(epsilon)).await;
     let plan = match plan {
         Ok(plan) => plan,
-        Err(e) => {
+        Err(Refusal::Query(e)) => {
             let Err(Refusal::Query(p)) = preflight else { panic!("the preflight plans `{sql}`, the table does not") };
             assert_eq!(p.to_string(), e.to_string(), "the preflight's error for `{sql}`");
             return ("error".into(), lines_of(&e.to_string()));
+        }
+        Err(Refusal::Licence(violation)) => {
+            let Err(Refusal::Licence(p)) = preflight else { panic!("the preflight does not refuse `{sql}`") };
+            assert_eq!(p, violation, "the preflight's refusal of `{sql}`");
+            return ("refused".into(), lines_of(&violation.to_string()));
         }
     };
     let checked = match check(&plan, policy, Some(epsilon)) {
