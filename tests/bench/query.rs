@@ -5,7 +5,11 @@
 //! datasets are published — then runs the same queries through DataFusion on both, the
 //! encrypted copy through the enclave's decryption factory, decrypting while scanning.
 //! Prints one line per query (best of `STRONGROOM_TPCH_RUNS`, default 5, interleaved) and last
-//! `query-overhead: geomean=<ratio> max=<ratio> sf=<sf>`.
+//! `query-overhead: geomean=<ratio> max=<ratio> sf=<sf>`. Then the TPC-H aggregates that a
+//! licence on `lineitem` allows (Q1 and Q6 with their computed sums left out) run on the
+//! encrypted copy twice, as they are and checked and rewritten by the licence checker (the
+//! threshold, then differential privacy), and it prints
+//! `policy-overhead: geomean=<ratio> max=<ratio> sf=<sf>`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -119,6 +123,48 @@ struct Ingest {
     time: Duration,
 }
 
+/// A licence on lineitem: each line its own unit (no identifier), prices measures.
+const LINEITEM_POLICY: &str = r#"
+version = 2
+name = "lineitem"
+[columns]
+l_returnflag = "dimension"
+l_linestatus = "dimension"
+l_shipdate = "dimension"
+l_discount = "filter"
+l_quantity = "filter"
+l_extendedprice = { role = "measure", bounds = [0, 200000] }
+l_tax = { role = "measure", bounds = [0, 1] }
+[aggregation]
+functions = ["count", "sum", "avg"]
+min_group_size = 10
+"#;
+
+const LINEITEM_DP: &str = r#"
+[differential_privacy]
+required = true
+delta = 1e-6
+max_groups_per_unit = 1
+max_rows_per_unit = 1
+"#;
+
+/// Q1 and Q6 as the licence allows them: sums and averages of columns as they are.
+const LICENSED_QUERIES: [(&str, &str); 2] = [
+    (
+        "q1-licensed",
+        "select l_returnflag, l_linestatus, sum(l_extendedprice) as sum_base_price, avg(l_extendedprice) as avg_price, \
+         avg(l_tax) as avg_tax, count(*) as count_order from dataset \
+         where l_shipdate <= date '1998-12-01' - interval '90' day \
+         group by l_returnflag, l_linestatus order by l_returnflag, l_linestatus",
+    ),
+    (
+        "q6-licensed",
+        "select sum(l_extendedprice) as revenue from dataset \
+         where l_shipdate >= date '1994-01-01' and l_shipdate < date '1995-01-01' \
+         and l_discount between 0.05 and 0.07 and l_quantity < 24",
+    ),
+];
+
 fn main() -> anyhow::Result<()> {
     let sf: f64 = std::env::var("STRONGROOM_TPCH_SF").ok().map(|s| s.parse()).transpose()?.unwrap_or(1.0);
     let runs: usize = std::env::var("STRONGROOM_TPCH_RUNS").ok().map(|s| s.parse()).transpose()?.unwrap_or(5);
@@ -207,6 +253,45 @@ fn main() -> anyhow::Result<()> {
         let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
         let max = ratios.iter().cloned().fold(f64::MIN, f64::max);
         println!("query-overhead: geomean={geomean:.3} max={max:.3} sf={sf}");
+
+        // The licensed queries read lineitem as the table `dataset`, encrypted.
+        let lineitem = &written["lineitem"];
+        let objects = std::fs::read_dir(enc_dir.join("lineitem"))?
+            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let factory = DecryptionFactory::new(lineitem.keys.clone(), lineitem.dataset, DataVersion::FIRST, objects);
+        let url = format!("{}/", enc_dir.join("lineitem").to_str().expect("UTF-8 temp path"));
+        dataplane::register_encrypted_table(&enc_ctx, strongroom_policy::DATASET_TABLE, &url, factory).await?;
+        let mut ratios = Vec::new();
+        for (label, policy) in
+            [("threshold", LINEITEM_POLICY.to_owned()), ("dp", format!("{LINEITEM_POLICY}{LINEITEM_DP}"))]
+        {
+            let policy = strongroom_types::Policy::parse(&policy)?;
+            for (name, sql) in LICENSED_QUERIES {
+                let (mut best_open, mut best_checked) = (Duration::MAX, Duration::MAX);
+                let mut rows = (0, 0);
+                for _ in 0..runs {
+                    let (t, n) = time(&enc_ctx, sql).await?;
+                    best_open = best_open.min(t);
+                    rows.0 = n;
+                    let (t, n) = time_checked(&enc_ctx, sql, &policy).await?;
+                    best_checked = best_checked.min(t);
+                    rows.1 = n;
+                }
+                anyhow::ensure!(rows.0 == rows.1, "{name} {label}: unchecked gave {} rows, checked {}", rows.0, rows.1);
+                let ratio = best_checked.as_secs_f64() / best_open.as_secs_f64();
+                ratios.push(ratio);
+                println!(
+                    "{name}-{label}: encrypted_ms={:.1} checked_ms={:.1} ratio={ratio:.3} rows={}",
+                    best_open.as_secs_f64() * 1e3,
+                    best_checked.as_secs_f64() * 1e3,
+                    rows.0
+                );
+            }
+        }
+        let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+        let max = ratios.iter().cloned().fold(f64::MIN, f64::max);
+        println!("policy-overhead: geomean={geomean:.3} max={max:.3} sf={sf}");
         anyhow::Ok(())
     })
 }
@@ -290,6 +375,19 @@ async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::R
         }
     }
     Ok(ctx)
+}
+
+/// Plans `sql`, checks and rewrites it under `policy` (epsilon 1), and runs it, as the enclave does.
+async fn time_checked(
+    ctx: &SessionContext,
+    sql: &str,
+    policy: &strongroom_types::Policy,
+) -> anyhow::Result<(Duration, usize)> {
+    let started = Instant::now();
+    let plan = strongroom_policy::plan_job(ctx, sql, policy).await?;
+    let checked = strongroom_policy::check(&plan, policy, Some(1_000_000))?;
+    let batches = ctx.execute_logical_plan(checked.plan).await?.collect().await?;
+    Ok((started.elapsed(), batches.iter().map(|b| b.num_rows()).sum()))
 }
 
 async fn time(ctx: &SessionContext, sql: &str) -> anyhow::Result<(Duration, usize)> {
