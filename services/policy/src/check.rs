@@ -69,6 +69,29 @@ const SCALAR_FUNCTIONS: &[&str] = &[
     "date_part",
 ];
 
+/// The argument positions of an allowed function that may depend on a row; the others (a
+/// length, a precision, a date part) must be constants, or a value chosen by CASE could make the
+/// function fail on one row only, and the failure tell that the row exists.
+fn row_arguments(function: &str) -> Option<usize> {
+    match function {
+        "substr" | "left" | "right" | "round" | "trunc" => Some(0),
+        "date_trunc" | "date_part" => Some(1),
+        _ => None,
+    }
+}
+
+fn constant_options(function: &str, args: &[Expr], expr: &Expr) -> Result<(), Violation> {
+    let Some(data) = row_arguments(function) else { return Ok(()) };
+    match args.iter().enumerate().find(|(i, a)| *i != data && !a.column_refs().is_empty()) {
+        Some((i, _)) => Err(Violation::new(
+            Rule::ScalarFunction,
+            format!("argument {} of `{function}` must be a constant", i + 1),
+            expr,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A query that holds the licence, rewritten to enforce it.
 #[derive(Debug, Clone)]
 pub struct Checked {
@@ -508,8 +531,11 @@ impl Checker<'_> {
         private: Private,
     ) -> Result<LogicalPlan, Violation> {
         let identifier = self.policy.identifier().map(|id| Column::new(Some(DATASET_TABLE), id));
+        let mut predicates = predicates;
         if let Some(identifier) = &identifier {
             self.columns.insert(identifier.name.clone());
+            // Rows without a unit would all merge into one, whose contribution is unbounded.
+            predicates.push(Expr::Column(identifier.clone()).is_not_null());
         }
         // What each call releases, and the noisy values it needs.
         let mut measurements = 1; // the units, for the threshold
@@ -679,9 +705,8 @@ impl Checker<'_> {
         }
         let (units_t, units_s) = share(units);
         let scale_units = units_t as f64 / units_s as f64;
-        let tau = (1.0 + scale_units * (units as f64 / (2.0 * delta)).ln())
-            .ceil()
-            .max(self.policy.aggregation.min_group_size as f64);
+        let tau =
+            (1.0 + scale_units * (units as f64 / delta).ln()).ceil().max(self.policy.aggregation.min_group_size as f64);
         let min_group_size = self.policy.aggregation.min_group_size;
         let built = level
             .project(noised)
@@ -735,7 +760,13 @@ impl Checker<'_> {
                 Expr::Column(_) if place == Place::Post => Ok(()),
                 Expr::AggregateFunction(_) if place == Place::Post => Ok(()),
                 Expr::Column(column) => self.check_column(&column.name, place, expr),
-                Expr::ScalarFunction(f) if SCALAR_FUNCTIONS.contains(&f.name()) => Ok(()),
+                Expr::ScalarFunction(f) if SCALAR_FUNCTIONS.contains(&f.name()) => {
+                    constant_options(f.name(), &f.args, e)
+                }
+                // A pattern that depends on a row could fail to compile on some rows only.
+                Expr::Like(like) | Expr::SimilarTo(like) if !like.pattern.column_refs().is_empty() => {
+                    Err(Violation::new(Rule::ScalarFunction, "a LIKE or SIMILAR TO pattern must be a constant", e))
+                }
                 Expr::ScalarFunction(f) => Err(Violation::new(
                     Rule::ScalarFunction,
                     format!(

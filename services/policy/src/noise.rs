@@ -139,7 +139,8 @@ impl ScalarUDFImpl for Noise {
                     return exec_err!("strongroom_noise on a count needs Int64");
                 };
                 let mut noise = || i64::try_from(discrete_laplace(&mut rng, self.t, self.s)).unwrap_or(i64::MAX);
-                Arc::new(counts.iter().map(|v| v.map(|v| v.saturating_add(noise()))).collect::<Int64Array>())
+                // NULL is noised as 0: a NULL passed through would tell an empty group apart.
+                Arc::new(counts.iter().map(|v| Some(v.unwrap_or(0).saturating_add(noise()))).collect::<Int64Array>())
             }
             Some(bits) => {
                 let grid = f64::from_bits(bits);
@@ -149,10 +150,9 @@ impl ScalarUDFImpl for Noise {
                 Arc::new(
                     sums.iter()
                         .map(|v| {
-                            v.map(|v| {
-                                let cells = (v / grid).round() + discrete_laplace(&mut rng, self.t, self.s) as f64;
-                                cells * grid
-                            })
+                            let v = v.unwrap_or(0.0);
+                            let cells = (v / grid).round() + discrete_laplace(&mut rng, self.t, self.s) as f64;
+                            Some(cells * grid)
                         })
                         .collect::<Float64Array>(),
                 )
