@@ -256,12 +256,7 @@ fn main() -> anyhow::Result<()> {
 
         // The licensed queries read lineitem as the table `dataset`, encrypted.
         let lineitem = &written["lineitem"];
-        let objects = std::fs::read_dir(enc_dir.join("lineitem"))?
-            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-            .collect::<std::io::Result<Vec<_>>>()?;
-        let factory = DecryptionFactory::new(lineitem.keys.clone(), lineitem.dataset, DataVersion::FIRST, objects);
-        let url = format!("{}/", enc_dir.join("lineitem").to_str().expect("UTF-8 temp path"));
-        dataplane::register_encrypted_table(&enc_ctx, strongroom_policy::DATASET_TABLE, &url, factory).await?;
+        register_encrypted(&enc_ctx, &enc_dir, "lineitem", lineitem, strongroom_policy::DATASET_TABLE).await?;
         let mut ratios = Vec::new();
         for (label, policy) in
             [("threshold", LINEITEM_POLICY.to_owned()), ("dp", format!("{LINEITEM_POLICY}{LINEITEM_DP}"))]
@@ -364,13 +359,7 @@ async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::R
     for (name, _, _) in tables(0.0) {
         let url = format!("{}/", dir.join(name).to_str().expect("UTF-8 temp path"));
         match keys.and_then(|k| k.get(name)) {
-            Some(w) => {
-                let objects = std::fs::read_dir(dir.join(name))?
-                    .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-                    .collect::<std::io::Result<Vec<_>>>()?;
-                let factory = DecryptionFactory::new(w.keys.clone(), w.dataset, DataVersion::FIRST, objects);
-                dataplane::register_encrypted_table(&ctx, name, &url, factory).await?;
-            }
+            Some(w) => register_encrypted(&ctx, dir, name, w, name).await?,
             None => ctx.register_parquet(name, &url, ParquetReadOptions::default()).await?,
         }
     }
@@ -378,6 +367,23 @@ async fn context(dir: &Path, keys: Option<&HashMap<&str, Written>>) -> anyhow::R
 }
 
 /// Plans `sql`, checks and rewrites it under `policy` (epsilon 1), and runs it, as the enclave does.
+/// Registers the encrypted objects of table `name` under `dir` as `as_table`, read through their
+/// decryption factory.
+async fn register_encrypted(
+    ctx: &SessionContext,
+    dir: &Path,
+    name: &str,
+    written: &Written,
+    as_table: &str,
+) -> anyhow::Result<()> {
+    let objects = std::fs::read_dir(dir.join(name))?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let factory = DecryptionFactory::new(written.keys.clone(), written.dataset, DataVersion::FIRST, objects);
+    let url = format!("{}/", dir.join(name).to_str().expect("UTF-8 temp path"));
+    Ok(dataplane::register_encrypted_table(ctx, as_table, &url, factory).await?)
+}
+
 async fn time_checked(
     ctx: &SessionContext,
     sql: &str,

@@ -412,7 +412,7 @@ impl Owner {
         let salt = req.salt.unwrap_or_else(random_salt);
         let dataset = chain.dataset_id(signer.address(), salt).await?;
         let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
-        let columns = column_entries(&schema);
+        let columns = ColumnEntry::of_schema(&schema);
         check_templates(&policy, &columns, &req.policy).await?;
 
         // 1. Encrypt and store the objects as the input streams in, then the manifest.
@@ -491,18 +491,6 @@ impl Owner {
             register_gas: outcome.gas_used,
         })
     }
-}
-
-fn column_entries(schema: &SchemaRef) -> Vec<ColumnEntry> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| ColumnEntry {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            key_id: strongroom_types::KeyId::column(f.name()),
-        })
-        .collect()
 }
 
 /// Encrypts batches into objects and stores each one as soon as it is complete, so memory holds

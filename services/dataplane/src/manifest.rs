@@ -14,6 +14,19 @@ pub struct ColumnEntry {
 }
 
 impl ColumnEntry {
+    /// The entries of `schema`'s columns, each with its own key, as a manifest lists them.
+    pub fn of_schema(schema: &arrow::datatypes::Schema) -> Vec<ColumnEntry> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| ColumnEntry {
+                name: f.name().clone(),
+                data_type: f.data_type().to_string(),
+                key_id: KeyId::column(f.name()),
+            })
+            .collect()
+    }
+
     /// The columns as the query engine plans on them (every column nullable): the schema a
     /// query is checked against before any object is read.
     pub fn arrow_schema(columns: &[ColumnEntry]) -> Result<arrow::datatypes::SchemaRef, arrow::error::ArrowError> {

@@ -28,12 +28,12 @@ use crate::failure::TaskFailure;
 /// spilling would write plaintext to the host's disk.
 const QUERY_MEMORY_LIMIT: usize = 1 << 30;
 
-/// A DataFusion session with a memory cap and no disk manager: no spill files, ever.
 #[cfg(test)]
 fn enclave_context(memory_limit: usize) -> Result<SessionContext, DataFusionError> {
     enclave_context_with(SessionConfig::new(), memory_limit)
 }
 
+/// A DataFusion session with a memory cap and no disk manager: no spill files, ever.
 fn enclave_context_with(config: SessionConfig, memory_limit: usize) -> Result<SessionContext, DataFusionError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(memory_limit, 1.0)

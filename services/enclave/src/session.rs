@@ -335,15 +335,7 @@ mod tests {
 
     /// Runs the checks and the query as for a task rented against `manifest` (the chain's copy).
     fn run(keys: &DatasetKeys, manifest: &Manifest, objects: Vec<bytes::Bytes>) -> Result<ResultPayload, String> {
-        run_sql(keys, manifest, objects, SQL)
-    }
-
-    fn run_sql(
-        keys: &DatasetKeys,
-        manifest: &Manifest,
-        objects: Vec<bytes::Bytes>,
-        sql: &[u8],
-    ) -> Result<ResultPayload, String> {
+        let sql = SQL;
         let (stored, digest) = manifest.to_stored();
         let facts = TaskFacts {
             chain_id: 1,

@@ -40,7 +40,7 @@ use crate::{Rule, Violation};
 pub const DATASET_TABLE: &str = "dataset";
 
 /// The column the rewrite adds to the aggregate: each group's distinct privacy units.
-pub const UNITS_COLUMN: &str = "__strongroom_units";
+const UNITS_COLUMN: &str = "__strongroom_units";
 
 /// Scalar functions a query may apply to dimension and filter columns (bucketing, date parts,
 /// string tidying). Measures and the identifier never go through a function.

@@ -19,6 +19,5 @@ mod check;
 mod noise;
 mod violation;
 
-pub use check::{Checked, DATASET_TABLE, Refusal, UNITS_COLUMN, check, check_on_schema, plan_job, plan_sql};
-pub use noise::discrete_laplace;
+pub use check::{Checked, DATASET_TABLE, Refusal, check, check_on_schema, plan_job, plan_sql};
 pub use violation::{Rule, Violation};

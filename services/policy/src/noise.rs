@@ -17,7 +17,7 @@ use rand::{Rng, RngCore};
 
 /// An integer `x` with probability proportional to `exp(-|x| · s / t)`: the discrete Laplace
 /// of scale `t / s`. Both must be at least 1.
-pub fn discrete_laplace<R: RngCore + ?Sized>(rng: &mut R, t: u128, s: u128) -> i128 {
+pub(crate) fn discrete_laplace<R: RngCore + ?Sized>(rng: &mut R, t: u128, s: u128) -> i128 {
     assert!(t >= 1 && s >= 1, "a discrete Laplace scale t/s needs t, s >= 1");
     loop {
         let u = uniform_below(rng, t);

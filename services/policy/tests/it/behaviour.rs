@@ -167,17 +167,7 @@ async fn verdict(ctx: &SessionContext, policy: &Policy, epsilon: u64, sql: &str)
 /// The fixture's schema as a manifest lists it (names and type names) and the preflight reads it.
 async fn manifest_schema(ctx: &SessionContext) -> datafusion::arrow::datatypes::SchemaRef {
     let table = ctx.table(strongroom_policy::DATASET_TABLE).await.unwrap();
-    let columns: Vec<ColumnEntry> = table
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| ColumnEntry {
-            name: f.name().clone(),
-            data_type: f.data_type().to_string(),
-            key_id: strongroom_types::KeyId::column(f.name()),
-        })
-        .collect();
-    ColumnEntry::arrow_schema(&columns).unwrap()
+    ColumnEntry::arrow_schema(&ColumnEntry::of_schema(table.schema().as_arrow())).unwrap()
 }
 
 fn lines_of(message: &str) -> Vec<String> {
