@@ -9,6 +9,7 @@ import {
     DatasetOffer,
     PoolOffer,
     AppOffer,
+    Outcome,
     Rental,
     TaskParams,
     QUOTE_TYPE_SIMULATED
@@ -135,8 +136,8 @@ contract GasBench is Script {
         bytes32 digest = keccak256(abi.encode("result", id));
         bytes memory auth = _sig(OPERATOR, sr.hashAuthorization(id, vm.addr(ENCLAVE)));
         string memory location = "file:///results/1";
-        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, false, location));
+        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, Outcome.Completed, location));
         vmx.broadcast(OPERATOR);
-        sr.submitResult(t, id, digest, location, auth, res, false);
+        sr.submitResult(t, id, digest, location, auth, res, Outcome.Completed);
     }
 }

@@ -13,6 +13,7 @@ import {
     Dataset,
     DatasetOffer,
     JobKind,
+    Outcome,
     Pool,
     PoolOffer,
     Quote,
@@ -72,7 +73,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         uint256 indexed taskId, bytes32 indexed dataset, bytes32 indexed pool, TaskParams params, bytes spec
     );
     event ResultSubmitted(
-        uint256 indexed taskId, address indexed enclave, bytes32 digest, string location, bool failed
+        uint256 indexed taskId, address indexed enclave, bytes32 digest, string location, Outcome outcome
     );
     /// `amount` is everything credited to the analyst: the three prices plus `slashed`, the
     /// pool stake the task had locked.
@@ -85,7 +86,7 @@ contract Strongroom is EnclaveRegistry, Offers {
 
     bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
     bytes32 private constant RESULT_TYPEHASH =
-        keccak256("Result(uint256 taskId,bytes32 digest,bool failed,string location)");
+        keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)");
 
     bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
     /// abi.encode(TaskParams) is 20 words: every member is a value type.
@@ -157,10 +158,9 @@ contract Strongroom is EnclaveRegistry, Offers {
     /// enclave's signature so that a relay (or a front-runner copying the signatures from the
     /// mempool) cannot settle the task with a location the analyst would never find.
     /// @param authSig Pool operator's `Authorization(taskId, enclave)`.
-    /// @param enclaveSig Enclave's `Result(taskId, digest, failed, location)`.
-    /// @param failed True when the enclave attests that the job itself failed: the pool is
-    /// still paid for the compute, the dataset and app prices go back to the analyst, and no
-    /// epsilon is spent (no result was released).
+    /// @param enclaveSig Enclave's `Result(taskId, digest, outcome, location)`.
+    /// @param outcome What the enclave attests (see `Outcome`). The pool is paid for the compute
+    /// whatever it is.
     function submitResult(
         TaskParams calldata task,
         uint256 taskId,
@@ -168,16 +168,16 @@ contract Strongroom is EnclaveRegistry, Offers {
         string calldata location,
         bytes calldata authSig,
         bytes calldata enclaveSig,
-        bool failed
+        Outcome outcome
     ) external {
         bytes32 committed = _activeTask(task, taskId);
         uint64 deadline = task.deadline;
         if (block.timestamp > deadline) revert DeadlinePassed(taskId, deadline);
-        address enclave = _checkAttestation(task, taskId, digest, failed, location, authSig, enclaveSig);
+        address enclave = _checkAttestation(task, taskId, digest, outcome, location, authSig, enclaveSig);
 
-        _commitments[taskId] = committed | _statusWord(failed ? TaskStatus.Failed : TaskStatus.Completed);
-        _settle(task, taskId, failed);
-        emit ResultSubmitted(taskId, enclave, digest, location, failed);
+        _commitments[taskId] = committed | _statusWord(_statusOf(outcome));
+        _settle(task, taskId, outcome);
+        emit ResultSubmitted(taskId, enclave, digest, location, outcome);
     }
 
     /// @notice Refund a task nobody settled in time. Anyone may trigger it; the funds only ever
@@ -242,15 +242,15 @@ contract Strongroom is EnclaveRegistry, Offers {
         return _hashTypedDataV4(keccak256(abi.encode(AUTHORIZATION_TYPEHASH, taskId, enclave)));
     }
 
-    /// EIP-712 `Result(uint256 taskId,bytes32 digest,bool failed,string location)`: the string
-    /// enters the struct hash as keccak256 of its bytes.
-    function hashResult(uint256 taskId, bytes32 digest, bool failed, string calldata location)
+    /// EIP-712 `Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)`: the
+    /// outcome enters as its `uint8`, the string as keccak256 of its bytes.
+    function hashResult(uint256 taskId, bytes32 digest, Outcome outcome, string calldata location)
         public
         view
         returns (bytes32)
     {
         return _hashTypedDataV4(
-            keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, failed, keccak256(bytes(location))))
+            keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, outcome, keccak256(bytes(location))))
         );
     }
 
@@ -471,12 +471,12 @@ contract Strongroom is EnclaveRegistry, Offers {
         TaskParams calldata task,
         uint256 taskId,
         bytes32 digest,
-        bool failed,
+        Outcome outcome,
         string calldata location,
         bytes calldata authSig,
         bytes calldata enclaveSig
     ) private view returns (address enclave) {
-        enclave = Signatures.recover(hashResult(taskId, digest, failed, location), enclaveSig);
+        enclave = Signatures.recover(hashResult(taskId, digest, outcome, location), enclaveSig);
         if (enclave == address(0)) revert InvalidEnclaveSignature();
         if (!_isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
         bytes32 pinned = task.measurement;
@@ -491,11 +491,13 @@ contract Strongroom is EnclaveRegistry, Offers {
     }
 
     /// Pays the parties recorded at rent, moves the epsilon reservation and unlocks the stake.
-    function _settle(TaskParams calldata task, uint256 taskId, bool failed) private {
+    function _settle(TaskParams calldata task, uint256 taskId, Outcome outcome) private {
         uint64 epsilon = task.epsilon;
-        // The pool is paid for the compute either way.
+        // The pool is paid for the compute whatever the outcome.
         _credit(task.poolOperator, task.poolPrice);
-        if (failed) {
+        // Only a job refused before it read the data gives the prices and the epsilon back; a
+        // failure while running may tell something of the data (see `Outcome.Failed`).
+        if (outcome == Outcome.Refused) {
             _credit(task.analyst, uint256(task.datasetPrice) + task.appPrice);
             if (epsilon != 0) _releasePrivacy(task.dataset, task.analyst, epsilon, taskId);
         } else {
@@ -507,6 +509,12 @@ contract Strongroom is EnclaveRegistry, Offers {
         // casting to 'uint96' is safe because the stake was locked out of a uint96 amount at rent
         // forge-lint: disable-next-line(unsafe-typecast)
         if (stake != 0) _pools[task.pool].free += uint96(stake);
+    }
+
+    function _statusOf(Outcome outcome) private pure returns (TaskStatus) {
+        if (outcome == Outcome.Completed) return TaskStatus.Completed;
+        if (outcome == Outcome.Refused) return TaskStatus.Refused;
+        return TaskStatus.Failed;
     }
 
     function _statusWord(TaskStatus status) private pure returns (bytes32) {

@@ -11,7 +11,22 @@ enum TaskStatus {
     Active,
     Completed,
     Failed,
-    Refunded
+    Refunded,
+    Refused
+}
+
+/// What an enclave attests of a task it was given, signed in its `Result`.
+enum Outcome {
+    /// The job ran; its result is sealed to the analyst. The prices are paid, the epsilon spent.
+    Completed,
+    /// The job was refused before any of the data was read: by the licence, or because the job,
+    /// manifest, policy or keys were not the ones rented. Nothing was learnt of the data, so the
+    /// dataset and app prices go back and the epsilon is released.
+    Refused,
+    /// The job failed while running on the data. It is settled as `Completed` is: whether a
+    /// query fails can depend on the data, so a failure tells something of it, and one that cost
+    /// less than a result would be a cheap probe (under differential privacy, a free one).
+    Failed
 }
 
 enum JobKind {

@@ -6,7 +6,7 @@ import {VmExt} from "./utils/VmExt.sol";
 import {DatasetRegistry} from "../src/DatasetRegistry.sol";
 import {Offers} from "../src/Offers.sol";
 import {
-    Strongroom, DatasetOffer, PoolOffer, AppOffer, Rental, TaskParams, TaskStatus
+    Strongroom, DatasetOffer, PoolOffer, AppOffer, Outcome, Rental, TaskParams, TaskStatus
 } from "../src/Strongroom.sol";
 
 /// Fuzzing of offer matching and restrictions.
@@ -398,7 +398,7 @@ contract FuzzTest is Fixture {
     // Privacy budget
     // ------------------------------------------------------------------
 
-    /// Random epsilons, settled, failed, refunded or left open: the ledger follows a model and
+    /// Random epsilons, settled, refused, failed, refunded or left open: the ledger follows a model and
     /// spent + reserved never exceeds the budget.
     function testFuzz_PrivacyLedger(uint256 seed) public {
         uint256 spent;
@@ -430,12 +430,15 @@ contract FuzzTest is Fixture {
             assertTrue(ok);
             uint256 taskId = sr.taskCount();
             TaskParams memory t = _expectedParams(r);
-            uint256 outcome = (rnd >> 128) % 4;
+            uint256 outcome = (rnd >> 128) % 5;
             if (outcome == 0) {
-                _submit(t, taskId, false);
+                _submit(t, taskId, Outcome.Completed);
                 spent += r.epsilon;
             } else if (outcome == 1) {
-                _submit(t, taskId, true);
+                _submit(t, taskId, Outcome.Refused);
+            } else if (outcome == 4) {
+                _submit(t, taskId, Outcome.Failed); // failed while running: the epsilon is spent
+                spent += r.epsilon;
             } else if (outcome == 2) {
                 uint256 back = block.timestamp;
                 vm.warp(uint256(t.deadline) + 1);

@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {console2 as console} from "forge-std/console2.sol";
 import {Fixture} from "./utils/Fixture.sol";
-import {DatasetOffer, PoolOffer, AppOffer, Rental, TaskParams} from "../src/Strongroom.sol";
+import {DatasetOffer, PoolOffer, AppOffer, Outcome, Rental, TaskParams} from "../src/Strongroom.sol";
 
 /// Gas report: ten SQL tasks on the same offers and accounts, one app task and one refund,
 /// as transaction gas (21,000 + calldata + execution).
@@ -49,9 +49,9 @@ contract GasTest is Fixture {
 
     function _submitGas(TaskParams memory t, uint256 taskId) internal returns (uint256 gas) {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
-        bytes memory data = abi.encodeCall(sr.submitResult, (t, taskId, DIGEST, LOCATION, auth, res, false));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
+        bytes memory data = abi.encodeCall(sr.submitResult, (t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed));
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         gas = _txGas(data);
     }
 

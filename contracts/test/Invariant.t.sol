@@ -14,6 +14,7 @@ import {
     DatasetOffer,
     PoolOffer,
     AppOffer,
+    Outcome,
     Rental,
     TaskParams,
     TaskStatus,
@@ -326,13 +327,14 @@ contract Handler {
     }
 
     /// Settle a random task, sometimes with a wrong signer; settled or refunded tasks must refuse.
-    function submit(uint256 seed, bool failed) external action {
+    function submit(uint256 seed, uint8 outcomeSeed) external action {
+        Outcome outcome = Outcome(outcomeSeed % 3);
         if (tasks.length == 0) return;
         TaskRec storage rec = _pick(seed);
         bool forgeAuth = _mix(seed) % 5 == 0;
         (, uint64 expiresAt) = sr.enclaves(vm.addr(ENCLAVE_PK));
         if (block.timestamp >= expiresAt) _registerEnclave();
-        (bool ok, bytes memory ret) = address(sr).call(_submitCall(rec, seed, failed, forgeAuth));
+        (bool ok, bytes memory ret) = address(sr).call(_submitCall(rec, seed, outcome, forgeAuth));
         bool expectOk = rec.payouts == 0 && !forgeAuth && block.timestamp <= rec.params.deadline;
         if (!ok) {
             if (expectOk) {
@@ -355,26 +357,27 @@ contract Handler {
         if (rec.payouts != 0) doublePayout = true;
         rec.payouts++;
         settlements++;
-        _settleModel(rec.params, failed);
+        _settleModel(rec.params, outcome);
     }
 
-    function _submitCall(TaskRec storage rec, uint256 seed, bool failed, bool forgeAuth)
+    function _submitCall(TaskRec storage rec, uint256 seed, Outcome outcome, bool forgeAuth)
         internal
         returns (bytes memory)
     {
         bytes32 digest = keccak256(abi.encode(seed));
         uint256 authPk = forgeAuth ? ENCLAVE_PK : operatorKeyOf[rec.params.pool];
         bytes memory auth = _sig(authPk, sr.hashAuthorization(rec.id, vm.addr(ENCLAVE_PK)));
-        bytes memory res = _sig(ENCLAVE_PK, sr.hashResult(rec.id, digest, failed, "loc"));
-        return abi.encodeCall(sr.submitResult, (rec.params, rec.id, digest, "loc", auth, res, failed));
+        bytes memory res = _sig(ENCLAVE_PK, sr.hashResult(rec.id, digest, outcome, "loc"));
+        return abi.encodeCall(sr.submitResult, (rec.params, rec.id, digest, "loc", auth, res, outcome));
     }
 
-    function _settleModel(TaskParams memory t, bool failed) internal {
+    function _settleModel(TaskParams memory t, Outcome outcome) internal {
         ghostEscrow -= uint256(t.datasetPrice) + t.poolPrice + t.appPrice;
         ghostLocked[t.pool] -= t.stake;
         _credit(t.poolOperator, t.poolPrice);
         ghostReserved[t.dataset][t.analyst] -= t.epsilon;
-        if (failed) {
+        // A job refused before reading the data is given back; any other outcome is paid.
+        if (outcome == Outcome.Refused) {
             _credit(t.analyst, uint256(t.datasetPrice) + t.appPrice);
         } else {
             _credit(t.datasetOwner, t.datasetPrice);

@@ -17,6 +17,7 @@ import {
     DatasetOffer,
     PoolOffer,
     AppOffer,
+    Outcome,
     Rental,
     TaskParams
 } from "../src/Strongroom.sol";
@@ -674,17 +675,17 @@ contract StrongroomTest is Fixture {
         assertEq(sr.hashAuthorization(7, enclave), _typed(aHash));
         bytes32 rHash = keccak256(
             abi.encode(
-                keccak256("Result(uint256 taskId,bytes32 digest,bool failed,string location)"),
+                keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)"),
                 7,
                 DIGEST,
-                true,
+                uint8(Outcome.Refused),
                 keccak256(bytes(LOCATION))
             )
         );
-        assertEq(sr.hashResult(7, DIGEST, true, LOCATION), _typed(rHash));
+        assertEq(sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION), _typed(rHash));
         // The location is signed too: another one is another digest.
-        assertTrue(sr.hashResult(7, DIGEST, true, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, true, LOCATION));
-        assertTrue(sr.hashResult(7, DIGEST, true, "") != sr.hashResult(7, DIGEST, true, LOCATION));
+        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION));
+        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, "") != sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION));
     }
 
     function test_HashTaskParams() public {

@@ -12,6 +12,7 @@ import {
     DatasetOffer,
     PoolOffer,
     AppOffer,
+    Outcome,
     Rental,
     TaskParams,
     TaskStatus,
@@ -101,11 +102,11 @@ contract TasksTest is Fixture {
         sr.rentApp{value: value}(d, dSig, p, pSig, a, aSig, r);
     }
 
-    function _expectSubmitRevert(TaskParams memory t, uint256 taskId, bool failed, bytes memory err) internal {
+    function _expectSubmitRevert(TaskParams memory t, uint256 taskId, Outcome outcome, bytes memory err) internal {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, failed, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, outcome, LOCATION);
         vm.expectRevert(err);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, failed);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, outcome);
     }
 
     /// What `rent` must commit to for the default offers and rental at the current time.
@@ -193,7 +194,7 @@ contract TasksTest is Fixture {
         (uint256 taskId, TaskParams memory t) = _rentWith(d, p, _rental(), 0);
         assertEq(uint256(t.stake), 0);
         assertEq(_locked(), 0);
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
         assertEq(sr.balances(datasetOwner), 0);
         assertEq(sr.balances(operator), 0);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
@@ -547,7 +548,7 @@ contract TasksTest is Fixture {
         assertEq(t.jobHash, keccak256(r.spec));
         assertEq(address(sr).balance, STAKE + APP_TOTAL);
 
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
         assertEq(sr.balances(appOwner), APP_PRICE);
         assertEq(sr.balances(datasetOwner), DATASET_PRICE);
         assertEq(sr.balances(operator), POOL_PRICE);
@@ -555,7 +556,7 @@ contract TasksTest is Fixture {
 
     function test_RentApp_AttestedFailureReturnsAppPrice() public {
         (uint256 taskId, TaskParams memory t) = _rentApp();
-        _submit(t, taskId, true);
+        _submit(t, taskId, Outcome.Refused);
         assertEq(sr.balances(appOwner), 0);
         assertEq(sr.balances(analyst), DATASET_PRICE + APP_PRICE);
         assertEq(sr.balances(operator), POOL_PRICE);
@@ -631,14 +632,14 @@ contract TasksTest is Fixture {
     function test_SubmitResult() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
 
         vm.expectEmit(true, true, true, true, address(sr));
         emit DatasetRegistry.PrivacySpent(datasetId, analyst, taskId, EPSILON);
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, false);
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, Outcome.Completed);
         vm.prank(stranger); // the worker host relays; authority is in the signatures
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
 
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
         assertEq(sr.taskCommitment(taskId) >> 8, sr.hashTaskParams(t) >> 8);
@@ -655,22 +656,22 @@ contract TasksTest is Fixture {
     function test_SubmitResult_AtDeadline() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         vm.warp(t.deadline);
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
 
     function test_SubmitResult_AttestedFailure() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, true, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Refused, LOCATION);
 
         vm.expectEmit(true, true, true, true, address(sr));
         emit DatasetRegistry.PrivacyReleased(datasetId, analyst, taskId, EPSILON);
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, true);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, true);
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, Outcome.Refused);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Refused);
 
-        assertEq(_status(taskId), uint256(TaskStatus.Failed));
+        assertEq(_status(taskId), uint256(TaskStatus.Refused));
         assertEq(sr.balances(operator), POOL_PRICE);
         assertEq(sr.balances(analyst), DATASET_PRICE);
         assertEq(sr.balances(datasetOwner), 0);
@@ -679,11 +680,51 @@ contract TasksTest is Fixture {
         assertEq(uint256(spent) + reserved, 0);
     }
 
+    function test_SubmitResult_FailedWhileRunningIsPaidAndSpendsTheEpsilon() public {
+        // A job that failed on the data may have told something of it by failing: it is settled
+        // as a result is, or failing queries would be cheap probes (free ones under DP).
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory auth = _authSig(taskId, enclave);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Failed, LOCATION);
+
+        vm.expectEmit(true, true, true, true, address(sr));
+        emit DatasetRegistry.PrivacySpent(datasetId, analyst, taskId, EPSILON);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, Outcome.Failed);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Failed);
+
+        assertEq(_status(taskId), uint256(TaskStatus.Failed));
+        assertEq(sr.balances(operator), POOL_PRICE);
+        assertEq(sr.balances(analyst), 0);
+        assertEq(sr.balances(datasetOwner), DATASET_PRICE);
+        assertEq(_locked(), 0);
+        (uint64 spent, uint64 reserved) = sr.privacySpend(datasetId, analyst);
+        assertEq(spent, EPSILON);
+        assertEq(reserved, 0);
+    }
+
+    function test_RevertWhen_SubmitOutcomeOutOfRange() public {
+        // Outcome has three values; the ABI decoder refuses a fourth before anything is checked.
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory auth = _authSig(taskId, enclave);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
+        bytes memory data = abi.encodeCall(sr.submitResult, (t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed));
+        // The outcome is the last head word: after the 20 words of the task and 5 others.
+        uint256 at = 4 + 32 * (20 + 5);
+        assembly ("memory-safe") {
+            mstore(add(add(data, 32), at), 3)
+        }
+        (bool ok, bytes memory ret) = address(sr).call(data);
+        assertFalse(ok);
+        assertEq(ret.length, 0);
+        assertEq(_status(taskId), uint256(TaskStatus.Active));
+    }
+
     function test_SubmitResult_CompactSignatures() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _sig64(OPERATOR_PK, sr.hashAuthorization(taskId, enclave));
-        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, false, LOCATION));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
 
@@ -691,7 +732,7 @@ contract TasksTest is Fixture {
         DatasetOffer memory d = _datasetOffer();
         d.measurement = MEASUREMENT;
         (uint256 taskId, TaskParams memory t) = _rentWith(d, _poolOffer(), _rental(), SQL_TOTAL);
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
 
@@ -706,54 +747,54 @@ contract TasksTest is Fixture {
         p.pool = pool;
         (uint256 taskId, TaskParams memory t) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
         assertEq(t.poolOperator, address(wallet));
-        _submit(t, taskId, false); // Authorization signed by the wallet's owner key
+        _submit(t, taskId, Outcome.Completed); // Authorization signed by the wallet's owner key
         assertEq(sr.balances(address(wallet)), POOL_PRICE);
     }
 
     function test_RevertWhen_SubmitUnknownTask() public {
         (, TaskParams memory t) = _rent();
-        _expectSubmitRevert(t, 2, false, abi.encodeWithSelector(Strongroom.UnknownTask.selector, 2));
-        _expectSubmitRevert(t, 0, false, abi.encodeWithSelector(Strongroom.UnknownTask.selector, 0));
+        _expectSubmitRevert(t, 2, Outcome.Completed, abi.encodeWithSelector(Strongroom.UnknownTask.selector, 2));
+        _expectSubmitRevert(t, 0, Outcome.Completed, abi.encodeWithSelector(Strongroom.UnknownTask.selector, 0));
     }
 
     function test_RevertWhen_SubmitTaskMismatch() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         t.datasetOwner = stranger; // redirect the payment
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
         Rental memory r = _rental();
         r.spec = "SELECT 2";
         (uint256 second, TaskParams memory t2) = _rentWith(_datasetOffer(), _poolOffer(), r, SQL_TOTAL);
         // Another task's (valid) parameters do not fit this id either.
-        _expectSubmitRevert(t2, taskId, false, abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
+        _expectSubmitRevert(t2, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
         assertTrue(second != taskId);
     }
 
     function test_RevertWhen_SubmitTwice() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        _submit(t, taskId, false);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
-        _expectSubmitRevert(t, taskId, true, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
+        _submit(t, taskId, Outcome.Completed);
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
+        _expectSubmitRevert(t, taskId, Outcome.Refused, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
     }
 
     function test_RevertWhen_SubmitDeadlinePassed() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         vm.warp(uint256(t.deadline) + 1);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.DeadlinePassed.selector, taskId, t.deadline));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.DeadlinePassed.selector, taskId, t.deadline));
     }
 
     function test_RevertWhen_SubmitMalformedEnclaveSignature() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidEnclaveSignature.selector));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, hex"00", false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, hex"00", Outcome.Completed);
     }
 
     function test_RevertWhen_SubmitUnregisteredEnclave() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, stranger);
-        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, false, LOCATION));
+        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, stranger));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
     }
 
     function test_RevertWhen_SubmitExpiredEnclave() public {
@@ -761,37 +802,37 @@ contract TasksTest is Fixture {
         p.maxDuration = 60 days;
         (uint256 taskId, TaskParams memory t) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
         vm.warp(block.timestamp + 31 days);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
     }
 
     function test_RevertWhen_SubmitRevokedMeasurementOrPlatform() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         sr.setMeasurement(MEASUREMENT, false);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
         sr.setMeasurement(MEASUREMENT, true);
         sr.setPlatformKey(platform, false);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
         sr.setPlatformKey(platform, true);
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
     }
 
     function test_RevertWhen_SubmitMeasurementNotAllowed() public {
         DatasetOffer memory d = _datasetOffer();
         d.measurement = keccak256("audited build");
         (uint256 taskId, TaskParams memory t) = _rentWith(d, _poolOffer(), _rental(), SQL_TOTAL);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.MeasurementNotAllowed.selector, enclave, MEASUREMENT));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.MeasurementNotAllowed.selector, enclave, MEASUREMENT));
     }
 
-    function test_RevertWhen_SubmitFailureFlagFlipped() public {
-        // The enclave signed a success; relaying it as a failure changes the digest, so the
+    function test_RevertWhen_SubmitOutcomeChanged() public {
+        // The enclave signed a success; relaying it as a refusal changes the digest, so the
         // signature recovers some unregistered address instead.
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
-        bytes32 flipped = sr.hashResult(taskId, DIGEST, true, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
+        bytes32 flipped = sr.hashResult(taskId, DIGEST, Outcome.Refused, LOCATION);
         address recovered = ecrecover(flipped, uint8(res[64]), _word(res, 0), _word(res, 32));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, true);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Refused);
     }
 
     function test_RevertWhen_SubmitLocationNotSigned() public {
@@ -802,38 +843,38 @@ contract TasksTest is Fixture {
         // signature that recovers nobody).
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
         string memory bogus = "s3://attacker/1";
-        bytes32 forged = sr.hashResult(taskId, DIGEST, false, bogus);
+        bytes32 forged = sr.hashResult(taskId, DIGEST, Outcome.Completed, bogus);
         address recovered = ecrecover(forged, uint8(res[64]), _word(res, 0), _word(res, 32));
         assertTrue(recovered != enclave && recovered != address(0));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
         vm.prank(stranger);
-        sr.submitResult(t, taskId, DIGEST, bogus, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, bogus, auth, res, Outcome.Completed);
 
         // The genuine submission, with the signed location, still settles the task.
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, false);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, Outcome.Completed);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
 
     function test_RevertWhen_SubmitNotAuthorized() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        bytes memory res = _resultSig(taskId, DIGEST, false, LOCATION);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
         bytes memory err = abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave);
 
         // Signed by someone else than the operator.
         bytes memory auth = _sig(OWNER_PK, sr.hashAuthorization(taskId, enclave));
         vm.expectRevert(err);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         // For another task.
         auth = _authSig(taskId + 1, enclave);
         vm.expectRevert(err);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         // Malformed.
         vm.expectRevert(err);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, "", res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, "", res, Outcome.Completed);
     }
 
     function test_RevertWhen_SubmitAuthorizationForOtherEnclave() public {
@@ -842,9 +883,9 @@ contract TasksTest is Fixture {
         _registerEnclave(other);
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, false, LOCATION));
+        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, other));
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, false);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
     }
 
     // ------------------------------------------------------------------
@@ -909,12 +950,12 @@ contract TasksTest is Fixture {
         sr.refund(t, taskId);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
         sr.refund(t, taskId);
-        _expectSubmitRevert(t, taskId, false, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
+        _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
 
         (uint256 second, TaskParams memory t2) = _rent();
-        _submit(t2, second, true);
+        _submit(t2, second, Outcome.Refused);
         vm.warp(uint256(t2.deadline) + 1);
-        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Failed));
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Refused));
         sr.refund(t2, second);
     }
 
@@ -924,7 +965,7 @@ contract TasksTest is Fixture {
 
     function test_Withdraw() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        _submit(t, taskId, false);
+        _submit(t, taskId, Outcome.Completed);
         vm.expectEmit(true, false, false, true, address(sr));
         emit Strongroom.Withdrawn(datasetOwner, DATASET_PRICE);
         vm.prank(datasetOwner);

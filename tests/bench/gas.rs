@@ -12,7 +12,8 @@ use strongroom_devnet::DevNode;
 use strongroom_devnet::{analyst_key, governance_key, operator_key, owner_key};
 use strongroom_enclave_sim::Platform;
 use strongroom_types::{
-    AppOffer, Authorization, DatasetOffer, PoolOffer, ResultAttestation, random_salt, report_data_for, sign_typed,
+    AppOffer, Authorization, DatasetOffer, Outcome, PoolOffer, ResultAttestation, random_salt, report_data_for,
+    sign_typed,
 };
 
 const MILLI_ETHER: u64 = 1_000_000_000_000_000;
@@ -104,9 +105,9 @@ async fn main() -> anyhow::Result<()> {
                 &domain,
             );
             let location = format!("file:///bench/results/{}", task.id);
-            let attestation = ResultAttestation { taskId: task.id, digest, failed: false, location: location.clone() };
+            let attestation = ResultAttestation { taskId: task.id, digest, outcome: Outcome::Completed.as_u8(), location: location.clone() };
             let sig = sign_typed(enclave.credential(), &attestation, &domain);
-            operator.submit_result(&task, digest, &location, auth, sig, false).await
+            operator.submit_result(&task, digest, &location, auth, sig, Outcome::Completed).await
         }
     };
 

@@ -108,7 +108,7 @@ async fn owner_and_analyst_journeys_through_the_binary() {
              verdict   allowed, as the enclave will run it:\n  \
              - monthly_spend is clamped to [0, 200] in avg(dataset.monthly_spend)\n  \
              - groups of fewer than 10 distinct customer_id are dropped\n  \
-             - a result of more than 10000 rows fails the task\n\
+             - a result of more than 10000 rows fails the task, which is still charged\n\
              keys      customer_id, monthly_spend, region (and the footer's)\n\
              price     11000000000000000 wei (dataset 10000000000000000 + compute 1000000000000000)\n\
              epsilon   0.000000 reserved from your budget on the dataset\n"

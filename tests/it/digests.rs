@@ -6,7 +6,7 @@ use alloy::sol_types::SolStruct;
 use strongroom_chain::{Chain, Strongroom, commitment_hash};
 use strongroom_devnet::DevNode;
 use strongroom_devnet::governance_key;
-use strongroom_types::{AppOffer, Authorization, DatasetOffer, PoolOffer, ResultAttestation};
+use strongroom_types::{AppOffer, Authorization, DatasetOffer, Outcome, PoolOffer, ResultAttestation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_contract_agree_on_every_signed_digest() {
@@ -64,11 +64,11 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
 
     let location = "file:///var/lib/strongroom/results/task-9.sealed";
     let onchain =
-        contract.hashResult(U256::from(9), B256::repeat_byte(6), true, location.to_owned()).call().await.unwrap();
+        contract.hashResult(U256::from(9), B256::repeat_byte(6), Outcome::Failed.as_u8(), location.to_owned()).call().await.unwrap();
     let attestation = ResultAttestation {
         taskId: U256::from(9),
         digest: B256::repeat_byte(6),
-        failed: true,
+        outcome: Outcome::Failed.as_u8(),
         location: location.into(),
     };
     assert_eq!(onchain, attestation.eip712_signing_hash(&domain));

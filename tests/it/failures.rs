@@ -7,13 +7,13 @@ use strongroom_client::owner::Published;
 use strongroom_devnet::Devnet;
 use strongroom_devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
-use strongroom_types::FailureCode;
+use strongroom_types::{FailureCode, Outcome as AttestedOutcome};
 
-async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (bool, Outcome) {
+async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (AttestedOutcome, Outcome) {
     let rental = rent(devnet, published, sql, &RentOptions { epsilon: 100_000, ..Default::default() }).await.unwrap();
     let result = result_of(devnet, &rental).await;
     let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
-    (result.failed, outcome)
+    (result.outcome, outcome)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,9 +21,9 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
 
-    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT no_such_column FROM dataset").await;
-    assert!(failed);
-    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT no_such_column FROM dataset").await;
+    assert_eq!(settled, AttestedOutcome::Refused);
+    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::Query);
     assert!(message.contains("no_such_column"), "the sealed message names the column: {message}");
 
@@ -31,13 +31,13 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
     assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), published.offer.price);
     assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), devnet.pool_offer.price);
     assert_eq!(chain.balance_of(owner_key().address()).await.unwrap(), U256::ZERO);
-    // A failed task spends no privacy budget.
+    // A task refused before reading the data spends no privacy budget.
     assert_eq!(chain.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 0));
 
     // Queries may only read: DDL and DML are refused inside the enclave.
-    let (failed, outcome) = rent_and_read(&devnet, &published, "CREATE TABLE copy AS SELECT * FROM dataset").await;
-    assert!(failed);
-    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let (settled, outcome) = rent_and_read(&devnet, &published, "CREATE TABLE copy AS SELECT * FROM dataset").await;
+    assert_eq!(settled, AttestedOutcome::Refused);
+    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::Query);
     assert!(message.contains("DDL not supported"), "{message}");
     devnet.shutdown().await;
@@ -59,9 +59,9 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let objects = published.object_urls();
     assert_eq!(objects.len(), 3, "3000 rows, 1000 per object");
     flip(&objects[1], None);
-    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert!(failed);
-    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
+    assert_eq!(settled, AttestedOutcome::Refused);
+    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::BadObjects);
     assert!(
         message.starts_with("dataset object part-00001.parquet has sha256")
@@ -75,9 +75,9 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
         std::fs::read_to_string(url::Url::parse(published.uri.as_str()).unwrap().to_file_path().unwrap()).unwrap();
     let at = manifest.find("monthly_spend").unwrap();
     flip(&published.uri, Some(at));
-    let (failed, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert!(failed);
-    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
+    assert_eq!(settled, AttestedOutcome::Refused);
+    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::ManifestMismatch);
     assert!(
         message.starts_with("dataset manifest digest") && message.contains("the one the task was rented against"),
@@ -91,9 +91,9 @@ async fn a_query_the_licence_refuses_fails_naming_the_rule_and_unlocks_nothing()
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
     let sql = "SELECT region, COUNT(DISTINCT email) AS n FROM dataset GROUP BY region";
-    let (failed, outcome) = rent_and_read(&devnet, &published, sql).await;
-    assert!(failed);
-    let Outcome::Failed { code, message } = outcome else { panic!("expected a failure, got {outcome:?}") };
+    let (settled, outcome) = rent_and_read(&devnet, &published, sql).await;
+    assert_eq!(settled, AttestedOutcome::Refused);
+    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::PolicyViolation);
     assert_eq!(
         message,

@@ -20,7 +20,7 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
 
     let rental = rent(&devnet, &published, SQL, &RentOptions { epsilon: 250_000, ..Default::default() }).await.unwrap();
     let result = result_of(&devnet, &rental).await;
-    assert!(!result.failed);
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
     let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
 
     // The result equals the same aggregation computed directly from the CSV.

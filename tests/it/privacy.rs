@@ -104,5 +104,33 @@ async fn a_dp_licence_releases_noisy_aggregates_and_charges_the_epsilon_on_chain
             analyst_key().address()
         )
     );
+
+    // A task that fails once it has read the data is paid and spends its epsilon, or failing would
+    // be a free probe: here the noisy groups outnumber what a licence with `max_output_rows = 2`
+    // releases.
+    let narrow = dir.path().join("narrow.toml");
+    std::fs::write(&narrow, text.replace("max_output_rows = 1000", "max_output_rows = 2")).unwrap();
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["--json", "dataset", "publish", SAMPLE, "--policy", narrow.to_str().unwrap(), "--price", "0.01ether"],
+    );
+    assert!(out.status.success(), "publish failed: {}", out.stderr());
+    let published: serde_json::Value = serde_json::from_str(&out.stdout()).unwrap();
+    let narrow_dataset = published["dataset"].as_str().unwrap().to_owned();
+    let out = analyst(&["rent", &narrow_dataset, "--sql", SQL, "--epsilon", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr().contains("refused by the licence, rule output_rows: the result has more than 2 rows")
+            && out.stderr().contains(
+                "it failed while running on the data, so it is paid and its epsilon (if any) spent: a failure can \
+                 tell something of the data"
+            ),
+        "{}",
+        out.stderr()
+    );
+    let out = analyst(&["budget", &narrow_dataset]);
+    assert!(out.stdout().contains("epsilon 0.500000 spent, 0.000000 reserved"), "{}", out.stdout());
     devnet.shutdown().await;
 }

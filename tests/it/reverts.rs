@@ -94,7 +94,7 @@ async fn a_result_after_the_deadline_is_refused_in_words() {
             "file:///late",
             vec![0u8; 65].into(),
             vec![0u8; 65].into(),
-            false,
+            strongroom_types::Outcome::Completed,
         )
         .await
         .unwrap_err();

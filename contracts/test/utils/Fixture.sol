@@ -8,6 +8,7 @@ import {
     DatasetOffer,
     PoolOffer,
     AppOffer,
+    Outcome,
     Rental,
     TaskParams,
     TaskStatus,
@@ -220,11 +221,11 @@ abstract contract Fixture is Test {
         return _sig(OPERATOR_PK, sr.hashAuthorization(taskId, enclave_));
     }
 
-    function _resultSig(uint256 taskId, bytes32 digest, bool failed, string memory location)
+    function _resultSig(uint256 taskId, bytes32 digest, Outcome outcome, string memory location)
         internal
         returns (bytes memory)
     {
-        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, failed, location));
+        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, outcome, location));
     }
 
     // ------------------------------------------------------------------
@@ -279,10 +280,10 @@ abstract contract Fixture is Test {
         fail("no TaskCreated");
     }
 
-    function _submit(TaskParams memory t, uint256 taskId, bool failed) internal {
+    function _submit(TaskParams memory t, uint256 taskId, Outcome outcome) internal {
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _resultSig(taskId, DIGEST, failed, LOCATION);
-        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, failed);
+        bytes memory res = _resultSig(taskId, DIGEST, outcome, LOCATION);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, outcome);
     }
 
     function _status(uint256 taskId) internal view returns (uint256) {

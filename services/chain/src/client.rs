@@ -10,7 +10,7 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolEvent};
 use strongroom_types::{
-    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, PoolId, PoolOffer, Quote, RegistryVersion, TaskId,
+    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, Outcome, PoolId, PoolOffer, Quote, RegistryVersion, TaskId,
     domain,
 };
 
@@ -69,6 +69,7 @@ pub enum TaskStatus {
     Completed,
     Failed,
     Refunded,
+    Refused,
 }
 
 impl From<u8> for TaskStatus {
@@ -85,6 +86,7 @@ impl TaskStatus {
             2 => Self::Completed,
             3 => Self::Failed,
             4 => Self::Refunded,
+            5 => Self::Refused,
             _ => Self::None,
         }
     }
@@ -94,8 +96,9 @@ impl TaskStatus {
             Self::None => "unknown",
             Self::Active => "active",
             Self::Completed => "completed (already paid out)",
-            Self::Failed => "failed (already settled)",
+            Self::Failed => "failed while running (already settled)",
             Self::Refunded => "refunded",
+            Self::Refused => "refused by the enclave (already settled)",
         }
     }
 }
@@ -136,7 +139,8 @@ pub struct ResultEvent {
     pub enclave: Address,
     pub digest: B256,
     pub location: String,
-    pub failed: bool,
+    /// What the enclave attested; `None` for a value this build does not know.
+    pub outcome: Option<Outcome>,
     pub tx_hash: B256,
 }
 
@@ -473,7 +477,7 @@ impl Chain {
         location: &str,
         authorization: Bytes,
         enclave_signature: Bytes,
-        failed: bool,
+        outcome: Outcome,
     ) -> Result<TxOutcome> {
         let call = self.contract.submitResult(
             task.params.clone(),
@@ -482,7 +486,7 @@ impl Chain {
             location.to_owned(),
             authorization,
             enclave_signature,
-            failed,
+            outcome.as_u8(),
         );
         self.send(call).await.map(|(o, _)| o)
     }
@@ -599,7 +603,7 @@ impl Chain {
             enclave: e.enclave,
             digest: e.digest,
             location: e.location,
-            failed: e.failed,
+            outcome: Outcome::from_u8(e.outcome),
             tx_hash: log.transaction_hash.unwrap_or_default(),
         }))
     }

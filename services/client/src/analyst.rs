@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, RequesterTree, Task, TaskStatus};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, PoolOffer, ResultPayload, SealedBox, SignedOffer, StorageUrl,
-    TaskId, X25519SecretKey, open,
+    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, Outcome as AttestedOutcome, PoolOffer, ResultPayload, SealedBox,
+    SignedOffer, StorageUrl, TaskId, X25519SecretKey, open,
 };
 
 use strongroom_dataplane::{ColumnEntry, Manifest};
@@ -132,8 +132,9 @@ pub enum Outcome {
         /// What the licence did to the query, as the enclave attests it.
         licence: Vec<String>,
     },
-    /// An attested failure: its stable code, and what went wrong in words.
-    Failed { code: FailureCode, message: String },
+    /// An attested failure: its stable code, what went wrong in words, and how the contract
+    /// settled it (`Refused` gave the price and epsilon back, `Failed` was paid and spent it).
+    Failed { code: FailureCode, message: String, settled: AttestedOutcome },
 }
 
 /// The published result of a task, as the contract accepted it.
@@ -143,7 +144,8 @@ pub struct Published {
     pub location: StorageUrl,
     /// keccak256 of the sealed result, signed by the enclave and checked by the contract.
     pub digest: B256,
-    pub failed: bool,
+    /// What the enclave attested, and the contract settled the task by.
+    pub outcome: AttestedOutcome,
     pub submit_gas: u64,
 }
 
@@ -152,13 +154,16 @@ pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, ti
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(event) = chain.result_submitted(task_id, from_block).await? {
+            let outcome = event.outcome.ok_or_else(|| {
+                ClientError::Corrupt(format!("task {task_id} was settled with an outcome this build does not know"))
+            })?;
             let submit_gas = chain.receipt_gas(event.tx_hash).await?;
             return Ok(Published {
                 task_id,
                 location: StorageUrl::parse(&event.location)
                     .map_err(|e| ClientError::Corrupt(format!("task {task_id}'s result was published at {e}")))?,
                 digest: event.digest,
-                failed: event.failed,
+                outcome,
                 submit_gas,
             });
         }
@@ -199,6 +204,13 @@ pub async fn read_result(published: &Published, secret: &X25519SecretKey, storag
     let plaintext = open(secret, INFO_RESULT, &task_id.to_be_bytes::<32>(), &SealedBox(sealed.to_vec()), "result")?;
     let payload: ResultPayload = serde_json::from_slice(&plaintext)
         .map_err(|e| ClientError::Corrupt(format!("the result payload is malformed: {e}")))?;
+    // The enclave signed the outcome and the digest of the payload together; they must agree.
+    if matches!(payload, ResultPayload::Table { .. }) != published.outcome.completed() {
+        return Err(ClientError::Corrupt(format!(
+            "task {task_id} was settled as {:?}, which its sealed result contradicts",
+            published.outcome
+        )));
+    }
     Ok(match payload {
         ResultPayload::Table { arrow_ipc, rows, licence } => {
             let corrupt =
@@ -207,7 +219,7 @@ pub async fn read_result(published: &Published, secret: &X25519SecretKey, storag
             let batches = reader.collect::<std::result::Result<Vec<_>, _>>().map_err(corrupt)?;
             Outcome::Table { batches, rows, licence }
         }
-        ResultPayload::Failed { code, message } => Outcome::Failed { code, message },
+        ResultPayload::Failed { code, message } => Outcome::Failed { code, message, settled: published.outcome },
     })
 }
 

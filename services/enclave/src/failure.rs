@@ -1,9 +1,10 @@
 //! Why a task failed inside the enclave: what the analyst reads in the sealed failure, with a
-//! stable [`FailureCode`] their tools can branch on. The message names the thing at fault.
+//! stable [`FailureCode`] their tools can branch on, and the [`Outcome`] the contract settles
+//! by. The message names the thing at fault.
 
 use alloy_primitives::B256;
 use strongroom_dataplane::ManifestError;
-use strongroom_types::{FailureCode, ManifestDigest};
+use strongroom_types::{FailureCode, ManifestDigest, Outcome};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TaskFailure {
@@ -41,10 +42,14 @@ pub(crate) enum TaskFailure {
     NotUtf8,
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
+    #[error("the query failed while running: {0}")]
+    Running(datafusion::error::DataFusionError),
     #[error(
         "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
     )]
     Execution,
+    #[error("{0}")]
+    TooManyRows(strongroom_policy::Violation),
 }
 
 impl TaskFailure {
@@ -59,7 +64,36 @@ impl TaskFailure {
             Self::PolicyViolation(_) => FailureCode::PolicyViolation,
             Self::PolicyMismatch { .. } | Self::BadPolicy(_) => FailureCode::PolicyMismatch,
             Self::KeyMissing(_) => FailureCode::KeyMissing,
-            Self::NotUtf8 | Self::Query(_) | Self::Execution => FailureCode::Query,
+            Self::NotUtf8 | Self::Query(_) => FailureCode::Query,
+            Self::Running(_) | Self::Execution => FailureCode::Running,
+            Self::TooManyRows(_) => FailureCode::PolicyViolation,
+        }
+    }
+
+    /// How the contract settles the task. Every check before the query runs depends only on
+    /// what the chain pins (job, manifest, policy, keys) and the dataset's schema, so failing
+    /// one tells nothing of the data: `Refused`, and the epsilon goes back. Once the query has
+    /// read the data, whether it fails can depend on the values (an overflow, memory, the number
+    /// of groups), so the failure is `Failed` and spends the epsilon: otherwise failing queries
+    /// would be free probes of the data. Each variant is placed here by hand, so a new one
+    /// cannot fall into `Refused` unseen.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Self::ManifestMismatch { .. }
+            | Self::BadManifest(_)
+            | Self::ObjectCount { .. }
+            | Self::ObjectChecksum { .. }
+            | Self::JobMismatch
+            | Self::NotPlanned
+            | Self::UnsupportedJob
+            | Self::PolicyDenied(_)
+            | Self::PolicyViolation(_)
+            | Self::PolicyMismatch { .. }
+            | Self::BadPolicy(_)
+            | Self::KeyMissing(_)
+            | Self::NotUtf8
+            | Self::Query(_) => Outcome::Refused,
+            Self::Running(_) | Self::Execution | Self::TooManyRows(_) => Outcome::Failed,
         }
     }
 }

@@ -71,8 +71,9 @@ pub(crate) async fn run_encrypted(
     if let Some(missing) = checked.columns.iter().find(|c| !released.contains(*c)) {
         return Err(TaskFailure::KeyMissing(missing.clone()));
     }
+    // From here on the data is read: a failure is `Running`, `Execution` or `TooManyRows`.
     let (ipc, rows) = collect_ipc(&ctx, checked.plan.clone()).await.map_err(without_values)?;
-    checked.check_output_rows(rows)?;
+    checked.check_output_rows(rows).map_err(TaskFailure::TooManyRows)?;
     Ok((ipc, rows, checked.rewrites))
 }
 
@@ -83,7 +84,7 @@ pub(crate) async fn run_encrypted(
 fn without_values(error: DataFusionError) -> TaskFailure {
     match error.find_root() {
         DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::ResourcesExhausted(_) => {
-            TaskFailure::Query(error)
+            TaskFailure::Running(error)
         }
         _ => TaskFailure::Execution,
     }
@@ -168,7 +169,10 @@ mod tests {
             "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
         );
         let memory = DataFusionError::ResourcesExhausted("Failed to allocate 1 MB".into());
-        assert_eq!(without_values(memory).to_string(), "Resources exhausted: Failed to allocate 1 MB");
+        assert_eq!(
+            without_values(memory).to_string(),
+            "the query failed while running: Resources exhausted: Failed to allocate 1 MB"
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 
 use crate::failure::TaskFailure;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Policy, ResultAttestation,
+    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Outcome, Policy, ResultAttestation,
     ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
 };
 
@@ -215,17 +215,24 @@ impl Session {
             true => run_checked(release, &needed, &manifest, &policy, attached, spec, runtime),
             false => Err(TaskFailure::NotPlanned),
         };
-        let (payload, failed) = match outcome {
-            Ok(payload) => (payload, false),
-            Err(failure) => (ResultPayload::Failed { code: failure.code(), message: failure.to_string() }, true),
+        let (payload, outcome) = match outcome {
+            Ok(payload) => (payload, Outcome::Completed),
+            Err(failure) => {
+                (ResultPayload::Failed { code: failure.code(), message: failure.to_string() }, failure.outcome())
+            }
         };
-        eprintln!("enclave: task {task_id} {}", if failed { "failed (attested)" } else { "succeeded" });
+        let said = match outcome {
+            Outcome::Completed => "succeeded",
+            Outcome::Refused => "was refused (attested)",
+            Outcome::Failed => "failed while running (attested)",
+        };
+        eprintln!("enclave: task {task_id} {said}");
         let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
         let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
         let digest = keccak256(sealed.as_bytes());
-        let attestation = ResultAttestation { taskId: task_id, digest, failed, location };
+        let attestation = ResultAttestation { taskId: task_id, digest, outcome: outcome.as_u8(), location };
         let signature = sign_hash(&identity.key, &attestation.eip712_signing_hash(&identity.domain));
-        Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, failed, signature })
+        Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, outcome, signature })
     }
 }
 
@@ -407,14 +414,25 @@ mod tests {
     }
 
     /// Requests keys for `planned` under `relayed_policy`, releases them as a key service would
-    /// for a task rented to run `rented` under [`POLICY`], then runs `relayed`; returns what the
-    /// analyst reads.
+    /// for a task rented to run `rented` under [`POLICY`], then runs `relayed`; returns the
+    /// attested outcome and what the analyst reads.
     fn request_release_run(
         planned: &[u8],
         rented: &[u8],
         relayed: &[u8],
         relayed_policy: &str,
-    ) -> (bool, ResultPayload) {
+    ) -> (Outcome, ResultPayload) {
+        request_release_run_under(POLICY, planned, rented, relayed, relayed_policy)
+    }
+
+    /// [`request_release_run`] for a task rented under `rented_policy`.
+    fn request_release_run_under(
+        rented_policy: &str,
+        planned: &[u8],
+        rented: &[u8],
+        relayed: &[u8],
+        relayed_policy: &str,
+    ) -> (Outcome, ResultPayload) {
         let (keys, manifest, objects) = dataset();
         let (stored, digest) = manifest.to_stored();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -435,7 +453,7 @@ mod tests {
             job_kind: JobKind::Sql,
             job_hash: keccak256(rented),
             result_key: analyst.public_key().to_b256(),
-            policy_hash: keccak256(POLICY),
+            policy_hash: keccak256(rented_policy),
             manifest_digest: digest,
             deadline: 0,
             epsilon: 0,
@@ -445,7 +463,7 @@ mod tests {
             seal(&task_key, INFO_RELEASE, &task_id.to_be_bytes::<32>(), &serde_json::to_vec(&release).unwrap())
                 .unwrap();
         let reply = session.run_task(task_id, &sealed, objects, relayed, "file:///r".into(), &runtime).unwrap();
-        let EnclaveReply::TaskResult { sealed_result, failed, .. } = reply else { panic!("a task result") };
+        let EnclaveReply::TaskResult { sealed_result, outcome, .. } = reply else { panic!("a task result") };
         let opened = open(
             &analyst,
             INFO_RESULT,
@@ -455,7 +473,7 @@ mod tests {
         )
         .unwrap();
         assert!(session.tasks.is_empty(), "a run task is forgotten");
-        (failed, serde_json::from_slice(&opened).unwrap())
+        (outcome, serde_json::from_slice(&opened).unwrap())
     }
 
     #[test]
@@ -507,21 +525,21 @@ mod tests {
 
     #[test]
     fn the_job_run_must_be_the_one_planned_for_the_key_request() {
-        let (failed, payload) = request_release_run(SQL, SQL, SQL, POLICY);
-        assert!(!failed && matches!(payload, ResultPayload::Table { rows: 1, .. }), "{payload:?}");
+        let (outcome, payload) = request_release_run(SQL, SQL, SQL, POLICY);
+        assert!(outcome == Outcome::Completed && matches!(payload, ResultPayload::Table { rows: 1, .. }), "{payload:?}");
 
         // The host plans one query for the keys and relays the rented one to run.
         let wide = b"SELECT COUNT(n) AS c FROM dataset";
-        let (failed, payload) = request_release_run(wide, SQL, SQL, POLICY);
+        let (outcome, payload) = request_release_run(wide, SQL, SQL, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert!(failed);
+        assert_eq!(outcome, Outcome::Refused);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
 
         // Or relays another job than the one rented, planned or not.
-        let (failed, payload) = request_release_run(wide, SQL, wide, POLICY);
+        let (outcome, payload) = request_release_run(wide, SQL, wide, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert!(failed);
+        assert_eq!(outcome, Outcome::Refused);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
     }
@@ -530,17 +548,17 @@ mod tests {
     fn the_job_is_held_to_the_licence_it_was_rented_under() {
         // A query the licence refuses asks for no key and fails, attested, naming the rule.
         let row_level = b"SELECT n FROM dataset";
-        let (failed, payload) = request_release_run(row_level, row_level, row_level, POLICY);
+        let (outcome, payload) = request_release_run(row_level, row_level, row_level, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert!(failed);
+        assert_eq!(outcome, Outcome::Refused);
         assert_eq!(code, strongroom_types::FailureCode::PolicyViolation);
         assert!(message.starts_with("refused by the licence, rule row_level_output: "), "{message}");
 
         // A host that relays a looser policy than the one rented gets the task failed.
         let loose = POLICY.replace("min_group_size = 2", "min_group_size = 1");
-        let (failed, payload) = request_release_run(SQL, SQL, SQL, &loose);
+        let (outcome, payload) = request_release_run(SQL, SQL, SQL, &loose);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert!(failed);
+        assert_eq!(outcome, Outcome::Refused);
         assert_eq!(code, strongroom_types::FailureCode::PolicyMismatch);
         assert_eq!(
             message,
@@ -550,5 +568,19 @@ mod tests {
                 keccak256(POLICY)
             )
         );
+    }
+
+    #[test]
+    fn a_failure_once_the_data_is_read_is_attested_as_failed_not_refused() {
+        // Thirty groups where the licence releases at most two: found only by running the query,
+        // so the failure tells something of the data and must spend the epsilon.
+        let policy = "version = 2\nname = \"t\"\n[columns]\nn = \"dimension\"\n[aggregation]\n\
+                      functions = [\"count\"]\nmin_group_size = 1\nmax_output_rows = 2\n";
+        let sql = b"SELECT n, COUNT(*) AS c FROM dataset GROUP BY n";
+        let (outcome, payload) = request_release_run_under(policy, sql, sql, sql, policy);
+        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
+        assert_eq!(outcome, Outcome::Failed);
+        assert_eq!(code, strongroom_types::FailureCode::PolicyViolation);
+        assert!(message.starts_with("refused by the licence, rule output_rows: "), "{message}");
     }
 }

@@ -233,7 +233,7 @@ pub fn check(plan: &LogicalPlan, policy: &Policy, epsilon: Option<u64>) -> Resul
             .map_err(internal)?
             .build()
             .map_err(internal)?;
-        checker.rewrites.push(format!("a result of more than {max} rows fails the task"));
+        checker.rewrites.push(format!("a result of more than {max} rows fails the task, which is still charged"));
     }
     Ok(Checked { plan, columns: checker.columns.into_iter().collect(), max_output_rows, rewrites: checker.rewrites })
 }

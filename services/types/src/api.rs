@@ -172,6 +172,8 @@ pub enum FailureCode {
     PolicyMismatch,
     /// The key service did not release a key the query needs.
     KeyMissing,
-    /// The query is not valid, reads or writes what it may not, or failed while running.
+    /// The query is not valid: it does not parse or names what the dataset does not have.
     Query,
+    /// The query failed while running on the data: the task is paid and its epsilon spent.
+    Running,
 }

@@ -31,7 +31,7 @@ pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{
-    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, PoolOffer, ResultAttestation, address_of, domain,
+    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, Outcome, PoolOffer, ResultAttestation, address_of, domain,
     job_hash, random_salt, recover_typed, sign_hash, sign_typed,
 };
 pub use policy::{

@@ -87,12 +87,45 @@ mod attestation_message {
         struct Result {
             uint256 taskId;
             bytes32 digest;
-            bool failed;
+            uint8 outcome;
             string location;
         }
     }
 }
 pub use attestation_message::Result as ResultAttestation;
+
+/// What an enclave attests of a task it was given: `Outcome` on chain, which settles the task
+/// by it. The numbers are the contract's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The job ran and its result is sealed to the analyst: the prices are paid, the epsilon spent.
+    Completed = 0,
+    /// The job was refused before any of the data was read: the dataset and app prices go back
+    /// and the epsilon is released, since nothing was learnt.
+    Refused = 1,
+    /// The job failed while running on the data: settled as `Completed` (prices paid, epsilon
+    /// spent), since whether a query fails can depend on the data, and a failure that cost less
+    /// than a result would be a cheap probe of it.
+    Failed = 2,
+}
+
+impl Outcome {
+    /// The contract's encoding.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The contract's encoding read back; `None` for a value the contract does not define.
+    pub fn from_u8(value: u8) -> Option<Self> {
+        [Self::Completed, Self::Refused, Self::Failed].into_iter().find(|o| o.as_u8() == value)
+    }
+
+    /// Whether a result table was released (the others seal a failure report).
+    pub fn completed(self) -> bool {
+        self == Self::Completed
+    }
+}
 
 /// The signing domain of one Strongroom deployment.
 pub fn domain(chain_id: u64, contract: Address) -> Eip712Domain {

@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{Quote, SealedBox, X25519PublicKey};
+use crate::{Outcome, Quote, SealedBox, X25519PublicKey};
 
 /// Frames larger than this are refused rather than allocated.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -43,7 +43,7 @@ pub enum HostRequest {
 pub enum EnclaveReply {
     Attested { enclave: Address, quote: Quote, platform_signature: Bytes },
     KeyRequest { task_id: U256, task_key: X25519PublicKey, columns: Vec<String>, signature: Bytes },
-    TaskResult { task_id: U256, sealed_result: Bytes, digest: B256, failed: bool, signature: Bytes },
+    TaskResult { task_id: U256, sealed_result: Bytes, digest: B256, outcome: Outcome, signature: Bytes },
     Error { message: String },
 }
 

@@ -266,12 +266,12 @@ impl Worker {
             location: location.to_string(),
         };
         let reply = self.client.call_with(request, objects).await?;
-        let EnclaveReply::TaskResult { sealed_result, digest, failed, signature, .. } = reply else {
+        let EnclaveReply::TaskResult { sealed_result, digest, outcome, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
         self.config.storage.put(&location, sealed_result.0).await?;
-        let outcome = chain.submit_result(task, digest, location.as_str(), authorization, signature, failed).await?;
-        info!(%digest, failed, gas = outcome.gas_used, "result submitted");
+        let sent = chain.submit_result(task, digest, location.as_str(), authorization, signature, outcome).await?;
+        info!(%digest, ?outcome, gas = sent.gas_used, "result submitted");
         Ok(())
     }
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use anyhow::bail;
 use arrow::util::pretty::pretty_format_batches;
 use clap::{Args, Subcommand};
-use strongroom_types::TaskId;
+use strongroom_types::{Outcome as AttestedOutcome, TaskId};
 
 use super::GlobalArgs;
 use strongroom_client::analyst::{Analyst, Outcome};
@@ -50,9 +50,18 @@ pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyh
             }
             Ok(())
         }
-        Outcome::Failed { message, .. } => bail!(
-            "task {task} failed inside the enclave (attested): {message}\n\
-             the dataset price was returned to your balance: `strongroom withdraw` collects it"
-        ),
+        Outcome::Failed { message, settled, .. } => {
+            let settlement = match settled {
+                AttestedOutcome::Failed => {
+                    "it failed while running on the data, so it is paid and its epsilon (if any) spent: \
+                     a failure can tell something of the data"
+                }
+                _ => {
+                    "it was refused before reading the data: the dataset price is back in your balance \
+                     (`strongroom withdraw` collects it) and its epsilon (if any) in your budget"
+                }
+            };
+            bail!("task {task} failed inside the enclave (attested): {message}\n{settlement}")
+        }
     }
 }
