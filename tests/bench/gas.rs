@@ -105,7 +105,12 @@ async fn main() -> anyhow::Result<()> {
                 &domain,
             );
             let location = format!("file:///bench/results/{}", task.id);
-            let attestation = ResultAttestation { taskId: task.id, digest, outcome: Outcome::Completed.as_u8(), location: location.clone() };
+            let attestation = ResultAttestation {
+                taskId: task.id,
+                digest,
+                outcome: Outcome::Completed.as_u8(),
+                location: location.clone(),
+            };
             let sig = sign_typed(enclave.credential(), &attestation, &domain);
             operator.submit_result(&task, digest, &location, auth, sig, Outcome::Completed).await
         }

@@ -63,8 +63,11 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
     assert_eq!(onchain, Authorization { taskId: U256::from(9), enclave }.eip712_signing_hash(&domain));
 
     let location = "file:///var/lib/strongroom/results/task-9.sealed";
-    let onchain =
-        contract.hashResult(U256::from(9), B256::repeat_byte(6), Outcome::Failed.as_u8(), location.to_owned()).call().await.unwrap();
+    let onchain = contract
+        .hashResult(U256::from(9), B256::repeat_byte(6), Outcome::Failed.as_u8(), location.to_owned())
+        .call()
+        .await
+        .unwrap();
     let attestation = ResultAttestation {
         taskId: U256::from(9),
         digest: B256::repeat_byte(6),

@@ -10,8 +10,8 @@ use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{Eip712Domain, SolEvent};
 use strongroom_types::{
-    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, Outcome, PoolId, PoolOffer, Quote, RegistryVersion, TaskId,
-    domain,
+    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, Outcome, PoolId, PoolOffer, Quote, RegistryVersion,
+    TaskId, domain,
 };
 
 use crate::Strongroom::{self, Rental, StrongroomInstance, TaskParams};

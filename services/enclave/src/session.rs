@@ -526,7 +526,10 @@ mod tests {
     #[test]
     fn the_job_run_must_be_the_one_planned_for_the_key_request() {
         let (outcome, payload) = request_release_run(SQL, SQL, SQL, POLICY);
-        assert!(outcome == Outcome::Completed && matches!(payload, ResultPayload::Table { rows: 1, .. }), "{payload:?}");
+        assert!(
+            outcome == Outcome::Completed && matches!(payload, ResultPayload::Table { rows: 1, .. }),
+            "{payload:?}"
+        );
 
         // The host plans one query for the keys and relays the rented one to run.
         let wide = b"SELECT COUNT(n) AS c FROM dataset";

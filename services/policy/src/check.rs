@@ -33,6 +33,7 @@ use datafusion::logical_expr::{
 use datafusion::logical_expr::{ExprFunctionExt, Statement};
 use strongroom_types::{AggregateFunction, Policy, Role};
 
+use crate::clamp::Clamp;
 use crate::noise::Noise;
 use crate::{Rule, Violation};
 
@@ -558,15 +559,18 @@ impl Checker<'_> {
         }
         let Private { epsilon, delta, groups: max_groups, rows: max_rows } = private;
         let share = |sensitivity_cells: u128| (sensitivity_cells * 1_000_000 * measurements, epsilon);
-
-        let mut builder = LogicalPlanBuilder::from(scan);
-        if let Some(predicate) = conjunction(predicates) {
-            builder = builder.filter(predicate).map_err(internal)?;
-        }
-        let group_count = groups.len();
         // Partial values per (group, unit): `p{i}` (a count or a sum) and `p{i}c` (avg's count).
         let partial = |i: usize| format!("__strongroom_p{i}");
         let partial_count = |i: usize| format!("__strongroom_p{i}c");
+
+        // Sums of decimals and floats are taken in their own type, exact for decimals; integers
+        // are summed as floats, which cannot wrap around as Int64 sums do.
+        let summed = |argument: Expr| -> Result<Expr, Violation> {
+            match argument.get_type(scan.schema()).map_err(internal)? {
+                DataType::Decimal128(_, _) | DataType::Float64 => Ok(sum(argument)),
+                _ => Ok(sum(to_f64(argument))),
+            }
+        };
         let mut partials = Vec::new();
         for (i, call) in calls.iter().enumerate() {
             let argument = || match &call.expr {
@@ -575,14 +579,19 @@ impl Checker<'_> {
             };
             match call.function {
                 AggregateFunction::Count => partials.push(call.expr.clone().alias(partial(i))),
-                AggregateFunction::Sum => partials.push(sum(to_f64(argument())).alias(partial(i))),
+                AggregateFunction::Sum => partials.push(summed(argument())?.alias(partial(i))),
                 AggregateFunction::Avg => {
-                    partials.push(sum(to_f64(argument())).alias(partial(i)));
+                    partials.push(summed(argument())?.alias(partial(i)));
                     partials.push(count(argument()).alias(partial_count(i)));
                 }
                 _ => {}
             }
         }
+        let mut builder = LogicalPlanBuilder::from(scan);
+        if let Some(predicate) = conjunction(predicates) {
+            builder = builder.filter(predicate).map_err(internal)?;
+        }
+        let group_count = groups.len();
         let (level, units) = match &identifier {
             Some(identifier) => {
                 // One row per (group, unit), its contribution bounded.
@@ -601,7 +610,7 @@ impl Checker<'_> {
                         let [lo, hi] =
                             self.policy.bounds(&call.column.as_ref().expect("a measure").name).expect("bounds");
                         let (lo, hi) = (lit(lo * max_rows as f64), lit(hi * max_rows as f64));
-                        let c = Expr::Column(Column::from_name(name.clone()));
+                        let c = to_f64(Expr::Column(Column::from_name(name.clone())));
                         when(c.clone().lt(lo.clone()), lo)
                             .when(c.clone().gt(hi.clone()), hi)
                             .otherwise(c)
@@ -745,6 +754,11 @@ impl Checker<'_> {
                         .end()
                         .map_err(internal)?
                 }
+            };
+            // A noisy value goes back to the aggregate's type; to an integer, rounded, not cut.
+            let value = match call.function == AggregateFunction::Sum && field.data_type().is_integer() {
+                true => datafusion::functions::math::expr_fn::round(vec![value]),
+                false => value,
             };
             let value = Expr::TryCast(TryCast::new(Box::new(value), field.data_type().clone()));
             restore.push(value.alias_qualified(qualifier.cloned(), field.name()));
@@ -1010,15 +1024,22 @@ fn total(expr: Expr) -> Result<Expr, Violation> {
     .map_err(internal)
 }
 
-/// `argument` with its column replaced by the column held to `[lo, hi]`, in the column's type.
+/// `argument` with its column replaced by the column held to `[lo, hi]`, in the column's type:
+/// by [`Clamp`] for numbers, whose bounds convert to the type, else by a CASE.
 fn clamp(argument: &Expr, column: &Column, lo: f64, hi: f64, scan: &DFSchema) -> Result<Expr, Violation> {
     let data_type = Expr::Column(column.clone()).get_type(scan).map_err(internal)?;
-    let bound = |v: f64| Expr::Cast(Cast::new(Box::new(lit(ScalarValue::Float64(Some(v)))), data_type.clone()));
     let value = Expr::Column(column.clone());
-    let held = when(value.clone().lt(bound(lo)), bound(lo))
-        .when(value.clone().gt(bound(hi)), bound(hi))
-        .otherwise(value)
-        .map_err(internal)?;
+    let in_type = |v: f64| ScalarValue::Float64(Some(v)).cast_to(&data_type).ok().filter(|b| !b.is_null());
+    let held = match (Clamp::supports(&data_type), in_type(lo), in_type(hi)) {
+        (true, Some(lo), Some(hi)) => Clamp::call(value, lo, hi),
+        _ => {
+            let bound = |v: f64| Expr::Cast(Cast::new(Box::new(lit(ScalarValue::Float64(Some(v)))), data_type.clone()));
+            when(value.clone().lt(bound(lo)), bound(lo))
+                .when(value.clone().gt(bound(hi)), bound(hi))
+                .otherwise(value)
+                .map_err(internal)?
+        }
+    };
     argument
         .clone()
         .transform(|e| match e {

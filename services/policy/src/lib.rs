@@ -16,6 +16,7 @@
 //! Anything the checker does not recognise is refused.
 
 mod check;
+mod clamp;
 mod noise;
 mod violation;
 

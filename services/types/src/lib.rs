@@ -31,8 +31,8 @@ pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{
-    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, Outcome, PoolOffer, ResultAttestation, address_of, domain,
-    job_hash, random_salt, recover_typed, sign_hash, sign_typed,
+    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, Outcome, PoolOffer, ResultAttestation, address_of,
+    domain, job_hash, random_salt, recover_typed, sign_hash, sign_typed,
 };
 pub use policy::{
     AggregateFunction, Aggregation, ColumnRule, DifferentialPrivacy, POLICY_VERSION, Policy, Role, Template,

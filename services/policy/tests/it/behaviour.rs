@@ -28,7 +28,7 @@ use strongroom_dataplane::ColumnEntry;
 use strongroom_policy::{Refusal, check, check_on_schema, plan_job};
 use strongroom_types::Policy;
 
-fn policies_dir() -> PathBuf {
+pub(crate) fn policies_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policies")
 }
 
@@ -100,7 +100,8 @@ fn parse(file: &Path) -> Vec<Case> {
     cases
 }
 
-async fn fixture() -> SessionContext {
+/// The fixture as the table `dataset`, in memory.
+pub(crate) async fn fixture() -> SessionContext {
     let schema = Schema::new(vec![
         Field::new("customer_id", DataType::Int64, true),
         Field::new("email", DataType::Utf8, true),

@@ -1,3 +1,5 @@
-//! The policy crate's integration binary: the behaviour table.
+//! The policy crate's integration binary: the behaviour table, and the properties of the
+//! rewritten plans that one run of a case cannot show.
 
 mod behaviour;
+mod noise;
