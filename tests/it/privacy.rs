@@ -44,6 +44,30 @@ async fn a_dp_licence_releases_noisy_aggregates_and_charges_the_epsilon_on_chain
         out.stderr()
     );
 
+    // So is a measure the data cannot hold: its column must be a number within its bounds.
+    let text_measure = dir.path().join("text-measure.toml");
+    std::fs::write(
+        &text_measure,
+        text.replace("email = \"hidden\"", "email = { role = \"measure\", bounds = [0, 1] }"),
+    )
+    .unwrap();
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["dataset", "publish", SAMPLE, "--policy", text_measure.to_str().unwrap(), "--price", "0.01ether"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stderr().contains(&format!(
+            "policy file {} does not fit {SAMPLE}: measure `email`: it is of type Utf8; a measure must be an integer, \
+             a float or a decimal (of scale 0 or more)",
+            text_measure.display()
+        )),
+        "{}",
+        out.stderr()
+    );
+
     // Without an epsilon the licence releases nothing, and nothing is paid.
     let out = analyst(&["rent", &dataset, "--sql", SQL]);
     assert_eq!(out.status.code(), Some(1));

@@ -412,6 +412,15 @@ impl Owner {
         let salt = req.salt.unwrap_or_else(random_salt);
         let dataset = chain.dataset_id(signer.address(), salt).await?;
         let keys = DatasetKeys::generate(schema.fields().iter().map(|f| f.name().as_str()));
+        if let Err(violation) = strongroom_policy::check_measures(&policy, &schema) {
+            fail!(
+                Input,
+                "policy file {} does not fit {}: {}",
+                req.policy.display(),
+                req.input.display(),
+                violation.reason
+            );
+        }
         let columns = ColumnEntry::of_schema(&schema);
         check_templates(&policy, &columns, &req.policy).await?;
 

@@ -42,8 +42,14 @@ pub(crate) enum TaskFailure {
     NotUtf8,
     #[error("{0}")]
     Query(#[from] datafusion::error::DataFusionError),
-    #[error("the query failed while running: {0}")]
-    Running(datafusion::error::DataFusionError),
+    #[error(
+        "the dataset's objects do not decrypt or parse, though they are the ones the manifest registered on chain lists: {0}"
+    )]
+    Unreadable(datafusion::error::DataFusionError),
+    #[error(
+        "the query needed more memory than the 1 GiB the enclave gives a query (how much is withheld: it depends on the data); group more coarsely or filter first"
+    )]
+    OutOfMemory,
     #[error(
         "the query failed while running; its error is withheld because it could quote the data (a cast or function that fails on a column's value)"
     )]
@@ -57,7 +63,7 @@ impl TaskFailure {
         match self {
             Self::ManifestMismatch { .. } => FailureCode::ManifestMismatch,
             Self::BadManifest(_) => FailureCode::BadManifest,
-            Self::ObjectCount { .. } | Self::ObjectChecksum { .. } => FailureCode::BadObjects,
+            Self::ObjectCount { .. } | Self::ObjectChecksum { .. } | Self::Unreadable(_) => FailureCode::BadObjects,
             Self::JobMismatch | Self::NotPlanned => FailureCode::JobMismatch,
             Self::UnsupportedJob => FailureCode::UnsupportedJob,
             Self::PolicyDenied(_) => FailureCode::PolicyDenied,
@@ -65,7 +71,7 @@ impl TaskFailure {
             Self::PolicyMismatch { .. } | Self::BadPolicy(_) => FailureCode::PolicyMismatch,
             Self::KeyMissing(_) => FailureCode::KeyMissing,
             Self::NotUtf8 | Self::Query(_) => FailureCode::Query,
-            Self::Running(_) | Self::Execution => FailureCode::Running,
+            Self::OutOfMemory | Self::Execution => FailureCode::Running,
             Self::TooManyRows(_) => FailureCode::PolicyViolation,
         }
     }
@@ -92,8 +98,10 @@ impl TaskFailure {
             | Self::BadPolicy(_)
             | Self::KeyMissing(_)
             | Self::NotUtf8
-            | Self::Query(_) => Outcome::Refused,
-            Self::Running(_) | Self::Execution | Self::TooManyRows(_) => Outcome::Failed,
+            | Self::Query(_)
+            // Owner-made: the bytes were checked against the manifest (see `without_values`).
+            | Self::Unreadable(_) => Outcome::Refused,
+            Self::OutOfMemory | Self::Execution | Self::TooManyRows(_) => Outcome::Failed,
         }
     }
 }

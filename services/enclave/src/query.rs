@@ -12,7 +12,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -27,6 +27,7 @@ use crate::failure::TaskFailure;
 /// Memory the enclave lets one query use. A query that needs more fails rather than spills:
 /// spilling would write plaintext to the host's disk.
 const QUERY_MEMORY_LIMIT: usize = 1 << 30;
+const _: () = assert!(QUERY_MEMORY_LIMIT == 1 << 30, "TaskFailure::OutOfMemory's message says 1 GiB");
 
 #[cfg(test)]
 fn enclave_context(memory_limit: usize) -> Result<SessionContext, DataFusionError> {
@@ -71,8 +72,11 @@ pub(crate) async fn run_encrypted(
     if let Some(missing) = checked.columns.iter().find(|c| !released.contains(*c)) {
         return Err(TaskFailure::KeyMissing(missing.clone()));
     }
-    // From here on the data is read: a failure is `Running`, `Execution` or `TooManyRows`.
-    let (ipc, rows) = collect_ipc(&ctx, checked.plan.clone()).await.map_err(without_values)?;
+    // Optimising and planning read no data: their errors are the query's (`Query`, refunded).
+    let physical = ctx.execute_logical_plan(checked.plan.clone()).await?.create_physical_plan().await?;
+    // From here on the data is read: a failure is `Unreadable`, `OutOfMemory`, `Execution` or
+    // `TooManyRows`.
+    let (ipc, rows) = collect_ipc(&ctx, physical).await.map_err(without_values)?;
     checked.check_output_rows(rows).map_err(TaskFailure::TooManyRows)?;
     Ok((ipc, rows, checked.rewrites))
 }
@@ -80,12 +84,17 @@ pub(crate) async fn run_encrypted(
 /// A query that failed while running. Its error goes to the analyst, who must not learn the data
 /// from it: an error from a cast or a function on a column can quote a value of a group the
 /// threshold would have dropped (`Cannot cast string 'x' to …`), so such errors are withheld.
-/// Errors of decryption, storage and memory carry no value and are kept.
+/// Errors of decryption and storage carry no value and are kept; how much memory a query
+/// wanted depends on the data (how many groups it holds), so that is withheld too.
+///
+/// Objects that do not decrypt or parse are `Unreadable`, which refunds the task: their bytes
+/// are the ones the manifest lists (checked before the scan), so it is the owner who published
+/// them broken, and a dataset that fails every query must not earn its price. Running out of
+/// memory depends on the data (how many groups there are), so it is a failure while running.
 fn without_values(error: DataFusionError) -> TaskFailure {
     match error.find_root() {
-        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) | DataFusionError::ResourcesExhausted(_) => {
-            TaskFailure::Running(error)
-        }
+        DataFusionError::ParquetError(_) | DataFusionError::ObjectStore(_) => TaskFailure::Unreadable(error),
+        DataFusionError::ResourcesExhausted(_) => TaskFailure::OutOfMemory,
         _ => TaskFailure::Execution,
     }
 }
@@ -104,14 +113,14 @@ async fn run_with_limit(
     let (schema, batches) = dataset;
     let ctx = enclave_context(memory_limit)?;
     ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    collect_ipc(&ctx, plan_sql(&ctx, sql).await?).await
+    let physical = ctx.execute_logical_plan(plan_sql(&ctx, sql).await?).await?.create_physical_plan().await?;
+    collect_ipc(&ctx, physical).await
 }
 
-/// Runs a checked plan, returning the result as an Arrow IPC stream and its row count.
-async fn collect_ipc(ctx: &SessionContext, plan: LogicalPlan) -> Result<(Vec<u8>, u64), DataFusionError> {
-    let frame = ctx.execute_logical_plan(plan).await?;
-    let result_schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
+/// Runs a planned query, returning the result as an Arrow IPC stream and its row count.
+async fn collect_ipc(ctx: &SessionContext, plan: Arc<dyn ExecutionPlan>) -> Result<(Vec<u8>, u64), DataFusionError> {
+    let result_schema: SchemaRef = plan.schema();
+    let batches = datafusion::physical_plan::collect(plan, ctx.task_ctx()).await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     let mut out = Vec::new();
     let mut writer = StreamWriter::try_new(&mut out, &result_schema)?;
@@ -171,7 +180,7 @@ mod tests {
         let memory = DataFusionError::ResourcesExhausted("Failed to allocate 1 MB".into());
         assert_eq!(
             without_values(memory).to_string(),
-            "the query failed while running: Resources exhausted: Failed to allocate 1 MB"
+            "the query needed more memory than the 1 GiB the enclave gives a query (how much is withheld: it depends on the data); group more coarsely or filter first"
         );
     }
 

@@ -342,6 +342,15 @@ mod tests {
 
     /// Runs the checks and the query as for a task rented against `manifest` (the chain's copy).
     fn run(keys: &DatasetKeys, manifest: &Manifest, objects: Vec<bytes::Bytes>) -> Result<ResultPayload, String> {
+        run_to_failure(keys, manifest, objects).map_err(|e| e.to_string())
+    }
+
+    /// [`run`], failing with the task's failure itself.
+    fn run_to_failure(
+        keys: &DatasetKeys,
+        manifest: &Manifest,
+        objects: Vec<bytes::Bytes>,
+    ) -> Result<ResultPayload, TaskFailure> {
         let sql = SQL;
         let (stored, digest) = manifest.to_stored();
         let facts = TaskFacts {
@@ -359,7 +368,7 @@ mod tests {
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        run_checked(release, &["n".into()], &stored, POLICY, objects, sql, &runtime).map_err(|e| e.to_string())
+        run_checked(release, &["n".into()], &stored, POLICY, objects, sql, &runtime)
     }
 
     #[test]
@@ -398,8 +407,11 @@ mod tests {
         // Its sha256 matches, so only the AAD (which binds the object's name) can catch it.
         let (keys, mut manifest, objects) = dataset();
         manifest.objects[2].name = "part-00009.parquet".into();
-        let err = run(&keys, &manifest, objects).unwrap_err();
+        let failure = run_to_failure(&keys, &manifest, objects).unwrap_err();
+        let err = failure.to_string();
         assert!(err.to_lowercase().contains("decrypt") || err.to_lowercase().contains("tag"), "{err}");
+        // The owner published objects that do not open: refunded, not paid for.
+        assert_eq!(failure.outcome(), Outcome::Refused);
     }
 
     /// An attested session for chain 1, as if `Attest` had run.

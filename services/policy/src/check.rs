@@ -33,7 +33,7 @@ use datafusion::logical_expr::{
 use datafusion::logical_expr::{ExprFunctionExt, Statement};
 use strongroom_types::{AggregateFunction, Policy, Role};
 
-use crate::clamp::Clamp;
+use crate::clamp::{Clamp, bounds_in_type};
 use crate::noise::Noise;
 use crate::{Rule, Violation};
 
@@ -209,7 +209,24 @@ pub async fn check_on_schema(
 ) -> Result<Checked, Refusal> {
     let ctx = SessionContext::new();
     ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    Ok(check(&plan_job(&ctx, sql, policy).await?, policy, epsilon)?)
+    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, epsilon)?;
+    // The enclave optimises and plans the checked plan before it reads anything; an error there
+    // is the query's, and is found here too, before anyone pays.
+    ctx.state().create_physical_plan(&checked.plan).await?;
+    Ok(checked)
+}
+
+/// Refuses a policy whose measures the dataset cannot hold: a measure that is not a number, or
+/// whose bounds hold no value of its column's type. The owner's CLI runs it at publish; the
+/// checker refuses the same on every query that sums such a measure.
+pub fn check_measures(policy: &Policy, schema: &datafusion::arrow::datatypes::Schema) -> Result<(), Violation> {
+    for name in policy.columns.keys() {
+        let (Some([lo, hi]), Ok(field)) = (policy.bounds(name), schema.field_with_name(name)) else { continue };
+        bounds_in_type(lo, hi, field.data_type()).map_err(|reason| {
+            Violation::new(Rule::MeasureType, format!("measure `{name}`: {reason}"), name).on(name)
+        })?;
+    }
+    Ok(())
 }
 
 /// Checks `plan` (from [`plan_sql`], over the table [`DATASET_TABLE`]) against `policy`.
@@ -563,13 +580,27 @@ impl Checker<'_> {
         let partial = |i: usize| format!("__strongroom_p{i}");
         let partial_count = |i: usize| format!("__strongroom_p{i}c");
 
-        // Sums of decimals and floats are taken in their own type, exact for decimals; integers
-        // are summed as floats, which cannot wrap around as Int64 sums do.
-        let summed = |argument: Expr| -> Result<Expr, Violation> {
-            match argument.get_type(scan.schema()).map_err(internal)? {
-                DataType::Decimal128(_, _) | DataType::Float64 => Ok(sum(argument)),
-                _ => Ok(sum(to_f64(argument))),
-            }
+        // Floats are summed as they are, and decimals too (exactly) when no sum of 2^48 clamped
+        // values can wrap around the i128 DataFusion sums them in, as it does silently: a wrapped
+        // sum would move by far more than the sensitivity. Integers and wider decimals are summed
+        // as floats, which cannot wrap.
+        let policy = self.policy;
+        let summed = |call: &Call, argument: Expr| -> Result<Expr, Violation> {
+            let data_type = argument.get_type(scan.schema()).map_err(internal)?;
+            let native = match &data_type {
+                DataType::Float64 => true,
+                DataType::Decimal128(..) => {
+                    let column = &call.column.as_ref().expect("a sum has a measure").name;
+                    let [lo, hi] = policy.bounds(column).expect("a measure has bounds");
+                    matches!(
+                        bounds_in_type(lo, hi, &data_type),
+                        Ok((ScalarValue::Decimal128(Some(lo), ..), ScalarValue::Decimal128(Some(hi), ..)))
+                            if lo.unsigned_abs().max(hi.unsigned_abs()) < (i128::MAX as u128) >> 48
+                    )
+                }
+                _ => false,
+            };
+            Ok(if native { sum(argument) } else { sum(to_f64(argument)) })
         };
         let mut partials = Vec::new();
         for (i, call) in calls.iter().enumerate() {
@@ -579,9 +610,9 @@ impl Checker<'_> {
             };
             match call.function {
                 AggregateFunction::Count => partials.push(call.expr.clone().alias(partial(i))),
-                AggregateFunction::Sum => partials.push(summed(argument())?.alias(partial(i))),
+                AggregateFunction::Sum => partials.push(summed(call, argument())?.alias(partial(i))),
                 AggregateFunction::Avg => {
-                    partials.push(summed(argument())?.alias(partial(i)));
+                    partials.push(summed(call, argument())?.alias(partial(i)));
                     partials.push(count(argument()).alias(partial_count(i)));
                 }
                 _ => {}
@@ -956,7 +987,7 @@ impl Checker<'_> {
             _ => {
                 let [lo, hi] = self.policy.bounds(&column.name).expect("a measure has bounds");
                 self.columns.insert(column.name.clone());
-                let clamped = clamp(argument, column, lo, hi, scan)?;
+                let clamped = clamp(column, lo, hi, scan)?;
                 self.rewrites.push(format!("{} is clamped to [{lo}, {hi}] in {call}", column.name));
                 let params = datafusion::logical_expr::expr::AggregateFunctionParams { args: vec![clamped], ..params };
                 let expr = Expr::AggregateFunction(AggregateCall { func, params });
@@ -1024,30 +1055,14 @@ fn total(expr: Expr) -> Result<Expr, Violation> {
     .map_err(internal)
 }
 
-/// `argument` with its column replaced by the column held to `[lo, hi]`, in the column's type:
-/// by [`Clamp`] for numbers, whose bounds convert to the type, else by a CASE.
-fn clamp(argument: &Expr, column: &Column, lo: f64, hi: f64, scan: &DFSchema) -> Result<Expr, Violation> {
+/// `column` held to the policy's `[lo, hi]`, in the column's type (see [`bounds_in_type`]). A
+/// measure whose type cannot hold them is refused, before any data is read.
+fn clamp(column: &Column, lo: f64, hi: f64, scan: &DFSchema) -> Result<Expr, Violation> {
     let data_type = Expr::Column(column.clone()).get_type(scan).map_err(internal)?;
-    let value = Expr::Column(column.clone());
-    let in_type = |v: f64| ScalarValue::Float64(Some(v)).cast_to(&data_type).ok().filter(|b| !b.is_null());
-    let held = match (Clamp::supports(&data_type), in_type(lo), in_type(hi)) {
-        (true, Some(lo), Some(hi)) => Clamp::call(value, lo, hi),
-        _ => {
-            let bound = |v: f64| Expr::Cast(Cast::new(Box::new(lit(ScalarValue::Float64(Some(v)))), data_type.clone()));
-            when(value.clone().lt(bound(lo)), bound(lo))
-                .when(value.clone().gt(bound(hi)), bound(hi))
-                .otherwise(value)
-                .map_err(internal)?
-        }
-    };
-    argument
-        .clone()
-        .transform(|e| match e {
-            Expr::Column(c) if &c == column => Ok(Transformed::yes(held.clone())),
-            other => Ok(Transformed::no(other)),
-        })
-        .map(|t| t.data)
-        .map_err(internal)
+    let (low, high) = bounds_in_type(lo, hi, &data_type).map_err(|reason| {
+        Violation::new(Rule::MeasureType, format!("measure `{}`: {reason}", column.name), column).on(&column.name)
+    })?;
+    Ok(Clamp::call(Expr::Column(column.clone()), low, high))
 }
 
 /// Whether an aggregation (GROUP BY or DISTINCT) happens at or below `plan`.

@@ -20,5 +20,5 @@ mod clamp;
 mod noise;
 mod violation;
 
-pub use check::{Checked, DATASET_TABLE, Refusal, check, check_on_schema, plan_job, plan_sql};
+pub use check::{Checked, DATASET_TABLE, Refusal, check, check_measures, check_on_schema, plan_job, plan_sql};
 pub use violation::{Rule, Violation};

@@ -13,6 +13,8 @@ pub enum Rule {
     IdentifierUse,
     /// A measure used otherwise than as the argument of an aggregate.
     MeasureUse,
+    /// A measure whose type is not a number, or cannot hold a value within its bounds.
+    MeasureType,
     /// A filter column used outside WHERE.
     FilterUse,
     /// An aggregate function the policy does not allow.
@@ -50,6 +52,7 @@ impl Rule {
             Rule::HiddenColumn => "hidden_column",
             Rule::IdentifierUse => "identifier_use",
             Rule::MeasureUse => "measure_use",
+            Rule::MeasureType => "measure_type",
             Rule::FilterUse => "filter_use",
             Rule::AggregateFunction => "aggregate_function",
             Rule::AggregateArgument => "aggregate_argument",

@@ -158,7 +158,8 @@ pub enum FailureCode {
     ManifestMismatch,
     /// The manifest registered on chain does not hold together.
     BadManifest,
-    /// The worker relayed too few or too many objects, or one whose sha256 is not the manifest's.
+    /// The worker relayed too few or too many objects, or one whose sha256 is not the manifest's,
+    /// or the manifest's own objects do not decrypt or parse.
     BadObjects,
     /// The job relayed is not the one rented, or not the one the keys were requested for.
     JobMismatch,

@@ -2,4 +2,5 @@
 //! rewritten plans that one run of a case cannot show.
 
 mod behaviour;
+mod measures;
 mod noise;
