@@ -6,7 +6,9 @@ use strongroom_chain::Chain;
 use strongroom_client::analyst::RentOptions;
 use strongroom_devnet::{Devnet, analyst_key, operator_key};
 use strongroom_e2e::{devnet, publish_sample, rent, result_of};
-use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519SecretKey, sign_typed};
+use strongroom_types::{
+    Authorization, KeyRequest, ReleaseRequest, X25519PublicKey, X25519SecretKey, report_data_for, sign_typed,
+};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
 async fn request(
@@ -16,7 +18,18 @@ async fn request(
     enclave: &PrivateKeySigner,
     authorizer: &PrivateKeySigner,
 ) -> (u16, serde_json::Value) {
-    let task_key = X25519SecretKey::generate().public_key();
+    request_for_key(devnet, chain, task, enclave, authorizer, X25519SecretKey::generate().public_key()).await
+}
+
+/// [`request`] for the release to be sealed to `task_key`.
+async fn request_for_key(
+    devnet: &Devnet,
+    chain: &Chain,
+    task: U256,
+    enclave: &PrivateKeySigner,
+    authorizer: &PrivateKeySigner,
+    task_key: X25519PublicKey,
+) -> (u16, serde_json::Value) {
     let domain = chain.domain();
     let body = ReleaseRequest {
         task_id: task,
@@ -93,6 +106,46 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     let (status, body) = request(&devnet, &analyst, late, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("deadline_passed")));
     assert!(body["message"].as_str().unwrap().starts_with(&format!("task {late} passed its deadline")));
+    devnet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
+    // No worker: two enclaves of our own, registered from quotes of the trusted measurement.
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
+    let task = rent(&devnet, &published, "SELECT 1", &RentOptions::default()).await.unwrap().task_id();
+    let operator = devnet.chain_as(operator_key()).await.unwrap();
+    let (first, second) = (PrivateKeySigner::random(), PrivateKeySigner::random());
+    for enclave in [&first, &second] {
+        let (quote, signature) = devnet.platform.quote_for(devnet.measurement, report_data_for(enclave.address()));
+        operator.register_enclave(&quote, signature).await.unwrap();
+    }
+    let key = X25519SecretKey::generate().public_key();
+    let (status, body) = request_for_key(&devnet, &analyst, task, &first, &operator_key(), key).await;
+    assert_eq!(status, 200, "{body}");
+    // A host retrying after a lost reply sends the same request: it is answered again.
+    let (status, body) = request_for_key(&devnet, &analyst, task, &first, &operator_key(), key).await;
+    assert_eq!(status, 200, "{body}");
+    // Another task key of the same enclave (a second run), or another enclave: nothing.
+    let other_key = X25519SecretKey::generate().public_key();
+    for (enclave, key) in [(&first, other_key), (&second, key), (&second, other_key)] {
+        let (status, body) = request_for_key(&devnet, &analyst, task, enclave, &operator_key(), key).await;
+        assert_eq!((status, body["error"].as_str()), (409, Some("already_released")));
+        assert_eq!(
+            body["message"],
+            format!(
+                "the keys of task {task} were already released to enclave {} under its own task key: a task's keys \
+                 are released once, and only that request is answered again",
+                first.address()
+            )
+        );
+    }
+    let audit: Vec<strongroom_types::AuditEntry> =
+        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    let released_to: Vec<Address> = audit.iter().filter(|e| e.task_id == task).map(|e| e.enclave).collect();
+    assert_eq!(released_to, [first.address(), first.address()], "the release and its repeat, nothing else");
     devnet.shutdown().await;
 }
 

@@ -30,6 +30,8 @@ pub(crate) enum EnclaveError {
     PolicyTooLarge(usize),
     #[error("keys for task {0} were already requested for another job, manifest or policy")]
     AlreadyRequested(U256),
+    #[error("task {0} already ran in this enclave: a task runs once")]
+    AlreadyRan(U256),
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
     WrongDeployment { chain_id: u64, contract: Address },
     #[error(transparent)]
@@ -47,6 +49,10 @@ pub(crate) struct Session {
     tasks: HashMap<U256, PendingTask>,
     /// Key requests made so far: orders the pending tasks.
     requests: u64,
+    /// The tasks run so far, newest last, at most [`MAX_RAN_TASKS`]: none is run again. Older
+    /// ones cannot be either, as the key service releases a task's keys to one task key only,
+    /// and a run task's key is gone.
+    ran: std::collections::VecDeque<U256>,
 }
 
 /// What the enclave keeps of a task between its key request and its run.
@@ -69,6 +75,9 @@ struct PendingTask {
 /// runs it, so the oldest is dropped to make room (it can be requested again), never refused:
 /// a refusal would stop the worker for good.
 const MAX_PENDING_TASKS: usize = 256;
+
+/// How many run tasks the enclave remembers (32 bytes each).
+const MAX_RAN_TASKS: usize = 1 << 16;
 
 /// The largest manifest the enclave keeps for a pending task.
 const MAX_MANIFEST_BYTES: usize = Manifest::MAX_STORED_BYTES;
@@ -129,6 +138,9 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
+        if self.ran.contains(&task_id) {
+            return Err(EnclaveError::AlreadyRan(task_id));
+        }
         // Asked again (a host retrying after a lost reply): the same request, for the same task
         // key, so a release already made for it still opens. For another job, manifest or
         // policy: no.
@@ -190,6 +202,11 @@ impl Session {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
         let PendingTask { secret: task_secret, columns: needed, manifest, policy, spec_hash, .. } =
             self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+        // Whatever happens below, the task's key is gone: it is not run again.
+        if self.ran.len() >= MAX_RAN_TASKS {
+            self.ran.pop_front();
+        }
+        self.ran.push_back(task_id);
         let plain = zeroize::Zeroizing::new(open(
             &task_secret,
             INFO_RELEASE,
@@ -422,7 +439,7 @@ mod tests {
             chain_id: 1,
             contract: Address::ZERO,
         };
-        Session { identity: Some(identity), tasks: HashMap::new(), requests: 0 }
+        Session { identity: Some(identity), tasks: HashMap::new(), requests: 0, ran: Default::default() }
     }
 
     /// Requests keys for `planned` under `relayed_policy`, releases them as a key service would
@@ -451,7 +468,7 @@ mod tests {
         let mut session = attested();
         let task_id = U256::from(7);
         let EnclaveReply::KeyRequest { task_key, columns, .. } =
-            session.request_keys(task_id, planned, stored.into(), relayed_policy.into(), &runtime).unwrap()
+            session.request_keys(task_id, planned, stored.clone().into(), relayed_policy.into(), &runtime).unwrap()
         else {
             panic!("a key request")
         };
@@ -485,6 +502,9 @@ mod tests {
         )
         .unwrap();
         assert!(session.tasks.is_empty(), "a run task is forgotten");
+        // And it is not run again, whatever the host asks.
+        let again = session.request_keys(task_id, planned, stored.into(), relayed_policy.into(), &runtime).unwrap_err();
+        assert_eq!(again.to_string(), "task 7 already ran in this enclave: a task runs once");
         (outcome, serde_json::from_slice(&opened).unwrap())
     }
 

@@ -41,6 +41,10 @@ pub enum KmsError {
     PolicyMismatch { dataset: B256, deposited: B256, rented: B256 },
     #[error("task {0} was rented with epsilon 0, but its licence releases results only with differential privacy")]
     EpsilonRequired(U256),
+    #[error(
+        "the keys of task {task} were already released to enclave {holder} under its own task key: a task's keys are released once, and only that request is answered again"
+    )]
+    AlreadyReleased { task: U256, holder: Address },
     #[error("no policy with keccak256 {0} was deposited here")]
     UnknownPolicy(B256),
     #[error("column `{column}` is not in dataset {dataset}")]
@@ -81,6 +85,7 @@ impl KmsError {
             Self::UnknownDataset(_) => "unknown_dataset",
             Self::UnknownPolicy(_) => "unknown_policy",
             Self::EpsilonRequired(_) => "epsilon_required",
+            Self::AlreadyReleased { .. } => "already_released",
             Self::PolicyMismatch { .. } => "policy_mismatch",
             Self::UnknownColumn { .. } => "unknown_column",
             Self::BadDeposit(_) => "bad_deposit",
@@ -102,7 +107,8 @@ impl ResponseError for KmsError {
             | Self::DeadlinePassed { .. }
             | Self::WrongKeyService { .. }
             | Self::PolicyMismatch { .. }
-            | Self::EpsilonRequired(_) => StatusCode::CONFLICT,
+            | Self::EpsilonRequired(_)
+            | Self::AlreadyReleased { .. } => StatusCode::CONFLICT,
             Self::NotAuthorized { .. }
             | Self::BadEnclaveSignature(_)
             | Self::EnclaveNotRegistered(_)

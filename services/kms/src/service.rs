@@ -198,6 +198,13 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         key_columns: keys.as_ref().map(|k| k.columns.keys().cloned().collect()).map_err(Clone::clone),
     });
     let grant = grant(req, &view, authorized, deposit_view.as_ref())?;
+    // Only now, with the request authorized and granted, is the task bound to this enclave and
+    // task key; another enclave, or the same one with another key, gets nothing.
+    let task_key = req.task_key.to_b256();
+    let (holder, holder_key) = state.store.claim_task(req.task_id, req.enclave, task_key).await?;
+    if (holder, holder_key) != (req.enclave, task_key) {
+        return Err(KmsError::AlreadyReleased { task: req.task_id, holder });
+    }
 
     let Some((Ok(mut keys), _)) = deposit else {
         return Err(KmsError::Internal("a release was granted without deposited keys".into()));

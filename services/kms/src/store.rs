@@ -35,6 +35,11 @@ pub trait DepositStore: Send + Sync + 'static {
     /// workers and analysts read the licence a dataset is rented under before any key moves.
     async fn policy(&self, hash: B256) -> crate::Result<Option<String>>;
 
+    /// Binds a task's keys to the first enclave and task key they are released to, and returns
+    /// whom they are bound to: a task's keys are released once, and only a repeat of that
+    /// request (a host retrying after a lost reply) is answered again.
+    async fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)>;
+
     /// Records a release; a release that is not on record must not leave the service.
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
 
@@ -87,6 +92,10 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.policy(hash)).await
     }
 
+    async fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)> {
+        self.blocking(move |s| s.claim_task(task, enclave, task_key)).await
+    }
+
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()> {
         self.blocking(move |s| s.record_release(&entry)).await
     }
@@ -124,6 +133,11 @@ impl Store {
                  released_at INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);
+             CREATE TABLE IF NOT EXISTS task_holders (
+                 task_id  BLOB PRIMARY KEY,
+                 enclave  BLOB NOT NULL,
+                 task_key BLOB NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS policies (
                  hash   BLOB PRIMARY KEY,
                  policy TEXT NOT NULL
@@ -194,6 +208,23 @@ impl Store {
             .optional()
     }
 
+    pub(crate) fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> rusqlite::Result<(Address, B256)> {
+        let task = task.to_be_bytes::<32>();
+        // One statement takes the claim or leaves the first one: two racing requests cannot both win.
+        self.conn.execute(
+            "INSERT INTO task_holders (task_id, enclave, task_key) VALUES (?1, ?2, ?3) ON CONFLICT (task_id) DO NOTHING",
+            params![task.as_slice(), enclave.as_slice(), task_key.as_slice()],
+        )?;
+        self.conn.query_row(
+            "SELECT enclave, task_key FROM task_holders WHERE task_id = ?1",
+            params![task.as_slice()],
+            |row| {
+                let (enclave, key): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
+                Ok((Address::from_slice(&enclave), B256::from_slice(&key)))
+            },
+        )
+    }
+
     pub(crate) fn record_release(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
         self.conn.execute(
             "INSERT INTO releases (task_id, dataset, enclave, key_ids, released_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -239,6 +270,26 @@ pub(crate) fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_is_bound_to_its_first_enclave_and_task_key_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.sqlite");
+        let (task, enclave, key) = (U256::from(7), Address::repeat_byte(1), B256::repeat_byte(2));
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key));
+        assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key), "a repeat keeps the claim");
+        assert_eq!(store.claim_task(task, enclave, B256::repeat_byte(3)).unwrap(), (enclave, key));
+        assert_eq!(store.claim_task(task, Address::repeat_byte(4), key).unwrap(), (enclave, key));
+        assert_eq!(
+            store.claim_task(U256::from(8), Address::repeat_byte(4), key).unwrap(),
+            (Address::repeat_byte(4), key)
+        );
+        // It survives a restart of the service.
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.claim_task(task, Address::repeat_byte(9), B256::repeat_byte(9)).unwrap(), (enclave, key));
+    }
 
     #[test]
     fn a_store_from_before_per_version_deposits_is_refused_in_words() {
