@@ -86,7 +86,7 @@ contract Strongroom is EnclaveRegistry, Offers {
 
     bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
     bytes32 private constant RESULT_TYPEHASH =
-        keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)");
+        keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)");
 
     bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
     /// abi.encode(TaskParams) is 20 words: every member is a value type.
@@ -242,16 +242,27 @@ contract Strongroom is EnclaveRegistry, Offers {
         return _hashTypedDataV4(keccak256(abi.encode(AUTHORIZATION_TYPEHASH, taskId, enclave)));
     }
 
-    /// EIP-712 `Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)`: the
-    /// outcome enters as its `uint8`, the string as keccak256 of its bytes.
-    function hashResult(uint256 taskId, bytes32 digest, Outcome outcome, string calldata location)
-        public
+    /// EIP-712 `Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)`:
+    /// the outcome enters as its `uint8`, the string as keccak256 of its bytes. `keyService` is
+    /// the key that sealed the key release the enclave opened (its sender, authenticated); the
+    /// contract settles only with the dataset's key service, so a release the host made up
+    /// cannot settle.
+    function hashResult(
+        uint256 taskId,
+        bytes32 digest,
+        Outcome outcome,
+        bytes32 keyService,
+        string calldata location
+    ) public view returns (bytes32) {
+        return _hashResult(taskId, digest, outcome, keyService, keccak256(bytes(location)));
+    }
+
+    function _hashResult(uint256 taskId, bytes32 digest, Outcome outcome, bytes32 keyService, bytes32 locationHash)
+        private
         view
         returns (bytes32)
     {
-        return _hashTypedDataV4(
-            keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, outcome, keccak256(bytes(location))))
-        );
+        return _hashTypedDataV4(keccak256(abi.encode(RESULT_TYPEHASH, taskId, digest, outcome, keyService, locationHash)));
     }
 
     // ---------------------------------------------------------------------
@@ -476,7 +487,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         bytes calldata authSig,
         bytes calldata enclaveSig
     ) private view returns (address enclave) {
-        enclave = Signatures.recover(hashResult(taskId, digest, outcome, location), enclaveSig);
+        enclave = _resultSigner(task.dataset, taskId, digest, outcome, keccak256(bytes(location)), enclaveSig);
         if (enclave == address(0)) revert InvalidEnclaveSignature();
         if (!_isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
         bytes32 pinned = task.measurement;
@@ -488,6 +499,20 @@ contract Strongroom is EnclaveRegistry, Offers {
         if (!Signatures.isValid(task.poolOperator, hashAuthorization(taskId, enclave), authSig)) {
             revert NotAuthorized(taskId, enclave);
         }
+    }
+
+    /// Who signed the result, if it names the dataset's key service as the sender of the release
+    /// the enclave opened (else some unregistered address).
+    function _resultSigner(
+        bytes32 dataset,
+        uint256 taskId,
+        bytes32 digest,
+        Outcome outcome,
+        bytes32 locationHash,
+        bytes calldata enclaveSig
+    ) private view returns (address) {
+        bytes32 keyService = _datasets[dataset].kmsKey;
+        return Signatures.recover(_hashResult(taskId, digest, outcome, keyService, locationHash), enclaveSig);
     }
 
     /// Pays the parties recorded at rent, moves the epsilon reservation and unlocks the stake.

@@ -675,17 +675,18 @@ contract StrongroomTest is Fixture {
         assertEq(sr.hashAuthorization(7, enclave), _typed(aHash));
         bytes32 rHash = keccak256(
             abi.encode(
-                keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,string location)"),
+                keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)"),
                 7,
                 DIGEST,
                 uint8(Outcome.Refused),
+                KMS_KEY,
                 keccak256(bytes(LOCATION))
             )
         );
-        assertEq(sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION), _typed(rHash));
+        assertEq(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION), _typed(rHash));
         // The location is signed too: another one is another digest.
-        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION));
-        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, "") != sr.hashResult(7, DIGEST, Outcome.Refused, LOCATION));
+        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
+        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
     }
 
     function test_HashTaskParams() public {

@@ -723,7 +723,7 @@ contract TasksTest is Fixture {
     function test_SubmitResult_CompactSignatures() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _sig64(OPERATOR_PK, sr.hashAuthorization(taskId, enclave));
-        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
+        bytes memory res = _sig64(ENCLAVE_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, KMS_KEY, LOCATION));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
@@ -792,7 +792,7 @@ contract TasksTest is Fixture {
     function test_RevertWhen_SubmitUnregisteredEnclave() public {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, stranger);
-        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
+        bytes memory res = _sig(STRANGER_PK, sr.hashResult(taskId, DIGEST, Outcome.Completed, KMS_KEY, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, stranger));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
     }
@@ -823,13 +823,27 @@ contract TasksTest is Fixture {
         _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.MeasurementNotAllowed.selector, enclave, MEASUREMENT));
     }
 
+    function test_RevertWhen_SubmitReleasedByAnotherKeyService() public {
+        // The enclave opened a release sealed by another key than the task's key service (one the
+        // host made up, to have a task refused): its signature names that key, the contract hashes
+        // the task's, so the signature recovers some unregistered address instead.
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory auth = _authSig(taskId, enclave);
+        bytes32 signed = sr.hashResult(taskId, DIGEST, Outcome.Refused, keccak256("the host's own key"), LOCATION);
+        bytes memory res = _sig(ENCLAVE_PK, signed);
+        bytes32 settled = sr.hashResult(taskId, DIGEST, Outcome.Refused, KMS_KEY, LOCATION);
+        address recovered = ecrecover(settled, uint8(res[64]), _word(res, 0), _word(res, 32));
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Refused);
+    }
+
     function test_RevertWhen_SubmitOutcomeChanged() public {
         // The enclave signed a success; relaying it as a refusal changes the digest, so the
         // signature recovers some unregistered address instead.
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
         bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
-        bytes32 flipped = sr.hashResult(taskId, DIGEST, Outcome.Refused, LOCATION);
+        bytes32 flipped = sr.hashResult(taskId, DIGEST, Outcome.Refused, KMS_KEY, LOCATION);
         address recovered = ecrecover(flipped, uint8(res[64]), _word(res, 0), _word(res, 32));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Refused);
@@ -845,7 +859,7 @@ contract TasksTest is Fixture {
         bytes memory auth = _authSig(taskId, enclave);
         bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
         string memory bogus = "s3://attacker/1";
-        bytes32 forged = sr.hashResult(taskId, DIGEST, Outcome.Completed, bogus);
+        bytes32 forged = sr.hashResult(taskId, DIGEST, Outcome.Completed, KMS_KEY, bogus);
         address recovered = ecrecover(forged, uint8(res[64]), _word(res, 0), _word(res, 32));
         assertTrue(recovered != enclave && recovered != address(0));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, recovered));
@@ -883,7 +897,7 @@ contract TasksTest is Fixture {
         _registerEnclave(other);
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
-        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, Outcome.Completed, LOCATION));
+        bytes memory res = _sig(otherPk, sr.hashResult(taskId, DIGEST, Outcome.Completed, KMS_KEY, LOCATION));
         vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, other));
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
     }

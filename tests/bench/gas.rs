@@ -18,6 +18,9 @@ use strongroom_types::{
 
 const MILLI_ETHER: u64 = 1_000_000_000_000_000;
 
+/// The bench dataset's key service key, which every result names.
+const KMS_KEY: B256 = B256::repeat_byte(2);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let node = DevNode::spawn(&strongroom_e2e::anvil())?;
@@ -45,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
             "file:///bench/data.parquet",
             strongroom_types::ManifestDigest::new(B256::repeat_byte(1)),
             "http://kms",
-            B256::repeat_byte(2),
+            KMS_KEY,
             policy,
             100_000_000,
         )
@@ -109,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
                 taskId: task.id,
                 digest,
                 outcome: Outcome::Completed.as_u8(),
+                keyService: KMS_KEY,
                 location: location.clone(),
             };
             let sig = sign_typed(enclave.credential(), &attestation, &domain);

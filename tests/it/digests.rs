@@ -64,7 +64,13 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
 
     let location = "file:///var/lib/strongroom/results/task-9.sealed";
     let onchain = contract
-        .hashResult(U256::from(9), B256::repeat_byte(6), Outcome::Failed.as_u8(), location.to_owned())
+        .hashResult(
+            U256::from(9),
+            B256::repeat_byte(6),
+            Outcome::Failed.as_u8(),
+            B256::repeat_byte(7),
+            location.to_owned(),
+        )
         .call()
         .await
         .unwrap();
@@ -72,6 +78,7 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
         taskId: U256::from(9),
         digest: B256::repeat_byte(6),
         outcome: Outcome::Failed.as_u8(),
+        keyService: B256::repeat_byte(7),
         location: location.into(),
     };
     assert_eq!(onchain, attestation.eip712_signing_hash(&domain));

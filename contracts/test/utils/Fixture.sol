@@ -225,7 +225,7 @@ abstract contract Fixture is Test {
         internal
         returns (bytes memory)
     {
-        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, outcome, location));
+        return _sig(ENCLAVE_PK, sr.hashResult(taskId, digest, outcome, KMS_KEY, location));
     }
 
     // ------------------------------------------------------------------

@@ -13,7 +13,7 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 use crate::failure::TaskFailure;
 use strongroom_types::{
     INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Outcome, Policy, ResultAttestation,
-    ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open, report_data_for, seal, sign_hash,
+    ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open_from, report_data_for, seal, sign_hash,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +105,8 @@ impl Session {
             HostRequest::RequestKeys { task_id, spec, manifest, policy } => {
                 self.request_keys(task_id, &spec, manifest.0, policy, runtime)
             }
-            HostRequest::RunTask { task_id, sealed_release, spec, location, .. } => {
-                self.run_task(task_id, &sealed_release, attached, &spec, location, runtime)
+            HostRequest::RunTask { task_id, sealed_release, key_service, spec, location, .. } => {
+                self.run_task(task_id, &sealed_release, &key_service, attached, &spec, location, runtime)
             }
         }
     }
@@ -190,31 +190,38 @@ impl Session {
         Ok(EnclaveReply::KeyRequest { task_id, task_key, columns, signature })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_task(
         &mut self,
         task_id: U256,
         sealed_release: &strongroom_types::SealedBox,
+        key_service: &X25519PublicKey,
         attached: Vec<bytes::Bytes>,
         spec: &[u8],
         location: String,
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         let identity = self.identity.as_ref().ok_or(EnclaveError::NotAttested)?;
-        let PendingTask { secret: task_secret, columns: needed, manifest, policy, spec_hash, .. } =
-            self.tasks.remove(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
-        // Whatever happens below, the task's key is gone: it is not run again.
-        if self.ran.len() >= MAX_RAN_TASKS {
-            self.ran.pop_front();
-        }
-        self.ran.push_back(task_id);
-        let plain = zeroize::Zeroizing::new(open(
-            &task_secret,
+        let pending = self.tasks.get(&task_id).ok_or(EnclaveError::UnknownTask(task_id))?;
+        // Only a release sealed by `key_service` opens: a host cannot make one up, as it would have
+        // to name a key of its own here, which the signed result carries to the contract. One
+        // that does not open leaves the task pending.
+        let plain = zeroize::Zeroizing::new(open_from(
+            &pending.secret,
+            key_service,
             INFO_RELEASE,
             &task_id.to_be_bytes::<32>(),
             sealed_release,
             "key release",
         )?);
+        let PendingTask { secret: task_secret, columns: needed, manifest, policy, spec_hash, .. } =
+            self.tasks.remove(&task_id).expect("the task is pending");
         drop(task_secret);
+        // Whatever happens below, the task's key is gone: it is not run again.
+        if self.ran.len() >= MAX_RAN_TASKS {
+            self.ran.pop_front();
+        }
+        self.ran.push_back(task_id);
         let release: KeyRelease =
             serde_json::from_slice(&plain).map_err(|e| EnclaveError::MalformedRelease(e.to_string()))?;
         drop(plain);
@@ -247,7 +254,13 @@ impl Session {
         let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
         let sealed = seal(&result_key, INFO_RESULT, &task_id.to_be_bytes::<32>(), &plaintext)?;
         let digest = keccak256(sealed.as_bytes());
-        let attestation = ResultAttestation { taskId: task_id, digest, outcome: outcome.as_u8(), location };
+        let attestation = ResultAttestation {
+            taskId: task_id,
+            digest,
+            outcome: outcome.as_u8(),
+            keyService: key_service.to_b256(),
+            location,
+        };
         let signature = sign_hash(&identity.key, &attestation.eip712_signing_hash(&identity.domain));
         Ok(EnclaveReply::TaskResult { task_id, sealed_result: sealed.0.into(), digest, outcome, signature })
     }
@@ -324,7 +337,7 @@ mod tests {
     use arrow::array::Int64Array;
     use arrow::datatypes::{DataType, Field, Schema};
     use arrow::record_batch::RecordBatch;
-    use strongroom_types::{DataVersion, DatasetKeys, KeyId, TaskFacts};
+    use strongroom_types::{DataVersion, DatasetKeys, KeyId, TaskFacts, open, seal_from};
 
     use strongroom_dataplane::{ColumnEntry, Layout, ObjectWriter};
 
@@ -488,10 +501,28 @@ mod tests {
             epsilon: 0,
         };
         let release = KeyRelease { facts, keys, withheld: Vec::new() };
-        let sealed =
-            seal(&task_key, INFO_RELEASE, &task_id.to_be_bytes::<32>(), &serde_json::to_vec(&release).unwrap())
-                .unwrap();
-        let reply = session.run_task(task_id, &sealed, objects, relayed, "file:///r".into(), &runtime).unwrap();
+        let key_service = X25519SecretKey::generate();
+        let plaintext = serde_json::to_vec(&release).unwrap();
+        let aad = task_id.to_be_bytes::<32>();
+        // A release the host seals itself, to the same task key, does not open as the key
+        // service's; it is refused without a signed result, and the task is still pending.
+        let forged = seal(&task_key, INFO_RELEASE, &aad, &plaintext).unwrap();
+        let err = session
+            .run_task(
+                task_id,
+                &forged,
+                &key_service.public_key(),
+                objects.clone(),
+                relayed,
+                "file:///r".into(),
+                &runtime,
+            )
+            .expect_err("a forged release is refused");
+        assert!(err.to_string().contains("key release"), "{err}");
+        let sealed = seal_from(&task_key, &key_service, INFO_RELEASE, &aad, &plaintext).unwrap();
+        let reply = session
+            .run_task(task_id, &sealed, &key_service.public_key(), objects, relayed, "file:///r".into(), &runtime)
+            .unwrap();
         let EnclaveReply::TaskResult { sealed_result, outcome, .. } = reply else { panic!("a task result") };
         let opened = open(
             &analyst,

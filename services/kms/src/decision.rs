@@ -100,6 +100,8 @@ pub fn authorize<'a>(
         });
     }
     let dataset = chain.dataset.as_ref().ok_or(KmsError::UnknownDataset(params.dataset))?;
+    // The dataset's key service: the one whose sealed release the enclave opens and the
+    // contract settles with.
     if dataset.kms_key != our_key {
         return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours: our_key });
     }

@@ -11,7 +11,7 @@ use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
     ManifestDigest, Policy, PolicyResponse, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad,
-    open, recover_typed, seal,
+    open, recover_typed, seal_from,
 };
 use tracing::{Instrument, info, warn};
 
@@ -216,8 +216,11 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let plaintext =
         zeroize::Zeroizing::new(serde_json::to_vec(&release).map_err(|e| KmsError::Internal(e.to_string()))?);
     drop(release);
-    let sealed_release = seal(&req.task_key, INFO_RELEASE, &req.task_id.to_be_bytes::<32>(), &plaintext)
-        .map_err(|e| KmsError::Internal(e.to_string()))?;
+    // Sealed as this service (HPKE auth mode), whose key the task records at rent: the enclave
+    // opens only a release from that key, so a host cannot make one up.
+    let sealed_release =
+        seal_from(&req.task_key, &state.secret, INFO_RELEASE, &req.task_id.to_be_bytes::<32>(), &plaintext)
+            .map_err(|e| KmsError::Internal(e.to_string()))?;
     let entry = AuditEntry { task_id: req.task_id, dataset, enclave: req.enclave, key_ids, released_at: now() as u64 };
     // Audit before answering: a release that is not on record does not leave the service.
     let released = entry.key_ids.clone();

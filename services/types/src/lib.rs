@@ -40,7 +40,7 @@ pub use policy::{
 };
 pub use seal::{
     INFO_BACKUP, INFO_DEPOSIT, INFO_RELEASE, INFO_RESULT, SealedBox, X25519PublicKey, X25519SecretKey, key_set_aad,
-    open, seal,
+    open, open_from, seal, seal_from,
 };
 pub use url::StorageUrl;
 pub use versions::{DataVersion, ManifestDigest, RegistryVersion};

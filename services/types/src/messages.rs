@@ -88,6 +88,8 @@ mod attestation_message {
             uint256 taskId;
             bytes32 digest;
             uint8 outcome;
+            /// The key service whose sealed release the enclave opened (its sender, authenticated).
+            bytes32 keyService;
             string location;
         }
     }

@@ -35,7 +35,17 @@ pub enum HostRequest {
     /// `location` is where the host will store the sealed result; the enclave signs it.
     /// The manifest's objects follow this frame as `objects` raw frames, in manifest order; the
     /// enclave checks each against the manifest.
-    RunTask { task_id: U256, sealed_release: SealedBox, objects: u32, spec: Bytes, location: String },
+    /// `key_service` is the key the task's release must be sealed by: the chain's, as the host
+    /// read it; the enclave signs it with the result, and the contract settles only with the
+    /// task's own, so a release the host sealed itself cannot settle the task.
+    RunTask {
+        task_id: U256,
+        sealed_release: SealedBox,
+        key_service: X25519PublicKey,
+        objects: u32,
+        spec: Bytes,
+        location: String,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -107,6 +117,7 @@ mod tests {
         let request = HostRequest::RunTask {
             task_id: U256::from(7),
             sealed_release: SealedBox(vec![1, 2, 3]),
+            key_service: X25519PublicKey([9; 32]),
             objects: 2,
             spec: Bytes::from_static(b"SELECT 1"),
             location: "file:///r".into(),

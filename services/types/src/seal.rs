@@ -179,6 +179,48 @@ pub fn seal(recipient: &X25519PublicKey, info: &[u8], aad: &[u8], plaintext: &[u
     Ok(SealedBox(out))
 }
 
+/// Seals `plaintext` to `recipient` as `sender` (HPKE auth mode): only the holder of `sender`'s
+/// secret can have sealed it, and [`open_from`] opens it only as coming from `sender`'s public key.
+pub fn seal_from(
+    recipient: &X25519PublicKey,
+    sender: &X25519SecretKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<SealedBox> {
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;
+    let sender_pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&sender.public_key().0)
+        .map_err(|e| Error::SealFailed(e.to_string()))?;
+    let mode = OpModeS::Auth((sender.kem_key(), sender_pk));
+    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(&mode, &pk, info, plaintext, aad)
+        .map_err(|e| Error::SealFailed(e.to_string()))?;
+    let mut out = Vec::with_capacity(ENC_LEN + ct.len());
+    out.extend_from_slice(&enc.to_bytes());
+    out.extend_from_slice(&ct);
+    Ok(SealedBox(out))
+}
+
+/// Opens a box sealed with [`seal_from`] by `sender`; a box sealed by anyone else does not open.
+pub fn open_from(
+    recipient: &X25519SecretKey,
+    sender: &X25519PublicKey,
+    info: &[u8],
+    aad: &[u8],
+    sealed: &SealedBox,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let bytes = sealed.as_bytes();
+    if bytes.len() < ENC_LEN {
+        return Err(Error::SealedBoxTooShort(bytes.len()));
+    }
+    let sender = <Kem as hpke::Kem>::PublicKey::from_bytes(&sender.0).map_err(|_| Error::OpenFailed(what))?;
+    let (enc, ct) = bytes.split_at(ENC_LEN);
+    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| Error::OpenFailed(what))?;
+    let mode = OpModeR::Auth(sender);
+    hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(&mode, &recipient.kem_key(), &enc, info, ct, aad)
+        .map_err(|_| Error::OpenFailed(what))
+}
+
 /// Opens a box sealed with [`seal`]; `what` names the box in the error.
 pub fn open(
     recipient: &X25519SecretKey,
@@ -200,6 +242,21 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_box_sealed_from_a_sender_opens_only_as_from_that_sender() {
+        let (recipient, sender, other) =
+            (X25519SecretKey::generate(), X25519SecretKey::generate(), X25519SecretKey::generate());
+        let sealed = seal_from(&recipient.public_key(), &sender, b"info", b"aad", b"keys").unwrap();
+        let opened = open_from(&recipient, &sender.public_key(), b"info", b"aad", &sealed, "release").unwrap();
+        assert_eq!(opened, b"keys");
+        let err = open_from(&recipient, &other.public_key(), b"info", b"aad", &sealed, "release").unwrap_err();
+        assert_eq!(err.to_string(), Error::OpenFailed("release").to_string());
+        // Anyone can seal to the recipient in base mode; that is not a box from the sender.
+        let anyone = seal(&recipient.public_key(), b"info", b"aad", b"keys").unwrap();
+        assert!(open_from(&recipient, &sender.public_key(), b"info", b"aad", &anyone, "release").is_err());
+        assert!(open(&recipient, b"info", b"aad", &sealed, "release").is_err(), "and the modes do not mix");
+    }
 
     #[test]
     fn seal_open_round_trip_and_context_binding() {

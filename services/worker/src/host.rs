@@ -11,7 +11,7 @@ use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
-use strongroom_types::{Authorization, PoolId, ReleaseRequest, StorageUrl, sign_typed};
+use strongroom_types::{Authorization, PoolId, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -199,6 +199,8 @@ impl Worker {
         );
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
+        // The enclave opens only a release sealed by the dataset's key service, and signs which.
+        let key_service = X25519PublicKey(dataset.kms_key.0);
         // The dataset URI names its manifest, which gives the enclave the schema to plan against
         // and lists the objects, which sit beside it. The enclave checks the manifest against the
         // chain and every object against the manifest; here they are only read.
@@ -261,6 +263,7 @@ impl Worker {
         let request = HostRequest::RunTask {
             task_id: task.id,
             sealed_release: release.sealed_release,
+            key_service,
             objects: objects.len() as u32,
             spec: task.spec.clone(),
             location: location.to_string(),
