@@ -136,7 +136,7 @@ contract GasBench is Script {
         bytes32 digest = keccak256(abi.encode("result", id));
         bytes memory auth = _sig(OPERATOR, sr.hashAuthorization(id, vm.addr(ENCLAVE)));
         string memory location = "file:///results/1";
-        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, Outcome.Completed, keccak256("k"), location));
+        bytes memory res = _sig(ENCLAVE, sr.hashResult(id, digest, Outcome.Completed, t.kmsKey, location));
         vmx.broadcast(OPERATOR);
         sr.submitResult(t, id, digest, location, auth, res, Outcome.Completed);
     }

@@ -89,8 +89,8 @@ contract Strongroom is EnclaveRegistry, Offers {
         keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)");
 
     bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
-    /// abi.encode(TaskParams) is 20 words: every member is a value type.
-    uint256 private constant TASK_PARAMS_SIZE = 640;
+    /// abi.encode(TaskParams) is 21 words: every member is a value type.
+    uint256 private constant TASK_PARAMS_SIZE = 672;
 
     /// Per task: keccak256(abi.encode(TaskParams)) with its low byte replaced by the status.
     /// 248 bits of the hash remain, still far beyond any collision search.
@@ -245,8 +245,8 @@ contract Strongroom is EnclaveRegistry, Offers {
     /// EIP-712 `Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)`:
     /// the outcome enters as its `uint8`, the string as keccak256 of its bytes. `keyService` is
     /// the key that sealed the key release the enclave opened (its sender, authenticated); the
-    /// contract settles only with the dataset's key service, so a release the host made up
-    /// cannot settle.
+    /// contract settles only with the key service the task was rented against, so a release the
+    /// host made up cannot settle.
     function hashResult(
         uint256 taskId,
         bytes32 digest,
@@ -332,6 +332,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         t.policyHash = policyHash;
         t.manifestDigest = d.manifestDigest;
         t.measurement = offer.measurement;
+        t.kmsKey = d.kmsKey;
     }
 
     function _takePoolOffer(
@@ -487,7 +488,7 @@ contract Strongroom is EnclaveRegistry, Offers {
         bytes calldata authSig,
         bytes calldata enclaveSig
     ) private view returns (address enclave) {
-        enclave = _resultSigner(task.dataset, taskId, digest, outcome, keccak256(bytes(location)), enclaveSig);
+        enclave = _resultSigner(task.kmsKey, taskId, digest, outcome, keccak256(bytes(location)), enclaveSig);
         if (enclave == address(0)) revert InvalidEnclaveSignature();
         if (!_isEnclaveActive(enclave)) revert EnclaveNotActive(enclave);
         bytes32 pinned = task.measurement;
@@ -501,17 +502,16 @@ contract Strongroom is EnclaveRegistry, Offers {
         }
     }
 
-    /// Who signed the result, if it names the dataset's key service as the sender of the release
-    /// the enclave opened (else some unregistered address).
+    /// Who signed the result, if it names the task's key service as the sender of the release the
+    /// enclave opened (else some unregistered address).
     function _resultSigner(
-        bytes32 dataset,
+        bytes32 keyService,
         uint256 taskId,
         bytes32 digest,
         Outcome outcome,
         bytes32 locationHash,
         bytes calldata enclaveSig
     ) private view returns (address) {
-        bytes32 keyService = _datasets[dataset].kmsKey;
         return Signatures.recover(_hashResult(taskId, digest, outcome, keyService, locationHash), enclaveSig);
     }
 

@@ -122,6 +122,7 @@ struct TaskParams {
     bytes32 policyHash;
     bytes32 manifestDigest; // sha256 of the dataset version's stored manifest at rent
     bytes32 measurement; // zero or the pinned enclave measurement
+    bytes32 kmsKey; // the key service the task's keys come from, as the dataset named it at rent
 }
 
 /// View of a dataset (storage is packed differently, see DatasetRegistry).

@@ -470,5 +470,6 @@ contract FuzzTest is Fixture {
         t.resultKey = r.resultKey;
         t.policyHash = POLICY;
         t.manifestDigest = MANIFEST_DIGEST;
+        t.kmsKey = KMS_KEY;
     }
 }

@@ -367,8 +367,7 @@ contract Handler {
         bytes32 digest = keccak256(abi.encode(seed));
         uint256 authPk = forgeAuth ? ENCLAVE_PK : operatorKeyOf[rec.params.pool];
         bytes memory auth = _sig(authPk, sr.hashAuthorization(rec.id, vm.addr(ENCLAVE_PK)));
-        // The handler's datasets all name key service key 0 (see `registerDataset`).
-        bytes memory res = _sig(ENCLAVE_PK, sr.hashResult(rec.id, digest, outcome, bytes32(0), "loc"));
+        bytes memory res = _sig(ENCLAVE_PK, sr.hashResult(rec.id, digest, outcome, rec.params.kmsKey, "loc"));
         return abi.encodeCall(sr.submitResult, (rec.params, rec.id, digest, "loc", auth, res, outcome));
     }
 

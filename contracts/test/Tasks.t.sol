@@ -128,6 +128,7 @@ contract TasksTest is Fixture {
         t.resultKey = RESULT_KEY;
         t.policyHash = POLICY;
         t.manifestDigest = MANIFEST_DIGEST;
+        t.kmsKey = KMS_KEY;
     }
 
     function _locked() internal view returns (uint256) {

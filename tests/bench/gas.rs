@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
                 taskId: task.id,
                 digest,
                 outcome: Outcome::Completed.as_u8(),
-                keyService: KMS_KEY,
+                keyService: task.params.kmsKey,
                 location: location.clone(),
             };
             let sig = sign_typed(enclave.credential(), &attestation, &domain);

@@ -104,6 +104,7 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
         policyHash: B256::repeat_byte(8),
         manifestDigest: B256::repeat_byte(9),
         measurement: B256::ZERO,
+        kmsKey: B256::repeat_byte(10),
     };
     assert_eq!(contract.hashTaskParams(params.clone()).call().await.unwrap(), commitment_hash(&params));
 }

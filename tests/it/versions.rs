@@ -69,7 +69,9 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     let (_, batches) = dataplane::decrypt(&ciphertext, &new_keys, aad).unwrap();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 3_000);
 
-    // The keys of both versions move to a new key service, from the backup.
+    // The keys of both versions move to a new key service, from the backup. The task in flight
+    // was rented against the old one, which alone can tell whether it released its keys already:
+    // it still serves that task, and the new one serves the tasks rented from now on.
     let replacement = spawn_key_service(&devnet, &dir.path().join("kms-2")).await;
     owner.redeposit(published.dataset, &replacement.url()).await.unwrap();
 
@@ -83,9 +85,13 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     assert_eq!(table(&devnet, &published, BY_REGION).await, old);
     // The old task could only succeed on version 1: the enclave refuses any manifest but the one
     // it was rented against, and version 1's objects open with version 1's keys only.
-    let audit: Vec<AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", replacement.url())).await.unwrap().json().await.unwrap();
-    assert_eq!(audit.iter().map(|e| e.task_id).collect::<Vec<_>>(), [before.task_id(), audit[1].task_id]);
+    let audit = |url: String| async move {
+        let entries: Vec<AuditEntry> = reqwest::get(format!("{url}/v1/audit")).await.unwrap().json().await.unwrap();
+        entries.iter().map(|e| e.task_id).collect::<Vec<_>>()
+    };
+    assert_eq!(audit(devnet.kms.url()).await, [before.task_id()], "the key service it was rented against");
+    let after = audit(replacement.url()).await;
+    assert!(after.len() == 1 && after[0] != before.task_id(), "the new key service serves the new task: {after:?}");
     worker.shutdown().await;
     replacement.shutdown().await;
     devnet.shutdown().await;

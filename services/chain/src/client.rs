@@ -588,6 +588,31 @@ impl Chain {
         Ok(registered.into_iter().find(|(e, _)| e.manifestDigest == manifest).map(|(e, _)| e.uri))
     }
 
+    /// The URL the dataset gave, in its registration or its latest update naming it, for the key
+    /// service of key `kms_key`: where a task rented against that key service gets its keys.
+    pub async fn key_service_url_for(&self, dataset: DatasetId, kms_key: B256) -> Result<Option<String>> {
+        let updated = self
+            .contract
+            .DatasetUpdated_filter()
+            .topic1(dataset)
+            .from_block(0)
+            .query()
+            .await
+            .map_err(|e| self.err(e))?;
+        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.kmsKey == kms_key) {
+            return Ok(Some(event.kmsUrl));
+        }
+        let registered = self
+            .contract
+            .DatasetRegistered_filter()
+            .topic1(dataset)
+            .from_block(0)
+            .query()
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(registered.into_iter().find(|(e, _)| e.kmsKey == kms_key).map(|(e, _)| e.kmsUrl))
+    }
+
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.
     pub async fn result_submitted(&self, task_id: TaskId, from: u64) -> Result<Option<ResultEvent>> {
         let logs = self

@@ -100,10 +100,11 @@ pub fn authorize<'a>(
         });
     }
     let dataset = chain.dataset.as_ref().ok_or(KmsError::UnknownDataset(params.dataset))?;
-    // The dataset's key service: the one whose sealed release the enclave opens and the
-    // contract settles with.
-    if dataset.kms_key != our_key {
-        return Err(KmsError::WrongKeyService { dataset: dataset.id, registered: dataset.kms_key, ours: our_key });
+    // The key service the task was rented against, as the dataset named it at rent: the one
+    // whose sealed release the enclave opens and the contract settles with, and the only one
+    // that knows whether it released this task's keys already.
+    if params.kmsKey != our_key {
+        return Err(KmsError::WrongKeyService { task: task_id, registered: params.kmsKey, ours: our_key });
     }
     Ok(Authorized { task, dataset })
 }
@@ -219,6 +220,7 @@ mod tests {
             policyHash: keccak256(POLICY),
             manifestDigest: B256::repeat_byte(0x12),
             measurement: B256::ZERO,
+            kmsKey: B256::repeat_byte(0x4b),
         };
         let task = Task { id: task_id, params, spec: Bytes::new(), status: TaskStatus::Active, block: 1 };
         let our_key = B256::repeat_byte(0x4b);

@@ -27,8 +27,8 @@ pub enum KmsError {
     BadDepositSignature,
     #[error("{signer} signed the deposit but dataset {dataset} is owned by {owner}")]
     NotOwner { dataset: B256, signer: Address, owner: Address },
-    #[error("dataset {dataset} uses key service key {registered}, not this service's {ours}")]
-    WrongKeyService { dataset: B256, registered: B256, ours: B256 },
+    #[error("task {task} was rented against key service key {registered}, not this service's {ours}")]
+    WrongKeyService { task: U256, registered: B256, ours: B256 },
     #[error(
         "no keys are deposited here for dataset {dataset} with manifest {manifest}: the owner must deposit them (`strongroom dataset redeposit`)"
     )]

@@ -50,6 +50,8 @@ pub enum WorkerError {
     UnknownDataset(alloy::primitives::B256),
     #[error("dataset {0} never had a version with manifest {1}")]
     UnknownDataVersion(alloy::primitives::B256, strongroom_types::ManifestDigest),
+    #[error("dataset {0} never named a key service of key {1}, the one the task was rented against")]
+    UnknownKeyService(alloy::primitives::B256, alloy::primitives::B256),
     #[error("the dataset manifest at {0} {1}")]
     BadManifest(String, String),
     #[error("chain: {0}")]
@@ -199,8 +201,18 @@ impl Worker {
         );
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
-        // The enclave opens only a release sealed by the dataset's key service, and signs which.
-        let key_service = X25519PublicKey(dataset.kms_key.0);
+        // The key service the task was rented against: only it releases the task's keys, the
+        // enclave opens only a release sealed by it, and signs which. After the owner moved the
+        // keys elsewhere it is found by its key in the dataset's history.
+        let kms_key = task.params.kmsKey;
+        let key_service = X25519PublicKey(kms_key.0);
+        let kms_url = match dataset.kms_key == kms_key {
+            true => dataset.kms_url.clone(),
+            false => chain
+                .key_service_url_for(dataset.id, kms_key)
+                .await?
+                .ok_or(WorkerError::UnknownKeyService(dataset.id, kms_key))?,
+        };
         // The dataset URI names its manifest, which gives the enclave the schema to plan against
         // and lists the objects, which sit beside it. The enclave checks the manifest against the
         // chain and every object against the manifest; here they are only read.
@@ -226,7 +238,7 @@ impl Worker {
         within_task_budget(&manifest).map_err(|reason| WorkerError::BadManifest(uri.to_string(), reason))?;
         // The licence the task was rented under, which the enclave checks the job against (and
         // its hash against the chain's): the dataset's key service serves it by that hash.
-        let kms = KmsClient::with_http(&dataset.kms_url, self.http.clone());
+        let kms = KmsClient::with_http(&kms_url, self.http.clone());
         let policy = kms.policy(task.params.policyHash).await?;
         let reply = self
             .client
