@@ -22,4 +22,4 @@ pub use config::KmsConfig;
 pub use decision::{Authorized, ChainView, DepositView, Grant, authorize, grant};
 pub use error::{KmsError, Result};
 pub use service::{KmsHandle, spawn};
-pub use store::{DepositStore, SqliteDepositStore};
+pub use store::{DepositStore, SqliteDepositStore, TaskRef};

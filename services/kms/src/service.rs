@@ -16,7 +16,7 @@ use strongroom_types::{
 use tracing::{Instrument, info, warn};
 
 use crate::decision::{ChainView, DepositView, authorize, grant};
-use crate::store::{DepositStore, SqliteDepositStore, now};
+use crate::store::{DepositStore, SqliteDepositStore, TaskRef, now};
 use crate::{KmsConfig, KmsError, Result};
 
 struct State {
@@ -201,7 +201,8 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     // Only now, with the request authorized and granted, is the task bound to this enclave and
     // task key; another enclave, or the same one with another key, gets nothing.
     let task_key = req.task_key.to_b256();
-    let (holder, holder_key) = state.store.claim_task(req.task_id, req.enclave, task_key).await?;
+    let task = TaskRef { chain_id: chain.chain_id(), contract: chain.address(), id: req.task_id };
+    let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key).await?;
     if (holder, holder_key) != (req.enclave, task_key) {
         return Err(KmsError::AlreadyReleased { task: req.task_id, holder });
     }

@@ -9,6 +9,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use strongroom_http::Blocking;
 use strongroom_types::{AuditEntry, ManifestDigest, SealedBox};
 
+/// A task of one deployment: its chain, its contract, its id there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskRef {
+    pub chain_id: u64,
+    pub contract: Address,
+    pub id: U256,
+}
+
 /// Where a key service keeps what owners deposited and what it released.
 #[async_trait::async_trait]
 pub trait DepositStore: Send + Sync + 'static {
@@ -37,8 +45,9 @@ pub trait DepositStore: Send + Sync + 'static {
 
     /// Binds a task's keys to the first enclave and task key they are released to, and returns
     /// whom they are bound to: a task's keys are released once, and only a repeat of that
-    /// request (a host retrying after a lost reply) is answered again.
-    async fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)>;
+    /// request (a host retrying after a lost reply) is answered again. Tasks are named by their
+    /// deployment (chain id and contract) too, so a store that outlives a chain refuses nothing.
+    async fn claim_task(&self, task: TaskRef, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)>;
 
     /// Records a release; a release that is not on record must not leave the service.
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
@@ -92,7 +101,7 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.policy(hash)).await
     }
 
-    async fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)> {
+    async fn claim_task(&self, task: TaskRef, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)> {
         self.blocking(move |s| s.claim_task(task, enclave, task_key)).await
     }
 
@@ -133,10 +142,13 @@ impl Store {
                  released_at INTEGER NOT NULL
              );
              CREATE INDEX IF NOT EXISTS releases_task ON releases (task_id);
-             CREATE TABLE IF NOT EXISTS task_holders (
-                 task_id  BLOB PRIMARY KEY,
+             CREATE TABLE IF NOT EXISTS released_tasks (
+                 chain_id INTEGER NOT NULL,
+                 contract BLOB NOT NULL,
+                 task_id  BLOB NOT NULL,
                  enclave  BLOB NOT NULL,
-                 task_key BLOB NOT NULL
+                 task_key BLOB NOT NULL,
+                 PRIMARY KEY (chain_id, contract, task_id)
              );
              CREATE TABLE IF NOT EXISTS policies (
                  hash   BLOB PRIMARY KEY,
@@ -208,16 +220,22 @@ impl Store {
             .optional()
     }
 
-    pub(crate) fn claim_task(&self, task: U256, enclave: Address, task_key: B256) -> rusqlite::Result<(Address, B256)> {
-        let task = task.to_be_bytes::<32>();
+    pub(crate) fn claim_task(
+        &self,
+        task: TaskRef,
+        enclave: Address,
+        task_key: B256,
+    ) -> rusqlite::Result<(Address, B256)> {
+        let (chain_id, contract, id) = (task.chain_id as i64, task.contract, task.id.to_be_bytes::<32>());
         // One statement takes the claim or leaves the first one: two racing requests cannot both win.
         self.conn.execute(
-            "INSERT INTO task_holders (task_id, enclave, task_key) VALUES (?1, ?2, ?3) ON CONFLICT (task_id) DO NOTHING",
-            params![task.as_slice(), enclave.as_slice(), task_key.as_slice()],
+            "INSERT INTO released_tasks (chain_id, contract, task_id, enclave, task_key) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (chain_id, contract, task_id) DO NOTHING",
+            params![chain_id, contract.as_slice(), id.as_slice(), enclave.as_slice(), task_key.as_slice()],
         )?;
         self.conn.query_row(
-            "SELECT enclave, task_key FROM task_holders WHERE task_id = ?1",
-            params![task.as_slice()],
+            "SELECT enclave, task_key FROM released_tasks WHERE chain_id = ?1 AND contract = ?2 AND task_id = ?3",
+            params![chain_id, contract.as_slice(), id.as_slice()],
             |row| {
                 let (enclave, key): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
                 Ok((Address::from_slice(&enclave), B256::from_slice(&key)))
@@ -275,16 +293,17 @@ mod tests {
     fn a_task_is_bound_to_its_first_enclave_and_task_key_for_good() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kms.sqlite");
-        let (task, enclave, key) = (U256::from(7), Address::repeat_byte(1), B256::repeat_byte(2));
+        let at = |id: u64| TaskRef { chain_id: 1, contract: Address::repeat_byte(0xcc), id: U256::from(id) };
+        let (task, enclave, key) = (at(7), Address::repeat_byte(1), B256::repeat_byte(2));
         let store = Store::open(&path).unwrap();
         assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key));
         assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key), "a repeat keeps the claim");
         assert_eq!(store.claim_task(task, enclave, B256::repeat_byte(3)).unwrap(), (enclave, key));
         assert_eq!(store.claim_task(task, Address::repeat_byte(4), key).unwrap(), (enclave, key));
-        assert_eq!(
-            store.claim_task(U256::from(8), Address::repeat_byte(4), key).unwrap(),
-            (Address::repeat_byte(4), key)
-        );
+        assert_eq!(store.claim_task(at(8), Address::repeat_byte(4), key).unwrap(), (Address::repeat_byte(4), key));
+        // The same id on another deployment is another task.
+        let elsewhere = TaskRef { chain_id: 2, ..task };
+        assert_eq!(store.claim_task(elsewhere, Address::repeat_byte(5), key).unwrap(), (Address::repeat_byte(5), key));
         // It survives a restart of the service.
         drop(store);
         let store = Store::open(&path).unwrap();
