@@ -132,6 +132,14 @@ impl Task {
     }
 }
 
+/// What a dataset's registration or one of its updates set: where its data and keys were.
+struct DatasetRecordAt {
+    manifest_digest: B256,
+    uri: String,
+    kms_key: B256,
+    kms_url: String,
+}
+
 /// A `ResultSubmitted` event.
 #[derive(Clone, Debug)]
 pub struct ResultEvent {
@@ -566,31 +574,19 @@ impl Chain {
     /// against.
     pub async fn dataset_uri_for(&self, dataset: DatasetId, manifest: ManifestDigest) -> Result<Option<String>> {
         let manifest = manifest.to_b256();
-        let updated = self
-            .contract
-            .DatasetUpdated_filter()
-            .topic1(dataset)
-            .from_block(0)
-            .query()
-            .await
-            .map_err(|e| self.err(e))?;
-        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.manifestDigest == manifest) {
-            return Ok(Some(event.uri));
-        }
-        let registered = self
-            .contract
-            .DatasetRegistered_filter()
-            .topic1(dataset)
-            .from_block(0)
-            .query()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(registered.into_iter().find(|(e, _)| e.manifestDigest == manifest).map(|(e, _)| e.uri))
+        let history = self.dataset_history(dataset).await?;
+        Ok(history.into_iter().find(|r| r.manifest_digest == manifest).map(|r| r.uri))
     }
 
     /// The URL the dataset gave, in its registration or its latest update naming it, for the key
     /// service of key `kms_key`: where a task rented against that key service gets its keys.
     pub async fn key_service_url_for(&self, dataset: DatasetId, kms_key: B256) -> Result<Option<String>> {
+        let history = self.dataset_history(dataset).await?;
+        Ok(history.into_iter().find(|r| r.kms_key == kms_key).map(|r| r.kms_url))
+    }
+
+    /// Every record the dataset's events have set, newest first: its updates, then its registration.
+    async fn dataset_history(&self, dataset: DatasetId) -> Result<Vec<DatasetRecordAt>> {
         let updated = self
             .contract
             .DatasetUpdated_filter()
@@ -599,9 +595,6 @@ impl Chain {
             .query()
             .await
             .map_err(|e| self.err(e))?;
-        if let Some((event, _)) = updated.into_iter().rev().find(|(e, _)| e.kmsKey == kms_key) {
-            return Ok(Some(event.kmsUrl));
-        }
         let registered = self
             .contract
             .DatasetRegistered_filter()
@@ -610,7 +603,19 @@ impl Chain {
             .query()
             .await
             .map_err(|e| self.err(e))?;
-        Ok(registered.into_iter().find(|(e, _)| e.kmsKey == kms_key).map(|(e, _)| e.kmsUrl))
+        let updates = updated.into_iter().rev().map(|(e, _)| DatasetRecordAt {
+            manifest_digest: e.manifestDigest,
+            uri: e.uri,
+            kms_key: e.kmsKey,
+            kms_url: e.kmsUrl,
+        });
+        let registration = registered.into_iter().map(|(e, _)| DatasetRecordAt {
+            manifest_digest: e.manifestDigest,
+            uri: e.uri,
+            kms_key: e.kmsKey,
+            kms_url: e.kmsUrl,
+        });
+        Ok(updates.chain(registration).collect())
     }
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.

@@ -170,13 +170,7 @@ pub fn key_set_aad(dataset: crate::DatasetId, manifest: crate::ManifestDigest) -
 
 /// Seals `plaintext` to `recipient` under the context `info`; `aad` is authenticated, not hidden.
 pub fn seal(recipient: &X25519PublicKey, info: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<SealedBox> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;
-    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(&OpModeS::Base, &pk, info, plaintext, aad)
-        .map_err(|e| Error::SealFailed(e.to_string()))?;
-    let mut out = Vec::with_capacity(ENC_LEN + ct.len());
-    out.extend_from_slice(&enc.to_bytes());
-    out.extend_from_slice(&ct);
-    Ok(SealedBox(out))
+    seal_in(&OpModeS::Base, recipient, info, aad, plaintext)
 }
 
 /// Seals `plaintext` to `recipient` as `sender` (HPKE auth mode): only the holder of `sender`'s
@@ -188,16 +182,36 @@ pub fn seal_from(
     aad: &[u8],
     plaintext: &[u8],
 ) -> Result<SealedBox> {
-    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;
     let sender_pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&sender.public_key().0)
         .map_err(|e| Error::SealFailed(e.to_string()))?;
-    let mode = OpModeS::Auth((sender.kem_key(), sender_pk));
-    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(&mode, &pk, info, plaintext, aad)
+    seal_in(&OpModeS::Auth((sender.kem_key(), sender_pk)), recipient, info, aad, plaintext)
+}
+
+fn seal_in(
+    mode: &OpModeS<'_, Kem>,
+    recipient: &X25519PublicKey,
+    info: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<SealedBox> {
+    let pk = <Kem as hpke::Kem>::PublicKey::from_bytes(&recipient.0).map_err(|e| Error::SealFailed(e.to_string()))?;
+    let (enc, ct) = hpke::single_shot_seal::<AesGcm256, HkdfSha256, Kem>(mode, &pk, info, plaintext, aad)
         .map_err(|e| Error::SealFailed(e.to_string()))?;
     let mut out = Vec::with_capacity(ENC_LEN + ct.len());
     out.extend_from_slice(&enc.to_bytes());
     out.extend_from_slice(&ct);
     Ok(SealedBox(out))
+}
+
+/// Opens a box sealed with [`seal`]; `what` names the box in the error.
+pub fn open(
+    recipient: &X25519SecretKey,
+    info: &[u8],
+    aad: &[u8],
+    sealed: &SealedBox,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    open_in(&OpModeR::Base, recipient, info, aad, sealed, what)
 }
 
 /// Opens a box sealed with [`seal_from`] by `sender`; a box sealed by anyone else does not open.
@@ -209,20 +223,12 @@ pub fn open_from(
     sealed: &SealedBox,
     what: &'static str,
 ) -> Result<Vec<u8>> {
-    let bytes = sealed.as_bytes();
-    if bytes.len() < ENC_LEN {
-        return Err(Error::SealedBoxTooShort(bytes.len()));
-    }
     let sender = <Kem as hpke::Kem>::PublicKey::from_bytes(&sender.0).map_err(|_| Error::OpenFailed(what))?;
-    let (enc, ct) = bytes.split_at(ENC_LEN);
-    let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| Error::OpenFailed(what))?;
-    let mode = OpModeR::Auth(sender);
-    hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(&mode, &recipient.kem_key(), &enc, info, ct, aad)
-        .map_err(|_| Error::OpenFailed(what))
+    open_in(&OpModeR::Auth(sender), recipient, info, aad, sealed, what)
 }
 
-/// Opens a box sealed with [`seal`]; `what` names the box in the error.
-pub fn open(
+fn open_in(
+    mode: &OpModeR<'_, Kem>,
     recipient: &X25519SecretKey,
     info: &[u8],
     aad: &[u8],
@@ -235,7 +241,7 @@ pub fn open(
     }
     let (enc, ct) = bytes.split_at(ENC_LEN);
     let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(enc).map_err(|_| Error::OpenFailed(what))?;
-    hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(&OpModeR::Base, &recipient.kem_key(), &enc, info, ct, aad)
+    hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(mode, &recipient.kem_key(), &enc, info, ct, aad)
         .map_err(|_| Error::OpenFailed(what))
 }
 
