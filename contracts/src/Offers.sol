@@ -25,7 +25,9 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
         "DatasetOffer(bytes32 dataset,uint256 price,uint64 volume,uint64 validFrom,uint64 validUntil,address requester,bytes32 requesterRoot,bool allowSql,bool allowApps,bytes32 app,bytes32 pool,bytes32 measurement,bytes32 policyHash,uint64 maxEpsilon,bytes32 salt)"
     );
     bytes32 private constant POOL_OFFER_TYPEHASH =
-        keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,bytes32 salt)");
+        keccak256(
+        "PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,uint64 validUntil,bytes32 keyService,bytes32 salt)"
+    );
     bytes32 private constant APP_OFFER_TYPEHASH = keccak256(
         "AppOffer(bytes32 app,uint256 price,uint64 volume,bytes32 dataset,bytes32 pool,address requester,bytes32 salt)"
     );
@@ -117,7 +119,7 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
         assembly ("memory-safe") {
             offset := offer
         }
-        return _hashTypedDataV4(_structHash(POOL_OFFER_TYPEHASH, offset, 5));
+        return _hashTypedDataV4(_structHash(POOL_OFFER_TYPEHASH, offset, 7));
     }
 
     function hashAppOffer(AppOffer calldata offer) public view returns (bytes32) {

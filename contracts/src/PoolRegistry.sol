@@ -5,8 +5,10 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {StrongroomBase} from "./StrongroomBase.sol";
 import {Pool} from "./Types.sol";
 
-/// @notice Compute pools and their stake. Each task locks part of its pool's free stake; the
-/// lock is released when the task settles and slashed to the analyst when it is refunded.
+/// @notice Compute pools and their stake. A task rented under a pool offer that names its key
+/// service locks part of the pool's free stake; the lock is released when the task settles or
+/// is refunded, and slashed to the analyst when the key service shows it released the keys and
+/// no result came (`Strongroom.refundReleased`).
 abstract contract PoolRegistry is StrongroomBase {
     using SafeCast for uint256;
 

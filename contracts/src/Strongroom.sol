@@ -3,6 +3,7 @@ pragma solidity ^0.8.28;
 
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {EnclaveRegistry} from "./EnclaveRegistry.sol";
+import {KeyServiceRegistry} from "./KeyServiceRegistry.sol";
 import {Offers} from "./Offers.sol";
 import {Signatures} from "./Signatures.sol";
 // Every protocol type is re-exported from here, so that users of the contract (tests,
@@ -30,13 +31,17 @@ import {
 /// paying the sum into escrow, which also locks part of the pool's stake and reserves the
 /// task's privacy cost (epsilon) against the analyst's budget on the dataset. An enclave of
 /// that pool, authorised off chain by the operator, attests the result digest, which releases
-/// the escrow. If nobody settles the task before its deadline, anyone can refund it: the
-/// analyst takes back the whole payment plus the pool's locked stake.
+/// the escrow. A task nobody settles before its deadline is refunded by who is at fault: if the
+/// task's key service signs that it released the keys to the pool's enclave, the pool had all
+/// it needed, so the owners are paid, the epsilon is spent and the analyst takes back the pool
+/// price plus the pool's locked stake (`refundReleased`); otherwise nothing was released and
+/// the analyst takes back the whole payment with nobody slashed (`refund`, after a claim window
+/// that leaves time for the receipt). docs/SETTLEMENT.md is the table of every outcome.
 /// @dev Per task, storage holds one word: keccak256(abi.encode(TaskParams)) with the status in
 /// its low byte. The parameters travel in the `TaskCreated` event and come back as calldata,
 /// which is far cheaper than storing them. Payments are pull-based (`balances` + `withdraw`),
 /// so no settlement path ever calls out to an untrusted address.
-contract Strongroom is EnclaveRegistry, Offers {
+contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     // ---------------------------------------------------------------------
     // Errors
     // ---------------------------------------------------------------------
@@ -51,12 +56,15 @@ contract Strongroom is EnclaveRegistry, Offers {
     error PriceAboveMaximum(uint256 price, uint256 maxPrice);
     error InsufficientPayment(uint256 required, uint256 sent);
     error PriceTooLarge(uint256 price);
+    error KeyServiceNotAllowed(bytes32 keyService, bytes32 required);
 
     error UnknownTask(uint256 taskId);
     error TaskMismatch(uint256 taskId);
     error TaskNotActive(uint256 taskId, TaskStatus status);
     error DeadlinePassed(uint256 taskId, uint64 deadline);
     error DeadlineNotReached(uint256 taskId, uint64 deadline);
+    error ClaimWindowOpen(uint256 taskId, uint64 until);
+    error InvalidReleaseReceipt(uint256 taskId, address enclave);
     error InvalidEnclaveSignature();
     error EnclaveNotActive(address enclave);
     error MeasurementNotAllowed(address enclave, bytes32 measurement);
@@ -75,9 +83,11 @@ contract Strongroom is EnclaveRegistry, Offers {
     event ResultSubmitted(
         uint256 indexed taskId, address indexed enclave, bytes32 digest, string location, Outcome outcome
     );
-    /// `amount` is everything credited to the analyst: the three prices plus `slashed`, the
-    /// pool stake the task had locked.
-    event TaskRefunded(uint256 indexed taskId, address indexed analyst, uint256 amount, uint256 slashed);
+    /// Nothing was released in time: `amount`, the three prices, went back to the analyst.
+    event TaskRefunded(uint256 indexed taskId, address indexed analyst, uint256 amount);
+    /// The key service released the keys to `enclave` and no result came: `amount`, the pool
+    /// price plus `slashed` (the stake the task had locked), went to the analyst.
+    event TaskAbandoned(uint256 indexed taskId, address indexed enclave, uint256 amount, uint256 slashed);
     event Withdrawn(address indexed account, uint256 amount);
 
     // ---------------------------------------------------------------------
@@ -87,6 +97,12 @@ contract Strongroom is EnclaveRegistry, Offers {
     bytes32 private constant AUTHORIZATION_TYPEHASH = keccak256("Authorization(uint256 taskId,address enclave)");
     bytes32 private constant RESULT_TYPEHASH =
         keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)");
+    bytes32 private constant RELEASED_TYPEHASH = keccak256("Released(uint256 taskId,address enclave)");
+
+    /// How long after its deadline a task can be refunded only with a key service's receipt:
+    /// time for the owner (or anyone) to show that the keys were released, before a refund that
+    /// assumes they were not.
+    uint64 public constant RELEASE_CLAIM_WINDOW = 1 days;
 
     bytes32 private constant STATUS_MASK = bytes32(uint256(0xff));
     /// abi.encode(TaskParams) is 21 words: every member is a value type.
@@ -180,25 +196,62 @@ contract Strongroom is EnclaveRegistry, Offers {
         emit ResultSubmitted(taskId, enclave, digest, location, outcome);
     }
 
-    /// @notice Refund a task nobody settled in time. Anyone may trigger it; the funds only ever
-    /// go to the analyst: all three prices plus the pool stake the task had locked (slashed).
+    /// @notice Refund a task whose keys were never shown released: the whole payment goes back
+    /// to the analyst, the epsilon is released, and the pool's stake is unlocked, not slashed.
+    /// Nothing on chain tells a pool that never asked for the keys from a key service that never
+    /// answered; slashing either would let an owner with a silent key service take a pool's
+    /// stake. Anyone may call it, once the claim window after the deadline is over.
     function refund(TaskParams calldata task, uint256 taskId) external {
         bytes32 committed = _activeTask(task, taskId);
         uint64 deadline = task.deadline;
         if (block.timestamp <= deadline) revert DeadlineNotReached(taskId, deadline);
+        uint256 until = uint256(deadline) + RELEASE_CLAIM_WINDOW;
+        // casting to 'uint64' is safe because deadline < block.timestamp here, so until < 2^64
+        // forge-lint: disable-next-line(unsafe-typecast)
+        if (block.timestamp <= until) revert ClaimWindowOpen(taskId, uint64(until));
 
         _commitments[taskId] = committed | _statusWord(TaskStatus.Refunded);
+        _unlockStake(task);
+        uint256 amount = uint256(task.datasetPrice) + task.poolPrice + task.appPrice;
+        address analyst = task.analyst;
+        _credit(analyst, amount);
+        uint64 epsilon = task.epsilon;
+        if (epsilon != 0) _releasePrivacy(task.dataset, analyst, epsilon, taskId);
+        emit TaskRefunded(taskId, analyst, amount);
+    }
+
+    /// @notice Settle a task past its deadline whose keys the key service released to the pool's
+    /// enclave, with no result: the pool had the keys and did not deliver. The data was opened to
+    /// the pool's enclave, and a host colluding with the analyst could have passed the result on,
+    /// so the dataset and app owners are paid and the epsilon is spent; the analyst takes back the
+    /// pool price plus the stake the task locked (slashed). Anyone may call it after the deadline.
+    /// @param enclave The enclave the key service released to, as its receipt names it.
+    /// @param receipt The task's key service's EIP-712 `Released(uint256 taskId,address enclave)`,
+    /// by the signer registered for the task's `kmsKey`.
+    function refundReleased(TaskParams calldata task, uint256 taskId, address enclave, bytes calldata receipt)
+        external
+    {
+        bytes32 committed = _activeTask(task, taskId);
+        uint64 deadline = task.deadline;
+        if (block.timestamp <= deadline) revert DeadlineNotReached(taskId, deadline);
+        address keyService = keyServiceSigner(task.kmsKey);
+        if (keyService == address(0) || Signatures.recover(hashReleased(taskId, enclave), receipt) != keyService) {
+            revert InvalidReleaseReceipt(taskId, enclave);
+        }
+
+        _commitments[taskId] = committed | _statusWord(TaskStatus.Abandoned);
         uint128 slashed = task.stake;
         // Lowering `stake` while `free` stays put removes exactly this task's lock.
         // casting to 'uint96' is safe because the stake was locked out of a uint96 amount at rent
         // forge-lint: disable-next-line(unsafe-typecast)
         if (slashed != 0) _pools[task.pool].stake -= uint96(slashed);
-        uint256 amount = uint256(task.datasetPrice) + task.poolPrice + task.appPrice + slashed;
-        address analyst = task.analyst;
-        _credit(analyst, amount);
+        _credit(task.datasetOwner, task.datasetPrice);
+        _credit(task.appOwner, task.appPrice);
+        uint256 amount = uint256(task.poolPrice) + slashed;
+        _credit(task.analyst, amount);
         uint64 epsilon = task.epsilon;
-        if (epsilon != 0) _releasePrivacy(task.dataset, analyst, epsilon, taskId);
-        emit TaskRefunded(taskId, analyst, amount, slashed);
+        if (epsilon != 0) _spendPrivacy(task.dataset, task.analyst, epsilon, taskId);
+        emit TaskAbandoned(taskId, enclave, amount, slashed);
     }
 
     // ---------------------------------------------------------------------
@@ -236,6 +289,12 @@ contract Strongroom is EnclaveRegistry, Offers {
 
     function hashTaskParams(TaskParams calldata task) public pure returns (bytes32) {
         return keccak256(abi.encode(task));
+    }
+
+    /// EIP-712 `Released(uint256 taskId,address enclave)`: a key service's receipt that it
+    /// released the task's keys to that enclave.
+    function hashReleased(uint256 taskId, address enclave) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(RELEASED_TYPEHASH, taskId, enclave)));
     }
 
     function hashAuthorization(uint256 taskId, address enclave) public view returns (bytes32) {
@@ -350,15 +409,22 @@ contract Strongroom is EnclaveRegistry, Offers {
 
         bytes32 offerHash = hashPoolOffer(offer);
         _checkOfferSignature(offerHash, operator, sig);
+        if (block.timestamp > offer.validUntil) revert OfferExpired(offer.validUntil);
         _useOffer(offerHash, offer.volume);
 
         uint128 price = _price(offer.price);
-        uint256 stake = uint256(price) * ratio / 10_000;
-        uint96 free = p.free;
-        if (stake > free) revert InsufficientStake(id, stake, free);
-        // casting to 'uint96' is safe because stake <= free, a uint96
-        // forge-lint: disable-next-line(unsafe-typecast)
-        p.free = free - uint96(stake);
+        // The stake backs the task only under a key service the operator named (see PoolOffer).
+        bytes32 keyService = offer.keyService;
+        uint256 stake;
+        if (keyService != bytes32(0)) {
+            if (keyService != t.kmsKey) revert KeyServiceNotAllowed(t.kmsKey, keyService);
+            stake = uint256(price) * ratio / 10_000;
+            uint96 free = p.free;
+            if (stake > free) revert InsufficientStake(id, stake, free);
+            // casting to 'uint96' is safe because stake <= free, a uint96
+            // forge-lint: disable-next-line(unsafe-typecast)
+            p.free = free - uint96(stake);
+        }
 
         t.pool = id;
         t.poolOperator = operator;
@@ -530,6 +596,10 @@ contract Strongroom is EnclaveRegistry, Offers {
             _credit(task.appOwner, task.appPrice);
             if (epsilon != 0) _spendPrivacy(task.dataset, task.analyst, epsilon, taskId);
         }
+        _unlockStake(task);
+    }
+
+    function _unlockStake(TaskParams calldata task) private {
         uint128 stake = task.stake;
         // casting to 'uint96' is safe because the stake was locked out of a uint96 amount at rent
         // forge-lint: disable-next-line(unsafe-typecast)

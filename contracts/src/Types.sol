@@ -12,7 +12,8 @@ enum TaskStatus {
     Completed,
     Failed,
     Refunded,
-    Refused
+    Refused,
+    Abandoned
 }
 
 /// What an enclave attests of a task it was given, signed in its `Result`.
@@ -70,12 +71,17 @@ struct DatasetOffer {
     bytes32 salt;
 }
 
-/// A pool operator's compute offer.
+/// A pool operator's compute offer. The pool's stake backs a task only under a key service the
+/// operator named: a key service's receipt that it released a task's keys is what slashes the
+/// stake when no result follows (see `Strongroom.refundReleased`), so a pool stakes only on the
+/// word of key services it trusts. An offer open to any key service locks no stake.
 struct PoolOffer {
     bytes32 pool;
     uint256 price;
     uint64 volume;
     uint64 maxDuration;
+    uint64 validUntil; // unix seconds, inclusive
+    bytes32 keyService; // zero = any key service, no stake; else only datasets sealed to this key
     bytes32 salt;
 }
 

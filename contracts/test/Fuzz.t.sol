@@ -385,7 +385,9 @@ contract FuzzTest is Fixture {
         bytes32 dType = keccak256(
             "DatasetOffer(bytes32 dataset,uint256 price,uint64 volume,uint64 validFrom,uint64 validUntil,address requester,bytes32 requesterRoot,bool allowSql,bool allowApps,bytes32 app,bytes32 pool,bytes32 measurement,bytes32 policyHash,uint64 maxEpsilon,bytes32 salt)"
         );
-        bytes32 pType = keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,bytes32 salt)");
+        bytes32 pType = keccak256(
+            "PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,uint64 validUntil,bytes32 keyService,bytes32 salt)"
+        );
         bytes32 aType = keccak256(
             "AppOffer(bytes32 app,uint256 price,uint64 volume,bytes32 dataset,bytes32 pool,address requester,bytes32 salt)"
         );
@@ -441,7 +443,7 @@ contract FuzzTest is Fixture {
                 spent += r.epsilon;
             } else if (outcome == 2) {
                 uint256 back = block.timestamp;
-                vm.warp(uint256(t.deadline) + 1);
+                vm.warp(uint256(t.deadline) + sr.RELEASE_CLAIM_WINDOW() + 1);
                 sr.refund(t, taskId);
                 vm.warp(back);
             } else {

@@ -99,13 +99,21 @@ contract GasTest is Fixture {
         (uint256 appRent, uint256 appSubmit) = _appTaskGas(d, p, r);
         console.log("app task (first use of the app offer): rentApp", appRent, "submitResult", appSubmit);
 
-        // One refund.
+        // One refund, and one task abandoned after its keys were released.
         {
             (uint256 taskId, TaskParams memory t,) = _rentGas(d, p, r);
-            vm.warp(uint256(t.deadline) + 1);
+            vm.warp(uint256(t.deadline) + sr.RELEASE_CLAIM_WINDOW() + 1);
             bytes memory data = abi.encodeCall(sr.refund, (t, taskId));
             sr.refund(t, taskId);
             console.log("refund", _txGas(data));
+        }
+        {
+            (uint256 taskId, TaskParams memory t,) = _rentGas(d, p, r);
+            vm.warp(uint256(t.deadline) + 1);
+            bytes memory receipt = _releasedSig(taskId, enclave);
+            bytes memory data = abi.encodeCall(sr.refundReleased, (t, taskId, enclave, receipt));
+            sr.refundReleased(t, taskId, enclave, receipt);
+            console.log("refundReleased", _txGas(data));
         }
 
         if (isolated) assertLe(steadyMax, BUDGET_GAS);

@@ -36,11 +36,15 @@ contract Handler {
     uint256 internal constant APP_OWNER_PK = 0xA99;
     bytes32 internal constant MEASUREMENT = keccak256("strongroom-worker v2");
     bytes32 internal constant POLICY = keccak256("policy");
+    uint256 internal constant KMS_PK = 0xC0FFEE;
+    bytes32 internal constant KMS_KEY = keccak256("kms");
+    /// The last dataset's key service never registered: no receipt of it can be valid.
+    bytes32 internal constant UNREGISTERED_KMS_KEY = keccak256("unregistered kms");
 
     struct TaskRec {
         uint256 id;
         TaskParams params;
-        uint256 payouts; // successful submitResult/refund calls; must never exceed 1
+        uint256 payouts; // successful submitResult/refund/refundReleased calls; must never exceed 1
     }
 
     struct DatasetRec {
@@ -80,12 +84,14 @@ contract Handler {
     bool public doublePayout; // a settlement or refund succeeded on a task already paid out
     uint256 public now_;
     bool public unexpectedRevert;
+    bool public unexpectedSuccess; // a refund went through that its situation forbids
     bytes public lastUnexpected;
 
     uint256 public calls;
     uint256 public rents;
     uint256 public settlements;
     uint256 public refunds;
+    uint256 public abandoned;
 
     constructor(Strongroom sr_) {
         sr = sr_;
@@ -106,6 +112,7 @@ contract Handler {
         actors.push(vm.addr(APP_OWNER_PK));
 
         _registerEnclave();
+        sr.registerKeyService(KMS_KEY, _sig(KMS_PK, sr.hashKeyService(KMS_KEY)));
         vm.prank(vm.addr(APP_OWNER_PK));
         app = sr.registerApp(bytes32(0), keccak256("wasm"), "oci://app");
         appOffer = AppOffer({
@@ -190,7 +197,8 @@ contract Handler {
         uint256 pk = ownerKeys[datasets.length];
         budget = uint64(_bound(budget, 0, 20_000_000));
         vm.prank(vm.addr(pk));
-        bytes32 id = sr.registerDataset(bytes32(seed), "u", keccak256(abi.encode(seed)), "k", bytes32(0), POLICY, budget);
+        bytes32 kmsKey = datasets.length == 3 ? UNREGISTERED_KMS_KEY : KMS_KEY;
+        bytes32 id = sr.registerDataset(bytes32(seed), "u", keccak256(abi.encode(seed)), "k", kmsKey, POLICY, budget);
         datasets.push(DatasetRec(id, budget));
         // Two offers per dataset: a small-volume one and an open one.
         for (uint256 i = 0; i < 2; i++) {
@@ -223,15 +231,21 @@ contract Handler {
         sr.depositStake{value: stake}(id);
         ghostStake[id] += stake;
 
-        PoolOffer memory p = PoolOffer({
-            pool: id,
-            price: _bound(seed >> 8, 0, 0.5 ether),
-            volume: uint64(_bound(seed >> 16, 5, 60)),
-            maxDuration: uint64(_bound(seed >> 32, 10 minutes, 12 hours)),
-            salt: bytes32(seed)
-        });
-        poolOffers.push(p);
-        _trackOffer(sr.hashPoolOffer(p), p.volume);
+        // Two offers per pool: one staking on the registered key service, one open to any
+        // key service, which locks no stake.
+        for (uint256 i = 0; i < 2; i++) {
+            PoolOffer memory p = PoolOffer({
+                pool: id,
+                price: _bound(seed >> 8, 0, 0.5 ether),
+                volume: uint64(_bound(seed >> 16, 5, 60)),
+                maxDuration: uint64(_bound(seed >> 32, 10 minutes, 12 hours)),
+                validUntil: type(uint64).max,
+                keyService: i == 0 ? KMS_KEY : bytes32(0),
+                salt: bytes32(seed + i)
+            });
+            poolOffers.push(p);
+            _trackOffer(sr.hashPoolOffer(p), p.volume);
+        }
     }
 
     // ------------------------------------------------------------------
@@ -273,7 +287,7 @@ contract Handler {
                     DatasetRegistry.PrivacyBudgetExhausted.selector,
                     PoolRegistry.InsufficientStake.selector,
                     Strongroom.EpsilonAboveOfferMax.selector,
-                    bytes4(0),
+                    Strongroom.KeyServiceNotAllowed.selector,
                     bytes4(0)
                 ]
             );
@@ -386,14 +400,19 @@ contract Handler {
         }
     }
 
-    /// Refund a random task, moving the clock past its deadline first one time in three.
+    /// Refund a random task without a receipt, moving the clock past its deadline (and, half of
+    /// those times, past the claim window) first one time in three.
     function refund(uint256 seed) external action {
         if (tasks.length == 0) return;
         TaskRec storage rec = _pick(seed);
-        bool wait = _mix(seed) % 3 == 0;
-        if (wait && block.timestamp <= rec.params.deadline) _advance(uint256(rec.params.deadline) + 1 - block.timestamp);
+        uint256 mixed = _mix(seed);
+        uint256 opens = uint256(rec.params.deadline) + sr.RELEASE_CLAIM_WINDOW();
+        if (mixed % 3 == 0) {
+            uint256 target = (mixed >> 8) % 2 == 0 ? uint256(rec.params.deadline) + 1 : opens + 1;
+            if (block.timestamp < target) _advance(target - block.timestamp);
+        }
         (bool ok, bytes memory ret) = address(sr).call(abi.encodeCall(sr.refund, (rec.params, rec.id)));
-        bool expectOk = rec.payouts == 0 && block.timestamp > rec.params.deadline;
+        bool expectOk = rec.payouts == 0 && block.timestamp > opens;
         if (!ok) {
             if (expectOk) {
                 unexpectedRevert = true;
@@ -404,7 +423,7 @@ contract Handler {
                 [
                     Strongroom.TaskNotActive.selector,
                     Strongroom.DeadlineNotReached.selector,
-                    bytes4(0),
+                    Strongroom.ClaimWindowOpen.selector,
                     bytes4(0),
                     bytes4(0),
                     bytes4(0)
@@ -413,15 +432,67 @@ contract Handler {
             return;
         }
         if (rec.payouts != 0) doublePayout = true;
+        else if (!expectOk) unexpectedSuccess = true;
         rec.payouts++;
         refunds++;
         TaskParams memory t = rec.params;
         uint256 prices = uint256(t.datasetPrice) + t.poolPrice + t.appPrice;
         ghostEscrow -= prices;
+        // Nobody is shown at fault: the stake is unlocked, not slashed.
+        ghostLocked[t.pool] -= t.stake;
+        _credit(t.analyst, prices);
+        ghostReserved[t.dataset][t.analyst] -= t.epsilon;
+    }
+
+    /// Settle a random task past its deadline with the key service's receipt that it released
+    /// the keys (one time in five signed by somebody else), moving the clock first one time in three.
+    function refundReleased(uint256 seed) external action {
+        if (tasks.length == 0) return;
+        TaskRec storage rec = _pick(seed);
+        uint256 mixed = _mix(seed);
+        if (mixed % 3 == 0 && block.timestamp <= rec.params.deadline) {
+            _advance(uint256(rec.params.deadline) + 1 - block.timestamp);
+        }
+        bool forged = (mixed >> 8) % 5 == 0;
+        address enclave = vm.addr(ENCLAVE_PK);
+        bytes memory receipt = _sig(forged ? ENCLAVE_PK : KMS_PK, sr.hashReleased(rec.id, enclave));
+        (bool ok, bytes memory ret) =
+            address(sr).call(abi.encodeCall(sr.refundReleased, (rec.params, rec.id, enclave, receipt)));
+        bool expectOk =
+            rec.payouts == 0 && block.timestamp > rec.params.deadline && !forged && rec.params.kmsKey == KMS_KEY;
+        if (!ok) {
+            if (expectOk) {
+                unexpectedRevert = true;
+                lastUnexpected = ret;
+            }
+            _expect(
+                ret,
+                [
+                    Strongroom.TaskNotActive.selector,
+                    Strongroom.DeadlineNotReached.selector,
+                    Strongroom.InvalidReleaseReceipt.selector,
+                    bytes4(0),
+                    bytes4(0),
+                    bytes4(0)
+                ]
+            );
+            return;
+        }
+        if (rec.payouts != 0) doublePayout = true;
+        else if (!expectOk) unexpectedSuccess = true;
+        rec.payouts++;
+        abandoned++;
+        TaskParams memory t = rec.params;
+        ghostEscrow -= uint256(t.datasetPrice) + t.poolPrice + t.appPrice;
+        // The pool had the keys and did not deliver: its stake goes to the analyst, the owners
+        // are paid for the data their keys opened, and the epsilon is spent.
         ghostStake[t.pool] -= t.stake;
         ghostLocked[t.pool] -= t.stake;
-        _credit(t.analyst, prices + t.stake);
+        _credit(t.datasetOwner, t.datasetPrice);
+        _credit(t.appOwner, t.appPrice);
+        _credit(t.analyst, uint256(t.poolPrice) + t.stake);
         ghostReserved[t.dataset][t.analyst] -= t.epsilon;
+        ghostSpent[t.dataset][t.analyst] += t.epsilon;
     }
 
     // ------------------------------------------------------------------
@@ -545,7 +616,7 @@ contract InvariantTest is Test {
         handler = new Handler(sr);
 
         targets.push(address(handler));
-        bytes4[] memory s = new bytes4[](13);
+        bytes4[] memory s = new bytes4[](14);
         s[0] = Handler.registerDataset.selector;
         s[1] = Handler.registerPool.selector;
         s[2] = Handler.rent.selector; // renting and settling are weighted up
@@ -559,6 +630,7 @@ contract InvariantTest is Test {
         s[10] = Handler.requestUnstake.selector;
         s[11] = Handler.withdrawUnbonded.selector;
         s[12] = Handler.warp.selector;
+        s[13] = Handler.refundReleased.selector;
         selectors.push(FuzzSelector(address(handler), s));
     }
 
@@ -651,6 +723,7 @@ contract InvariantTest is Test {
     function _checkNoUnexpectedRevert() internal {
         if (handler.unexpectedRevert()) emit log_named_bytes("unexpected", handler.lastUnexpected());
         assertFalse(handler.unexpectedRevert());
+        assertFalse(handler.unexpectedSuccess());
     }
 
     /// Once per run: every task's status agrees with its payouts (at most one), and the
@@ -669,5 +742,6 @@ contract InvariantTest is Test {
         emit log_named_uint("rents", handler.rents());
         emit log_named_uint("settlements", handler.settlements());
         emit log_named_uint("refunds", handler.refunds());
+        emit log_named_uint("abandoned", handler.abandoned());
     }
 }

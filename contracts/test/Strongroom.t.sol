@@ -8,6 +8,7 @@ import {AppRegistry} from "../src/AppRegistry.sol";
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Fixture, TestWallet} from "./utils/Fixture.sol";
 import {EnclaveRegistry} from "../src/EnclaveRegistry.sol";
+import {KeyServiceRegistry} from "../src/KeyServiceRegistry.sol";
 import {
     Strongroom,
     Quote,
@@ -628,6 +629,53 @@ contract StrongroomTest is Fixture {
         assertEq(sr.domainSeparator(), _domain());
     }
 
+    // ------------------------------------------------------------------
+    // Key services
+    // ------------------------------------------------------------------
+
+    /// Anyone may post a key service's registration; the signer is whoever signed it.
+    function test_RegisterKeyService() public {
+        bytes32 key = keccak256("second kms");
+        bytes memory sig = _sig(STRANGER_PK, sr.hashKeyService(key));
+        vm.expectEmit(true, true, false, false, address(sr));
+        emit KeyServiceRegistry.KeyServiceRegistered(key, stranger);
+        vm.prank(analyst);
+        sr.registerKeyService(key, sig);
+        assertEq(sr.keyServiceSigner(key), stranger);
+        assertEq(sr.keyServiceSigner(KMS_KEY), keyService); // the fixture's
+        assertEq(sr.keyServiceSigner(keccak256("nobody")), address(0));
+    }
+
+    /// A sealing key's signer is set once: a later registration, even by the same signer or a
+    /// squatter, changes nothing.
+    function test_RevertWhen_RegisterKeyServiceTwice() public {
+        bytes memory again = _sig(KMS_PK, sr.hashKeyService(KMS_KEY));
+        vm.expectRevert(abi.encodeWithSelector(KeyServiceRegistry.KeyServiceExists.selector, KMS_KEY, keyService));
+        sr.registerKeyService(KMS_KEY, again);
+        bytes memory squat = _sig(STRANGER_PK, sr.hashKeyService(KMS_KEY));
+        vm.expectRevert(abi.encodeWithSelector(KeyServiceRegistry.KeyServiceExists.selector, KMS_KEY, keyService));
+        sr.registerKeyService(KMS_KEY, squat);
+    }
+
+    function test_RevertWhen_RegisterKeyServiceBadSignature() public {
+        bytes32 key = keccak256("second kms");
+        vm.expectRevert(abi.encodeWithSelector(KeyServiceRegistry.InvalidKeyServiceSignature.selector, key));
+        sr.registerKeyService(key, "");
+        vm.expectRevert(abi.encodeWithSelector(KeyServiceRegistry.InvalidKeyServiceSignature.selector, key));
+        sr.registerKeyService(key, new bytes(65));
+    }
+
+    function test_HashKeyServiceAndReleased() public {
+        assertEq(
+            sr.hashKeyService(KMS_KEY),
+            _typed(keccak256(abi.encode(keccak256("KeyService(bytes32 sealingKey)"), KMS_KEY)))
+        );
+        assertEq(
+            sr.hashReleased(7, enclave),
+            _typed(keccak256(abi.encode(keccak256("Released(uint256 taskId,address enclave)"), uint256(7), enclave)))
+        );
+    }
+
     function test_HashDatasetOffer() public {
         DatasetOffer memory d = _datasetOffer();
         d.requester = stranger;
@@ -649,10 +697,16 @@ contract StrongroomTest is Fixture {
     function test_HashPoolOffer() public {
         PoolOffer memory p = _poolOffer();
         bytes32 typehash =
-            keccak256("PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,bytes32 salt)");
+            keccak256(
+            "PoolOffer(bytes32 pool,uint256 price,uint64 volume,uint64 maxDuration,uint64 validUntil,bytes32 keyService,bytes32 salt)"
+        );
         assertEq(
             sr.hashPoolOffer(p),
-            _typed(keccak256(abi.encode(typehash, p.pool, p.price, p.volume, p.maxDuration, p.salt)))
+            _typed(
+                keccak256(
+                    abi.encode(typehash, p.pool, p.price, p.volume, p.maxDuration, p.validUntil, p.keyService, p.salt)
+                )
+            )
         );
     }
 

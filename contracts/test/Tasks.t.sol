@@ -502,6 +502,38 @@ contract TasksTest is Fixture {
         );
     }
 
+    function test_RevertWhen_RentPoolOfferExpired() public {
+        PoolOffer memory p = _poolOffer();
+        p.validUntil = uint64(block.timestamp - 1);
+        _expectRentRevert(_datasetOffer(), p, _rental(), SQL_TOTAL, abi.encodeWithSelector(Offers.OfferExpired.selector, p.validUntil));
+        p.validUntil = uint64(block.timestamp); // inclusive
+        (uint256 taskId,) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
+        assertEq(taskId, 1);
+    }
+
+    /// A pool offer that names a key service serves only datasets sealed to it.
+    function test_RevertWhen_RentPoolOfferPinsAnotherKeyService() public {
+        PoolOffer memory p = _poolOffer();
+        p.keyService = keccak256("another kms");
+        _expectRentRevert(
+            _datasetOffer(), p, _rental(), SQL_TOTAL,
+            abi.encodeWithSelector(Strongroom.KeyServiceNotAllowed.selector, KMS_KEY, p.keyService)
+        );
+    }
+
+    /// An offer open to any key service stakes nothing: no key service's word can slash it.
+    function test_Rent_PoolOfferOpenToAnyKeyServiceLocksNoStake() public {
+        PoolOffer memory p = _poolOffer();
+        p.keyService = bytes32(0);
+        (uint256 taskId, TaskParams memory t) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
+        assertEq(uint256(t.stake), 0);
+        assertEq(_locked(), 0);
+        vm.warp(uint256(t.deadline) + 1);
+        sr.refundReleased(t, taskId, enclave, _releasedSig(taskId, enclave));
+        assertEq(sr.balances(analyst), POOL_PRICE);
+        assertEq(uint256(sr.getPool(poolId).stake), STAKE);
+    }
+
     function test_RevertWhen_RentPriceAboveMaximum() public {
         Rental memory r = _rental();
         r.maxPrice = SQL_TOTAL - 1;
@@ -916,22 +948,41 @@ contract TasksTest is Fixture {
         sr.refund(t, taskId);
     }
 
+    /// Until the claim window is over, only a receipt of the release can settle the task.
+    function test_RevertWhen_RefundInClaimWindow() public {
+        (uint256 taskId, TaskParams memory t) = _rent();
+        uint64 until = t.deadline + sr.RELEASE_CLAIM_WINDOW();
+        vm.warp(uint256(t.deadline) + 1);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.ClaimWindowOpen.selector, taskId, until));
+        sr.refund(t, taskId);
+        vm.warp(until);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.ClaimWindowOpen.selector, taskId, until));
+        sr.refund(t, taskId);
+    }
+
+    function _afterClaimWindow(TaskParams memory t) internal {
+        vm.warp(uint256(t.deadline) + sr.RELEASE_CLAIM_WINDOW() + 1);
+    }
+
+    /// Keys never shown released: everything back to the analyst, the stake unlocked, not slashed.
     function test_Refund() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        vm.warp(uint256(t.deadline) + 1);
+        _afterClaimWindow(t);
 
         vm.expectEmit(true, true, true, true, address(sr));
         emit DatasetRegistry.PrivacyReleased(datasetId, analyst, taskId, EPSILON);
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Strongroom.TaskRefunded(taskId, analyst, SQL_TOTAL + POOL_PRICE, POOL_PRICE);
+        emit Strongroom.TaskRefunded(taskId, analyst, SQL_TOTAL);
         vm.prank(stranger); // anyone may trigger it; the money goes to the analyst
         sr.refund(t, taskId);
 
         assertEq(_status(taskId), uint256(TaskStatus.Refunded));
-        assertEq(sr.balances(analyst), SQL_TOTAL + POOL_PRICE);
+        assertEq(sr.balances(analyst), SQL_TOTAL);
         assertEq(sr.balances(stranger), 0);
+        assertEq(sr.balances(operator), 0);
+        assertEq(sr.balances(datasetOwner), 0);
         Pool memory p = sr.getPool(poolId);
-        assertEq(uint256(p.stake), STAKE - POOL_PRICE);
+        assertEq(uint256(p.stake), STAKE);
         assertEq(uint256(p.locked), 0);
         (uint64 spent, uint64 reserved) = sr.privacySpend(datasetId, analyst);
         assertEq(uint256(spent) + reserved, 0);
@@ -940,9 +991,10 @@ contract TasksTest is Fixture {
 
     function test_Refund_AppTask() public {
         (uint256 taskId, TaskParams memory t) = _rentApp();
-        vm.warp(uint256(t.deadline) + 1);
+        _afterClaimWindow(t);
         sr.refund(t, taskId);
-        assertEq(sr.balances(analyst), APP_TOTAL + POOL_PRICE);
+        assertEq(sr.balances(analyst), APP_TOTAL);
+        assertEq(sr.balances(appOwner), 0);
     }
 
     function test_RevertWhen_RefundUnknownTask() public {
@@ -953,25 +1005,124 @@ contract TasksTest is Fixture {
 
     function test_RevertWhen_RefundTaskMismatch() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        vm.warp(uint256(t.deadline) + 1);
+        _afterClaimWindow(t);
         t.analyst = stranger;
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
         sr.refund(t, taskId);
+        bytes memory receipt = _releasedSig(taskId, enclave);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
+        sr.refundReleased(t, taskId, enclave, receipt);
     }
 
     function test_RevertWhen_RefundTwiceOrSettled() public {
         (uint256 taskId, TaskParams memory t) = _rent();
-        vm.warp(uint256(t.deadline) + 1);
+        _afterClaimWindow(t);
         sr.refund(t, taskId);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
         sr.refund(t, taskId);
+        bytes memory receipt = _releasedSig(taskId, enclave);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
+        sr.refundReleased(t, taskId, enclave, receipt);
         _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
 
         (uint256 second, TaskParams memory t2) = _rent();
         _submit(t2, second, Outcome.Refused);
-        vm.warp(uint256(t2.deadline) + 1);
+        _afterClaimWindow(t2);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Refused));
         sr.refund(t2, second);
+        receipt = _releasedSig(second, enclave);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Refused));
+        sr.refundReleased(t2, second, enclave, receipt);
+    }
+
+    // ------------------------------------------------------------------
+    // refundReleased
+    // ------------------------------------------------------------------
+
+    /// The pool's enclave had the keys and no result came: the owner is paid, the epsilon spent,
+    /// and the analyst takes the pool price back plus the slashed stake.
+    function test_RefundReleased() public {
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory receipt = _releasedSig(taskId, enclave);
+        vm.warp(uint256(t.deadline) + 1); // no need to wait for the claim window
+
+        vm.expectEmit(true, true, true, true, address(sr));
+        emit DatasetRegistry.PrivacySpent(datasetId, analyst, taskId, EPSILON);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Strongroom.TaskAbandoned(taskId, enclave, POOL_PRICE + t.stake, t.stake);
+        vm.prank(stranger); // anyone may post the receipt
+        sr.refundReleased(t, taskId, enclave, receipt);
+
+        assertEq(t.stake, POOL_PRICE); // the default ratio stakes the whole pool price
+        assertEq(_status(taskId), uint256(TaskStatus.Abandoned));
+        assertEq(sr.balances(datasetOwner), DATASET_PRICE);
+        assertEq(sr.balances(analyst), POOL_PRICE + t.stake);
+        assertEq(sr.balances(operator), 0);
+        assertEq(sr.balances(stranger), 0);
+        Pool memory p = sr.getPool(poolId);
+        assertEq(uint256(p.stake), STAKE - t.stake);
+        assertEq(uint256(p.locked), 0);
+        (uint64 spent, uint64 reserved) = sr.privacySpend(datasetId, analyst);
+        assertEq(uint256(spent), EPSILON);
+        assertEq(uint256(reserved), 0);
+        assertEq(address(sr).balance, STAKE + SQL_TOTAL);
+    }
+
+    function test_RefundReleased_AppTaskPaysTheAppOwner() public {
+        (uint256 taskId, TaskParams memory t) = _rentApp();
+        vm.warp(uint256(t.deadline) + sr.RELEASE_CLAIM_WINDOW() + 1); // still good after the window
+        sr.refundReleased(t, taskId, enclave, _releasedSig(taskId, enclave));
+        assertEq(sr.balances(appOwner), APP_PRICE);
+        assertEq(sr.balances(datasetOwner), DATASET_PRICE);
+        assertEq(sr.balances(analyst), POOL_PRICE + t.stake);
+    }
+
+    function test_RevertWhen_RefundReleasedBeforeDeadline() public {
+        (uint256 taskId, TaskParams memory t) = _rent();
+        bytes memory receipt = _releasedSig(taskId, enclave);
+        vm.warp(t.deadline);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.DeadlineNotReached.selector, taskId, t.deadline));
+        sr.refundReleased(t, taskId, enclave, receipt);
+    }
+
+    /// Only the key service registered for the task's `kmsKey` can say it released the keys,
+    /// for that task and that enclave.
+    function test_RevertWhen_RefundReleasedReceiptNotTheKeyServices() public {
+        (uint256 taskId, TaskParams memory t) = _rent();
+        (uint256 other,) = _rent();
+        vm.warp(uint256(t.deadline) + 1);
+        bytes[4] memory receipts = [
+            _sig(OWNER_PK, sr.hashReleased(taskId, enclave)), // the owner is not its key service
+            _sig(ENCLAVE_PK, sr.hashReleased(taskId, enclave)),
+            _releasedSig(other, enclave), // another task's receipt
+            _releasedSig(taskId, stranger) // names another enclave
+        ];
+        for (uint256 i = 0; i < receipts.length; i++) {
+            vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
+            sr.refundReleased(t, taskId, enclave, receipts[i]);
+        }
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, "");
+        assertEq(_status(taskId), uint256(TaskStatus.Active));
+    }
+
+    /// A dataset whose key service never registered can have no receipt: its tasks are refunded
+    /// as never released.
+    function test_RevertWhen_RefundReleasedKeyServiceUnregistered() public {
+        bytes32 unregistered = keccak256("unregistered kms");
+        vm.prank(datasetOwner);
+        bytes32 id = sr.registerDataset(bytes32(uint256(9)), "s3://d", MANIFEST_DIGEST, "http://k", unregistered, POLICY, BUDGET);
+        DatasetOffer memory d = _datasetOffer();
+        d.dataset = id;
+        PoolOffer memory p = _poolOffer();
+        p.keyService = bytes32(0);
+        (uint256 taskId, TaskParams memory t) = _rentWith(d, p, _rental(), SQL_TOTAL);
+        assertEq(t.kmsKey, unregistered);
+        vm.warp(uint256(t.deadline) + 1);
+        // Whoever signs, the chain knows no signer for this key service.
+        bytes memory receipt = _sig(OWNER_PK, sr.hashReleased(taskId, enclave));
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, receipt);
     }
 
     // ------------------------------------------------------------------

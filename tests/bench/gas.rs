@@ -76,8 +76,16 @@ async fn main() -> anyhow::Result<()> {
         salt: random_salt(),
     };
     let dataset_sig = sign_typed(owner_key().credential(), &dataset_offer, &domain);
-    let pool_offer =
-        PoolOffer { pool, price: U256::from(MILLI_ETHER), volume: 100, maxDuration: 600, salt: random_salt() };
+    // A staking pool offer: it names the key service whose receipts may slash it.
+    let pool_offer = PoolOffer {
+        pool,
+        price: U256::from(MILLI_ETHER),
+        volume: 100,
+        maxDuration: 600,
+        validUntil: now + 86_400,
+        keyService: KMS_KEY,
+        salt: random_salt(),
+    };
     let pool_sig = sign_typed(operator_key().credential(), &pool_offer, &domain);
     let app_offer = AppOffer {
         app,
@@ -147,7 +155,8 @@ async fn main() -> anyhow::Result<()> {
     let (task, refund_rent) = analyst
         .rent(&dataset_offer, dataset_sig, &pool_offer, pool_sig, &rental("SELECT COUNT(*) FROM dataset"), sql_value)
         .await?;
-    strongroom_devnet::increase_time(&gov, 601).await?;
+    // Past the deadline and the claim window: refunded as never released.
+    strongroom_devnet::increase_time(&gov, 601 + 86_400).await?;
     let refund = analyst.refund(&task).await?;
 
     let median = |mut v: Vec<u64>| {

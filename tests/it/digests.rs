@@ -6,7 +6,9 @@ use alloy::sol_types::SolStruct;
 use strongroom_chain::{Chain, Strongroom, commitment_hash};
 use strongroom_devnet::DevNode;
 use strongroom_devnet::governance_key;
-use strongroom_types::{AppOffer, Authorization, DatasetOffer, Outcome, PoolOffer, ResultAttestation};
+use strongroom_types::{
+    AppOffer, Authorization, DatasetOffer, KeyService, Outcome, PoolOffer, Released, ResultAttestation,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_and_contract_agree_on_every_signed_digest() {
@@ -41,6 +43,8 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
         price: U256::from(7),
         volume: 5,
         maxDuration: 600,
+        validUntil: 1_900_000_000,
+        keyService: B256::repeat_byte(18),
         salt: B256::repeat_byte(4),
     };
     let onchain = contract.hashPoolOffer(Strongroom::PoolOffer::from(&pool_offer)).call().await.unwrap();
@@ -61,6 +65,11 @@ async fn rust_and_contract_agree_on_every_signed_digest() {
     let enclave = Address::repeat_byte(5);
     let onchain = contract.hashAuthorization(U256::from(9), enclave).call().await.unwrap();
     assert_eq!(onchain, Authorization { taskId: U256::from(9), enclave }.eip712_signing_hash(&domain));
+
+    let onchain = contract.hashReleased(U256::from(9), enclave).call().await.unwrap();
+    assert_eq!(onchain, Released { taskId: U256::from(9), enclave }.eip712_signing_hash(&domain));
+    let onchain = contract.hashKeyService(B256::repeat_byte(19)).call().await.unwrap();
+    assert_eq!(onchain, KeyService { sealingKey: B256::repeat_byte(19) }.eip712_signing_hash(&domain));
 
     let location = "file:///var/lib/strongroom/results/task-9.sealed";
     let onchain = contract

@@ -5,7 +5,7 @@ use strongroom_client::KeyBackup;
 use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_client::owner::{OfferTerms, Owner, PublishRequest};
 use strongroom_devnet::owner_key;
-use strongroom_e2e::{devnet, publish_sample, rent, result_of, spawn_key_service};
+use strongroom_e2e::{devnet, pass_claim_window, publish_sample, rent, result_of, spawn_key_service};
 use strongroom_types::{AuditEntry, RegistryVersion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,11 +65,10 @@ async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
     let waiting =
         rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
     // One task is refunded while no worker runs: the restarted worker must leave it alone.
-    devnet.increase_time(devnet.options.max_task_duration.as_secs() / 2).await.unwrap();
-    let late = rent(&devnet, &published, "SELECT 2", &RentOptions::default()).await.unwrap();
-    devnet.increase_time(devnet.options.max_task_duration.as_secs() / 2 + 1).await.unwrap();
+    pass_claim_window(&devnet).await;
     let analyst = devnet.chain_as(strongroom_devnet::analyst_key()).await.unwrap();
     analyst.refund(&waiting.task).await.unwrap();
+    let late = rent(&devnet, &published, "SELECT 2", &RentOptions::default()).await.unwrap();
 
     let worker = devnet.start_worker_from(Some(0)).await.unwrap();
     let result = result_of(&devnet, &late).await;

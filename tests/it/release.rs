@@ -5,10 +5,8 @@ use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
 use strongroom_client::analyst::RentOptions;
 use strongroom_devnet::{Devnet, analyst_key, operator_key};
-use strongroom_e2e::{devnet, publish_sample, rent, result_of};
-use strongroom_types::{
-    Authorization, KeyRequest, ReleaseRequest, X25519PublicKey, X25519SecretKey, report_data_for, sign_typed,
-};
+use strongroom_e2e::{devnet, pass_claim_window, publish_sample, rent, request_release, result_of};
+use strongroom_types::{X25519SecretKey, report_data_for, sign_typed};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
 async fn request(
@@ -18,38 +16,7 @@ async fn request(
     enclave: &PrivateKeySigner,
     authorizer: &PrivateKeySigner,
 ) -> (u16, serde_json::Value) {
-    request_for_key(devnet, chain, task, enclave, authorizer, X25519SecretKey::generate().public_key()).await
-}
-
-/// [`request`] for the release to be sealed to `task_key`.
-async fn request_for_key(
-    devnet: &Devnet,
-    chain: &Chain,
-    task: U256,
-    enclave: &PrivateKeySigner,
-    authorizer: &PrivateKeySigner,
-    task_key: X25519PublicKey,
-) -> (u16, serde_json::Value) {
-    let domain = chain.domain();
-    let body = ReleaseRequest {
-        task_id: task,
-        enclave: enclave.address(),
-        task_key,
-        columns: Vec::new(),
-        enclave_signature: sign_typed(
-            enclave.credential(),
-            &KeyRequest { taskId: task, taskKey: task_key.to_b256(), columns: Vec::new() },
-            &domain,
-        ),
-        authorization: sign_typed(
-            authorizer.credential(),
-            &Authorization { taskId: task, enclave: enclave.address() },
-            &domain,
-        ),
-    };
-    let response =
-        reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
+    request_release(devnet, chain, task, enclave, authorizer, X25519SecretKey::generate().public_key()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +58,7 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     );
 
     // Refunded after its deadline: the analyst has its money back, so there is nothing to run.
-    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    pass_claim_window(&devnet).await;
     analyst.refund(&active).await.unwrap();
     let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
@@ -123,15 +90,15 @@ async fn a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
         operator.register_enclave(&quote, signature).await.unwrap();
     }
     let key = X25519SecretKey::generate().public_key();
-    let (status, body) = request_for_key(&devnet, &analyst, task, &first, &operator_key(), key).await;
+    let (status, body) = request_release(&devnet, &analyst, task, &first, &operator_key(), key).await;
     assert_eq!(status, 200, "{body}");
     // A host retrying after a lost reply sends the same request: it is answered again.
-    let (status, body) = request_for_key(&devnet, &analyst, task, &first, &operator_key(), key).await;
+    let (status, body) = request_release(&devnet, &analyst, task, &first, &operator_key(), key).await;
     assert_eq!(status, 200, "{body}");
     // Another task key of the same enclave (a second run), or another enclave: nothing.
     let other_key = X25519SecretKey::generate().public_key();
     for (enclave, key) in [(&first, other_key), (&second, key), (&second, other_key)] {
-        let (status, body) = request_for_key(&devnet, &analyst, task, enclave, &operator_key(), key).await;
+        let (status, body) = request_release(&devnet, &analyst, task, enclave, &operator_key(), key).await;
         assert_eq!((status, body["error"].as_str()), (409, Some("already_released")));
         assert_eq!(
             body["message"],

@@ -4,10 +4,14 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use alloy::primitives::U256;
+use alloy::signers::local::PrivateKeySigner;
+use strongroom_chain::Chain;
 use strongroom_client::analyst::{self, Published as ResultPublished, RentOptions, Rental};
 use strongroom_client::owner::{OfferTerms, PublishRequest, Published};
 use strongroom_devnet::analyst_key;
 use strongroom_devnet::{Devnet, DevnetOptions};
+use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519PublicKey, sign_typed};
 
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
 pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-with-threshold.toml");
@@ -87,11 +91,14 @@ pub async fn spawn_key_service(devnet: &Devnet, dir: &std::path::Path) -> strong
     strongroom_kms::spawn(config, std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await.unwrap()
 }
 
+/// How long the sample's offers stay valid: a week, beyond a task's deadline and claim window.
+pub const SAMPLE_OFFER_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
+
 /// Publishes the sample dataset as the devnet's owner at 0.01 ether per task.
 pub async fn publish_sample(devnet: &Devnet) -> Published {
     publish_with(
         devnet,
-        OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(3600)),
+        OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), SAMPLE_OFFER_VALIDITY),
         2_000_000,
     )
     .await
@@ -99,7 +106,7 @@ pub async fn publish_sample(devnet: &Devnet) -> Published {
 
 /// Publishes the sample dataset cut into objects of at most `rows_per_object` rows.
 pub async fn publish_split(devnet: &Devnet, rows_per_object: usize) -> Published {
-    let terms = OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), Duration::from_secs(3600));
+    let terms = OfferTerms::sql(alloy::primitives::U256::from(10_000_000_000_000_000u64), SAMPLE_OFFER_VALIDITY);
     publish_request(devnet, terms, 2_000_000, strongroom_dataplane::Layout::with_object_rows(rows_per_object)).await
 }
 
@@ -138,7 +145,8 @@ pub fn sample_rows() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Rents the published dataset on the devnet's pool as the analyst.
+/// Rents the published dataset on the devnet's pool as the analyst, with the pool's offer for
+/// the key service the dataset names now.
 pub async fn rent(
     devnet: &Devnet,
     published: &Published,
@@ -147,15 +155,23 @@ pub async fn rent(
 ) -> strongroom_client::Result<Rental> {
     let chain = devnet.chain_as(analyst_key()).await.expect("the devnet serves the analyst");
     let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &chain)?;
+    let dataset = chain.dataset(published.dataset).await?.expect("the published dataset is registered");
     analyst::rent(
         &chain,
         &keys,
         (&published.offer, &published.offer_signature),
-        (&devnet.pool_offer, &devnet.pool_offer_signature),
+        devnet.pool_offer_for(dataset.kms_key),
         sql,
         options,
     )
     .await
+}
+
+/// Moves the chain's clock past the deadline of every task rented so far and past the claim
+/// window after it, when a task without a receipt of its release can be refunded.
+pub async fn pass_claim_window(devnet: &Devnet) {
+    let window = devnet.governance.release_claim_window().await.unwrap();
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + window + 1).await.unwrap();
 }
 
 /// Waits for the rental's result (a minute at most).
@@ -227,4 +243,36 @@ pub fn run(command: &mut std::process::Command, stdin: &[u8]) -> CliRun {
     child.stdin.take().expect("piped").write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }
+}
+
+/// Posts a release request for `task` by `enclave`, authorized by `authorizer`, for the release
+/// to be sealed to `task_key`, as a worker host would; returns (status, body).
+pub async fn request_release(
+    devnet: &Devnet,
+    chain: &Chain,
+    task: U256,
+    enclave: &PrivateKeySigner,
+    authorizer: &PrivateKeySigner,
+    task_key: X25519PublicKey,
+) -> (u16, serde_json::Value) {
+    let domain = chain.domain();
+    let body = ReleaseRequest {
+        task_id: task,
+        enclave: enclave.address(),
+        task_key,
+        columns: Vec::new(),
+        enclave_signature: sign_typed(
+            enclave.credential(),
+            &KeyRequest { taskId: task, taskKey: task_key.to_b256(), columns: Vec::new() },
+            &domain,
+        ),
+        authorization: sign_typed(
+            authorizer.credential(),
+            &Authorization { taskId: task, enclave: enclave.address() },
+            &domain,
+        ),
+    };
+    let response =
+        reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }

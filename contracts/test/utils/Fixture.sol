@@ -62,6 +62,7 @@ abstract contract Fixture is Test {
     uint256 internal constant APP_OWNER_PK = 0xA99;
     uint256 internal constant ANALYST_PK = 0xA7A1;
     uint256 internal constant STRANGER_PK = 0xBAD;
+    uint256 internal constant KMS_PK = 0xC0FFEE;
 
     address internal platform;
     address internal enclave;
@@ -70,6 +71,7 @@ abstract contract Fixture is Test {
     address internal appOwner;
     address internal analyst;
     address internal stranger;
+    address internal keyService;
 
     bytes32 internal constant MEASUREMENT = keccak256("strongroom-worker v2");
     bytes32 internal constant DATASET_SALT = bytes32(uint256(1));
@@ -106,12 +108,14 @@ abstract contract Fixture is Test {
         appOwner = vm.addr(APP_OWNER_PK);
         analyst = vm.addr(ANALYST_PK);
         stranger = vm.addr(STRANGER_PK);
+        keyService = vm.addr(KMS_PK);
 
         vm.warp(T0);
         sr = new Strongroom(true);
         sr.setPlatformKey(platform, true);
         sr.setMeasurement(MEASUREMENT, true);
         _registerEnclave(enclave);
+        sr.registerKeyService(KMS_KEY, _sig(KMS_PK, sr.hashKeyService(KMS_KEY)));
 
         vm.prank(datasetOwner);
         datasetId = sr.registerDataset(DATASET_SALT, "s3://data/sales.parquet", MANIFEST_DIGEST, "http://kms", KMS_KEY, POLICY, BUDGET);
@@ -167,7 +171,15 @@ abstract contract Fixture is Test {
     }
 
     function _poolOffer() internal view returns (PoolOffer memory) {
-        return PoolOffer({pool: poolId, price: POOL_PRICE, volume: 1000, maxDuration: MAX_DURATION, salt: keccak256("p1")});
+        return PoolOffer({
+            pool: poolId,
+            price: POOL_PRICE,
+            volume: 1000,
+            maxDuration: MAX_DURATION,
+            validUntil: type(uint64).max,
+            keyService: KMS_KEY,
+            salt: keccak256("p1")
+        });
     }
 
     function _appOffer() internal view returns (AppOffer memory) {
@@ -284,6 +296,11 @@ abstract contract Fixture is Test {
         bytes memory auth = _authSig(taskId, enclave);
         bytes memory res = _resultSig(taskId, DIGEST, outcome, LOCATION);
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, outcome);
+    }
+
+    /// The key service's receipt that it released `taskId`'s keys to `enclave_`.
+    function _releasedSig(uint256 taskId, address enclave_) internal returns (bytes memory) {
+        return _sig(KMS_PK, sr.hashReleased(taskId, enclave_));
     }
 
     function _status(uint256 taskId) internal view returns (uint256) {

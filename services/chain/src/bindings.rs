@@ -34,7 +34,15 @@ impl From<&strongroom_types::DatasetOffer> for Strongroom::DatasetOffer {
 
 impl From<&strongroom_types::PoolOffer> for Strongroom::PoolOffer {
     fn from(o: &strongroom_types::PoolOffer) -> Self {
-        Self { pool: o.pool, price: o.price, volume: o.volume, maxDuration: o.maxDuration, salt: o.salt }
+        Self {
+            pool: o.pool,
+            price: o.price,
+            volume: o.volume,
+            maxDuration: o.maxDuration,
+            validUntil: o.validUntil,
+            keyService: o.keyService,
+            salt: o.salt,
+        }
     }
 }
 

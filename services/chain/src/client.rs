@@ -70,6 +70,7 @@ pub enum TaskStatus {
     Failed,
     Refunded,
     Refused,
+    Abandoned,
 }
 
 impl From<u8> for TaskStatus {
@@ -87,6 +88,7 @@ impl TaskStatus {
             3 => Self::Failed,
             4 => Self::Refunded,
             5 => Self::Refused,
+            6 => Self::Abandoned,
             _ => Self::None,
         }
     }
@@ -99,6 +101,7 @@ impl TaskStatus {
             Self::Failed => "failed while running (already settled)",
             Self::Refunded => "refunded",
             Self::Refused => "refused by the enclave (already settled)",
+            Self::Abandoned => "abandoned by its pool after its keys were released (already settled)",
         }
     }
 }
@@ -499,9 +502,34 @@ impl Chain {
         self.send(call).await.map(|(o, _)| o)
     }
 
-    /// Refunds a task past its deadline: the analyst gets the prices back and the pool's locked stake.
+    /// Refunds a task whose keys were never shown released, once the claim window after its
+    /// deadline is over: the analyst gets every price back, nobody is slashed.
     pub async fn refund(&self, task: &Task) -> Result<TxOutcome> {
         self.send(self.contract.refund(task.params.clone(), task.id)).await.map(|(o, _)| o)
+    }
+
+    /// Settles a task past its deadline with its key service's receipt that the keys were
+    /// released: the owners are paid, the analyst gets the pool price back and the pool's stake.
+    pub async fn refund_released(&self, task: &Task, receipt: &strongroom_types::ReleaseReceipt) -> Result<TxOutcome> {
+        let call =
+            self.contract.refundReleased(task.params.clone(), task.id, receipt.enclave, receipt.signature.clone());
+        self.send(call).await.map(|(o, _)| o)
+    }
+
+    /// Binds a key service's sealing key to its receipt signer, with the signer's signature.
+    pub async fn register_key_service(&self, sealing_key: B256, registration: Bytes) -> Result<TxOutcome> {
+        self.send(self.contract.registerKeyService(sealing_key, registration)).await.map(|(o, _)| o)
+    }
+
+    /// Seconds after a task's deadline during which only a key service's receipt can settle it.
+    pub async fn release_claim_window(&self) -> Result<u64> {
+        self.contract.RELEASE_CLAIM_WINDOW().call().await.map_err(|e| self.err(e))
+    }
+
+    /// The signer registered for a key service's sealing key, if any.
+    pub async fn key_service_signer(&self, sealing_key: B256) -> Result<Option<Address>> {
+        let signer = self.contract.keyServiceSigner(sealing_key).call().await.map_err(|e| self.err(e))?;
+        Ok((!signer.is_zero()).then_some(signer))
     }
 
     pub async fn withdraw(&self) -> Result<TxOutcome> {

@@ -173,6 +173,36 @@ pub fn describe_revert(e: &StrongroomErrors) -> (&'static str, String) {
             "DeadlineNotReached",
             format!("task {} can be refunded only after its deadline, {}", x.taskId, when(x.deadline)),
         ),
+        E::ClaimWindowOpen(x) => (
+            "ClaimWindowOpen",
+            format!(
+                "task {} can be refunded without a key service's receipt only after {}: until then its key service may still show it released the keys",
+                x.taskId,
+                when(x.until)
+            ),
+        ),
+        E::InvalidReleaseReceipt(x) => (
+            "InvalidReleaseReceipt",
+            format!(
+                "the receipt is not the task's key service's word that it released task {}'s keys to enclave {}",
+                x.taskId, x.enclave
+            ),
+        ),
+        E::KeyServiceNotAllowed(x) => (
+            "KeyServiceNotAllowed",
+            format!(
+                "the pool offer serves only datasets of key service {}, and this dataset's is {}",
+                x.required, x.keyService
+            ),
+        ),
+        E::KeyServiceExists(x) => (
+            "KeyServiceExists",
+            format!("key service key {} is already registered, to signer {}", x.sealingKey, x.signer),
+        ),
+        E::InvalidKeyServiceSignature(x) => (
+            "InvalidKeyServiceSignature",
+            format!("the registration of key service key {} is not validly signed", x.sealingKey),
+        ),
         E::InvalidEnclaveSignature(_) => {
             ("InvalidEnclaveSignature", "the result's enclave signature is malformed".into())
         }

@@ -8,8 +8,8 @@ use arrow::record_batch::RecordBatch;
 use strongroom_chain::{Chain, RequesterTree, Task, TaskStatus};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, Outcome as AttestedOutcome, PoolOffer, ResultPayload, SealedBox,
-    SignedOffer, StorageUrl, TaskId, X25519SecretKey, open,
+    DatasetId, DatasetOffer, FailureCode, INFO_RESULT, Outcome as AttestedOutcome, PoolOffer, ReleaseReceipt,
+    ResultPayload, SealedBox, SignedOffer, StorageUrl, TaskId, X25519SecretKey, open,
 };
 
 use strongroom_dataplane::{ColumnEntry, Manifest};
@@ -172,6 +172,11 @@ pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, ti
             TaskStatus::Refunded => {
                 return Err(ClientError::Task(format!("task {task_id} was refunded without a result")));
             }
+            TaskStatus::Abandoned => {
+                return Err(ClientError::Task(format!(
+                    "task {task_id} was abandoned by its pool after its keys were released: the pool price and its stake were credited to the analyst"
+                )));
+            }
             _ => {}
         }
         if Instant::now() > deadline {
@@ -186,6 +191,47 @@ pub async fn wait_for_result(chain: &Chain, task_id: TaskId, from_block: u64, ti
             )));
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How a task past its deadline without a result was settled.
+#[derive(Clone, Debug)]
+pub enum Overdue {
+    /// Its key service showed it released the keys to the pool's enclave: the owners were paid,
+    /// the epsilon spent, and the analyst credited the pool price plus the slashed stake.
+    Abandoned { tx: strongroom_chain::TxOutcome, receipt: ReleaseReceipt, credited: U256 },
+    /// No release was shown (the claim window is over): the analyst was credited every price.
+    Refunded { tx: strongroom_chain::TxOutcome, credited: U256 },
+}
+
+/// Settles a task past its deadline without a result, by who is at fault: with its key
+/// service's receipt if that service released the keys (`refundReleased`), else as never
+/// released (`refund`, once the claim window is over). Anyone may call it; the money goes where
+/// the contract says.
+pub async fn settle_overdue(chain: &Chain, task: &Task) -> Result<Overdue> {
+    let p = &task.params;
+    let receipt = match chain.key_service_url_for(p.dataset, p.kmsKey).await? {
+        // A key service that does not answer shows no release: the claim window was its time to.
+        Some(url) => match KmsClient::new(&url)?.receipt(task.id).await {
+            Ok(receipt) => receipt,
+            Err(e @ ClientError::Unreachable { .. }) => {
+                tracing::warn!(task = %task.id, error = %e, "no receipt from the task's key service");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    match receipt {
+        Some(receipt) => {
+            let tx = chain.refund_released(task, &receipt).await?;
+            Ok(Overdue::Abandoned { tx, receipt, credited: U256::from(p.poolPrice) + U256::from(p.stake) })
+        }
+        None => {
+            let tx = chain.refund(task).await?;
+            let credited = U256::from(p.datasetPrice) + U256::from(p.poolPrice) + U256::from(p.appPrice);
+            Ok(Overdue::Refunded { tx, credited })
+        }
     }
 }
 
@@ -241,12 +287,15 @@ impl ChosenOffers {
     }
 }
 
-/// Chooses the offers for `analyst` to rent `dataset` with, at chain time `now`: the cheapest
-/// dataset offer the analyst can use now (failing that, the newest one, so that the contract
-/// says why it cannot be used), and the cheapest pool offer that licence allows.
+/// Chooses the offers for `analyst` to rent `dataset` (sealed to key service `kms_key`) with, at
+/// chain time `now`: the cheapest dataset offer the analyst can use now (failing that, the newest
+/// one, so that the contract says why it cannot be used), and the cheapest pool offer valid now
+/// that the licence allows and that serves the dataset's key service; at one price, one that
+/// stakes on it before one open to any key service, which stakes nothing.
 pub async fn choose_offers(
     market: &crate::MarketClient,
     dataset: DatasetId,
+    kms_key: B256,
     analyst: Address,
     now: u64,
 ) -> Result<ChosenOffers> {
@@ -281,8 +330,13 @@ pub async fn choose_offers(
             _ => None,
         })
         .filter(|(o, _)| dataset_offer.pool.is_zero() || o.pool == dataset_offer.pool)
-        .min_by_key(|(o, _)| o.price)
-        .ok_or_else(|| ClientError::Input("the market lists no compute pool this licence allows".into()))?;
+        .filter(|(o, _)| now <= o.validUntil && (o.keyService.is_zero() || o.keyService == kms_key))
+        .min_by_key(|(o, _)| (o.price, o.keyService.is_zero()))
+        .ok_or_else(|| {
+            ClientError::Input(format!(
+                "the market lists no compute pool offer, valid now, that this licence allows and that serves key service {kms_key}"
+            ))
+        })?;
     let requester_proof = RequesterTree::new(requesters).and_then(|t| t.proof(analyst)).unwrap_or_default();
     Ok(ChosenOffers {
         dataset_offer: dataset_offer.clone(),
@@ -316,7 +370,12 @@ impl Analyst {
     /// The offers to rent `dataset` with, from `market`; see [`choose_offers`].
     pub async fn choose_offers(&self, market: &crate::MarketClient, dataset: DatasetId) -> Result<ChosenOffers> {
         let analyst = self.chain.sender().ok_or_else(|| ClientError::Input("renting needs an account key".into()))?;
-        choose_offers(market, dataset, analyst, self.chain.block_timestamp().await?).await
+        let registered = self
+            .chain
+            .dataset(dataset)
+            .await?
+            .ok_or_else(|| ClientError::Input(format!("dataset {dataset} is not registered")))?;
+        choose_offers(market, dataset, registered.kms_key, analyst, self.chain.block_timestamp().await?).await
     }
 
     /// What the enclave will decide about `sql` on `dataset`; see [`preflight`].

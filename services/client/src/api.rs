@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use strongroom_types::{
     ApiError, AuditEntry, DatasetId, DepositRequest, DepositResponse, KmsInfo, PolicyResponse, PostOfferRequest,
-    ReleaseRequest, ReleaseResponse, SignedOffer, TaskId,
+    ReleaseReceipt, ReleaseRequest, ReleaseResponse, SignedOffer, TaskId,
 };
 
 use crate::{ClientError, Result};
@@ -107,6 +107,15 @@ impl KmsClient {
             });
         }
         Ok(response.policy)
+    }
+
+    /// The service's receipt that it released `task`'s keys; `None` when it released none.
+    pub async fn receipt(&self, task: TaskId) -> Result<Option<ReleaseReceipt>> {
+        match self.0.get(&format!("/v1/receipts/{task}"), "show its release receipt").await {
+            Ok(receipt) => Ok(Some(receipt)),
+            Err(ClientError::Refused { error, .. }) if error.code == "not_released" => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The audit log, of one task or of all.

@@ -19,8 +19,9 @@ use strongroom_chain::{Chain, DatasetInfo, RequesterTree};
 use strongroom_dataplane::{self as dataplane, ColumnEntry, Layout, Manifest, ObjectEntry, version_dir};
 use strongroom_storage::Storage;
 use strongroom_types::{
-    DataVersion, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, KmsInfo,
-    ManifestDigest, Policy, PostOfferRequest, StorageUrl, X25519PublicKey, key_set_aad, random_salt, seal, sign_typed,
+    DataVersion, DatasetId, DatasetKeys, DatasetOffer, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT,
+    KeyService, KmsInfo, ManifestDigest, Policy, PostOfferRequest, StorageUrl, X25519PublicKey, key_set_aad,
+    random_salt, recover_typed, seal, sign_typed,
 };
 use tracing::info;
 
@@ -372,7 +373,9 @@ async fn check_templates(policy: &Policy, columns: &[ColumnEntry], file: &Path) 
     Ok(())
 }
 
-/// The key service at `kms_url`, checked to serve the deployment `chain` is on.
+/// The key service at `kms_url`, checked to serve the deployment `chain` is on and to be the one
+/// registered on chain for its sealing key (registered now, with its own signature, if no one
+/// is): the key service whose word settles tasks abandoned after a release.
 async fn key_service(kms_url: &str, chain: &Chain) -> Result<(KmsClient, KmsInfo)> {
     let kms = KmsClient::new(kms_url)?;
     let info = kms.info().await?;
@@ -383,6 +386,26 @@ async fn key_service(kms_url: &str, chain: &Chain) -> Result<(KmsClient, KmsInfo
             info.chain_id,
             info.contract
         );
+    }
+    let sealing_key = info.public_key.to_b256();
+    let registration = KeyService { sealingKey: sealing_key };
+    if recover_typed(&registration, &chain.domain(), &info.registration) != Some(info.signer) {
+        fail!(
+            Input,
+            "key service at {kms_url} does not sign its own registration as {}: it is not a key service of this build",
+            info.signer
+        );
+    }
+    match chain.key_service_signer(sealing_key).await? {
+        Some(signer) if signer == info.signer => {}
+        Some(signer) => fail!(
+            Input,
+            "key service at {kms_url} signs as {}, but its sealing key {sealing_key} is registered on chain to {signer}: it is not the key service it claims to be (or its key was taken first); use another key service",
+            info.signer
+        ),
+        None => {
+            chain.register_key_service(sealing_key, info.registration.clone()).await?;
+        }
     }
     Ok((kms, info))
 }

@@ -117,8 +117,12 @@ pub struct Devnet {
     pub platform: Platform,
     pub measurement: B256,
     pub pool: PoolId,
+    /// The pool's offer staking on the devnet's key service.
     pub pool_offer: PoolOffer,
     pub pool_offer_signature: Bytes,
+    /// The pool's offer for datasets of any other key service, at the same price: it stakes nothing.
+    pub open_pool_offer: PoolOffer,
+    pub open_pool_offer_signature: Bytes,
     /// Storage URL for dataset objects.
     pub objects_url: StorageUrl,
     /// Storage URL for sealed results.
@@ -158,20 +162,33 @@ impl Devnet {
         )
         .await?;
 
+        // The key service's registration, signed by it, posted by anyone: here governance.
+        let kms_key = kms.info().public_key.to_b256();
+        governance.register_key_service(kms_key, kms.info().registration.clone()).await?;
+
         let operator = governance.with_signer(operator_key()).await?;
         let (pool, _) = operator.register_pool(random_salt()).await?;
         operator.deposit_stake(pool, options.pool_stake).await?;
+        // The pool stakes on the devnet's key service, whose receipts it trusts.
         let pool_offer = PoolOffer {
             pool,
             price: options.pool_price,
             volume: 1_000_000,
             maxDuration: options.max_task_duration.as_secs(),
+            validUntil: u64::MAX,
+            keyService: kms_key,
             salt: random_salt(),
         };
         let pool_offer_signature = sign_typed(operator_key().credential(), &pool_offer, &governance.domain());
-        MarketClient::new(&market.url())?
-            .post_offer(&PostOfferRequest::Pool { offer: pool_offer.clone(), signature: pool_offer_signature.clone() })
-            .await?;
+        let open_pool_offer = PoolOffer { keyService: B256::ZERO, salt: random_salt(), ..pool_offer.clone() };
+        let open_pool_offer_signature = sign_typed(operator_key().credential(), &open_pool_offer, &governance.domain());
+        let market_client = MarketClient::new(&market.url())?;
+        for (offer, signature) in [(&pool_offer, &pool_offer_signature), (&open_pool_offer, &open_pool_offer_signature)]
+        {
+            market_client
+                .post_offer(&PostOfferRequest::Pool { offer: offer.clone(), signature: signature.clone() })
+                .await?;
+        }
 
         let objects_url = match &options.objects_url {
             Some(url) => url.clone(),
@@ -192,6 +209,8 @@ impl Devnet {
             pool,
             pool_offer,
             pool_offer_signature,
+            open_pool_offer,
+            open_pool_offer_signature,
             objects_url,
             results_url,
             options,
@@ -200,6 +219,16 @@ impl Devnet {
             devnet.worker = Some(devnet.start_worker().await?);
         }
         Ok(devnet)
+    }
+
+    /// The pool's offer for datasets sealed to key service `kms_key`: the staking one for the
+    /// devnet's key service, the open one for any other.
+    pub fn pool_offer_for(&self, kms_key: B256) -> (&PoolOffer, &Bytes) {
+        if kms_key == self.pool_offer.keyService {
+            (&self.pool_offer, &self.pool_offer_signature)
+        } else {
+            (&self.open_pool_offer, &self.open_pool_offer_signature)
+        }
     }
 
     /// Starts a worker for the devnet's pool (its enclave registers itself on chain).

@@ -47,6 +47,8 @@ pub enum KmsError {
     AlreadyReleased { task: U256, holder: Address },
     #[error("no policy with keccak256 {0} was deposited here")]
     UnknownPolicy(B256),
+    #[error("this key service has released no keys for task {0}: it has no receipt to give")]
+    NotReleased(U256),
     #[error("column `{column}` is not in dataset {dataset}")]
     UnknownColumn { dataset: B256, column: String },
     #[error("the deposited keys cannot be opened: {0}")]
@@ -84,6 +86,7 @@ impl KmsError {
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
             Self::UnknownPolicy(_) => "unknown_policy",
+            Self::NotReleased(_) => "not_released",
             Self::EpsilonRequired(_) => "epsilon_required",
             Self::AlreadyReleased { .. } => "already_released",
             Self::PolicyMismatch { .. } => "policy_mismatch",
@@ -100,9 +103,11 @@ impl KmsError {
 impl ResponseError for KmsError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::UnknownTask(_) | Self::NoKeysDeposited { .. } | Self::UnknownDataset(_) | Self::UnknownPolicy(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UnknownTask(_)
+            | Self::NoKeysDeposited { .. }
+            | Self::UnknownDataset(_)
+            | Self::UnknownPolicy(_)
+            | Self::NotReleased(_) => StatusCode::NOT_FOUND,
             Self::TaskNotActive { .. }
             | Self::DeadlinePassed { .. }
             | Self::WrongKeyService { .. }

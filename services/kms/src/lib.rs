@@ -7,6 +7,8 @@
 //!                  enclave registered with a trusted measurement · dataset uses this service
 //!        ◀── KeyRelease{keys, on-chain task facts} HPKE-sealed to the enclave's task key
 //!           + one audit row per release (GET /v1/audit)
+//!           + a signed receipt of the release (also GET /v1/receipts/{task}), which settles a
+//!             task the pool abandons after getting its keys (`refundReleased`)
 //! ```
 //!
 //! Keys are stored only as the owner sealed them; they are opened in memory for a release and
@@ -16,6 +18,7 @@ mod config;
 mod decision;
 mod error;
 mod service;
+mod signer;
 mod store;
 
 pub use config::KmsConfig;

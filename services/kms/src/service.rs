@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use alloy::primitives::{B256, U256, keccak256};
+use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 use strongroom_chain::Chain;
 use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
-    AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease, KmsInfo,
-    ManifestDigest, Policy, PolicyResponse, ReleaseRequest, ReleaseResponse, SealedBox, X25519SecretKey, key_set_aad,
-    open, recover_typed, seal_from,
+    AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease,
+    KeyService, KmsInfo, ManifestDigest, Policy, PolicyResponse, ReleaseReceipt, ReleaseRequest, ReleaseResponse,
+    Released, SealedBox, X25519SecretKey, key_set_aad, open, recover_typed, seal_from, sign_typed,
 };
 use tracing::{Instrument, info, warn};
 
@@ -22,7 +23,18 @@ use crate::{KmsConfig, KmsError, Result};
 struct State {
     chain: Chain,
     secret: X25519SecretKey,
+    /// Signs receipts; registered on chain for `secret`'s public key.
+    signer: PrivateKeySigner,
+    info: KmsInfo,
     store: Arc<dyn DepositStore>,
+}
+
+impl State {
+    fn receipt(&self, task_id: U256, enclave: alloy::primitives::Address) -> ReleaseReceipt {
+        let message = Released { taskId: task_id, enclave };
+        let signature = sign_typed(self.signer.credential(), &message, &self.chain.domain());
+        ReleaseReceipt { task_id, enclave, signature }
+    }
 }
 
 /// A running key service. [`KmsHandle::shutdown`] stops it gracefully.
@@ -58,13 +70,23 @@ pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle
         strongroom_types::Error::KeyFile { path, reason } => KmsError::KeyFile { path, reason },
         other => KmsError::Internal(other.to_string()),
     })?;
+    let signer = crate::signer::load_or_create(&config.data_dir.join("kms-signer.key"))?;
     let chain = Chain::connect(&config.rpc_url, config.contract, None).await?;
     let store = Arc::new(SqliteDepositStore::open(&config.data_dir.join("kms.sqlite"))?);
-    let info = KmsInfo { public_key: secret.public_key(), chain_id: chain.chain_id(), contract: chain.address() };
-    let state = web::Data::new(State { chain, secret, store });
+    let public_key = secret.public_key();
+    let registration =
+        sign_typed(signer.credential(), &KeyService { sealingKey: public_key.to_b256() }, &chain.domain());
+    let info = KmsInfo {
+        public_key,
+        chain_id: chain.chain_id(),
+        contract: chain.address(),
+        signer: signer.address(),
+        registration,
+    };
+    let state = web::Data::new(State { chain, secret, signer, info: info.clone(), store });
     let limits = Limits { json_bytes: 1 << 20, ..Limits::default() };
     let service = strongroom_http::serve(listener, limits, state, routes)?;
-    info!(addr = %service.addr(), public_key = %info.public_key, "key service listening");
+    info!(addr = %service.addr(), public_key = %info.public_key, signer = %info.signer, "key service listening");
     Ok(KmsHandle { service, info })
 }
 
@@ -74,6 +96,7 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/deposits", web::post().to(post_deposit))
         .route("/v1/releases", web::post().to(post_release))
         .route("/v1/audit", web::get().to(get_audit))
+        .route("/v1/receipts/{task_id}", web::get().to(get_receipt))
         .route("/v1/policies/{hash}", web::get().to(get_policy));
 }
 
@@ -85,11 +108,16 @@ async fn get_policy(state: web::Data<State>, path: web::Path<B256>) -> Result<Ht
 }
 
 async fn get_info(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok().json(KmsInfo {
-        public_key: state.secret.public_key(),
-        chain_id: state.chain.chain_id(),
-        contract: state.chain.address(),
-    })
+    HttpResponse::Ok().json(&state.info)
+}
+
+/// The receipt of a task's release, signed again from the audit log: public, since the chain
+/// already shows the task and a receipt gives nothing but the right to settle it as abandoned.
+async fn get_receipt(state: web::Data<State>, path: web::Path<U256>) -> Result<HttpResponse> {
+    let task_id = path.into_inner();
+    let task = TaskRef { chain_id: state.chain.chain_id(), contract: state.chain.address(), id: task_id };
+    let enclave = state.store.released_to(task).await?.ok_or(KmsError::NotReleased(task_id))?;
+    Ok(HttpResponse::Ok().json(state.receipt(task_id, enclave)))
 }
 
 async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
@@ -227,7 +255,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let released = entry.key_ids.clone();
     state.store.record_release(entry).await?;
     info!(%dataset, key_ids = ?released, "keys released");
-    Ok(ReleaseResponse { sealed_release })
+    Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave) })
 }
 
 #[derive(Deserialize)]

@@ -52,6 +52,10 @@ pub trait DepositStore: Send + Sync + 'static {
     /// Records a release; a release that is not on record must not leave the service.
     async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
 
+    /// The enclave a task's keys were released to: its claim, once a release to that enclave is
+    /// on record (a claim alone may have failed before the keys were sealed).
+    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<Address>>;
+
     /// The audit log, of one task or of all, oldest first.
     async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>>;
 }
@@ -111,6 +115,10 @@ impl DepositStore for SqliteDepositStore {
 
     async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>> {
         self.blocking(move |s| s.releases(task)).await
+    }
+
+    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<Address>> {
+        self.blocking(move |s| s.released_to(task)).await
     }
 }
 
@@ -243,6 +251,19 @@ impl Store {
         )
     }
 
+    pub(crate) fn released_to(&self, task: TaskRef) -> rusqlite::Result<Option<Address>> {
+        let (chain_id, contract, id) = (task.chain_id as i64, task.contract, task.id.to_be_bytes::<32>());
+        self.conn
+            .query_row(
+                "SELECT t.enclave FROM released_tasks t
+                 WHERE t.chain_id = ?1 AND t.contract = ?2 AND t.task_id = ?3
+                   AND EXISTS (SELECT 1 FROM releases r WHERE r.task_id = t.task_id AND r.enclave = t.enclave)",
+                params![chain_id, contract.as_slice(), id.as_slice()],
+                |row| Ok(Address::from_slice(&row.get::<_, Vec<u8>>(0)?)),
+            )
+            .optional()
+    }
+
     pub(crate) fn record_release(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
         self.conn.execute(
             "INSERT INTO releases (task_id, dataset, enclave, key_ids, released_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -308,6 +329,30 @@ mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.claim_task(task, Address::repeat_byte(9), B256::repeat_byte(9)).unwrap(), (enclave, key));
+    }
+
+    /// A receipt is given only for a release on record, of this deployment, to the claiming enclave.
+    #[test]
+    fn a_task_counts_as_released_only_once_its_release_to_the_claimant_is_on_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kms.sqlite")).unwrap();
+        let task = TaskRef { chain_id: 1, contract: Address::repeat_byte(0xcc), id: U256::from(7) };
+        let (enclave, key) = (Address::repeat_byte(1), B256::repeat_byte(2));
+        let entry = |enclave| AuditEntry {
+            task_id: task.id,
+            dataset: B256::repeat_byte(3),
+            enclave,
+            key_ids: vec![],
+            released_at: 1,
+        };
+        store.claim_task(task, enclave, key).unwrap();
+        assert_eq!(store.released_to(task).unwrap(), None, "claimed, not yet released");
+        // Task 7 of an older deployment, released to another enclave, is not this task.
+        store.record_release(&entry(Address::repeat_byte(9))).unwrap();
+        assert_eq!(store.released_to(task).unwrap(), None);
+        store.record_release(&entry(enclave)).unwrap();
+        assert_eq!(store.released_to(task).unwrap(), Some(enclave));
+        assert_eq!(store.released_to(TaskRef { chain_id: 2, ..task }).unwrap(), None);
     }
 
     #[test]

@@ -18,9 +18,25 @@ pub struct ApiError {
 /// `GET /v1/info` of a key service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KmsInfo {
+    /// The sealing key deposits are sealed to and releases are sealed from.
     pub public_key: X25519PublicKey,
     pub chain_id: u64,
     pub contract: Address,
+    /// The Ethereum key the service signs its receipts with.
+    pub signer: Address,
+    /// `signer`'s EIP-712 `KeyService{sealingKey: public_key}`, which anyone may post to
+    /// `registerKeyService`.
+    pub registration: Bytes,
+}
+
+/// A key service's signed word that it released a task's keys to an enclave: EIP-712
+/// `Released{taskId, enclave}` by its registered signer. Past the task's deadline anyone may post
+/// it to `refundReleased`, which pays the owners and slashes the pool that did not deliver.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseReceipt {
+    pub task_id: U256,
+    pub enclave: Address,
+    pub signature: Bytes,
 }
 
 /// `POST /v1/deposits`: keys sealed to the key service, signed by the dataset owner.
@@ -69,6 +85,7 @@ pub struct ReleaseRequest {
 pub struct ReleaseResponse {
     /// A [`crate::KeyRelease`] sealed to the task key with [`crate::INFO_RELEASE`].
     pub sealed_release: SealedBox,
+    pub receipt: ReleaseReceipt,
 }
 
 /// One row of a key service's audit log.

@@ -25,14 +25,14 @@ mod versions;
 
 pub use api::{
     ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PolicyResponse,
-    PostOfferRequest, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
+    PostOfferRequest, ReleaseReceipt, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
 };
 pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{
-    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, Outcome, PoolOffer, ResultAttestation, address_of,
-    domain, job_hash, random_salt, recover_typed, sign_hash, sign_typed,
+    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, KeyService, Outcome, PoolOffer, Released,
+    ResultAttestation, address_of, domain, job_hash, random_salt, recover_typed, sign_hash, sign_typed,
 };
 pub use policy::{
     AggregateFunction, Aggregation, ColumnRule, DifferentialPrivacy, POLICY_VERSION, Policy, Role, Template,

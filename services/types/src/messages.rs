@@ -29,13 +29,17 @@ sol! {
         bytes32 salt;
     }
 
-    /// A pool operator's compute offer.
+    /// A pool operator's compute offer. With `keyService` set (a key service's sealing key) it
+    /// serves only datasets of that key service and stakes on its receipts; zero serves any
+    /// key service and locks no stake.
     #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     struct PoolOffer {
         bytes32 pool;
         uint256 price;
         uint64 volume;
         uint64 maxDuration;
+        uint64 validUntil;
+        bytes32 keyService;
         bytes32 salt;
     }
 
@@ -65,6 +69,21 @@ sol! {
         uint256 taskId;
         bytes32 taskKey;
         string[] columns;
+    }
+
+    /// A key service binds its sealing key to the Ethereum key that signs its receipts
+    /// (`registerKeyService`).
+    #[derive(Debug, PartialEq, Eq)]
+    struct KeyService {
+        bytes32 sealingKey;
+    }
+
+    /// A key service's receipt: it released the task's keys to this enclave. Past the task's
+    /// deadline it settles the task as abandoned by the pool (`refundReleased`).
+    #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    struct Released {
+        uint256 taskId;
+        address enclave;
     }
 
     /// The dataset owner vouches for the sealed keys deposited with a key service: the keys of

@@ -1,9 +1,10 @@
 //! Money held by the contract for an account: see it, withdraw it, reclaim an overdue task.
 
+use alloy::primitives::Address;
 use alloy::primitives::utils::format_ether;
-use alloy::primitives::{Address, U256};
 use anyhow::Context;
 use clap::Args;
+use strongroom_client::analyst::Overdue;
 use strongroom_types::TaskId;
 
 use super::GlobalArgs;
@@ -55,17 +56,22 @@ impl RefundArgs {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
         let chain = global.chain().await?;
         let task = chain.task(self.task).await?.with_context(|| format!("task {} does not exist", self.task))?;
-        let tx = chain.refund(&task).await?;
-        let p = &task.params;
-        println!(
-            "task {} refunded: {} ETH (prices and the pool's slashed stake) credited to {} (tx {}); `strongroom withdraw` collects it",
-            self.task,
-            format_ether(
-                U256::from(p.datasetPrice) + U256::from(p.poolPrice) + U256::from(p.appPrice) + U256::from(p.stake)
+        let analyst = task.params.analyst;
+        match strongroom_client::analyst::settle_overdue(&chain, &task).await? {
+            Overdue::Abandoned { tx, receipt, credited } => println!(
+                "task {} abandoned: its key service released the keys to enclave {} and no result came; the owners are paid and {} ETH (the pool price and the pool's slashed stake) credited to {analyst} (tx {}); `strongroom withdraw` collects it",
+                self.task,
+                receipt.enclave,
+                format_ether(credited),
+                tx.hash
             ),
-            p.analyst,
-            tx.hash
-        );
+            Overdue::Refunded { tx, credited } => println!(
+                "task {} refunded: no keys were released; {} ETH (every price) credited to {analyst} (tx {}); `strongroom withdraw` collects it",
+                self.task,
+                format_ether(credited),
+                tx.hash
+            ),
+        }
         Ok(())
     }
 }
