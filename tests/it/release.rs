@@ -5,7 +5,7 @@ use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
 use strongroom_client::analyst::RentOptions;
 use strongroom_devnet::{Devnet, analyst_key, operator_key};
-use strongroom_e2e::{devnet, pass_claim_window, publish_sample, rent, request_release, result_of};
+use strongroom_e2e::{devnet, pass_claim_window, publish_sample, registered_enclave, rent, request_release, result_of};
 use strongroom_types::{X25519SecretKey, report_data_for, sign_typed};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
@@ -28,39 +28,43 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     let options = RentOptions::default();
     let active = rent(&devnet, &published, "SELECT 1", &options).await.unwrap().task;
     let rogue_enclave = PrivateKeySigner::random();
+    let enclave = registered_enclave(&devnet).await;
 
-    let (status, body) = request(&devnet, &analyst, U256::from(999), &rogue_enclave, &operator_key()).await;
+    // An enclave that never registered a quote is refused before the chain is searched for the
+    // task, whatever the task: made-up requests cost no log scan.
+    for task in [U256::from(999), active.id] {
+        let (status, body) = request(&devnet, &analyst, task, &rogue_enclave, &operator_key()).await;
+        assert_eq!((status, body["error"].as_str()), (403, Some("enclave_not_registered")));
+        assert_eq!(
+            body["message"],
+            format!(
+                "enclave {} is not registered on chain, has expired, or its measurement is no longer trusted",
+                rogue_enclave.address()
+            )
+        );
+    }
+
+    let (status, body) = request(&devnet, &analyst, U256::from(999), &enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("unknown_task")));
     assert_eq!(body["message"], "task 999 does not exist on chain");
 
     // Authorized by someone other than the pool operator.
-    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &analyst_key()).await;
+    let (status, body) = request(&devnet, &analyst, active.id, &enclave, &analyst_key()).await;
     assert_eq!((status, body["error"].as_str()), (403, Some("not_authorized")));
     assert_eq!(
         body["message"],
         format!(
             "the pool operator {} did not authorize enclave {} for task {}",
             operator_key().address(),
-            rogue_enclave.address(),
+            enclave.address(),
             active.id
-        )
-    );
-
-    // Authorized by the operator, but the enclave never registered a quote.
-    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
-    assert_eq!((status, body["error"].as_str()), (403, Some("enclave_not_registered")));
-    assert_eq!(
-        body["message"],
-        format!(
-            "enclave {} is not registered on chain, has expired, or its measurement is no longer trusted",
-            rogue_enclave.address()
         )
     );
 
     // Refunded after its deadline: the analyst has its money back, so there is nothing to run.
     pass_claim_window(&devnet).await;
     analyst.refund(&active).await.unwrap();
-    let (status, body) = request(&devnet, &analyst, active.id, &rogue_enclave, &operator_key()).await;
+    let (status, body) = request(&devnet, &analyst, active.id, &enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
     assert_eq!(
         body["message"],
@@ -70,7 +74,7 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
     // Active but past its deadline (not yet refunded).
     let late = rent(&devnet, &published, "SELECT 1", &options).await.unwrap().task_id();
     devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
-    let (status, body) = request(&devnet, &analyst, late, &rogue_enclave, &operator_key()).await;
+    let (status, body) = request(&devnet, &analyst, late, &enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("deadline_passed")));
     assert!(body["message"].as_str().unwrap().starts_with(&format!("task {late} passed its deadline")));
     devnet.shutdown().await;
@@ -124,8 +128,8 @@ async fn release_is_refused_for_a_task_already_paid_out() {
     let rental = rent(&devnet, &published, "SELECT 1", &RentOptions::default()).await.unwrap();
     result_of(&devnet, &rental).await;
 
-    let (status, body) =
-        request(&devnet, &analyst, rental.task_id(), &PrivateKeySigner::random(), &operator_key()).await;
+    let enclave = registered_enclave(&devnet).await;
+    let (status, body) = request(&devnet, &analyst, rental.task_id(), &enclave, &operator_key()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("task_not_active")));
     assert_eq!(
         body["message"],
@@ -158,6 +162,7 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
             dataset: published.dataset,
             manifestDigest: published.manifest_digest.to_b256(),
             keysDigest: digest,
+            policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
         },
         &chain.domain(),
     );
@@ -176,6 +181,35 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
     assert_eq!(
         body["message"],
         format!("{} signed the deposit but dataset {} is owned by {owner}", analyst_key().address(), published.dataset)
+    );
+
+    // The owner's own deposit, seen by somebody who re-posts it under another policy: the
+    // signature covers the policy, so the re-post is somebody else's deposit and refused.
+    let owner_signature = sign_typed(
+        strongroom_devnet::owner_key().credential(),
+        &strongroom_types::Deposit {
+            dataset: published.dataset,
+            manifestDigest: published.manifest_digest.to_b256(),
+            keysDigest: digest,
+            policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
+        },
+        &chain.domain(),
+    );
+    let genuine = strongroom_types::DepositRequest { owner_signature, ..request.clone() };
+    let post = |request: strongroom_types::DepositRequest| {
+        let url = format!("{}/v1/deposits", devnet.kms.url());
+        async move { reqwest::Client::new().post(url).json(&request).send().await.unwrap() }
+    };
+    assert_eq!(post(genuine.clone()).await.status().as_u16(), 200);
+    let replayed = body_policy().replace("min_group_size = 5", "min_group_size = 1");
+    let response = post(strongroom_types::DepositRequest { policy: replayed, ..genuine }).await;
+    assert_eq!(response.status().as_u16(), 403);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(&format!("signed the deposit but dataset {} is owned by {owner}", published.dataset))
+            && !message.starts_with(&owner.to_string()),
+        "{message}"
     );
 
     // A policy this build cannot read is refused at deposit, not weakened.
@@ -205,4 +239,21 @@ async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
 fn body_policy() -> String {
     "version = 2\nname = \"a\"\n[columns]\na = \"dimension\"\n[aggregation]\nfunctions = [\"count\"]\nmin_group_size = 5\n"
         .into()
+}
+
+/// The release follows the owner recorded at rent: an owner who transfers the dataset does not
+/// strand the tasks rented before, whose keys are the ones that owner deposited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_does_not_strand_the_tasks_rented_before_it() {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
+    let task = rent(&devnet, &published, "SELECT 1", &RentOptions::default()).await.unwrap().task_id();
+    let owner = devnet.chain_as(strongroom_devnet::owner_key()).await.unwrap();
+    owner.transfer_dataset(published.dataset, analyst_key().address()).await.unwrap();
+
+    let enclave = registered_enclave(&devnet).await;
+    let (status, body) = request(&devnet, &analyst, task, &enclave, &operator_key()).await;
+    assert_eq!(status, 200, "the task rented before the transfer still gets its keys: {body}");
+    devnet.shutdown().await;
 }

@@ -10,10 +10,11 @@ use strongroom_chain::{Chain, StrongroomErrors, TaskStatus, format_utc};
 use strongroom_client::KmsClient;
 use strongroom_client::analyst::{self, Overdue, RentOptions, Rental};
 use strongroom_devnet::{Devnet, analyst_key, operator_key, owner_key};
-use strongroom_e2e::{devnet, pass_claim_window, publish_sample, rent, request_release, spawn_key_service};
+use strongroom_e2e::{
+    devnet, pass_claim_window, publish_sample, registered_enclave, rent, request_release, spawn_key_service,
+};
 use strongroom_types::{
-    DatasetOffer, ManifestDigest, PoolOffer, Released, X25519SecretKey, random_salt, recover_typed, report_data_for,
-    sign_typed,
+    DatasetOffer, ManifestDigest, PoolOffer, Released, X25519SecretKey, random_salt, recover_typed, sign_typed,
 };
 
 /// Balances the contract holds for the analyst, the owner and the operator, and the pool's
@@ -25,16 +26,6 @@ async fn money(devnet: &Devnet, chain: &Chain) -> ([U256; 3], (U256, U256)) {
     }
     let pool = chain.pool(devnet.pool).await.unwrap().unwrap();
     (balances, (pool.stake, pool.locked))
-}
-
-/// Registers an enclave of the pool from a quote of the trusted measurement: the test plays
-/// the pool's host.
-async fn pool_enclave(devnet: &Devnet) -> PrivateKeySigner {
-    let enclave = PrivateKeySigner::random();
-    let operator = devnet.chain_as(operator_key()).await.unwrap();
-    let (quote, signature) = devnet.platform.quote_for(devnet.measurement, report_data_for(enclave.address()));
-    operator.register_enclave(&quote, signature).await.unwrap();
-    enclave
 }
 
 /// The pool stakes only where the keys are released and no result follows: a task nobody
@@ -124,7 +115,7 @@ async fn a_pool_that_got_the_keys_and_kept_the_result_is_slashed_and_the_owner_p
     let task = &rental.task;
     let stake = U256::from(task.params.stake);
 
-    let enclave = pool_enclave(&devnet).await;
+    let enclave = registered_enclave(&devnet).await;
     let task_key = X25519SecretKey::generate().public_key();
     let (status, body) = request_release(&devnet, &analyst, task.id, &enclave, &operator_key(), task_key).await;
     assert_eq!(status, 200, "{body}");
@@ -234,7 +225,7 @@ async fn keys_the_key_service_withholds_cost_the_pool_nothing() {
     assert!(stake > U256::ZERO);
 
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
-    let enclave = pool_enclave(&devnet).await;
+    let enclave = registered_enclave(&devnet).await;
     let key = X25519SecretKey::generate().public_key();
     let (status, body) = request_release(&devnet, &analyst, task.id, &enclave, &operator_key(), key).await;
     assert_eq!((status, body["error"].as_str()), (404, Some("no_keys_deposited")), "{body}");

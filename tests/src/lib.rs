@@ -245,6 +245,17 @@ pub fn run(command: &mut std::process::Command, stdin: &[u8]) -> CliRun {
     CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }
 }
 
+/// An enclave key of the devnet's pool, registered from a quote of the trusted measurement: for
+/// tests that play the pool's host.
+pub async fn registered_enclave(devnet: &Devnet) -> PrivateKeySigner {
+    let enclave = PrivateKeySigner::random();
+    let operator = devnet.chain_as(strongroom_devnet::operator_key()).await.unwrap();
+    let report_data = strongroom_types::report_data_for(enclave.address());
+    let (quote, signature) = devnet.platform.quote_for(devnet.measurement, report_data);
+    operator.register_enclave(&quote, signature).await.unwrap();
+    enclave
+}
+
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`, for the release
 /// to be sealed to `task_key`, as a worker host would; returns (status, body).
 pub async fn request_release(

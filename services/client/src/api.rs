@@ -15,10 +15,17 @@ use crate::{ClientError, Result};
 /// Every request gives up after this long.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest reply read from a service: far above any key release, policy, offer list or
+/// audit page, and small enough that a hostile service cannot make a worker buffer gigabytes.
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+
 /// An HTTP client with the timeout every call here uses; share one to reuse connections.
+/// Redirects are never followed: a key service's URL is chosen by a dataset owner, and a
+/// redirect would let them point a worker's requests at any address the worker can reach.
 pub fn http_client() -> Result<reqwest::Client> {
     reqwest::Client::builder()
         .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ClientError::Internal(format!("cannot set up an HTTP client: {e}")))
 }
@@ -51,16 +58,75 @@ impl Service {
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder, action: &'static str) -> Result<T> {
         let unreachable =
             |reason: String| ClientError::Unreachable { service: self.name, url: self.url.clone(), reason };
-        let response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
+        let mut response = request.send().await.map_err(|e| unreachable(e.to_string()))?;
         let status = response.status();
-        if status.is_success() {
-            return response.json().await.map_err(|e| unreachable(format!("a reply that does not decode: {e}")));
+        if status.is_redirection() {
+            let to = response.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("?");
+            return Err(unreachable(format!(
+                "it answered with a redirect (HTTP {status} to {to}), which is not followed: give the service's own URL"
+            )));
         }
-        let error = response.json::<ApiError>().await.unwrap_or_else(|_| ApiError {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable(e.to_string()))? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(unreachable(format!("its reply is larger than {} MiB", MAX_REPLY_BYTES >> 20)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return serde_json::from_slice(&body)
+                .map_err(|e| unreachable(format!("a reply that does not decode: {e}")));
+        }
+        let error = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| ApiError {
             code: "http_error".into(),
             message: format!("HTTP {status} without an error body"),
         });
         Err(ClientError::Refused { service: self.name, url: self.url.clone(), action, error })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A real HTTP server on a port the OS picks that answers every request with `reply`.
+    fn serve(reply: Vec<u8>) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(&reply);
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_refused_not_followed() {
+        let target = serve(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec());
+        let redirect = format!("HTTP/1.1 302 Found\r\nlocation: {target}/v1/info\r\ncontent-length: 0\r\n\r\n");
+        let url = serve(redirect.into_bytes());
+        let err = KmsClient::new(&url).unwrap().info().await.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "key service at {url} is unreachable: it answered with a redirect (HTTP 302 Found to {target}/v1/info), which is not followed: give the service's own URL"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reply_beyond_the_limit_is_refused_before_it_is_all_read() {
+        let size = MAX_REPLY_BYTES + 1;
+        let mut reply = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n").into_bytes();
+        reply.resize(reply.len() + size, b' ');
+        let url = serve(reply);
+        let err = KmsClient::new(&url).unwrap().info().await.unwrap_err().to_string();
+        assert_eq!(err, format!("key service at {url} is unreachable: its reply is larger than 16 MiB"));
     }
 }
 

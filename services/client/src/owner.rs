@@ -626,8 +626,12 @@ async fn deposit_keys(
     policy: &str,
 ) -> Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_digest), &keys.to_json())?;
-    let deposit =
-        Deposit { dataset, manifestDigest: manifest_digest.to_b256(), keysDigest: keccak256(sealed_keys.as_bytes()) };
+    let deposit = Deposit {
+        dataset,
+        manifestDigest: manifest_digest.to_b256(),
+        keysDigest: keccak256(sealed_keys.as_bytes()),
+        policyHash: keccak256(policy.as_bytes()),
+    };
     let signature = sign_typed(owner.credential(), &deposit, &chain.domain());
     let request =
         DepositRequest { dataset, manifest_digest, sealed_keys, policy: policy.to_owned(), owner_signature: signature };

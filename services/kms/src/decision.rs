@@ -62,6 +62,16 @@ pub struct Authorized<'a> {
     pub dataset: &'a DatasetInfo,
 }
 
+/// The request is signed by the enclave it names: checked first of all, with no I/O.
+pub fn check_enclave_signature(request: &ReleaseRequest, domain: &Eip712Domain) -> Result<()> {
+    let key_request =
+        KeyRequest { taskId: request.task_id, taskKey: request.task_key.to_b256(), columns: request.columns.clone() };
+    if recover_typed(&key_request, domain, &request.enclave_signature) != Some(request.enclave) {
+        return Err(KmsError::BadEnclaveSignature(request.enclave));
+    }
+    Ok(())
+}
+
 /// The first half of the decision: the task, the signatures, the enclave and the dataset.
 /// `our_key` is this service's public key as the chain records key services.
 pub fn authorize<'a>(
@@ -79,11 +89,7 @@ pub fn authorize<'a>(
     if chain.now > params.deadline {
         return Err(KmsError::DeadlinePassed { task: task_id, deadline: params.deadline });
     }
-    let key_request =
-        KeyRequest { taskId: task_id, taskKey: request.task_key.to_b256(), columns: request.columns.clone() };
-    if recover_typed(&key_request, domain, &request.enclave_signature) != Some(request.enclave) {
-        return Err(KmsError::BadEnclaveSignature(request.enclave));
-    }
+    check_enclave_signature(request, domain)?;
     let operator = params.poolOperator;
     let authorization = Authorization { taskId: task_id, enclave: request.enclave };
     if recover_typed(&authorization, domain, &request.authorization) != Some(operator) {

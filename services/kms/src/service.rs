@@ -16,7 +16,7 @@ use strongroom_types::{
 };
 use tracing::{Instrument, info, warn};
 
-use crate::decision::{ChainView, DepositView, authorize, grant};
+use crate::decision::{ChainView, DepositView, authorize, check_enclave_signature, grant};
 use crate::store::{DepositStore, SqliteDepositStore, TaskRef, now};
 use crate::{KmsConfig, KmsError, Result};
 
@@ -126,6 +126,7 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         dataset: req.dataset,
         manifestDigest: req.manifest_digest.to_b256(),
         keysDigest: keccak256(req.sealed_keys.as_bytes()),
+        policyHash: keccak256(req.policy.as_bytes()),
     };
     let signer =
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
@@ -190,12 +191,19 @@ async fn post_release(state: web::Data<State>, body: web::Json<ReleaseRequest>) 
 /// seals and audits.
 async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse> {
     let chain = &state.chain;
+    // Before the chain's logs are read for the task: the request must be signed by an enclave the
+    // chain has registered, so a flood of made-up requests costs a signature check and one call
+    // each, never a log scan.
+    check_enclave_signature(req, &chain.domain())?;
+    let enclave_active = chain.is_enclave_active(req.enclave).await?;
+    if !enclave_active {
+        return Err(KmsError::EnclaveNotRegistered(req.enclave));
+    }
     // The parameters come from the TaskCreated event, checked against the on-chain commitment.
     let task = chain.task(req.task_id).await?;
-    let (block_time, enclave_active, enclave_measurement, dataset) = match &task {
+    let (block_time, enclave_measurement, dataset) = match &task {
         Some(task) => (
             chain.block_timestamp().await?,
-            chain.is_enclave_active(req.enclave).await?,
             // Needed only to compare with a pinned measurement.
             match task.params.measurement.is_zero() {
                 true => B256::ZERO,
@@ -203,7 +211,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
             },
             chain.dataset(task.params.dataset).await?,
         ),
-        None => (0, false, B256::ZERO, None),
+        None => (0, B256::ZERO, None),
     };
     let view = ChainView {
         chain_id: chain.chain_id(),
@@ -215,9 +223,11 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         dataset,
     };
     let authorized = authorize(req, &chain.domain(), &view, state.secret.public_key().to_b256())?;
-    // The keys of the data version the task was rented against, deposited by the dataset's owner.
-    let (id, owner, manifest) = (authorized.dataset.id, authorized.dataset.owner, authorized.task.manifest_digest());
-    let deposit = state.store.deposit(id, owner, manifest).await?.map(|(sealed, policy)| {
+    // The keys of the data version and policy the task was rented against, deposited by the
+    // dataset's owner at rent: a transfer since then does not strand the task.
+    let params = &authorized.task.params;
+    let (id, owner, manifest) = (authorized.dataset.id, params.datasetOwner, authorized.task.manifest_digest());
+    let deposit = state.store.deposit(id, owner, manifest, params.policyHash).await?.map(|(sealed, policy)| {
         let keys = open_keys(&state.secret, id, manifest, &sealed).map_err(|e| e.to_string());
         (keys, policy)
     });

@@ -31,12 +31,14 @@ pub trait DepositStore: Send + Sync + 'static {
         policy: String,
     ) -> crate::Result<()>;
 
-    /// The depositor's sealed keys for one data version of a dataset and the policy they came with.
+    /// The depositor's sealed keys for one data version of a dataset under the policy whose
+    /// keccak256 is `policy_hash`, and that policy.
     async fn deposit(
         &self,
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
+        policy_hash: B256,
     ) -> crate::Result<Option<(SealedBox, String)>>;
 
     /// A deposited policy by its keccak256 (the hash the chain records): policies are public, so
@@ -97,8 +99,9 @@ impl DepositStore for SqliteDepositStore {
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
+        policy_hash: B256,
     ) -> crate::Result<Option<(SealedBox, String)>> {
-        self.blocking(move |s| s.deposit(dataset, depositor, manifest)).await
+        self.blocking(move |s| s.deposit(dataset, depositor, manifest, policy_hash)).await
     }
 
     async fn policy(&self, hash: B256) -> crate::Result<Option<String>> {
@@ -137,9 +140,10 @@ impl Store {
                  depositor  BLOB NOT NULL,
                  manifest   BLOB NOT NULL,
                  sealed     BLOB NOT NULL,
+                 policy_hash BLOB NOT NULL,
                  policy     TEXT NOT NULL,
                  created_at INTEGER NOT NULL,
-                 PRIMARY KEY (dataset, depositor, manifest)
+                 PRIMARY KEY (dataset, depositor, manifest, policy_hash)
              );
              CREATE TABLE IF NOT EXISTS releases (
                  id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,15 +167,23 @@ impl Store {
                  policy TEXT NOT NULL
              );",
         )?;
-        // Deposits were once kept per dataset, not per data version; such a file cannot be read.
-        let per_version: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('deposits') WHERE name = 'manifest'",
-            [],
-            |row| row.get(0),
-        )?;
-        if !per_version {
+        // Deposits were once kept per dataset, then per data version without their policy's hash
+        // (so a deposit's signature did not cover its policy); such a file cannot be read.
+        let has = |column: &str| -> rusqlite::Result<bool> {
+            conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('deposits') WHERE name = ?1",
+                params![column],
+                |row| row.get(0),
+            )
+        };
+        let before = match (has("manifest")?, has("policy_hash")?) {
+            (false, _) => Some("per-version deposits"),
+            (true, false) => Some("deposits signed with their policy"),
+            (true, true) => None,
+        };
+        if let Some(before) = before {
             let message = format!(
-                "{} keeps deposits per dataset, from before per-version deposits: move it aside and have owners run `strongroom dataset redeposit`",
+                "{} keeps deposits from before {before}: move it aside and have owners run `strongroom dataset redeposit`",
                 path.display()
             );
             return Err(rusqlite::Error::SqliteFailure(
@@ -192,16 +204,25 @@ impl Store {
         sealed: &SealedBox,
         policy: &str,
     ) -> rusqlite::Result<()> {
+        let policy_hash = alloy::primitives::keccak256(policy.as_bytes());
         self.conn.execute(
-            "INSERT INTO deposits (dataset, depositor, manifest, sealed, policy, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (dataset, depositor, manifest) DO UPDATE
-             SET sealed = excluded.sealed, policy = excluded.policy, created_at = excluded.created_at",
-            params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), sealed.as_bytes(), policy, now()],
+            "INSERT INTO deposits (dataset, depositor, manifest, policy_hash, sealed, policy, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (dataset, depositor, manifest, policy_hash) DO UPDATE
+             SET sealed = excluded.sealed, created_at = excluded.created_at",
+            params![
+                dataset.as_slice(),
+                depositor.as_slice(),
+                manifest.as_slice(),
+                policy_hash.as_slice(),
+                sealed.as_bytes(),
+                policy,
+                now()
+            ],
         )?;
         self.conn.execute(
             "INSERT OR IGNORE INTO policies (hash, policy) VALUES (?1, ?2)",
-            params![alloy::primitives::keccak256(policy.as_bytes()).as_slice(), policy],
+            params![policy_hash.as_slice(), policy],
         )?;
         Ok(())
     }
@@ -212,17 +233,19 @@ impl Store {
             .optional()
     }
 
-    /// The depositor's sealed keys for one data version of a dataset and the policy they came with.
+    /// The depositor's sealed keys for one data version of a dataset under one policy, and the policy.
     pub(crate) fn deposit(
         &self,
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
+        policy_hash: B256,
     ) -> rusqlite::Result<Option<(SealedBox, String)>> {
         self.conn
             .query_row(
-                "SELECT sealed, policy FROM deposits WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3",
-                params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice()],
+                "SELECT sealed, policy FROM deposits
+                 WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3 AND policy_hash = ?4",
+                params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), policy_hash.as_slice()],
                 |row| Ok((SealedBox(row.get::<_, Vec<u8>>(0)?), row.get::<_, String>(1)?)),
             )
             .optional()
@@ -372,17 +395,32 @@ mod tests {
             ),
             "{err}"
         );
+        let unsigned_policies = dir.path().join("unsigned.sqlite");
+        Connection::open(&unsigned_policies)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE deposits (dataset BLOB, depositor BLOB, manifest BLOB, sealed BLOB, policy TEXT)",
+            )
+            .unwrap();
+        let err = Store::open(&unsigned_policies).err().unwrap();
+        assert!(err.to_string().contains("from before deposits signed with their policy: move it aside"), "{err}");
+
         let fresh = dir.path().join("fresh.sqlite");
         let store = Store::open(&fresh).unwrap();
         let (dataset, owner) = (B256::repeat_byte(1), Address::repeat_byte(2));
-        store
-            .put_deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(3)), &SealedBox(vec![1]), "v1")
-            .unwrap();
-        store
-            .put_deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(4)), &SealedBox(vec![2]), "v2")
-            .unwrap();
-        let first = store.deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(3))).unwrap().unwrap();
-        assert_eq!((first.0.as_bytes(), first.1.as_str()), (&[1u8][..], "v1"), "each version keeps its keys");
-        assert!(store.deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(5))).unwrap().is_none());
+        let (v1, v2) = (ManifestDigest::new(B256::repeat_byte(3)), ManifestDigest::new(B256::repeat_byte(4)));
+        let hash = |policy: &str| alloy::primitives::keccak256(policy.as_bytes());
+        store.put_deposit(dataset, owner, v1, &SealedBox(vec![1]), "p1").unwrap();
+        store.put_deposit(dataset, owner, v2, &SealedBox(vec![2]), "p1").unwrap();
+        let first = store.deposit(dataset, owner, v1, hash("p1")).unwrap().unwrap();
+        assert_eq!((first.0.as_bytes(), first.1.as_str()), (&[1u8][..], "p1"), "each version keeps its keys");
+        assert!(
+            store.deposit(dataset, owner, ManifestDigest::new(B256::repeat_byte(5)), hash("p1")).unwrap().is_none()
+        );
+        // A deposit under another policy stands beside the first: re-posting an old deposit with
+        // its old policy cannot take the keys away from tasks rented under the new one.
+        store.put_deposit(dataset, owner, v1, &SealedBox(vec![9]), "p2").unwrap();
+        assert_eq!(store.deposit(dataset, owner, v1, hash("p1")).unwrap().unwrap().0.as_bytes(), &[1u8][..]);
+        assert_eq!(store.deposit(dataset, owner, v1, hash("p2")).unwrap().unwrap().0.as_bytes(), &[9u8][..]);
     }
 }

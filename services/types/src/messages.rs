@@ -87,12 +87,14 @@ sol! {
     }
 
     /// The dataset owner vouches for the sealed keys deposited with a key service: the keys of
-    /// the data version whose manifest digest is `manifestDigest`.
+    /// the data version whose manifest digest is `manifestDigest`, granted by the licence policy
+    /// whose keccak256 is `policyHash` (so nobody can re-post the deposit under another policy).
     #[derive(Debug, PartialEq, Eq)]
     struct Deposit {
         bytes32 dataset;
         bytes32 manifestDigest;
         bytes32 keysDigest;
+        bytes32 policyHash;
     }
 }
 
