@@ -3,10 +3,11 @@ pragma solidity ^0.8.28;
 
 import {StrongroomBase} from "./StrongroomBase.sol";
 import {Signatures} from "./Signatures.sol";
-import {Quote, QUOTE_TYPE_SIMULATED} from "./Types.sol";
+import {PlatformKind, Quote, QUOTE_TYPE_SIMULATED} from "./Types.sol";
 
-/// @notice Governance's trust lists (platform keys, enclave measurements) and the enclaves
-/// registered from quotes signed by a trusted platform key.
+/// @notice Governance's trust lists (platform keys by kind, enclave measurements, the enclave
+/// author and its least security version) and the enclaves registered from fresh quotes signed
+/// by a trusted platform key.
 abstract contract EnclaveRegistry is StrongroomBase {
     error SimulatedQuoteRefused();
     error InvalidPlatformSignature();
@@ -14,8 +15,16 @@ abstract contract EnclaveRegistry is StrongroomBase {
     error UntrustedMeasurement(bytes32 measurement);
     error DebugEnclave();
     error BadReportData();
+    error SimulatedPlatformRefused(address key);
+    /// The platform key is trusted for the other kind of quote than this one's type.
+    error PlatformKindMismatch(address platformKey, uint8 quoteType);
+    error StaleQuote(uint64 quotedBlock, uint256 currentBlock);
+    /// The quote's author, product or security version is not the one governance trusts
+    /// (`enclaveIdentity`: the same author and product, at least `minSvn`).
+    error UntrustedEnclaveIdentity(bytes32 signer, uint16 productId, uint16 svn);
 
-    event PlatformKeyTrusted(address indexed key, bool trusted);
+    event PlatformKeyTrusted(address indexed key, PlatformKind kind);
+    event EnclaveIdentitySet(bytes32 signer, uint16 productId, uint16 minSvn);
     event MeasurementTrusted(bytes32 indexed measurement, bool trusted);
     event EnclaveTtlSet(uint64 ttl);
     event EnclaveRegistered(
@@ -37,7 +46,22 @@ abstract contract EnclaveRegistry is StrongroomBase {
     /// production deployment trust simulated hardware.
     bool public immutable acceptSimulatedQuotes;
 
-    mapping(address key => bool) public trustedPlatformKeys;
+    /// How many blocks a quote's block may lie behind the one registering it: the most the EVM
+    /// keeps hashes of.
+    uint256 internal constant QUOTE_MAX_AGE_BLOCKS = 256;
+
+    /// Who must have built the enclave (`Quote.signer`, the author's identity as the platform
+    /// reports it), which product it is, and the least security version still trusted: raising
+    /// `minSvn` after a vulnerability refuses the quotes of every build before the fix.
+    struct EnclaveIdentity {
+        bytes32 signer;
+        uint16 productId;
+        uint16 minSvn;
+    }
+
+    EnclaveIdentity public enclaveIdentity;
+
+    mapping(address key => PlatformKind) public platformKeys;
     mapping(bytes32 measurement => bool) public trustedMeasurements;
     mapping(address enclave => EnclaveRecord) private _enclaves;
     mapping(address enclave => bytes32) private _measurements;
@@ -50,12 +74,22 @@ abstract contract EnclaveRegistry is StrongroomBase {
     // Governance
     // ---------------------------------------------------------------------
 
-    /// Trust (or stop trusting) a hardware vendor's quote-signing key. Distrusting one
-    /// immediately retires every enclave it attested.
-    function setPlatformKey(address key, bool trusted) external onlyOwner {
-        if (!trusted && trustedPlatformKeys[key]) _bumpTrustEpoch();
-        trustedPlatformKeys[key] = trusted;
-        emit PlatformKeyTrusted(key, trusted);
+    /// Trust a platform's quote-signing key for the quotes of its kind, or stop trusting it
+    /// (`Untrusted`), which immediately retires every enclave it attested. A deployment that
+    /// refuses simulated quotes refuses simulator keys too.
+    function setPlatformKey(address key, PlatformKind kind) external onlyOwner {
+        if (kind == PlatformKind.Simulated && !acceptSimulatedQuotes) revert SimulatedPlatformRefused(key);
+        PlatformKind was = platformKeys[key];
+        if (was != PlatformKind.Untrusted && kind != was) _bumpTrustEpoch();
+        platformKeys[key] = kind;
+        emit PlatformKeyTrusted(key, kind);
+    }
+
+    /// The enclave author, product and least security version a quote must report. Raising the
+    /// version does not retire enclaves already registered; distrust their measurement for that.
+    function setEnclaveIdentity(bytes32 signer, uint16 productId, uint16 minSvn) external onlyOwner {
+        enclaveIdentity = EnclaveIdentity(signer, productId, minSvn);
+        emit EnclaveIdentitySet(signer, productId, minSvn);
     }
 
     /// Trust (or stop trusting) an enclave code measurement. Distrusting one
@@ -94,13 +128,29 @@ abstract contract EnclaveRegistry is StrongroomBase {
 
         address platformKey = Signatures.recover(keccak256(abi.encode(quote)), platformSignature);
         if (platformKey == address(0)) revert InvalidPlatformSignature();
-        if (!trustedPlatformKeys[platformKey]) revert UntrustedPlatform(platformKey);
+        PlatformKind kind = platformKeys[platformKey];
+        if (kind == PlatformKind.Untrusted) revert UntrustedPlatform(platformKey);
+        // The type is signed with the quote, and a key vouches only for its own kind: a simulator
+        // key, whose holder can sign anything, cannot pass a quote off as hardware.
+        PlatformKind claimed = quote.quoteType == QUOTE_TYPE_SIMULATED ? PlatformKind.Simulated : PlatformKind.Hardware;
+        if (kind != claimed) revert PlatformKindMismatch(platformKey, quote.quoteType);
         if (!trustedMeasurements[quote.measurement]) revert UntrustedMeasurement(quote.measurement);
+        EnclaveIdentity memory identity = enclaveIdentity;
+        if (quote.signer != identity.signer || quote.productId != identity.productId || quote.svn < identity.minSvn) {
+            revert UntrustedEnclaveIdentity(quote.signer, quote.productId, quote.svn);
+        }
         // A debug enclave's memory can be inspected by the host, so it cannot keep data secret.
         if (quote.debug) revert DebugEnclave();
 
         enclave = address(bytes20(quote.reportData[0]));
         if (enclave == address(0)) revert BadReportData();
+        // Fresh: the quote names a recent block by number and hash, so it was made after that
+        // block, and an old one cannot be replayed to renew a registration.
+        uint64 quotedBlock = uint64(uint256(quote.reportData[0]));
+        if (
+            quotedBlock >= block.number || block.number - quotedBlock > QUOTE_MAX_AGE_BLOCKS
+                || blockhash(quotedBlock) != quote.reportData[1]
+        ) revert StaleQuote(quotedBlock, block.number);
 
         Config memory config = _config;
         uint64 expiresAt = _saturatingDeadline(config.enclaveTtl);
@@ -126,7 +176,7 @@ abstract contract EnclaveRegistry is StrongroomBase {
         // Registration checked both trust lists; if governance has distrusted nothing since,
         // they still hold and the two cold lookups can be skipped.
         if (record.trustEpoch == _config.trustEpoch) return true;
-        return trustedMeasurements[_measurements[enclave]] && trustedPlatformKeys[record.platformKey];
+        return trustedMeasurements[_measurements[enclave]] && platformKeys[record.platformKey] != PlatformKind.Untrusted;
     }
 
     function _enclaveMeasurement(address enclave) internal view returns (bytes32) {

@@ -15,6 +15,7 @@ import {
     DatasetOffer,
     JobKind,
     Outcome,
+    PlatformKind,
     Pool,
     PoolOffer,
     Quote,
@@ -176,7 +177,7 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// @param authSig Pool operator's `Authorization(taskId, enclave)`.
     /// @param enclaveSig Enclave's `Result(taskId, digest, outcome, location)`.
     /// @param outcome What the enclave attests (see `Outcome`). The pool is paid for the compute
-    /// whatever it is.
+    /// unless it is `HostFault`.
     function submitResult(
         TaskParams calldata task,
         uint256 taskId,
@@ -226,17 +227,27 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// so the dataset and app owners are paid and the epsilon is spent; the analyst takes back the
     /// pool price plus the stake the task locked (slashed). Anyone may call it after the deadline.
     /// @param enclave The enclave the key service released to, as its receipt names it.
+    /// @param authSig The pool operator's `Authorization(taskId, enclave)`, which the key service
+    /// was shown with the request and returns with the receipt: a key service cannot slash a
+    /// pool for a release the pool never asked for.
     /// @param receipt The task's key service's EIP-712 `Released(uint256 taskId,address enclave)`,
     /// by the signer registered for the task's `kmsKey`.
-    function refundReleased(TaskParams calldata task, uint256 taskId, address enclave, bytes calldata receipt)
-        external
-    {
+    function refundReleased(
+        TaskParams calldata task,
+        uint256 taskId,
+        address enclave,
+        bytes calldata authSig,
+        bytes calldata receipt
+    ) external {
         bytes32 committed = _activeTask(task, taskId);
         uint64 deadline = task.deadline;
         if (block.timestamp <= deadline) revert DeadlineNotReached(taskId, deadline);
         address keyService = keyServiceSigner(task.kmsKey);
         if (keyService == address(0) || Signatures.recover(hashReleased(taskId, enclave), receipt) != keyService) {
             revert InvalidReleaseReceipt(taskId, enclave);
+        }
+        if (!Signatures.isValid(task.poolOperator, hashAuthorization(taskId, enclave), authSig)) {
+            revert NotAuthorized(taskId, enclave);
         }
 
         _commitments[taskId] = committed | _statusWord(TaskStatus.Abandoned);
@@ -285,10 +296,6 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// The stored word: the parameters' hash with the status in the low byte; zero if unknown.
     function taskCommitment(uint256 taskId) external view returns (bytes32) {
         return _commitments[taskId];
-    }
-
-    function hashTaskParams(TaskParams calldata task) public pure returns (bytes32) {
-        return keccak256(abi.encode(task));
     }
 
     /// EIP-712 `Released(uint256 taskId,address enclave)`: a key service's receipt that it
@@ -584,7 +591,15 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// Pays the parties recorded at rent, moves the epsilon reservation and unlocks the stake.
     function _settle(TaskParams calldata task, uint256 taskId, Outcome outcome) private {
         uint64 epsilon = task.epsilon;
-        // The pool is paid for the compute whatever the outcome.
+        if (outcome == Outcome.HostFault) {
+            // Nobody earns from a failure a host (or its storage) caused: a pool paid for it would
+            // earn by breaking tasks, an owner paid for it by breaking its storage.
+            _credit(task.analyst, uint256(task.datasetPrice) + task.poolPrice + task.appPrice);
+            if (epsilon != 0) _releasePrivacy(task.dataset, task.analyst, epsilon, taskId);
+            _unlockStake(task);
+            return;
+        }
+        // The pool is paid for the compute whatever else the outcome.
         _credit(task.poolOperator, task.poolPrice);
         // Only a job refused before it read the data gives the prices and the epsilon back; a
         // failure while running may tell something of the data (see `Outcome.Failed`).
@@ -609,6 +624,7 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     function _statusOf(Outcome outcome) private pure returns (TaskStatus) {
         if (outcome == Outcome.Completed) return TaskStatus.Completed;
         if (outcome == Outcome.Refused) return TaskStatus.Refused;
+        if (outcome == Outcome.HostFault) return TaskStatus.HostFault;
         return TaskStatus.Failed;
     }
 

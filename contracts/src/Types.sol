@@ -13,7 +13,8 @@ enum TaskStatus {
     Failed,
     Refunded,
     Refused,
-    Abandoned
+    Abandoned,
+    HostFault
 }
 
 /// What an enclave attests of a task it was given, signed in its `Result`.
@@ -27,7 +28,12 @@ enum Outcome {
     /// The job failed while running on the data. It is settled as `Completed` is: whether a
     /// query fails can depend on the data, so a failure tells something of it, and one that cost
     /// less than a result would be a cheap probe (under differential privacy, a free one).
-    Failed
+    Failed,
+    /// The worker did not relay what the chain pins: the manifest, an object, the job or the
+    /// policy was not the one rented (a corrupt or tampered copy, or one missing). The enclave
+    /// read no data. The worker may have caused it, or the storage may have: the pool is not
+    /// paid, nobody is slashed, and the analyst gets every price and the epsilon back.
+    HostFault
 }
 
 enum JobKind {
@@ -39,9 +45,19 @@ enum JobKind {
 // deployments accept them; they prove nothing about real hardware.
 uint8 constant QUOTE_TYPE_SIMULATED = 1;
 
+/// What governance trusts a platform key to sign. A simulator's key vouches only for simulated
+/// quotes, and only where a deployment accepts them; a hardware vendor's only for hardware ones.
+enum PlatformKind {
+    Untrusted,
+    Simulated,
+    Hardware
+}
+
 /// An attestation quote, shaped like a hardware report. The platform (hardware
-/// vendor) key signs `keccak256(abi.encode(quote))` with raw secp256k1 ECDSA.
-/// `reportData[0]` carries the enclave's signing address in its first 20 bytes.
+/// vendor) key signs `keccak256(abi.encode(quote))` with raw secp256k1 ECDSA, type included.
+/// `reportData[0]` carries the enclave's signing address in its first 20 bytes and, in its last
+/// 8, the number of a recent block whose hash is `reportData[1]`: a quote is fresh for
+/// `QUOTE_MAX_AGE_BLOCKS` blocks after it, so an old quote cannot renew a registration.
 struct Quote {
     uint8 quoteType;
     bytes32 measurement;

@@ -111,8 +111,8 @@ contract GasTest is Fixture {
             (uint256 taskId, TaskParams memory t,) = _rentGas(d, p, r);
             vm.warp(uint256(t.deadline) + 1);
             bytes memory receipt = _releasedSig(taskId, enclave);
-            bytes memory data = abi.encodeCall(sr.refundReleased, (t, taskId, enclave, receipt));
-            sr.refundReleased(t, taskId, enclave, receipt);
+            bytes memory data = abi.encodeCall(sr.refundReleased, (t, taskId, enclave, _authSig(taskId, enclave), receipt));
+            sr.refundReleased(t, taskId, enclave, _authSig(taskId, enclave), receipt);
             console.log("refundReleased", _txGas(data));
         }
 

@@ -18,6 +18,7 @@ import {
     Rental,
     TaskParams,
     TaskStatus,
+    PlatformKind,
     QUOTE_TYPE_SIMULATED
 } from "../src/Strongroom.sol";
 
@@ -165,7 +166,9 @@ contract Handler {
         Quote memory q;
         q.quoteType = QUOTE_TYPE_SIMULATED;
         q.measurement = MEASUREMENT;
-        q.reportData[0] = bytes32(bytes20(vm.addr(ENCLAVE_PK)));
+        uint256 quoted = block.number - 1;
+        q.reportData[0] = bytes32(bytes20(vm.addr(ENCLAVE_PK))) | bytes32(quoted);
+        q.reportData[1] = blockhash(quoted);
         sr.registerEnclave(q, _sig(PLATFORM_PK, keccak256(abi.encode(q))));
     }
 
@@ -342,7 +345,7 @@ contract Handler {
 
     /// Settle a random task, sometimes with a wrong signer; settled or refunded tasks must refuse.
     function submit(uint256 seed, uint8 outcomeSeed) external action {
-        Outcome outcome = Outcome(outcomeSeed % 3);
+        Outcome outcome = Outcome(outcomeSeed % 4);
         if (tasks.length == 0) return;
         TaskRec storage rec = _pick(seed);
         bool forgeAuth = _mix(seed) % 5 == 0;
@@ -388,8 +391,13 @@ contract Handler {
     function _settleModel(TaskParams memory t, Outcome outcome) internal {
         ghostEscrow -= uint256(t.datasetPrice) + t.poolPrice + t.appPrice;
         ghostLocked[t.pool] -= t.stake;
-        _credit(t.poolOperator, t.poolPrice);
         ghostReserved[t.dataset][t.analyst] -= t.epsilon;
+        // A host fault pays nobody: everything goes back to the analyst.
+        if (outcome == Outcome.HostFault) {
+            _credit(t.analyst, uint256(t.datasetPrice) + t.poolPrice + t.appPrice);
+            return;
+        }
+        _credit(t.poolOperator, t.poolPrice);
         // A job refused before reading the data is given back; any other outcome is paid.
         if (outcome == Outcome.Refused) {
             _credit(t.analyst, uint256(t.datasetPrice) + t.appPrice);
@@ -456,8 +464,9 @@ contract Handler {
         bool forged = (mixed >> 8) % 5 == 0;
         address enclave = vm.addr(ENCLAVE_PK);
         bytes memory receipt = _sig(forged ? ENCLAVE_PK : KMS_PK, sr.hashReleased(rec.id, enclave));
+        bytes memory auth = _sig(operatorKeyOf[rec.params.pool], sr.hashAuthorization(rec.id, enclave));
         (bool ok, bytes memory ret) =
-            address(sr).call(abi.encodeCall(sr.refundReleased, (rec.params, rec.id, enclave, receipt)));
+            address(sr).call(abi.encodeCall(sr.refundReleased, (rec.params, rec.id, enclave, auth, receipt)));
         bool expectOk =
             rec.payouts == 0 && block.timestamp > rec.params.deadline && !forged && rec.params.kmsKey == KMS_KEY;
         if (!ok) {
@@ -610,7 +619,8 @@ contract InvariantTest is Test {
     function setUp() public {
         vm.warp(1_700_000_000);
         sr = new Strongroom(true);
-        sr.setPlatformKey(vm.addr(0xA11CE), true);
+        vm.roll(1000);
+        sr.setPlatformKey(vm.addr(0xA11CE), PlatformKind.Simulated);
         sr.setMeasurement(keccak256("strongroom-worker v2"), true);
         sr.setUnbondingDelay(1 hours);
         handler = new Handler(sr);

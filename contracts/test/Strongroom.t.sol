@@ -19,8 +19,10 @@ import {
     PoolOffer,
     AppOffer,
     Outcome,
+    PlatformKind,
     Rental,
-    TaskParams
+    TaskParams,
+    QUOTE_TYPE_SIMULATED
 } from "../src/Strongroom.sol";
 
 /// Governance, enclaves, the three registries and offers (digests, presign, cancel).
@@ -43,11 +45,21 @@ contract StrongroomTest is Fixture {
 
     function test_SetPlatformKey() public {
         vm.expectEmit(true, false, false, true, address(sr));
-        emit EnclaveRegistry.PlatformKeyTrusted(stranger, true);
-        sr.setPlatformKey(stranger, true);
-        assertTrue(sr.trustedPlatformKeys(stranger));
-        sr.setPlatformKey(stranger, false);
-        assertFalse(sr.trustedPlatformKeys(stranger));
+        emit EnclaveRegistry.PlatformKeyTrusted(stranger, PlatformKind.Hardware);
+        sr.setPlatformKey(stranger, PlatformKind.Hardware);
+        assertEq(uint256(sr.platformKeys(stranger)), uint256(PlatformKind.Hardware));
+        sr.setPlatformKey(stranger, PlatformKind.Untrusted);
+        assertEq(uint256(sr.platformKeys(stranger)), uint256(PlatformKind.Untrusted));
+    }
+
+    function test_SetEnclaveIdentity() public {
+        vm.expectEmit(false, false, false, true, address(sr));
+        emit EnclaveRegistry.EnclaveIdentitySet(keccak256("other author"), 9, 4);
+        sr.setEnclaveIdentity(keccak256("other author"), 9, 4);
+        (bytes32 signer, uint16 productId, uint16 minSvn) = sr.enclaveIdentity();
+        assertEq(signer, keccak256("other author"));
+        assertEq(uint256(productId), 9);
+        assertEq(uint256(minSvn), 4);
     }
 
     function test_SetMeasurement() public {
@@ -89,7 +101,9 @@ contract StrongroomTest is Fixture {
         bytes memory err = abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, stranger);
         vm.startPrank(stranger);
         vm.expectRevert(err);
-        sr.setPlatformKey(stranger, true);
+        sr.setPlatformKey(stranger, PlatformKind.Hardware);
+        vm.expectRevert(err);
+        sr.setEnclaveIdentity(bytes32(0), 0, 0);
         vm.expectRevert(err);
         sr.setMeasurement(bytes32(uint256(1)), true);
         vm.expectRevert(err);
@@ -116,7 +130,7 @@ contract StrongroomTest is Fixture {
         assertEq(sr.owner(), next);
 
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableUnauthorizedAccount.selector, address(this)));
-        sr.setPlatformKey(stranger, true);
+        sr.setPlatformKey(stranger, PlatformKind.Hardware);
     }
 
     // ------------------------------------------------------------------
@@ -154,20 +168,94 @@ contract StrongroomTest is Fixture {
         assertTrue(sr.isEnclaveActive(enclave));
     }
 
-    function test_RegisterEnclave_ProductionAcceptsHardwareQuote() public {
-        Strongroom prod = new Strongroom(false);
-        prod.setPlatformKey(platform, true);
+    function _production() internal returns (Strongroom prod) {
+        prod = new Strongroom(false);
+        prod.setPlatformKey(platform, PlatformKind.Hardware);
         prod.setMeasurement(MEASUREMENT, true);
+        prod.setEnclaveIdentity(AUTHOR, PRODUCT_ID, SVN);
+    }
+
+    function test_RegisterEnclave_ProductionAcceptsHardwareQuote() public {
+        Strongroom prod = _production();
         Quote memory q = _quote(enclave);
         q.quoteType = 2;
         assertEq(prod.registerEnclave(q, _sig(PLATFORM_PK, keccak256(abi.encode(q)))), enclave);
         assertTrue(prod.isEnclaveActive(enclave));
     }
 
-    function test_RevertWhen_RegisterEnclaveSimulatedInProduction() public {
+    function test_RevertWhen_ProductionTrustsASimulatorKey() public {
         Strongroom prod = new Strongroom(false);
-        prod.setPlatformKey(platform, true);
-        prod.setMeasurement(MEASUREMENT, true);
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.SimulatedPlatformRefused.selector, platform));
+        prod.setPlatformKey(platform, PlatformKind.Simulated);
+    }
+
+    function test_RevertWhen_ASimulatorKeySignsAHardwareQuote() public {
+        // Whoever holds a simulator's key can sign any quote; calling it hardware does not help.
+        Quote memory q = _quote(enclave);
+        q.quoteType = 2;
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(
+            abi.encodeWithSelector(EnclaveRegistry.PlatformKindMismatch.selector, platform, 2)
+        );
+        sr.registerEnclave(q, sig);
+        // Nor does a hardware vendor's key vouch for a simulated quote.
+        sr.setPlatformKey(platform, PlatformKind.Hardware);
+        q = _quote(enclave);
+        sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(
+            abi.encodeWithSelector(EnclaveRegistry.PlatformKindMismatch.selector, platform, QUOTE_TYPE_SIMULATED)
+        );
+        sr.registerEnclave(q, sig);
+    }
+
+    function test_RevertWhen_RegisterEnclaveStaleQuote() public {
+        address other = vm.addr(0x5EC0);
+        Quote memory q = _quote(other);
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        uint64 quoted = uint64(block.number - 1);
+        // Kept beyond the EVM's memory of block hashes, the same quote cannot register.
+        vm.roll(block.number + 256); // the most blocks a quote may lie behind
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.StaleQuote.selector, quoted, block.number));
+        sr.registerEnclave(q, sig);
+        // A block hash made up, or a block yet to come, is no fresher.
+        q = _quote(other);
+        q.reportData[1] = keccak256("not the block's hash");
+        sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.StaleQuote.selector, uint64(block.number - 1), block.number));
+        sr.registerEnclave(q, sig);
+        q = _quote(other);
+        q.reportData[0] = bytes32(bytes20(other)) | bytes32(block.number);
+        sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.StaleQuote.selector, uint64(block.number), block.number));
+        sr.registerEnclave(q, sig);
+    }
+
+    function test_RevertWhen_RegisterEnclaveOfAnotherAuthorProductOrOlderVersion() public {
+        bytes4 untrusted = EnclaveRegistry.UntrustedEnclaveIdentity.selector;
+        Quote memory q = _quote(enclave);
+        q.signer = keccak256("someone else");
+        bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(untrusted, q.signer, PRODUCT_ID, SVN));
+        sr.registerEnclave(q, sig);
+
+        q = _quote(enclave);
+        q.productId = PRODUCT_ID + 1;
+        sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(untrusted, AUTHOR, PRODUCT_ID + 1, SVN));
+        sr.registerEnclave(q, sig);
+
+        // After a fix ships as version SVN + 1, the builds before it no longer register.
+        sr.setEnclaveIdentity(AUTHOR, PRODUCT_ID, SVN + 1);
+        q = _quote(enclave);
+        sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
+        vm.expectRevert(abi.encodeWithSelector(untrusted, AUTHOR, PRODUCT_ID, SVN));
+        sr.registerEnclave(q, sig);
+        q.svn = SVN + 1;
+        assertEq(sr.registerEnclave(q, _sig(PLATFORM_PK, keccak256(abi.encode(q)))), enclave);
+    }
+
+    function test_RevertWhen_RegisterEnclaveSimulatedInProduction() public {
+        Strongroom prod = _production();
         Quote memory q = _quote(enclave);
         bytes memory sig = _sig(PLATFORM_PK, keccak256(abi.encode(q)));
         vm.expectRevert(abi.encodeWithSelector(EnclaveRegistry.SimulatedQuoteRefused.selector));
@@ -241,15 +329,15 @@ contract StrongroomTest is Fixture {
     }
 
     function test_EnclaveRetiredWithPlatformKey() public {
-        sr.setPlatformKey(platform, false);
+        sr.setPlatformKey(platform, PlatformKind.Untrusted);
         assertFalse(sr.isEnclaveActive(enclave));
-        sr.setPlatformKey(platform, true);
+        sr.setPlatformKey(platform, PlatformKind.Simulated);
         assertTrue(sr.isEnclaveActive(enclave));
     }
 
     function test_EnclaveSurvivesUnrelatedDistrust() public {
         sr.setMeasurement(keccak256("some other build"), false);
-        sr.setPlatformKey(stranger, false);
+        sr.setPlatformKey(stranger, PlatformKind.Untrusted);
         assertTrue(sr.isEnclaveActive(enclave));
         // A registration after the distrust is on the fast path again.
         _registerEnclave(enclave);
@@ -741,11 +829,6 @@ contract StrongroomTest is Fixture {
         // The location is signed too: another one is another digest.
         assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
         assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
-    }
-
-    function test_HashTaskParams() public {
-        (, TaskParams memory t) = _rent();
-        assertEq(sr.hashTaskParams(t), keccak256(abi.encode(t)));
     }
 
     // ------------------------------------------------------------------

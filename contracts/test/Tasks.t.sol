@@ -16,7 +16,8 @@ import {
     Rental,
     TaskParams,
     TaskStatus,
-    JobKind
+    JobKind,
+    PlatformKind
 } from "../src/Strongroom.sol";
 
 /// Analyst that cannot receive ether, to exercise `WithdrawFailed`.
@@ -178,7 +179,7 @@ contract TasksTest is Fixture {
         (uint256 taskId, TaskParams memory t) = _rent();
         TaskParams memory expected = _expectedSql(taskId);
         assertEq(keccak256(abi.encode(t)), keccak256(abi.encode(expected)));
-        assertEq(sr.taskCommitment(taskId) >> 8, sr.hashTaskParams(t) >> 8);
+        assertEq(sr.taskCommitment(taskId) >> 8, keccak256(abi.encode(t)) >> 8);
     }
 
     function test_Rent_ExcessIsCredited() public {
@@ -529,7 +530,7 @@ contract TasksTest is Fixture {
         assertEq(uint256(t.stake), 0);
         assertEq(_locked(), 0);
         vm.warp(uint256(t.deadline) + 1);
-        sr.refundReleased(t, taskId, enclave, _releasedSig(taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, _authSig(taskId, enclave), _releasedSig(taskId, enclave));
         assertEq(sr.balances(analyst), POOL_PRICE);
         assertEq(uint256(sr.getPool(poolId).stake), STAKE);
     }
@@ -675,7 +676,7 @@ contract TasksTest is Fixture {
         sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
 
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
-        assertEq(sr.taskCommitment(taskId) >> 8, sr.hashTaskParams(t) >> 8);
+        assertEq(sr.taskCommitment(taskId) >> 8, keccak256(abi.encode(t)) >> 8);
         assertEq(sr.balances(datasetOwner), DATASET_PRICE);
         assertEq(sr.balances(operator), POOL_PRICE);
         assertEq(sr.balances(analyst), 0);
@@ -736,8 +737,36 @@ contract TasksTest is Fixture {
         assertEq(reserved, 0);
     }
 
+    function test_SubmitResult_HostFaultPaysNobodyAndGivesEverythingBack() public {
+        // The worker relayed a manifest, object, job or policy other than the one rented: the
+        // enclave read no data. Neither the pool that relayed it nor an owner whose storage served
+        // it earns from the failure, and nobody is slashed: the enclave cannot tell which it was.
+        (uint256 taskId, TaskParams memory t) = _rent();
+        assertGt(_locked(), 0);
+        bytes memory auth = _authSig(taskId, enclave);
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.HostFault, LOCATION);
+
+        vm.expectEmit(true, true, true, true, address(sr));
+        emit DatasetRegistry.PrivacyReleased(datasetId, analyst, taskId, EPSILON);
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Strongroom.ResultSubmitted(taskId, enclave, DIGEST, LOCATION, Outcome.HostFault);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.HostFault);
+
+        assertEq(_status(taskId), uint256(TaskStatus.HostFault));
+        assertEq(sr.balances(operator), 0);
+        assertEq(sr.balances(datasetOwner), 0);
+        assertEq(sr.balances(analyst), DATASET_PRICE + POOL_PRICE);
+        assertEq(_locked(), 0);
+        (uint64 spent, uint64 reserved) = sr.privacySpend(datasetId, analyst);
+        assertEq(uint256(spent) + reserved, 0);
+        // Settled once: no refund, and no receipt slashes the pool afterwards.
+        vm.warp(t.deadline + sr.RELEASE_CLAIM_WINDOW() + 1);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.HostFault));
+        sr.refund(t, taskId);
+    }
+
     function test_RevertWhen_SubmitOutcomeOutOfRange() public {
-        // Outcome has three values; the ABI decoder refuses a fourth before anything is checked.
+        // Outcome has four values; the ABI decoder refuses a fifth before anything is checked.
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory auth = _authSig(taskId, enclave);
         bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
@@ -745,7 +774,7 @@ contract TasksTest is Fixture {
         // The outcome is the last head word: after the 20 words of the task and 5 others.
         uint256 at = 4 + 32 * (20 + 5);
         assembly ("memory-safe") {
-            mstore(add(add(data, 32), at), 3)
+            mstore(add(add(data, 32), at), 4)
         }
         (bool ok, bytes memory ret) = address(sr).call(data);
         assertFalse(ok);
@@ -843,9 +872,9 @@ contract TasksTest is Fixture {
         sr.setMeasurement(MEASUREMENT, false);
         _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
         sr.setMeasurement(MEASUREMENT, true);
-        sr.setPlatformKey(platform, false);
+        sr.setPlatformKey(platform, PlatformKind.Untrusted);
         _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.EnclaveNotActive.selector, enclave));
-        sr.setPlatformKey(platform, true);
+        sr.setPlatformKey(platform, PlatformKind.Simulated);
         _submit(t, taskId, Outcome.Completed);
     }
 
@@ -1010,8 +1039,9 @@ contract TasksTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
         sr.refund(t, taskId);
         bytes memory receipt = _releasedSig(taskId, enclave);
+        bytes memory auth = _authSig(taskId, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
-        sr.refundReleased(t, taskId, enclave, receipt);
+        sr.refundReleased(t, taskId, enclave, auth, receipt);
     }
 
     function test_RevertWhen_RefundTwiceOrSettled() public {
@@ -1021,8 +1051,9 @@ contract TasksTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
         sr.refund(t, taskId);
         bytes memory receipt = _releasedSig(taskId, enclave);
+        bytes memory auth = _authSig(taskId, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
-        sr.refundReleased(t, taskId, enclave, receipt);
+        sr.refundReleased(t, taskId, enclave, auth, receipt);
         _expectSubmitRevert(t, taskId, Outcome.Completed, abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Refunded));
 
         (uint256 second, TaskParams memory t2) = _rent();
@@ -1031,8 +1062,9 @@ contract TasksTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Refused));
         sr.refund(t2, second);
         receipt = _releasedSig(second, enclave);
+        auth = _authSig(second, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, second, TaskStatus.Refused));
-        sr.refundReleased(t2, second, enclave, receipt);
+        sr.refundReleased(t2, second, enclave, auth, receipt);
     }
 
     // ------------------------------------------------------------------
@@ -1051,7 +1083,7 @@ contract TasksTest is Fixture {
         vm.expectEmit(true, true, false, true, address(sr));
         emit Strongroom.TaskAbandoned(taskId, enclave, POOL_PRICE + t.stake, t.stake);
         vm.prank(stranger); // anyone may post the receipt
-        sr.refundReleased(t, taskId, enclave, receipt);
+        sr.refundReleased(t, taskId, enclave, _authSig(taskId, enclave), receipt);
 
         assertEq(t.stake, POOL_PRICE); // the default ratio stakes the whole pool price
         assertEq(_status(taskId), uint256(TaskStatus.Abandoned));
@@ -1071,7 +1103,7 @@ contract TasksTest is Fixture {
     function test_RefundReleased_AppTaskPaysTheAppOwner() public {
         (uint256 taskId, TaskParams memory t) = _rentApp();
         vm.warp(uint256(t.deadline) + sr.RELEASE_CLAIM_WINDOW() + 1); // still good after the window
-        sr.refundReleased(t, taskId, enclave, _releasedSig(taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, _authSig(taskId, enclave), _releasedSig(taskId, enclave));
         assertEq(sr.balances(appOwner), APP_PRICE);
         assertEq(sr.balances(datasetOwner), DATASET_PRICE);
         assertEq(sr.balances(analyst), POOL_PRICE + t.stake);
@@ -1081,8 +1113,9 @@ contract TasksTest is Fixture {
         (uint256 taskId, TaskParams memory t) = _rent();
         bytes memory receipt = _releasedSig(taskId, enclave);
         vm.warp(t.deadline);
+        bytes memory auth = _authSig(taskId, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.DeadlineNotReached.selector, taskId, t.deadline));
-        sr.refundReleased(t, taskId, enclave, receipt);
+        sr.refundReleased(t, taskId, enclave, auth, receipt);
     }
 
     /// Only the key service registered for the task's `kmsKey` can say it released the keys,
@@ -1097,13 +1130,30 @@ contract TasksTest is Fixture {
             _releasedSig(other, enclave), // another task's receipt
             _releasedSig(taskId, stranger) // names another enclave
         ];
+        bytes memory auth = _authSig(taskId, enclave);
         for (uint256 i = 0; i < receipts.length; i++) {
             vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
-            sr.refundReleased(t, taskId, enclave, receipts[i]);
+            sr.refundReleased(t, taskId, enclave, auth, receipts[i]);
         }
         vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
-        sr.refundReleased(t, taskId, enclave, "");
+        sr.refundReleased(t, taskId, enclave, auth, "");
         assertEq(_status(taskId), uint256(TaskStatus.Active));
+    }
+
+    /// A key service's word alone slashes nobody: the pool must have asked for that enclave.
+    function test_RevertWhen_RefundReleasedWithoutThePoolsAuthorization() public {
+        (uint256 taskId, TaskParams memory t) = _rent();
+        vm.warp(uint256(t.deadline) + 1);
+        bytes memory receipt = _releasedSig(taskId, stranger);
+        bytes memory forged = _sig(STRANGER_PK, sr.hashAuthorization(taskId, stranger));
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, stranger));
+        sr.refundReleased(t, taskId, stranger, forged, receipt);
+        // The pool authorized `enclave`, not `stranger`.
+        bytes memory auth = _authSig(taskId, enclave);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, stranger));
+        sr.refundReleased(t, taskId, stranger, auth, receipt);
+        assertEq(_status(taskId), uint256(TaskStatus.Active));
+        assertEq(uint256(sr.getPool(poolId).stake), STAKE);
     }
 
     /// A dataset whose key service never registered can have no receipt: its tasks are refunded
@@ -1121,8 +1171,9 @@ contract TasksTest is Fixture {
         vm.warp(uint256(t.deadline) + 1);
         // Whoever signs, the chain knows no signer for this key service.
         bytes memory receipt = _sig(OWNER_PK, sr.hashReleased(taskId, enclave));
+        bytes memory auth = _authSig(taskId, enclave);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.InvalidReleaseReceipt.selector, taskId, enclave));
-        sr.refundReleased(t, taskId, enclave, receipt);
+        sr.refundReleased(t, taskId, enclave, auth, receipt);
     }
 
     // ------------------------------------------------------------------

@@ -34,10 +34,13 @@ async fn main() -> anyhow::Result<()> {
     // A registered enclave identity.
     let platform = Platform::load_or_create(dir.path())?;
     let measurement = keccak256(b"strongroom bench enclave");
-    gov.set_platform_key(platform.address(), true).await?;
+    gov.set_platform_key(platform.address(), strongroom_chain::PlatformKind::Simulated).await?;
+    let identity = strongroom_enclave_sim::SIMULATED_IDENTITY;
+    gov.set_enclave_identity(identity.signer, identity.product_id, identity.svn).await?;
     gov.set_measurement(measurement, true).await?;
     let enclave = PrivateKeySigner::random();
-    let (quote, platform_sig) = platform.quote_for(measurement, report_data_for(enclave.address()));
+    let block = gov.recent_block().await?;
+    let (quote, platform_sig) = platform.quote_for(measurement, report_data_for(enclave.address(), block));
     operator.register_enclave(&quote, platform_sig).await?;
 
     // A dataset with a privacy budget, a staked pool, an app.

@@ -191,7 +191,7 @@ fn the_demo_runs_from_an_installed_copy_of_the_binaries() {
     // reach back into the checkout they were built in.
     let built = strongroom_worker::locate_enclave_binary().expect("binaries are built");
     let installed = tempfile::tempdir().unwrap();
-    for name in ["strongroom", "strongroom-enclave"] {
+    for name in ["strongroom", "strongroom-enclave", "strongroom-platform"] {
         std::fs::hard_link(built.with_file_name(name), installed.path().join(name)).unwrap();
     }
     let elsewhere = tempfile::tempdir().unwrap();

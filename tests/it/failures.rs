@@ -44,7 +44,7 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
+async fn attack_a_flipped_byte_in_any_object_is_a_host_fault_that_pays_nobody() {
     let (_dir, devnet) = devnet(true).await;
     let flip = |url: &strongroom_types::StorageUrl, at: Option<usize>| {
         let path = url::Url::parse(url.as_str()).unwrap().to_file_path().unwrap();
@@ -60,7 +60,7 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     assert_eq!(objects.len(), 3, "3000 rows, 1000 per object");
     flip(&objects[1], None);
     let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert_eq!(settled, AttestedOutcome::Refused);
+    assert_eq!(settled, AttestedOutcome::HostFault);
     let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::BadObjects);
     assert!(
@@ -68,6 +68,16 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
             && message.ends_with("as in the manifest registered on chain: the worker's copy is corrupt or tampered"),
         "{message}"
     );
+    // Neither the pool that relayed it nor the owner whose storage served it earns from it:
+    // the analyst gets every price back, the stake is unlocked, and no epsilon is spent.
+    let chain = devnet.chain_as(analyst_key()).await.unwrap();
+    let paid = published.offer.price + devnet.pool_offer.price;
+    assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), paid);
+    assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), U256::ZERO);
+    assert_eq!(chain.balance_of(owner_key().address()).await.unwrap(), U256::ZERO);
+    assert_eq!(chain.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 0));
+    let pool = chain.pool(devnet.pool).await.unwrap().unwrap();
+    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake, U256::ZERO));
 
     // The manifest: checked against the chain. A flipped byte inside a column name keeps it JSON.
     let published = publish_sample(&devnet).await;
@@ -76,7 +86,7 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
     let at = manifest.find("monthly_spend").unwrap();
     flip(&published.uri, Some(at));
     let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert_eq!(settled, AttestedOutcome::Refused);
+    assert_eq!(settled, AttestedOutcome::HostFault);
     let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert_eq!(code, FailureCode::ManifestMismatch);
     assert!(
@@ -87,7 +97,7 @@ async fn a_flipped_byte_in_any_object_is_detected_inside_the_enclave() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_query_the_licence_refuses_fails_naming_the_rule_and_unlocks_nothing() {
+async fn attack_a_query_of_a_hidden_column_gets_no_key_and_fails_naming_the_rule() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
     let sql = "SELECT region, COUNT(DISTINCT email) AS n FROM dataset GROUP BY region";

@@ -1,6 +1,7 @@
 //! End-to-end: a real anvil, the real contract, the key service and the market on loopback
 //! ports, the enclave as its own measured process.
 
+mod attacks;
 mod cli;
 mod digests;
 mod failures;

@@ -6,7 +6,7 @@ use strongroom_chain::Chain;
 use strongroom_client::analyst::RentOptions;
 use strongroom_devnet::{Devnet, analyst_key, operator_key};
 use strongroom_e2e::{devnet, pass_claim_window, publish_sample, registered_enclave, rent, request_release, result_of};
-use strongroom_types::{X25519SecretKey, report_data_for, sign_typed};
+use strongroom_types::{X25519SecretKey, sign_typed};
 
 /// Posts a release request for `task` by `enclave`, authorized by `authorizer`; returns (status, body).
 async fn request(
@@ -20,7 +20,7 @@ async fn request(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() {
+async fn attack_no_key_goes_to_an_unregistered_enclave_an_unauthorized_one_or_a_settled_or_late_task() {
     // No worker: the rented tasks stay active until we settle them by hand.
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
@@ -81,7 +81,7 @@ async fn release_is_refused_for_unknown_settled_unauthorized_and_unregistered() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
+async fn attack_a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
     // No worker: two enclaves of our own, registered from quotes of the trusted measurement.
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
@@ -90,7 +90,7 @@ async fn a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
     let operator = devnet.chain_as(operator_key()).await.unwrap();
     let (first, second) = (PrivateKeySigner::random(), PrivateKeySigner::random());
     for enclave in [&first, &second] {
-        let (quote, signature) = devnet.platform.quote_for(devnet.measurement, report_data_for(enclave.address()));
+        let (quote, signature) = strongroom_e2e::vendor_quote(&devnet, enclave.address()).await;
         operator.register_enclave(&quote, signature).await.unwrap();
     }
     let key = X25519SecretKey::generate().public_key();
@@ -121,7 +121,7 @@ async fn a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn release_is_refused_for_a_task_already_paid_out() {
+async fn attack_no_key_goes_to_a_task_already_paid_out() {
     let (_dir, devnet) = devnet(true).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();
@@ -142,7 +142,7 @@ async fn release_is_refused_for_a_task_already_paid_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deposit_is_refused_unless_signed_by_the_dataset_owner() {
+async fn attack_a_deposit_not_signed_by_the_owner_or_replayed_under_another_policy_is_refused() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
@@ -244,7 +244,7 @@ fn body_policy() -> String {
 /// The release follows the owner recorded at rent: an owner who transfers the dataset does not
 /// strand the tasks rented before, whose keys are the ones that owner deposited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transfer_does_not_strand_the_tasks_rented_before_it() {
+async fn attack_an_owner_transferring_the_dataset_strands_no_task_rented_before() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();

@@ -54,7 +54,7 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
     std::fs::write(&object, bytes).unwrap();
     let rental = rent(&devnet, &published, sql, &Default::default()).await.unwrap();
     let result = result_of(&devnet, &rental).await;
-    assert_eq!(result.outcome, strongroom_types::Outcome::Refused);
+    assert_eq!(result.outcome, strongroom_types::Outcome::HostFault);
     let outcome = strongroom_client::analyst::read_result(&result, &rental.result_secret, &storage).await.unwrap();
     let Outcome::Failed { message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
     assert!(message.starts_with("dataset object part-00001.parquet has sha256"), "{message}");

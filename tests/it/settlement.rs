@@ -355,12 +355,24 @@ async fn attack_a_key_service_of_the_attackers_cannot_take_a_pools_stake() {
         task_id: lying.task.id,
         enclave,
         signature: sign_typed(liar_signer.credential(), &Released { taskId: lying.task.id, enclave }, &chain.domain()),
+        // The pool never asked for the keys, so there is no authorization of its to show.
+        authorization: sign_typed(
+            attacker.credential(),
+            &strongroom_types::Authorization { taskId: lying.task.id, enclave },
+            &chain.domain(),
+        ),
     };
 
     pass_claim_window(&devnet).await;
     let paid = offer.price + devnet.open_pool_offer.price + lying_offer.price + devnet.open_pool_offer.price;
     chain.refund(&silent.task).await.unwrap();
-    chain.refund_released(&lying.task, &receipt).await.unwrap();
+    // A key service's word alone pays its owner nothing: the release must have been asked for.
+    let err = chain.refund_released(&lying.task, &receipt).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("the pool operator did not authorize enclave {enclave} for task {}", lying.task.id)
+    );
+    chain.refund(&lying.task).await.unwrap();
     // Everything the attacker paid comes back to the attacker (as analyst and as owner), nothing more.
     assert_eq!(chain.balance_of(attacker.address()).await.unwrap(), paid);
     assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), U256::ZERO);

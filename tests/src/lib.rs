@@ -245,13 +245,28 @@ pub fn run(command: &mut std::process::Command, stdin: &[u8]) -> CliRun {
     CliRun { status: out.status, stdout: out.stdout, stderr: out.stderr }
 }
 
+/// The devnet's platform key, read from the platform daemon's own directory: for tests that play
+/// the hardware vendor, who alone can sign a quote without launching an enclave.
+pub fn vendor_platform(devnet: &Devnet) -> strongroom_enclave_sim::Platform {
+    strongroom_enclave_sim::Platform::load_or_create(&devnet.options.data_dir.join("platform")).unwrap()
+}
+
+/// A quote of the trusted measurement for `enclave`, made after the latest block, signed by the
+/// vendor (see [`vendor_platform`]).
+pub async fn vendor_quote(
+    devnet: &Devnet,
+    enclave: alloy::primitives::Address,
+) -> (strongroom_types::Quote, alloy::primitives::Bytes) {
+    let block = devnet.governance.recent_block().await.unwrap();
+    vendor_platform(devnet).quote_for(devnet.measurement, strongroom_types::report_data_for(enclave, block))
+}
+
 /// An enclave key of the devnet's pool, registered from a quote of the trusted measurement: for
 /// tests that play the pool's host.
 pub async fn registered_enclave(devnet: &Devnet) -> PrivateKeySigner {
     let enclave = PrivateKeySigner::random();
     let operator = devnet.chain_as(strongroom_devnet::operator_key()).await.unwrap();
-    let report_data = strongroom_types::report_data_for(enclave.address());
-    let (quote, signature) = devnet.platform.quote_for(devnet.measurement, report_data);
+    let (quote, signature) = vendor_quote(devnet, enclave.address()).await;
     operator.register_enclave(&quote, signature).await.unwrap();
     enclave
 }

@@ -13,6 +13,7 @@ import {
     TaskParams,
     TaskStatus,
     JobKind,
+    PlatformKind,
     QUOTE_TYPE_SIMULATED
 } from "../../src/Strongroom.sol";
 import {VmExt} from "./VmExt.sol";
@@ -56,6 +57,9 @@ abstract contract Fixture is Test {
     Strongroom internal sr;
 
     uint256 internal constant PLATFORM_PK = 0xA11CE;
+    bytes32 internal constant AUTHOR = keccak256("enclave author");
+    uint16 internal constant PRODUCT_ID = 7;
+    uint16 internal constant SVN = 3;
     uint256 internal constant ENCLAVE_PK = 0xE1C1A7E;
     uint256 internal constant OWNER_PK = 0xDA7A;
     uint256 internal constant OPERATOR_PK = 0x9001;
@@ -111,8 +115,10 @@ abstract contract Fixture is Test {
         keyService = vm.addr(KMS_PK);
 
         vm.warp(T0);
+        vm.roll(1000);
         sr = new Strongroom(true);
-        sr.setPlatformKey(platform, true);
+        sr.setPlatformKey(platform, PlatformKind.Simulated);
+        sr.setEnclaveIdentity(AUTHOR, PRODUCT_ID, SVN);
         sr.setMeasurement(MEASUREMENT, true);
         _registerEnclave(enclave);
         sr.registerKeyService(KMS_KEY, _sig(KMS_PK, sr.hashKeyService(KMS_KEY)));
@@ -134,15 +140,19 @@ abstract contract Fixture is Test {
     // Builders
     // ------------------------------------------------------------------
 
-    function _quote(address enclave_) internal pure returns (Quote memory q) {
+    /// A quote for `enclave_` made just now: it names the previous block by number and hash.
+    function _quote(address enclave_) internal returns (Quote memory q) {
         q.quoteType = QUOTE_TYPE_SIMULATED;
         q.measurement = MEASUREMENT;
-        q.signer = keccak256("enclave author");
-        q.productId = 7;
-        q.svn = 3;
+        q.signer = AUTHOR;
+        q.productId = PRODUCT_ID;
+        q.svn = SVN;
         q.debug = false;
-        q.reportData[0] = bytes32(bytes20(enclave_));
-        q.reportData[1] = keccak256("extra report data");
+        uint256 quoted = block.number - 1;
+        bytes32 hash = keccak256(abi.encode("block", quoted));
+        VmExt(address(vm)).setBlockhash(quoted, hash);
+        q.reportData[0] = bytes32(bytes20(enclave_)) | bytes32(quoted);
+        q.reportData[1] = hash;
     }
 
     function _registerEnclave(address enclave_) internal {

@@ -24,4 +24,5 @@ interface VmExt {
     function getBlockTimestamp() external view returns (uint256);
     function broadcast(uint256 privateKey) external;
     function toString(uint256 value) external pure returns (string memory);
+    function setBlockhash(uint256 blockNumber, bytes32 blockHash) external;
 }

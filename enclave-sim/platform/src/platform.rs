@@ -4,8 +4,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use alloy_primitives::{Address, B256};
 use alloy_signer::SignerSync;
@@ -16,9 +16,20 @@ use strongroom_types::{QUOTE_TYPE_SIMULATED, Quote, quote_digest};
 
 use crate::{Error, Result};
 
-/// Product id and security version the simulated platform reports.
-const SIM_PRODUCT_ID: u16 = 1;
-const SIM_SVN: u16 = 1;
+/// Who built the enclave, which product it is and its security version, as the simulated
+/// platform reports them for every binary it launches: it reads no signed enclave manifest
+/// (SIGSTRUCT), so the author is the one of unsigned builds. Governance trusts this identity on
+/// devnets (`setEnclaveIdentity`); a hardware platform reports the author's real key.
+pub const SIMULATED_IDENTITY: EnclaveIdentity =
+    EnclaveIdentity { signer: B256::new(*b"strongroom-sim/unsigned-build/v1"), product_id: 1, svn: 1 };
+
+/// The enclave author (`Quote.signer`), product and security version a platform reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnclaveIdentity {
+    pub signer: B256,
+    pub product_id: u16,
+    pub svn: u16,
+}
 
 /// sha256 of an enclave binary: its measurement.
 pub fn measure(binary: &Path) -> Result<B256> {
@@ -49,6 +60,8 @@ impl Platform {
             return Ok(Self { key });
         }
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| err(e.to_string()))?;
         let key = PrivateKeySigner::random();
         let mut file = std::fs::OpenOptions::new();
         file.write(true).create_new(true);
@@ -74,39 +87,36 @@ impl Platform {
         }
     }
 
-    /// Starts `binary` as a measured enclave. The returned process exposes stdin/stdout (the
-    /// host's message channel) and stderr (its log); the platform channel stays private.
-    pub fn launch(&self, binary: &Path) -> Result<EnclaveProcess> {
+    /// Signs any quote as given, as the platform key's holder can. Only for tests that play a
+    /// vendor signing what it should not.
+    #[cfg(feature = "test-utils")]
+    pub fn sign_quote(&self, quote: &Quote) -> alloy_primitives::Bytes {
+        let signature = self.key.sign_hash_sync(&quote_digest(quote)).expect("signing with a local key");
+        signature.as_bytes().to_vec().into()
+    }
+
+    /// Starts `binary` as a measured enclave with `stdin`/`stdout` as its message channel to the
+    /// host and its log on this process's stderr. The platform channel (fd 3) stays private to
+    /// this process, which serves it until the enclave exits; the returned child is waited on
+    /// by the caller.
+    pub(crate) fn launch(&self, binary: &Path, stdin: Stdio, stdout: Stdio) -> Result<(Child, B256)> {
         // Measure the bytes we are about to run. A real CPU measures pages as it loads them; here
         // the window between hashing and exec is accepted as a simulation limit.
         let measurement = measure(binary)?;
         let (platform_end, enclave_end) = UnixStream::pair().map_err(|e| Error::Channel(e.to_string()))?;
         let enclave_fd = enclave_end.as_raw_fd();
         let mut command = Command::new(binary);
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).env_clear();
+        command.stdin(stdin).stdout(stdout).stderr(Stdio::inherit()).env_clear();
         install_platform_fd(&mut command, enclave_fd);
-        let mut child =
-            command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
+        let child = command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
         drop(enclave_end);
 
         let server = PlatformServer { key: self.key.clone(), measurement };
-        let platform_thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("enclave-sim-platform".into())
             .spawn(move || server.serve(platform_end))
             .map_err(|e| Error::Channel(e.to_string()))?;
-
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        Ok(EnclaveProcess {
-            child,
-            stdin: Some(stdin),
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-            measurement,
-            binary: binary.to_owned(),
-            _platform_thread: platform_thread,
-        })
+        Ok((child, measurement))
     }
 }
 
@@ -127,31 +137,6 @@ fn install_platform_fd(command: &mut Command, fd: i32) {
             }
             Ok(())
         });
-    }
-}
-
-/// A running enclave process. Dropping it kills the process.
-#[derive(Debug)]
-pub struct EnclaveProcess {
-    child: Child,
-    pub stdin: Option<ChildStdin>,
-    pub stdout: Option<ChildStdout>,
-    pub stderr: Option<ChildStderr>,
-    pub measurement: B256,
-    pub binary: PathBuf,
-    _platform_thread: std::thread::JoinHandle<()>,
-}
-
-impl EnclaveProcess {
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for EnclaveProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -183,9 +168,9 @@ impl PlatformServer {
                 let quote = Quote {
                     quoteType: QUOTE_TYPE_SIMULATED,
                     measurement: self.measurement,
-                    signer: B256::ZERO,
-                    productId: SIM_PRODUCT_ID,
-                    svn: SIM_SVN,
+                    signer: SIMULATED_IDENTITY.signer,
+                    productId: SIMULATED_IDENTITY.product_id,
+                    svn: SIMULATED_IDENTITY.svn,
                     debug: false,
                     reportData: report_data,
                 };
@@ -226,7 +211,7 @@ mod tests {
     fn launching_a_missing_binary_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let platform = Platform::load_or_create(dir.path()).unwrap();
-        let err = platform.launch(&dir.path().join("no-such-enclave")).unwrap_err();
+        let err = platform.launch(&dir.path().join("no-such-enclave"), Stdio::null(), Stdio::null()).unwrap_err();
         assert!(
             err.to_string().starts_with(&format!("enclave binary {}", dir.path().join("no-such-enclave").display())),
             "{err}"

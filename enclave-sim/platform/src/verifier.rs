@@ -63,7 +63,7 @@ mod tests {
     use alloy_primitives::Address;
     use alloy_signer::SignerSync;
     use alloy_signer_local::PrivateKeySigner;
-    use strongroom_types::report_data_for;
+    use strongroom_types::{RecentBlock, report_data_for};
 
     use super::*;
 
@@ -75,7 +75,7 @@ mod tests {
             productId: 1,
             svn: 1,
             debug,
-            reportData: report_data_for(enclave),
+            reportData: report_data_for(enclave, RecentBlock { number: 1, hash: B256::repeat_byte(7) }),
         }
     }
 

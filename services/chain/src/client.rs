@@ -71,6 +71,15 @@ pub enum TaskStatus {
     Refunded,
     Refused,
     Abandoned,
+    HostFault,
+}
+
+/// What governance trusts a platform key to sign (the contract's `PlatformKind`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlatformKind {
+    Untrusted = 0,
+    Simulated = 1,
+    Hardware = 2,
 }
 
 impl From<u8> for TaskStatus {
@@ -89,6 +98,7 @@ impl TaskStatus {
             4 => Self::Refunded,
             5 => Self::Refused,
             6 => Self::Abandoned,
+            7 => Self::HostFault,
             _ => Self::None,
         }
     }
@@ -102,6 +112,7 @@ impl TaskStatus {
             Self::Refunded => "refunded",
             Self::Refused => "refused by the enclave (already settled)",
             Self::Abandoned => "abandoned by its pool after its keys were released (already settled)",
+            Self::HostFault => "not relayed what the chain pins by its worker (already settled: nobody paid)",
         }
     }
 }
@@ -248,8 +259,13 @@ impl Chain {
 
     // ---- governance ----
 
-    pub async fn set_platform_key(&self, key: Address, trusted: bool) -> Result<TxOutcome> {
-        self.send(self.contract.setPlatformKey(key, trusted)).await.map(|(o, _)| o)
+    pub async fn set_platform_key(&self, key: Address, kind: PlatformKind) -> Result<TxOutcome> {
+        self.send(self.contract.setPlatformKey(key, kind as u8)).await.map(|(o, _)| o)
+    }
+
+    /// The enclave author, product and least security version a quote must report.
+    pub async fn set_enclave_identity(&self, signer: B256, product_id: u16, min_svn: u16) -> Result<TxOutcome> {
+        self.send(self.contract.setEnclaveIdentity(signer, product_id, min_svn)).await.map(|(o, _)| o)
     }
 
     pub async fn set_measurement(&self, measurement: B256, trusted: bool) -> Result<TxOutcome> {
@@ -511,8 +527,13 @@ impl Chain {
     /// Settles a task past its deadline with its key service's receipt that the keys were
     /// released: the owners are paid, the analyst gets the pool price back and the pool's stake.
     pub async fn refund_released(&self, task: &Task, receipt: &strongroom_types::ReleaseReceipt) -> Result<TxOutcome> {
-        let call =
-            self.contract.refundReleased(task.params.clone(), task.id, receipt.enclave, receipt.signature.clone());
+        let call = self.contract.refundReleased(
+            task.params.clone(),
+            task.id,
+            receipt.enclave,
+            receipt.authorization.clone(),
+            receipt.signature.clone(),
+        );
         self.send(call).await.map(|(o, _)| o)
     }
 
@@ -570,6 +591,17 @@ impl Chain {
 
     pub async fn block_number(&self) -> Result<u64> {
         self.provider.get_block_number().await.map_err(|e| rpc(&self.url, e))
+    }
+
+    /// The latest block by number and hash, which a quote binds to show it is fresh.
+    pub async fn recent_block(&self) -> Result<strongroom_types::RecentBlock> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| rpc(&self.url, e))?
+            .ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: "no latest block".into() })?;
+        Ok(strongroom_types::RecentBlock { number: block.header.number, hash: block.header.hash })
     }
 
     /// The timestamp of the latest block: the contract's notion of "now".

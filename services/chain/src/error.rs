@@ -83,6 +83,39 @@ pub fn describe_revert(e: &StrongroomErrors) -> (&'static str, String) {
         }
         E::DebugEnclave(_) => ("DebugEnclave", "debug enclaves cannot be registered".into()),
         E::BadReportData(_) => ("BadReportData", "the quote's report data binds no enclave address".into()),
+        E::SimulatedPlatformRefused(x) => (
+            "SimulatedPlatformRefused",
+            format!("this deployment refuses simulated quotes, so it cannot trust simulator platform key {}", x.key),
+        ),
+        E::PlatformKindMismatch(x) => (
+            "PlatformKindMismatch",
+            match x.quoteType {
+                strongroom_types::QUOTE_TYPE_SIMULATED => format!(
+                    "platform key {} is trusted for hardware quotes only, not for this simulated one",
+                    x.platformKey
+                ),
+                _ => format!(
+                    "platform key {} is trusted for simulated quotes only, not for this hardware one",
+                    x.platformKey
+                ),
+            },
+        ),
+        E::StaleQuote(x) => (
+            "StaleQuote",
+            format!(
+                "the quote names block {} and the chain is at block {}: a quote is good for 256 blocks after the block it names (and only a past block's hash counts); ask the enclave for a fresh one",
+                x.quotedBlock, x.currentBlock
+            ),
+        ),
+        E::UntrustedEnclaveIdentity(x) => (
+            "UntrustedEnclaveIdentity",
+            format!(
+                "the enclave reports author {}, product {} and security version {}, which are not the author and \
+                 product governance trusts or are below its least version (see `enclaveIdentity`): upgrade the enclave \
+                 or ask governance",
+                x.signer, x.productId, x.svn
+            ),
+        ),
         E::DatasetExists(x) => {
             ("DatasetExists", format!("dataset {} is already registered; publish with another salt", x.id))
         }

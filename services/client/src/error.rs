@@ -46,6 +46,13 @@ pub enum ClientError {
     Internal(String),
 }
 
+impl ClientError {
+    /// Whether asking again may succeed: the service did not answer, as opposed to refusing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
+
 /// `fail!(Input, "…", args)` is `return Err(ClientError::Input(format!("…", args)))`.
 macro_rules! fail {
     ($variant:ident, $($arg:tt)*) => {

@@ -7,8 +7,10 @@
 //! tests start a [`Devnet`]; nothing else should.
 
 mod node;
+mod platform;
 
-pub use node::{DEV_KEYS, DevNode, increase_time};
+pub use node::{DEV_KEYS, DevNode, increase_time, mine_blocks};
+pub use platform::PlatformProcess;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,9 +19,10 @@ use std::time::Duration;
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
+use strongroom_chain::PlatformKind;
 use strongroom_client::owner::Owner;
 use strongroom_client::{KeyBackup, MarketClient};
-use strongroom_enclave_sim::{Platform, measure};
+use strongroom_enclave_sim::measure;
 use strongroom_kms::{KmsConfig, KmsHandle};
 use strongroom_market::{MarketConfig, MarketHandle};
 use strongroom_storage::Storage;
@@ -114,7 +117,8 @@ pub struct Devnet {
     pub kms: KmsHandle,
     pub market: MarketHandle,
     pub worker: Option<WorkerHandle>,
-    pub platform: Platform,
+    /// The platform daemon: the devnet knows its key's address and socket, never its key.
+    pub platform: PlatformProcess,
     pub measurement: B256,
     pub pool: PoolId,
     /// The pool's offer staking on the devnet's key service.
@@ -138,9 +142,11 @@ impl Devnet {
         let governance = Chain::deploy(node.url(), governance_key(), true).await?;
         info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
 
-        let platform = Platform::load_or_create(&options.data_dir.join("platform"))?;
         let measurement = measure(&options.enclave_binary).map_err(DevnetError::EnclaveBinary)?;
-        governance.set_platform_key(platform.address(), true).await?;
+        let platform = PlatformProcess::spawn(&PlatformProcess::locate(&options.enclave_binary), &options.data_dir)?;
+        governance.set_platform_key(platform.key(), PlatformKind::Simulated).await?;
+        let identity = platform.info().identity;
+        governance.set_enclave_identity(identity.signer, identity.product_id, identity.svn).await?;
         governance.set_measurement(measurement, true).await?;
 
         let kms = strongroom_kms::spawn(
@@ -244,7 +250,8 @@ impl Devnet {
             operator_key: operator_key(),
             pool: self.pool,
             enclave_binary: self.options.enclave_binary.clone(),
-            platform_dir: self.options.data_dir.join("platform"),
+            platform_socket: self.platform.socket().to_owned(),
+            state_dir: self.options.data_dir.join("worker"),
             results_url: self.results_url.clone(),
             storage: self.options.storage.clone(),
             poll_interval: Duration::from_millis(50),

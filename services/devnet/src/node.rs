@@ -29,6 +29,15 @@ pub async fn increase_time(chain: &Chain, seconds: u64) -> Result<()> {
     Ok(())
 }
 
+/// Mines `blocks` empty blocks (anvil only): quotes age by blocks.
+pub async fn mine_blocks(chain: &Chain, blocks: u64) -> Result<()> {
+    use alloy::providers::Provider;
+    let provider = chain.contract().provider();
+    let rpc = |e: alloy::transports::TransportError| DevnetError::Node(format!("mining on {}: {e}", chain.url()));
+    let _: serde_json::Value = provider.raw_request("anvil_mine".into(), (blocks,)).await.map_err(rpc)?;
+    Ok(())
+}
+
 /// Where `make contracts` installs anvil, relative to a checkout's root.
 const CHECKOUT_ANVIL: &str = "contracts/node_modules/.bin/anvil";
 

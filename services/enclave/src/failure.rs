@@ -83,18 +83,23 @@ impl TaskFailure {
     /// of groups), so the failure is `Failed` and spends the epsilon: otherwise failing queries
     /// would be free probes of the data. Each variant is placed here by hand, so a new one
     /// cannot fall into `Refused` unseen.
+    ///
+    /// What the host relays and the chain pins (the manifest by its digest, the objects by the
+    /// manifest's hashes, the job by its hash, the policy by its hash) is either exactly that or
+    /// the host's (or its storage's) doing: `HostFault`, which pays nobody, so that no pool earns
+    /// by breaking a task and no owner by breaking its storage.
     pub(crate) fn outcome(&self) -> Outcome {
         match self {
             Self::ManifestMismatch { .. }
-            | Self::BadManifest(_)
             | Self::ObjectCount { .. }
             | Self::ObjectChecksum { .. }
             | Self::JobMismatch
             | Self::NotPlanned
+            | Self::PolicyMismatch { .. } => Outcome::HostFault,
+            Self::BadManifest(_)
             | Self::UnsupportedJob
             | Self::PolicyDenied(_)
             | Self::PolicyViolation(_)
-            | Self::PolicyMismatch { .. }
             | Self::BadPolicy(_)
             | Self::KeyMissing(_)
             | Self::NotUtf8

@@ -12,9 +12,13 @@ use strongroom_types::protocol::{EnclaveReply, HostRequest};
 
 use crate::failure::TaskFailure;
 use strongroom_types::{
-    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Outcome, Policy, ResultAttestation,
-    ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open_from, report_data_for, seal, sign_hash,
+    INFO_RELEASE, INFO_RESULT, JobKind, KeyRelease, KeyRequest, ManifestDigest, Outcome, Policy, RecentBlock,
+    ResultAttestation, ResultPayload, X25519PublicKey, X25519SecretKey, address_of, domain, open, open_from,
+    report_data_for, seal, sign_hash,
 };
+
+/// HPKE info of the enclave's identity key sealed under its platform's sealing key.
+const INFO_IDENTITY: &[u8] = b"strongroom/v1/enclave-identity";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EnclaveError {
@@ -101,7 +105,9 @@ impl Session {
         runtime: &tokio::runtime::Runtime,
     ) -> Result<EnclaveReply, EnclaveError> {
         match request {
-            HostRequest::Attest { chain_id, contract } => self.attest(platform, chain_id, contract),
+            HostRequest::Attest { chain_id, contract, block, sealed_identity } => {
+                self.attest(platform, chain_id, contract, block, sealed_identity)
+            }
             HostRequest::RequestKeys { task_id, spec, manifest, policy } => {
                 self.request_keys(task_id, &spec, manifest.0, policy, runtime)
             }
@@ -116,17 +122,38 @@ impl Session {
         platform: &mut PlatformClient,
         chain_id: u64,
         contract: Address,
+        block: RecentBlock,
+        sealed_identity: Option<alloy_primitives::Bytes>,
     ) -> Result<EnclaveReply, EnclaveError> {
-        // One identity per enclave run; a restart is a new enclave that registers anew.
-        let key = match self.identity.take() {
-            Some(identity) => identity.key,
-            None => new_identity_key(),
+        // The identity key is sealed under a key only this binary on this platform can derive,
+        // bound to the deployment: a restart takes it back and keeps its registration, while
+        // the host, another binary or another platform can neither open nor plant one.
+        let sealing = X25519SecretKey::from_bytes(platform.sealing_key()?.as_slice())?;
+        let aad = deployment_aad(chain_id, contract);
+        let key = match (self.identity.take(), sealed_identity) {
+            (Some(identity), _) => identity.key,
+            (None, Some(sealed)) => {
+                let opened =
+                    open(&sealing, INFO_IDENTITY, &aad, &strongroom_types::SealedBox(sealed.to_vec()), "identity")
+                        .ok()
+                        .map(zeroize::Zeroizing::new)
+                        .and_then(|bytes| SigningKey::from_slice(&bytes).ok());
+                if opened.is_none() {
+                    eprintln!(
+                        "enclave: the sealed identity does not open here (another binary, platform or deployment); a new one is made"
+                    );
+                }
+                opened.unwrap_or_else(new_identity_key)
+            }
+            (None, None) => new_identity_key(),
         };
         let enclave = address_of(&key);
-        let (quote, platform_signature) = platform.quote(report_data_for(enclave))?;
+        let secret = zeroize::Zeroizing::new(key.to_bytes());
+        let sealed = seal(&sealing.public_key(), INFO_IDENTITY, &aad, &secret[..])?;
+        let (quote, platform_signature) = platform.quote(report_data_for(enclave, block))?;
         self.identity = Some(Identity { key, domain: domain(chain_id, contract), chain_id, contract });
-        eprintln!("enclave: attested as {enclave} for chain {chain_id} (SIMULATED quote)");
-        Ok(EnclaveReply::Attested { enclave, quote, platform_signature })
+        eprintln!("enclave: attested as {enclave} for chain {chain_id} after block {} (SIMULATED quote)", block.number);
+        Ok(EnclaveReply::Attested { enclave, quote, platform_signature, sealed_identity: sealed.0.into() })
     }
 
     fn request_keys(
@@ -249,6 +276,7 @@ impl Session {
             Outcome::Completed => "succeeded",
             Outcome::Refused => "was refused (attested)",
             Outcome::Failed => "failed while running (attested)",
+            Outcome::HostFault => "was not relayed what the chain pins (attested host fault)",
         };
         eprintln!("enclave: task {task_id} {said}");
         let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
@@ -317,6 +345,11 @@ fn run_checked(
     let run = super::query::run_encrypted(objects, factory, sql, &policy, facts.epsilon, &released);
     let (arrow_ipc, rows, licence) = runtime.block_on(run)?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows, licence })
+}
+
+/// What a sealed identity is bound to: the deployment it signs for.
+fn deployment_aad(chain_id: u64, contract: Address) -> Vec<u8> {
+    [chain_id.to_be_bytes().as_slice(), contract.as_slice()].concat()
 }
 
 /// A fresh secp256k1 key from `rand`'s thread generator (ChaCha, seeded and reseeded from the
@@ -414,12 +447,18 @@ mod tests {
         assert_eq!(err, "the worker relayed 2 objects; the manifest registered on chain lists 3");
 
         let swapped = vec![objects[1].clone(), objects[0].clone(), objects[2].clone()];
-        let err = run(&keys, &manifest, swapped).unwrap_err();
+        let err = run(&keys, &manifest, swapped.clone()).unwrap_err();
         assert!(err.starts_with("dataset object part-00000.parquet has sha256"), "{err}");
+        // Not what the chain pins, so the host's (or its storage's) doing: nobody is paid for it.
+        for relayed in [objects[..2].to_vec(), swapped] {
+            assert_eq!(run_to_failure(&keys, &manifest, relayed).unwrap_err().outcome(), Outcome::HostFault);
+        }
 
         let other = Manifest { dataset: B256::repeat_byte(8), ..manifest.clone() };
         let err = run(&keys, &other, objects.clone()).unwrap_err();
         assert!(err.starts_with("the manifest registered on chain is for dataset 0x0808"), "{err}");
+        // The manifest is the one on chain: the owner's, refused (the pool did its part).
+        assert_eq!(run_to_failure(&keys, &other, objects.clone()).unwrap_err().outcome(), Outcome::Refused);
 
         let mut repeated = manifest.clone();
         repeated.objects[1].name = repeated.objects[0].name.clone();
@@ -598,14 +637,14 @@ mod tests {
         let wide = b"SELECT COUNT(n) AS c FROM dataset";
         let (outcome, payload) = request_release_run(wide, SQL, SQL, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(outcome, Outcome::HostFault);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
 
         // Or relays another job than the one rented, planned or not.
         let (outcome, payload) = request_release_run(wide, SQL, wide, POLICY);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(outcome, Outcome::HostFault);
         assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
         assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
     }
@@ -624,7 +663,7 @@ mod tests {
         let loose = POLICY.replace("min_group_size = 2", "min_group_size = 1");
         let (outcome, payload) = request_release_run(SQL, SQL, SQL, &loose);
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::Refused);
+        assert_eq!(outcome, Outcome::HostFault);
         assert_eq!(code, strongroom_types::FailureCode::PolicyMismatch);
         assert_eq!(
             message,

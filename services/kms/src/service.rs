@@ -30,10 +30,15 @@ struct State {
 }
 
 impl State {
-    fn receipt(&self, task_id: U256, enclave: alloy::primitives::Address) -> ReleaseReceipt {
+    fn receipt(
+        &self,
+        task_id: U256,
+        enclave: alloy::primitives::Address,
+        authorization: alloy::primitives::Bytes,
+    ) -> ReleaseReceipt {
         let message = Released { taskId: task_id, enclave };
         let signature = sign_typed(self.signer.credential(), &message, &self.chain.domain());
-        ReleaseReceipt { task_id, enclave, signature }
+        ReleaseReceipt { task_id, enclave, signature, authorization }
     }
 }
 
@@ -116,8 +121,8 @@ async fn get_info(state: web::Data<State>) -> HttpResponse {
 async fn get_receipt(state: web::Data<State>, path: web::Path<U256>) -> Result<HttpResponse> {
     let task_id = path.into_inner();
     let task = TaskRef { chain_id: state.chain.chain_id(), contract: state.chain.address(), id: task_id };
-    let enclave = state.store.released_to(task).await?.ok_or(KmsError::NotReleased(task_id))?;
-    Ok(HttpResponse::Ok().json(state.receipt(task_id, enclave)))
+    let (enclave, authorization) = state.store.released_to(task).await?.ok_or(KmsError::NotReleased(task_id))?;
+    Ok(HttpResponse::Ok().json(state.receipt(task_id, enclave, authorization)))
 }
 
 async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
@@ -240,7 +245,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     // task key; another enclave, or the same one with another key, gets nothing.
     let task_key = req.task_key.to_b256();
     let task = TaskRef { chain_id: chain.chain_id(), contract: chain.address(), id: req.task_id };
-    let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key).await?;
+    let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key, req.authorization.clone()).await?;
     if (holder, holder_key) != (req.enclave, task_key) {
         return Err(KmsError::AlreadyReleased { task: req.task_id, holder });
     }
@@ -263,9 +268,9 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let entry = AuditEntry { task_id: req.task_id, dataset, enclave: req.enclave, key_ids, released_at: now() as u64 };
     // Audit before answering: a release that is not on record does not leave the service.
     let released = entry.key_ids.clone();
-    state.store.record_release(entry).await?;
+    state.store.record_release(task, entry).await?;
     info!(%dataset, key_ids = ?released, "keys released");
-    Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave) })
+    Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave, req.authorization.clone()) })
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use rusqlite::{Connection, OptionalExtension, params};
 use strongroom_http::Blocking;
 use strongroom_types::{AuditEntry, ManifestDigest, SealedBox};
@@ -49,14 +49,20 @@ pub trait DepositStore: Send + Sync + 'static {
     /// whom they are bound to: a task's keys are released once, and only a repeat of that
     /// request (a host retrying after a lost reply) is answered again. Tasks are named by their
     /// deployment (chain id and contract) too, so a store that outlives a chain refuses nothing.
-    async fn claim_task(&self, task: TaskRef, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)>;
+    async fn claim_task(
+        &self,
+        task: TaskRef,
+        enclave: Address,
+        task_key: B256,
+        authorization: Bytes,
+    ) -> crate::Result<(Address, B256)>;
 
     /// Records a release; a release that is not on record must not leave the service.
-    async fn record_release(&self, entry: AuditEntry) -> crate::Result<()>;
+    async fn record_release(&self, task: TaskRef, entry: AuditEntry) -> crate::Result<()>;
 
     /// The enclave a task's keys were released to: its claim, once a release to that enclave is
     /// on record (a claim alone may have failed before the keys were sealed).
-    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<Address>>;
+    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<(Address, Bytes)>>;
 
     /// The audit log, of one task or of all, oldest first.
     async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>>;
@@ -108,20 +114,26 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.policy(hash)).await
     }
 
-    async fn claim_task(&self, task: TaskRef, enclave: Address, task_key: B256) -> crate::Result<(Address, B256)> {
-        self.blocking(move |s| s.claim_task(task, enclave, task_key)).await
+    async fn claim_task(
+        &self,
+        task: TaskRef,
+        enclave: Address,
+        task_key: B256,
+        authorization: Bytes,
+    ) -> crate::Result<(Address, B256)> {
+        self.blocking(move |s| s.claim_task(task, enclave, task_key, &authorization)).await
     }
 
-    async fn record_release(&self, entry: AuditEntry) -> crate::Result<()> {
-        self.blocking(move |s| s.record_release(&entry)).await
+    async fn record_release(&self, task: TaskRef, entry: AuditEntry) -> crate::Result<()> {
+        self.blocking(move |s| s.record_release(task, &entry)).await
     }
 
     async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>> {
         self.blocking(move |s| s.releases(task)).await
     }
 
-    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<Address>> {
-        self.blocking(move |s| s.released_to(task)).await
+    async fn released_to(&self, task: TaskRef) -> crate::Result<Option<(Address, Bytes)>> {
+        Ok(self.blocking(move |s| s.released_to(task)).await?.map(|(enclave, auth)| (enclave, auth.into())))
     }
 }
 
@@ -160,6 +172,8 @@ impl Store {
                  task_id  BLOB NOT NULL,
                  enclave  BLOB NOT NULL,
                  task_key BLOB NOT NULL,
+                 authorization BLOB NOT NULL DEFAULT x'',
+                 released INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (chain_id, contract, task_id)
              );
              CREATE TABLE IF NOT EXISTS policies (
@@ -190,6 +204,21 @@ impl Store {
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
                 Some(message),
             ));
+        }
+        // Claims from before receipts carried the pool's authorization: kept (they still bind
+        // their tasks), but with no authorization and not marked released they give no receipt.
+        let claims_have = |column: &str| -> rusqlite::Result<bool> {
+            conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('released_tasks') WHERE name = ?1",
+                params![column],
+                |row| row.get(0),
+            )
+        };
+        if !claims_have("authorization")? {
+            conn.execute_batch(
+                "ALTER TABLE released_tasks ADD COLUMN authorization BLOB NOT NULL DEFAULT x'';
+                 ALTER TABLE released_tasks ADD COLUMN released INTEGER NOT NULL DEFAULT 0;",
+            )?;
         }
         Ok(Self { conn })
     }
@@ -256,13 +285,22 @@ impl Store {
         task: TaskRef,
         enclave: Address,
         task_key: B256,
+        authorization: &[u8],
     ) -> rusqlite::Result<(Address, B256)> {
         let (chain_id, contract, id) = (task.chain_id as i64, task.contract, task.id.to_be_bytes::<32>());
         // One statement takes the claim or leaves the first one: two racing requests cannot both win.
         self.conn.execute(
-            "INSERT INTO released_tasks (chain_id, contract, task_id, enclave, task_key) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO released_tasks (chain_id, contract, task_id, enclave, task_key, authorization)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (chain_id, contract, task_id) DO NOTHING",
-            params![chain_id, contract.as_slice(), id.as_slice(), enclave.as_slice(), task_key.as_slice()],
+            params![
+                chain_id,
+                contract.as_slice(),
+                id.as_slice(),
+                enclave.as_slice(),
+                task_key.as_slice(),
+                authorization
+            ],
         )?;
         self.conn.query_row(
             "SELECT enclave, task_key FROM released_tasks WHERE chain_id = ?1 AND contract = ?2 AND task_id = ?3",
@@ -274,21 +312,24 @@ impl Store {
         )
     }
 
-    pub(crate) fn released_to(&self, task: TaskRef) -> rusqlite::Result<Option<Address>> {
+    /// To whom a task's keys were released, and the pool's authorization they were asked with:
+    /// only a claim whose release was sealed and audited counts.
+    pub(crate) fn released_to(&self, task: TaskRef) -> rusqlite::Result<Option<(Address, Vec<u8>)>> {
         let (chain_id, contract, id) = (task.chain_id as i64, task.contract, task.id.to_be_bytes::<32>());
         self.conn
             .query_row(
-                "SELECT t.enclave FROM released_tasks t
-                 WHERE t.chain_id = ?1 AND t.contract = ?2 AND t.task_id = ?3
-                   AND EXISTS (SELECT 1 FROM releases r WHERE r.task_id = t.task_id AND r.enclave = t.enclave)",
+                "SELECT enclave, authorization FROM released_tasks
+                 WHERE chain_id = ?1 AND contract = ?2 AND task_id = ?3 AND released = 1",
                 params![chain_id, contract.as_slice(), id.as_slice()],
-                |row| Ok(Address::from_slice(&row.get::<_, Vec<u8>>(0)?)),
+                |row| Ok((Address::from_slice(&row.get::<_, Vec<u8>>(0)?), row.get::<_, Vec<u8>>(1)?)),
             )
             .optional()
     }
 
-    pub(crate) fn record_release(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
-        self.conn.execute(
+    /// Audits a release and marks its task's claim released, both or neither.
+    pub(crate) fn record_release(&self, task: TaskRef, entry: &AuditEntry) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
             "INSERT INTO releases (task_id, dataset, enclave, key_ids, released_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 entry.task_id.to_be_bytes::<32>().as_slice(),
@@ -298,7 +339,11 @@ impl Store {
                 entry.released_at as i64,
             ],
         )?;
-        Ok(())
+        tx.execute(
+            "UPDATE released_tasks SET released = 1 WHERE chain_id = ?1 AND contract = ?2 AND task_id = ?3",
+            params![task.chain_id as i64, task.contract.as_slice(), task.id.to_be_bytes::<32>().as_slice()],
+        )?;
+        tx.commit()
     }
 
     pub(crate) fn releases(&self, task: Option<U256>) -> rusqlite::Result<Vec<AuditEntry>> {
@@ -340,18 +385,27 @@ mod tests {
         let at = |id: u64| TaskRef { chain_id: 1, contract: Address::repeat_byte(0xcc), id: U256::from(id) };
         let (task, enclave, key) = (at(7), Address::repeat_byte(1), B256::repeat_byte(2));
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key));
-        assert_eq!(store.claim_task(task, enclave, key).unwrap(), (enclave, key), "a repeat keeps the claim");
-        assert_eq!(store.claim_task(task, enclave, B256::repeat_byte(3)).unwrap(), (enclave, key));
-        assert_eq!(store.claim_task(task, Address::repeat_byte(4), key).unwrap(), (enclave, key));
-        assert_eq!(store.claim_task(at(8), Address::repeat_byte(4), key).unwrap(), (Address::repeat_byte(4), key));
+        assert_eq!(store.claim_task(task, enclave, key, b"auth").unwrap(), (enclave, key));
+        assert_eq!(store.claim_task(task, enclave, key, b"auth").unwrap(), (enclave, key), "a repeat keeps the claim");
+        assert_eq!(store.claim_task(task, enclave, B256::repeat_byte(3), b"auth").unwrap(), (enclave, key));
+        assert_eq!(store.claim_task(task, Address::repeat_byte(4), key, b"auth").unwrap(), (enclave, key));
+        assert_eq!(
+            store.claim_task(at(8), Address::repeat_byte(4), key, b"auth").unwrap(),
+            (Address::repeat_byte(4), key)
+        );
         // The same id on another deployment is another task.
         let elsewhere = TaskRef { chain_id: 2, ..task };
-        assert_eq!(store.claim_task(elsewhere, Address::repeat_byte(5), key).unwrap(), (Address::repeat_byte(5), key));
+        assert_eq!(
+            store.claim_task(elsewhere, Address::repeat_byte(5), key, b"auth").unwrap(),
+            (Address::repeat_byte(5), key)
+        );
         // It survives a restart of the service.
         drop(store);
         let store = Store::open(&path).unwrap();
-        assert_eq!(store.claim_task(task, Address::repeat_byte(9), B256::repeat_byte(9)).unwrap(), (enclave, key));
+        assert_eq!(
+            store.claim_task(task, Address::repeat_byte(9), B256::repeat_byte(9), b"auth").unwrap(),
+            (enclave, key)
+        );
     }
 
     /// A receipt is given only for a release on record, of this deployment, to the claiming enclave.
@@ -368,14 +422,16 @@ mod tests {
             key_ids: vec![],
             released_at: 1,
         };
-        store.claim_task(task, enclave, key).unwrap();
+        store.claim_task(task, enclave, key, b"auth").unwrap();
         assert_eq!(store.released_to(task).unwrap(), None, "claimed, not yet released");
-        // Task 7 of an older deployment, released to another enclave, is not this task.
-        store.record_release(&entry(Address::repeat_byte(9))).unwrap();
+        // Task 7 of another deployment released: not this task.
+        let elsewhere = TaskRef { chain_id: 2, ..task };
+        store.claim_task(elsewhere, Address::repeat_byte(9), key, b"other").unwrap();
+        store.record_release(elsewhere, &entry(Address::repeat_byte(9))).unwrap();
         assert_eq!(store.released_to(task).unwrap(), None);
-        store.record_release(&entry(enclave)).unwrap();
-        assert_eq!(store.released_to(task).unwrap(), Some(enclave));
-        assert_eq!(store.released_to(TaskRef { chain_id: 2, ..task }).unwrap(), None);
+        assert_eq!(store.released_to(elsewhere).unwrap(), Some((Address::repeat_byte(9), b"other".to_vec())));
+        store.record_release(task, &entry(enclave)).unwrap();
+        assert_eq!(store.released_to(task).unwrap(), Some((enclave, b"auth".to_vec())));
     }
 
     #[test]

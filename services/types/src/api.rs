@@ -37,6 +37,9 @@ pub struct ReleaseReceipt {
     pub task_id: U256,
     pub enclave: Address,
     pub signature: Bytes,
+    /// The pool operator's EIP-712 `Authorization{taskId, enclave}` the release was asked with:
+    /// `refundReleased` checks it, so a key service cannot slash a pool that never asked.
+    pub authorization: Bytes,
 }
 
 /// `POST /v1/deposits`: keys sealed to the key service, signed by the dataset owner.

@@ -27,7 +27,9 @@ pub use api::{
     ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PolicyResponse,
     PostOfferRequest, ReleaseReceipt, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
 };
-pub use attestation::{QUOTE_TYPE_SIMULATED, Quote, enclave_address, quote_digest, report_data_for};
+pub use attestation::{
+    QUOTE_TYPE_SIMULATED, Quote, RecentBlock, enclave_address, quote_digest, quoted_block, report_data_for,
+};
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{

@@ -131,6 +131,11 @@ pub enum Outcome {
     /// spent), since whether a query fails can depend on the data, and a failure that cost less
     /// than a result would be a cheap probe of it.
     Failed = 2,
+    /// The worker did not relay what the chain pins (the manifest, an object, the job or the
+    /// policy was another, or missing): no data was read. The worker or the storage caused it,
+    /// so neither earns: the pool is not paid, nobody is slashed, the analyst gets every price
+    /// and the epsilon back.
+    HostFault = 3,
 }
 
 impl Outcome {
@@ -141,7 +146,7 @@ impl Outcome {
 
     /// The contract's encoding read back; `None` for a value the contract does not define.
     pub fn from_u8(value: u8) -> Option<Self> {
-        [Self::Completed, Self::Refused, Self::Failed].into_iter().find(|o| o.as_u8() == value)
+        [Self::Completed, Self::Refused, Self::Failed, Self::HostFault].into_iter().find(|o| o.as_u8() == value)
     }
 
     /// Whether a result table was released (the others seal a failure report).

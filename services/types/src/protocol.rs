@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use alloy_primitives::{Address, B256, Bytes, U256};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::{Outcome, Quote, SealedBox, X25519PublicKey};
+use crate::{Outcome, Quote, RecentBlock, SealedBox, X25519PublicKey};
 
 /// Frames larger than this are refused rather than allocated.
 pub const MAX_FRAME: usize = 1 << 30;
@@ -19,8 +19,11 @@ pub const MAX_FRAME: usize = 1 << 30;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum HostRequest {
-    /// Bind the enclave to one deployment (its EIP-712 domain) and ask for its quote.
-    Attest { chain_id: u64, contract: Address },
+    /// Bind the enclave to one deployment (its EIP-712 domain) and ask for a quote made after
+    /// `block`. With `sealed_identity` (what an earlier run returned), the enclave takes back the
+    /// identity key sealed under its platform's sealing key, so a restart keeps its registration;
+    /// without it, or if it does not open, the enclave makes a new one.
+    Attest { chain_id: u64, contract: Address, block: RecentBlock, sealed_identity: Option<Bytes> },
     /// Make a fresh X25519 key for this task, plan the job against the schema of the dataset's
     /// `manifest` (as stored) to find the columns it reads, and sign a key request for those.
     /// `policy` is the licence the task was rented under (the key service serves it by the
@@ -51,10 +54,30 @@ pub enum HostRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum EnclaveReply {
-    Attested { enclave: Address, quote: Quote, platform_signature: Bytes },
-    KeyRequest { task_id: U256, task_key: X25519PublicKey, columns: Vec<String>, signature: Bytes },
-    TaskResult { task_id: U256, sealed_result: Bytes, digest: B256, outcome: Outcome, signature: Bytes },
-    Error { message: String },
+    /// `sealed_identity` opens only in this binary on this platform, for this deployment; the
+    /// host keeps it for the next start.
+    Attested {
+        enclave: Address,
+        quote: Quote,
+        platform_signature: Bytes,
+        sealed_identity: Bytes,
+    },
+    KeyRequest {
+        task_id: U256,
+        task_key: X25519PublicKey,
+        columns: Vec<String>,
+        signature: Bytes,
+    },
+    TaskResult {
+        task_id: U256,
+        sealed_result: Bytes,
+        digest: B256,
+        outcome: Outcome,
+        signature: Bytes,
+    },
+    Error {
+        message: String,
+    },
 }
 
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, message: &T) -> std::io::Result<()> {

@@ -1,38 +1,29 @@
 //! The host's end of the enclave's message channel.
 
-use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{ChildStdin, ChildStdout};
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::B256;
-use strongroom_enclave_sim::{EnclaveProcess, Platform};
+use strongroom_enclave_sim::PlatformDaemon;
 
 use strongroom_types::protocol::{EnclaveReply, HostRequest, read_frame, write_frame, write_raw_frame};
 
 use crate::WorkerError;
 
-/// One request at a time, like an ecall; blocking pipe I/O runs off the async threads.
+/// One request at a time, like an ecall; blocking socket I/O runs off the async threads.
 pub(crate) struct EnclaveClient {
-    channel: Arc<Mutex<(ChildStdin, ChildStdout)>>,
+    channel: Arc<Mutex<UnixStream>>,
     measurement: B256,
-    _process: EnclaveProcess,
 }
 
 impl EnclaveClient {
-    pub(crate) fn launch(platform: &Platform, binary: &Path) -> Result<Self, WorkerError> {
-        let mut process = platform.launch(binary)?;
-        let stdin = process.stdin.take().expect("fresh process has stdin");
-        let stdout = process.stdout.take().expect("fresh process has stdout");
-        let stderr = process.stderr.take().expect("fresh process has stderr");
-        let pid = process.id();
-        // The enclave's log joins the host's, labelled; the enclave never writes secrets to it.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                tracing::info!(target: "strongroom::enclave", pid, "{line}");
-            }
-        });
-        Ok(Self { channel: Arc::new(Mutex::new((stdin, stdout))), measurement: process.measurement, _process: process })
+    /// Has the platform daemon measure and start `binary`; the enclave's log goes to the
+    /// daemon's. Dropping the client closes the channel, which ends the enclave.
+    pub(crate) fn launch(platform: &PlatformDaemon, binary: &Path) -> Result<Self, WorkerError> {
+        let launched = platform.launch(binary)?;
+        tracing::info!(pid = launched.pid, "enclave process started by the platform daemon");
+        Ok(Self { channel: Arc::new(Mutex::new(launched.channel)), measurement: launched.measurement })
     }
 
     pub(crate) fn measurement(&self) -> B256 {
@@ -51,14 +42,14 @@ impl EnclaveClient {
     ) -> Result<EnclaveReply, WorkerError> {
         let channel = Arc::clone(&self.channel);
         tokio::task::spawn_blocking(move || {
-            let mut guard = channel.lock().map_err(|_| WorkerError::Enclave("channel poisoned".into()))?;
-            let (stdin, stdout) = &mut *guard;
+            let mut stream = channel.lock().map_err(|_| WorkerError::Enclave("channel poisoned".into()))?;
+            let stream = &mut *stream;
             let refused = |e: std::io::Error| WorkerError::Enclave(format!("enclave exited or refused input: {e}"));
-            write_frame(stdin, &request).map_err(refused)?;
+            write_frame(stream, &request).map_err(refused)?;
             for frame in &attached {
-                write_raw_frame(stdin, frame).map_err(refused)?;
+                write_raw_frame(stream, frame).map_err(refused)?;
             }
-            read_frame(stdout)
+            read_frame(stream)
                 .map_err(|e| WorkerError::Enclave(format!("bad reply: {e}")))?
                 .ok_or_else(|| WorkerError::Enclave("enclave exited".into()))
         })

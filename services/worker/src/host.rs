@@ -8,7 +8,7 @@ use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_client::KmsClient;
 use strongroom_dataplane::Manifest;
-use strongroom_enclave_sim::{Platform, QuoteVerifier, SimulatedVerifier};
+use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
 use strongroom_types::{Authorization, PoolId, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
@@ -26,8 +26,12 @@ pub struct WorkerConfig {
     pub pool: PoolId,
     /// The enclave program to launch (its sha256 must be a trusted measurement).
     pub enclave_binary: PathBuf,
-    /// Where the simulated platform keeps its key.
-    pub platform_dir: PathBuf,
+    /// The socket of the platform daemon (`strongroom-platform`), which launches the enclave
+    /// and alone holds the key that signs its quotes.
+    pub platform_socket: PathBuf,
+    /// Where the host keeps the enclave's identity, sealed by the enclave under its platform's
+    /// sealing key (unreadable here): a restart takes it back and keeps the registration.
+    pub state_dir: PathBuf,
     /// Storage URL under which sealed results are written (`file:///…/results`, `s3://…`).
     pub results_url: StorageUrl,
     /// The operator's storage credentials: read datasets, write results.
@@ -60,6 +64,23 @@ pub enum WorkerError {
     Storage(#[from] storage::StorageError),
     #[error(transparent)]
     Url(#[from] strongroom_types::Error),
+    #[error(
+        "the task's deadline (unix time {deadline}) is too close to serve it (now {now}): its keys are not asked for"
+    )]
+    TooLate { deadline: u64, now: u64 },
+    #[error("worker state {0}: {1}")]
+    State(String, String),
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the new, never half.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, path)
 }
 
 /// A running worker. Dropping the handle does not stop it; call [`WorkerHandle::shutdown`].
@@ -104,24 +125,43 @@ pub fn locate_enclave_binary() -> Option<PathBuf> {
 /// Launches and registers the enclave, then serves the pool's tasks until shut down.
 pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
     let chain = Chain::connect(&config.rpc_url, config.contract, Some(config.operator_key.clone())).await?;
-    let platform = Platform::load_or_create(&config.platform_dir)?;
+    let platform = PlatformDaemon::new(&config.platform_socket);
+    let platform_key = platform.info()?.platform_key;
     let client = EnclaveClient::launch(&platform, &config.enclave_binary)?;
     let measurement = client.measurement();
     info!(%measurement, binary = %config.enclave_binary.display(), "enclave launched (SIMULATED TEE)");
 
-    let reply = client.call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address() }).await?;
-    let EnclaveReply::Attested { enclave, quote, platform_signature } = reply else {
+    let sealed_path = config.state_dir.join("enclave-identity.sealed");
+    let sealed_identity = match std::fs::read(&sealed_path) {
+        Ok(bytes) => Some(bytes.into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(WorkerError::State(sealed_path.display().to_string(), e.to_string())),
+    };
+    let block = chain.recent_block().await?;
+    let reply = client
+        .call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address(), block, sealed_identity })
+        .await?;
+    let EnclaveReply::Attested { enclave, quote, platform_signature, sealed_identity } = reply else {
         return Err(unexpected(reply));
     };
-    // Check the quote the way the contract will, so a misconfiguration reads as a sentence.
-    let verifier = SimulatedVerifier {
-        trusted_platform_keys: [platform.address()].into(),
-        trusted_measurements: [measurement].into(),
-        accept_simulated: true,
-    };
-    verifier.verify(&quote, &platform_signature)?;
-    chain.register_enclave(&quote, platform_signature).await?;
-    info!(%enclave, "enclave registered on chain");
+    write_atomically(&sealed_path, &sealed_identity)
+        .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
+    // An identity that came back from its seal keeps a registration that is still good; a new
+    // one, or one whose registration lapsed, registers with the fresh quote.
+    let (registered, _) = chain.enclave(enclave).await?;
+    if registered == measurement && chain.is_enclave_active(enclave).await? {
+        info!(%enclave, "enclave identity unsealed; its registration still holds");
+    } else {
+        // Check the quote the way the contract will, so a misconfiguration reads as a sentence.
+        let verifier = SimulatedVerifier {
+            trusted_platform_keys: [platform_key].into(),
+            trusted_measurements: [measurement].into(),
+            accept_simulated: true,
+        };
+        verifier.verify(&quote, &platform_signature)?;
+        chain.register_enclave(&quote, platform_signature).await?;
+        info!(%enclave, "enclave registered on chain");
+    }
 
     let (stop, stopped) = watch::channel(false);
     // One HTTP client for every key release: connections are reused across tasks.
@@ -238,6 +278,21 @@ impl Worker {
         within_task_budget(&manifest).map_err(|reason| WorkerError::BadManifest(uri.to_string(), reason))?;
         // The licence the task was rented under, which the enclave checks the job against (and
         // its hash against the chain's): the dataset's key service serves it by that hash.
+        // Every object is fetched before any key is asked for: what the storage does not serve
+        // then costs nobody anything (the task refunds), whereas keys released to a task that
+        // then cannot run would be a release with no result. Each is read up to the size its
+        // manifest lists (a larger one is not the listed object; the enclave checks its sha256
+        // anyway), so the host holds no more than the manifest declares (`within_task_budget`).
+        let fetch = manifest
+            .objects
+            .iter()
+            .zip(&object_urls)
+            .map(|(entry, url)| self.config.storage.get_at_most(url, entry.bytes));
+        let objects = futures::future::try_join_all(fetch).await?;
+        let now = chain.block_timestamp().await?;
+        if now + MIN_TIME_TO_SERVE > task.params.deadline {
+            return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
+        }
         let kms = KmsClient::with_http(&kms_url, self.http.clone());
         let policy = kms.policy(task.params.policyHash).await?;
         let reply = self
@@ -260,17 +315,21 @@ impl Worker {
             enclave_signature: signature,
             authorization: authorization.clone(),
         };
-        let release = kms.release(&request).await?;
+        // A reply lost on the way is asked for again: the key service answers a repeat of the
+        // same request (same enclave, same task key) with the same release.
+        let mut attempt = 1;
+        let release = loop {
+            match kms.release(&request).await {
+                Ok(release) => break release,
+                Err(e) if e.is_transient() && attempt < RELEASE_ATTEMPTS => {
+                    warn!(error = %e, attempt, "key release did not come back; asking again");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         info!("keys released to the enclave (sealed)");
-        // Each object is read up to the size its manifest lists (a larger one is not the listed
-        // object; the enclave checks its sha256 anyway), so the host holds no more than the
-        // manifest declares, which `within_task_budget` bounded.
-        let fetch = manifest
-            .objects
-            .iter()
-            .zip(&object_urls)
-            .map(|(entry, url)| self.config.storage.get_at_most(url, entry.bytes));
-        let objects = futures::future::try_join_all(fetch).await?;
         let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
         let request = HostRequest::RunTask {
             task_id: task.id,
@@ -290,6 +349,13 @@ impl Worker {
         Ok(())
     }
 }
+
+/// The least time before a task's deadline in which the host still asks for its keys: enough
+/// to run it and settle, so that keys are not released to a task that can no longer end.
+const MIN_TIME_TO_SERVE: u64 = 30;
+
+/// How often a key release whose reply was lost is asked for.
+const RELEASE_ATTEMPTS: u32 = 3;
 
 /// What one task's objects may total: the host holds them all, then relays them to the enclave,
 /// which holds them too. The manifest's owner writes the sizes; a rental of a manifest listing

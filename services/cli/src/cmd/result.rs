@@ -56,6 +56,10 @@ pub(crate) fn print_outcome(task: TaskId, outcome: &Outcome, json: bool) -> anyh
                     "it failed while running on the data, so it is paid and its epsilon (if any) spent: \
                      a failure can tell something of the data"
                 }
+                AttestedOutcome::HostFault => {
+                    "the worker did not relay what the chain pins, so nobody is paid: every price is back \
+                     in your balance (`strongroom withdraw` collects it) and its epsilon (if any) in your budget"
+                }
                 _ => {
                     "it was refused before reading the data: the dataset price is back in your balance \
                      (`strongroom withdraw` collects it) and its epsilon (if any) in your budget"

@@ -25,6 +25,10 @@ pub struct RunArgs {
     /// Serve still-active tasks created from this block on (e.g. after a restart); default: new tasks only.
     #[arg(long)]
     pub from_block: Option<u64>,
+    /// The socket of the platform daemon (`strongroom-platform --dir DIR --socket PATH`, run
+    /// apart from the worker, as the hardware is); defaults to `<data-dir>/platform.sock`.
+    #[arg(long, env = "STRONGROOM_PLATFORM_SOCKET")]
+    pub platform_socket: Option<PathBuf>,
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
     pub results_url: Option<StorageUrl>,
@@ -47,7 +51,8 @@ impl WorkerCommand {
             operator_key: global.signer()?,
             pool: args.pool,
             enclave_binary,
-            platform_dir: global.data_dir.join("platform"),
+            platform_socket: args.platform_socket.unwrap_or_else(|| global.data_dir.join("platform.sock")),
+            state_dir: global.data_dir.join("worker"),
             results_url,
             storage: global.storage()?,
             poll_interval: Duration::from_millis(200),
