@@ -29,9 +29,9 @@ enum Outcome {
     /// query fails can depend on the data, so a failure tells something of it, and one that cost
     /// less than a result would be a cheap probe (under differential privacy, a free one).
     Failed,
-    /// The worker did not relay what the chain pins: the manifest, an object, the job or the
+    /// The enclave was not relayed what the chain pins: the manifest, an object, the job or the
     /// policy was not the one rented (a corrupt or tampered copy, or one missing). The enclave
-    /// read no data. The worker may have caused it, or the storage may have: the pool is not
+    /// read no data. The worker may have caused it, or its storage may have: the pool is not
     /// paid, nobody is slashed, and the analyst gets every price and the epsilon back.
     HostFault
 }

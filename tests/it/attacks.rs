@@ -77,22 +77,28 @@ async fn attack_the_host_cannot_have_the_platform_sign_a_quote() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_a_binary_of_the_hosts_gets_a_quote_of_its_own_measurement_that_nobody_trusts() {
+async fn attack_the_platform_launches_no_program_of_the_hosts() {
     let (dir, devnet) = devnet(false).await;
-    // The enclave with a few bytes appended still runs, and is another binary.
+    // The enclave with a few bytes appended would still run, and is another binary, one that
+    // (running as the platform's user) could read the platform key: it is not launched.
     let mut bytes = std::fs::read(&devnet.options.enclave_binary).unwrap();
     bytes.extend_from_slice(b"the host's own build");
     let doctored = dir.path().join("strongroom-enclave-doctored");
     std::fs::write(&doctored, bytes).unwrap();
     std::fs::set_permissions(&doctored, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-
-    let Attested { enclave, quote, signature, .. } = attest(&devnet, &doctored).await;
-    assert_ne!(quote.measurement, devnet.measurement, "the platform measured what it launched");
+    let err = PlatformDaemon::new(devnet.platform.socket()).launch(&doctored).unwrap_err();
     assert_eq!(
-        refused(&devnet, &quote, signature).await,
-        format!("enclave measurement {} is not trusted by governance", quote.measurement)
+        err.to_string(),
+        format!(
+            "platform channel: {} is not an enclave this platform launches ({}): start strongroom-platform with \
+             --enclave for it",
+            doctored.display(),
+            std::fs::canonicalize(&devnet.options.enclave_binary).unwrap().display()
+        )
     );
-    assert!(!devnet.governance.is_enclave_active(enclave).await.unwrap());
+
+    // Replacing the trusted binary's file does not help either: the platform runs the copy it
+    // read at start (`platform::tests::a_missing_binary_is_named_and_a_launchable_one_is_what_was_measured`).
     devnet.shutdown().await;
 }
 
@@ -216,24 +222,8 @@ async fn attack_a_sealed_identity_opens_only_in_its_own_enclave() {
     assert!(devnet.governance.is_enclave_active(renewed).await.unwrap(), "the new identity registered");
     fresh.shutdown().await;
 
-    // Another binary on the same platform cannot open it either (its sealing key differs).
-    let mut doctored = std::fs::read(&devnet.options.enclave_binary).unwrap();
-    doctored.extend_from_slice(b"another build");
-    let other = dir.path().join("strongroom-enclave-other");
-    std::fs::write(&other, doctored).unwrap();
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut launched = PlatformDaemon::new(devnet.platform.socket()).launch(&other).unwrap();
-    let request = HostRequest::Attest {
-        chain_id: devnet.governance.chain_id(),
-        contract: devnet.governance.address(),
-        block: devnet.governance.recent_block().await.unwrap(),
-        sealed_identity: Some(std::fs::read(&sealed).unwrap().into()),
-    };
-    write_frame(&mut launched.channel, &request).unwrap();
-    let Some(EnclaveReply::Attested { enclave: opened_as, .. }) = read_frame(&mut launched.channel).unwrap() else {
-        panic!("expected an attestation");
-    };
-    assert_ne!(opened_as, renewed);
+    // Another binary could not open it either: its sealing key differs
+    // (`platform::tests::sealing_keys_are_bound_to_the_measurement`), and the platform launches none.
     devnet.shutdown().await;
 }
 
@@ -469,5 +459,33 @@ async fn attack_a_receipt_for_one_task_slashes_nobody_for_another() {
     let pool = devnet.governance.pool(devnet.pool).await.unwrap().unwrap();
     assert_eq!(pool.stake, devnet.options.pool_stake - U256::from(first.params.stake));
     assert_eq!(devnet.governance.task_status(second.id).await.unwrap(), strongroom_chain::TaskStatus::Active);
+    devnet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_host_relaying_a_flipped_object_gets_a_host_fault_and_no_pay() {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let rental = rent(&devnet, &published, SQL, &RentOptions::default()).await.unwrap();
+    let task = &rental.task;
+    let mut host = PlayedHost::start(&devnet).await;
+    let (manifest, mut objects, policy) = inputs(&devnet, &published, task).await;
+    let release = host.release(&devnet, task, &manifest, &policy).await;
+
+    // The keys are released; the host then relays an object of its own making.
+    let middle = objects[0].len() / 2;
+    objects[0][middle] ^= 1;
+    let EnclaveReply::TaskResult { digest, outcome, signature, .. } = host.run(task, release.sealed_release, &objects)
+    else {
+        panic!("expected a result");
+    };
+    assert_eq!(outcome, strongroom_types::Outcome::HostFault);
+    host.operator
+        .submit_result(task, digest, &location(task), host.authorization(task.id), signature, outcome)
+        .await
+        .unwrap();
+    assert_eq!(balances(&devnet).await, [published.offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
+    let pool = devnet.governance.pool(devnet.pool).await.unwrap().unwrap();
+    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake, U256::ZERO), "nobody is slashed either");
     devnet.shutdown().await;
 }

@@ -6,7 +6,7 @@ use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_client::owner::Published;
 use strongroom_devnet::Devnet;
 use strongroom_devnet::{analyst_key, operator_key, owner_key};
-use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of};
+use strongroom_e2e::{devnet, pass_claim_window, publish_sample, publish_split, rent, result_of, wait_for_log};
 use strongroom_types::{FailureCode, Outcome as AttestedOutcome};
 
 async fn rent_and_read(devnet: &Devnet, published: &Published, sql: &str) -> (AttestedOutcome, Outcome) {
@@ -44,7 +44,7 @@ async fn bad_sql_ends_as_attested_failure_and_refunds_the_dataset_price() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_a_flipped_byte_in_any_object_is_a_host_fault_that_pays_nobody() {
+async fn attack_a_flipped_byte_in_storage_costs_no_release_and_refunds_in_full() {
     let (_dir, devnet) = devnet(true).await;
     let flip = |url: &strongroom_types::StorageUrl, at: Option<usize>| {
         let path = url::Url::parse(url.as_str()).unwrap().to_file_path().unwrap();
@@ -53,46 +53,45 @@ async fn attack_a_flipped_byte_in_any_object_is_a_host_fault_that_pays_nobody() 
         bytes[i] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
     };
+    let options = RentOptions { epsilon: 100_000, ..Default::default() };
 
-    // Any one of the encrypted objects (the sample is split into three): checked against the manifest.
+    // Any one of the encrypted objects (the sample is split into three): the worker checks each
+    // against the manifest before it asks for any key, and declines the task.
     let published = publish_split(&devnet, 1_000).await;
     let objects = published.object_urls();
     assert_eq!(objects.len(), 3, "3000 rows, 1000 per object");
     flip(&objects[1], None);
-    let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert_eq!(settled, AttestedOutcome::HostFault);
-    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
-    assert_eq!(code, FailureCode::BadObjects);
-    assert!(
-        message.starts_with("dataset object part-00001.parquet has sha256")
-            && message.ends_with("as in the manifest registered on chain: the worker's copy is corrupt or tampered"),
-        "{message}"
-    );
-    // Neither the pool that relayed it nor the owner whose storage served it earns from it:
-    // the analyst gets every price back, the stake is unlocked, and no epsilon is spent.
+    let tampered = rent(&devnet, &published, "SELECT COUNT(*) FROM dataset", &options).await.unwrap();
+    wait_for_log(&format!(
+        "the storage does not serve what the task was rented against (object {} has sha256",
+        objects[1]
+    ))
+    .await;
+
+    // The manifest: checked against the digest on chain. A flipped byte inside a column name keeps it JSON.
+    let sample = publish_sample(&devnet).await;
+    let manifest =
+        std::fs::read_to_string(url::Url::parse(sample.uri.as_str()).unwrap().to_file_path().unwrap()).unwrap();
+    flip(&sample.uri, Some(manifest.find("monthly_spend").unwrap()));
+    let broken = rent(&devnet, &sample, "SELECT COUNT(*) FROM dataset", &options).await.unwrap();
+    wait_for_log(&format!("(manifest {} has digest", sample.uri)).await;
+
+    // No key left the key service, and nobody earns: after the claim window the analyst gets
+    // every price and the epsilon back, and the pool keeps its whole stake.
+    let audit: Vec<strongroom_types::AuditEntry> =
+        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    assert!(audit.is_empty(), "{audit:?}");
+    pass_claim_window(&devnet).await;
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
-    let paid = published.offer.price + devnet.pool_offer.price;
+    chain.refund(&tampered.task).await.unwrap();
+    chain.refund(&broken.task).await.unwrap();
+    let paid = published.offer.price + sample.offer.price + devnet.pool_offer.price * U256::from(2);
     assert_eq!(chain.balance_of(analyst_key().address()).await.unwrap(), paid);
     assert_eq!(chain.balance_of(operator_key().address()).await.unwrap(), U256::ZERO);
     assert_eq!(chain.balance_of(owner_key().address()).await.unwrap(), U256::ZERO);
     assert_eq!(chain.privacy_spend(published.dataset, analyst_key().address()).await.unwrap(), (0, 0));
     let pool = chain.pool(devnet.pool).await.unwrap().unwrap();
     assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake, U256::ZERO));
-
-    // The manifest: checked against the chain. A flipped byte inside a column name keeps it JSON.
-    let published = publish_sample(&devnet).await;
-    let manifest =
-        std::fs::read_to_string(url::Url::parse(published.uri.as_str()).unwrap().to_file_path().unwrap()).unwrap();
-    let at = manifest.find("monthly_spend").unwrap();
-    flip(&published.uri, Some(at));
-    let (settled, outcome) = rent_and_read(&devnet, &published, "SELECT COUNT(*) FROM dataset").await;
-    assert_eq!(settled, AttestedOutcome::HostFault);
-    let Outcome::Failed { code, message, .. } = outcome else { panic!("expected a failure, got {outcome:?}") };
-    assert_eq!(code, FailureCode::ManifestMismatch);
-    assert!(
-        message.starts_with("dataset manifest digest") && message.contains("the one the task was rented against"),
-        "{message}"
-    );
     devnet.shutdown().await;
 }
 

@@ -381,3 +381,45 @@ async fn attack_a_key_service_of_the_attackers_cannot_take_a_pools_stake() {
     liar.shutdown().await;
     devnet.shutdown().await;
 }
+
+/// An owner registers a dataset whose manifest URI names a file of the worker's machine and rents
+/// it on the pool's own key service: the worker reads datasets only under its operator's storage
+/// prefixes, declines the task before reading anything or asking for any key, and the attacker
+/// gets back only what it paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_dataset_naming_a_file_of_the_workers_machine_is_not_read() {
+    let (_dir, devnet) = devnet(true).await;
+    let attacker = owner_key();
+    let chain = devnet.chain_as(attacker.clone()).await.unwrap();
+    let policy_hash = alloy::primitives::keccak256(b"bait");
+    let kms_key = devnet.kms.info().public_key.to_b256();
+    let (dataset, _) = chain
+        .register_dataset(
+            random_salt(),
+            "file:///etc/hostname",
+            ManifestDigest::new(B256::repeat_byte(3)),
+            &devnet.kms.url(),
+            kms_key,
+            policy_hash,
+            1_000_000,
+        )
+        .await
+        .unwrap();
+    let (offer, signature) = dataset_offer(&devnet, dataset, policy_hash, &attacker);
+    let rental =
+        rent_with(&devnet, (&offer, &signature), (&devnet.pool_offer, &devnet.pool_offer_signature)).await.unwrap();
+    strongroom_e2e::wait_for_log(
+        "dataset manifest file:///etc/hostname is not under a storage prefix this worker reads datasets from",
+    )
+    .await;
+    let audit: Vec<strongroom_types::AuditEntry> =
+        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    assert!(audit.is_empty(), "no key was asked for: {audit:?}");
+    pass_claim_window(&devnet).await;
+    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
+    analyst.refund(&rental.task).await.unwrap();
+    let (balances, stake) = money(&devnet, &analyst).await;
+    assert_eq!(balances, [offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
+    assert_eq!(stake, (devnet.options.pool_stake, U256::ZERO), "the pool's stake is whole");
+    devnet.shutdown().await;
+}

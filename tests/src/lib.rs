@@ -63,6 +63,16 @@ pub fn logs() -> LogCapture {
 
 pub mod s3;
 
+/// Waits until a log line of the run contains `needle` (half a minute at most): for what a
+/// service does without telling the caller, such as a worker declining a task.
+pub async fn wait_for_log(needle: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !logs().text().contains(needle) {
+        assert!(std::time::Instant::now() < until, "no log line says {needle:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A fresh local stack in a temporary directory.
 pub async fn devnet(with_worker: bool) -> (tempfile::TempDir, Devnet) {
     devnet_with(|options| options.with_worker = with_worker).await

@@ -3,14 +3,17 @@
 //!
 //! ```text
 //!  worker host ──connect──▶ strongroom-platform (holds platform.key)
-//!     │  {"op":"launch","binary":…}      │ measures the binary, starts it with this very
+//!     │  {"op":"launch","binary":…}      │ one of the enclaves it read and measured at start:
+//!     │                                  │ starts that copy with this very
 //!     │◀─ {"op":"launched",…}            │ connection as its stdin/stdout and a private
 //!     │◀════ enclave frames ════════════▶│ fd 3 it serves itself (quotes, sealing key)
 //! ```
 //!
 //! The host can ask for two things only: the platform key's address (to check quotes against)
-//! and the launch of a binary, whose quotes then carry that binary's measurement. It cannot ask
-//! for a quote, so it cannot make one for a trusted measurement over a key of its own.
+//! and the launch of one of the enclave binaries the daemon was started with (`--enclave`), read
+//! and measured once then and run from a sealed in-memory copy. It cannot ask for a quote, so it
+//! cannot make one for a trusted measurement over a key of its own, and it cannot have a program
+//! of its own run as the daemon's user, where it could read the platform key.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
@@ -21,7 +24,7 @@ use std::process::Stdio;
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
-use crate::platform::{EnclaveIdentity, Platform};
+use crate::platform::{EnclaveIdentity, Launchable, Platform};
 use crate::{Error, Result};
 
 /// What a host may ask the daemon, one JSON line on a fresh connection.
@@ -58,17 +61,20 @@ pub struct LaunchedEnclave {
     pub pid: u32,
 }
 
-/// Serves hosts on `listener` until the process ends: the daemon's main loop.
-pub fn serve(platform: &Platform, listener: UnixListener) -> Result<()> {
+/// Serves hosts on `listener` until the process ends: the daemon's main loop. It launches only
+/// `enclaves`, read and measured when it started: a host cannot have it run a program of its
+/// own, which (running as the daemon's user, as the simulation must) could read the platform key.
+pub fn serve(platform: &Platform, enclaves: Vec<Launchable>, listener: UnixListener) -> Result<()> {
+    let enclaves = std::sync::Arc::new(enclaves);
     for stream in listener.incoming() {
         let stream = stream.map_err(|e| Error::Channel(format!("accepting a host: {e}")))?;
-        let platform = platform.clone();
-        std::thread::spawn(move || answer(&platform, stream));
+        let (platform, enclaves) = (platform.clone(), enclaves.clone());
+        std::thread::spawn(move || answer(&platform, &enclaves, stream));
     }
     Ok(())
 }
 
-fn answer(platform: &Platform, stream: UnixStream) {
+fn answer(platform: &Platform, enclaves: &[Launchable], stream: UnixStream) {
     let Ok(reading) = stream.try_clone() else { return };
     // A request is one short line; a host that sends more is cut off.
     let mut reader = BufReader::new(reading.take(64 * 1024));
@@ -86,7 +92,7 @@ fn answer(platform: &Platform, stream: UnixStream) {
                 svn: identity.svn,
             }
         }
-        Ok(DaemonRequest::Launch { binary }) => match launch_on(platform, &binary, &stream) {
+        Ok(DaemonRequest::Launch { binary }) => match launch_on(platform, enclaves, &binary, &stream) {
             Ok((mut child, measurement)) => {
                 let pid = child.id();
                 let _ = reply_to(&stream, &DaemonReply::Launched { measurement, pid });
@@ -106,12 +112,23 @@ fn answer(platform: &Platform, stream: UnixStream) {
 
 /// Starts `binary` with the host's connection as its stdin and stdout: after the `launched`
 /// line, every byte on it is the enclave's.
-fn launch_on(platform: &Platform, binary: &Path, stream: &UnixStream) -> Result<(std::process::Child, B256)> {
+fn launch_on(
+    platform: &Platform,
+    enclaves: &[Launchable],
+    binary: &Path,
+    stream: &UnixStream,
+) -> Result<(std::process::Child, B256)> {
+    let named = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_owned());
+    let Some(enclave) = enclaves.iter().find(|e| e.path == named) else {
+        let known: Vec<String> = enclaves.iter().map(|e| e.path.display().to_string()).collect();
+        return Err(Error::NotLaunchable { binary: binary.display().to_string(), known: known.join(", ") });
+    };
     let channel = |s: &UnixStream| -> Result<Stdio> {
         let fd: OwnedFd = s.try_clone().map_err(|e| Error::Channel(e.to_string()))?.into();
         Ok(Stdio::from(fd))
     };
-    platform.launch(binary, channel(stream)?, channel(stream)?)
+    let child = platform.launch(enclave, channel(stream)?, channel(stream)?)?;
+    Ok((child, enclave.measurement))
 }
 
 fn reply_to(mut stream: &UnixStream, reply: &DaemonReply) -> std::io::Result<()> {
@@ -160,7 +177,7 @@ impl PlatformDaemon {
     fn ask(&self, request: &DaemonRequest) -> Result<(DaemonReply, UnixStream)> {
         let unreachable = |e: std::io::Error| {
             Error::Channel(format!(
-                "the platform daemon at {} does not answer ({e}): start it with `strongroom-platform --dir DIR --socket {}`",
+                "the platform daemon at {} does not answer ({e}): start it with `strongroom-platform --dir DIR --socket {} --enclave BINARY`",
                 self.socket.display(),
                 self.socket.display()
             ))
@@ -200,22 +217,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_daemon_tells_its_key_and_names_a_binary_it_cannot_launch() {
+    fn the_daemon_tells_its_key_and_launches_only_the_enclaves_it_was_given() {
         let dir = tempfile::tempdir().unwrap();
         let platform = Platform::load_or_create(&dir.path().join("platform")).unwrap();
         let socket = dir.path().join("platform.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let served = platform.clone();
-        std::thread::spawn(move || serve(&served, listener));
+        let enclave = dir.path().join("enclave");
+        std::fs::write(&enclave, b"not even a program").unwrap();
+        let enclaves = vec![Launchable::load(&enclave).unwrap()];
+        std::thread::spawn(move || serve(&served, enclaves, listener));
 
         let daemon = PlatformDaemon::new(&socket);
         let info = daemon.info().unwrap();
         assert_eq!(info.platform_key, platform.address());
         assert_eq!(info.identity, crate::SIMULATED_IDENTITY);
 
-        let missing = dir.path().join("no-such-enclave");
-        let err = daemon.launch(&missing).unwrap_err();
-        assert!(err.to_string().starts_with(&format!("enclave binary {}", missing.display())), "{err}");
+        // A program of the host's own is not launched: it could read the platform key.
+        let own = dir.path().join("the-hosts-program");
+        std::fs::write(&own, b"#!/bin/sh\ncat platform/platform.key\n").unwrap();
+        let err = daemon.launch(&own).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "platform channel: {} is not an enclave this platform launches ({}): start strongroom-platform with --enclave for it",
+                std::fs::canonicalize(&own).unwrap().display(),
+                std::fs::canonicalize(&enclave).unwrap().display()
+            )
+        );
 
         // No daemon behind a socket: the error says how to start one.
         let err = PlatformDaemon::new(dir.path().join("nobody.sock")).info().unwrap_err();

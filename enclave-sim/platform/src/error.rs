@@ -25,4 +25,8 @@ pub enum Error {
     PlatformKey { path: String, reason: String },
     #[error("platform channel: {0}")]
     Channel(String),
+    #[error(
+        "{binary} is not an enclave this platform launches ({known}): start strongroom-platform with --enclave for it"
+    )]
+    NotLaunchable { binary: String, known: String },
 }

@@ -11,7 +11,8 @@
 //!
 //! The daemon ([`serve`], the `strongroom-platform` binary) holds the platform key in its own
 //! directory; a host reaches it through [`PlatformDaemon`] and can only learn its key's address
-//! or have it launch a binary. The daemon measures the binary (sha256 of its bytes) and starts
+//! or have it launch one of the enclave binaries it was started with. The daemon measured each
+//! (sha256 of its bytes) when it read it, runs that sealed copy, and starts
 //! it with a private socket on fd 3 that only the daemon serves: through it, and only through
 //! it, the enclave obtains quotes over its own measurement and its sealing key. The worker host
 //! holds the enclave's stdin/stdout only, and never the key that signs quotes. The enclave links only `strongroom-enclave-sim-guest`, which holds the
@@ -28,5 +29,5 @@ mod verifier;
 
 pub use daemon::{LaunchedEnclave, PlatformDaemon, PlatformInfo, serve};
 pub use error::{Error, Result};
-pub use platform::{EnclaveIdentity, Platform, SIMULATED_IDENTITY, measure};
+pub use platform::{EnclaveIdentity, Launchable, Platform, SIMULATED_IDENTITY, measure};
 pub use verifier::{QuoteVerifier, SimulatedVerifier, VerifiedEnclave};

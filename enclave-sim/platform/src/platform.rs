@@ -1,10 +1,10 @@
 //! The host side of the simulated platform: the platform key, measured launch, quote service.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use alloy_primitives::{Address, B256};
@@ -95,28 +95,76 @@ impl Platform {
         signature.as_bytes().to_vec().into()
     }
 
-    /// Starts `binary` as a measured enclave with `stdin`/`stdout` as its message channel to the
+    /// Starts `enclave` as a measured enclave with `stdin`/`stdout` as its message channel to the
     /// host and its log on this process's stderr. The platform channel (fd 3) stays private to
     /// this process, which serves it until the enclave exits; the returned child is waited on
     /// by the caller.
-    pub(crate) fn launch(&self, binary: &Path, stdin: Stdio, stdout: Stdio) -> Result<(Child, B256)> {
-        // Measure the bytes we are about to run. A real CPU measures pages as it loads them; here
-        // the window between hashing and exec is accepted as a simulation limit.
-        let measurement = measure(binary)?;
+    pub(crate) fn launch(&self, enclave: &Launchable, stdin: Stdio, stdout: Stdio) -> Result<Child> {
         let (platform_end, enclave_end) = UnixStream::pair().map_err(|e| Error::Channel(e.to_string()))?;
         let enclave_fd = enclave_end.as_raw_fd();
-        let mut command = Command::new(binary);
+        // The bytes run are the sealed copy that was measured, not the file, which its owner
+        // could have replaced since.
+        let mut command = Command::new(format!("/proc/self/fd/{}", enclave.image.as_raw_fd()));
         command.stdin(stdin).stdout(stdout).stderr(Stdio::inherit()).env_clear();
         install_platform_fd(&mut command, enclave_fd);
-        let child = command.spawn().map_err(|source| Error::Binary { path: binary.display().to_string(), source })?;
+        let child =
+            command.spawn().map_err(|source| Error::Binary { path: enclave.path.display().to_string(), source })?;
         drop(enclave_end);
 
-        let server = PlatformServer { key: self.key.clone(), measurement };
+        let server = PlatformServer { key: self.key.clone(), measurement: enclave.measurement };
         std::thread::Builder::new()
             .name("enclave-sim-platform".into())
             .spawn(move || server.serve(platform_end))
             .map_err(|e| Error::Channel(e.to_string()))?;
-        Ok((child, measurement))
+        Ok(child)
+    }
+}
+
+/// An enclave binary the platform launches, read once when the platform starts: its path (as
+/// the host names it), its measurement, and the measured bytes in a sealed memory file that
+/// nobody can write to any more.
+#[derive(Debug)]
+pub struct Launchable {
+    pub path: PathBuf,
+    pub measurement: B256,
+    image: OwnedFd,
+}
+
+impl Launchable {
+    /// Reads `path` once and keeps what it read: what is launched later is what was measured.
+    #[allow(unsafe_code)]
+    pub fn load(path: &Path) -> Result<Self> {
+        let err = |source: std::io::Error| Error::Binary { path: path.display().to_string(), source };
+        let path = std::fs::canonicalize(path).map_err(err)?;
+        let bytes = std::fs::read(&path).map_err(err)?;
+        let measurement = B256::from_slice(&Sha256::digest(&bytes));
+        // SAFETY: memfd_create and fcntl are called with valid arguments; the returned fds are
+        // checked and owned from here on.
+        let image = unsafe {
+            let fd = libc::memfd_create(c"strongroom-enclave".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING);
+            if fd < 0 {
+                return Err(err(std::io::Error::last_os_error()));
+            }
+            OwnedFd::from_raw_fd(fd)
+        };
+        let mut file = std::fs::File::from(image);
+        file.write_all(&bytes).map_err(err)?;
+        let image = OwnedFd::from(file);
+        let seals = libc::F_SEAL_WRITE | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        // SAFETY: as above. The copy is moved above the low fds, so that it cannot collide with
+        // the platform channel the child finds on fd 3; close-on-exec, so no enclave inherits it
+        // (an ELF image is opened before those fds close).
+        let image = unsafe {
+            if libc::fcntl(image.as_raw_fd(), libc::F_ADD_SEALS, seals) < 0 {
+                return Err(err(std::io::Error::last_os_error()));
+            }
+            let high = libc::fcntl(image.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100);
+            if high < 0 {
+                return Err(err(std::io::Error::last_os_error()));
+            }
+            OwnedFd::from_raw_fd(high)
+        };
+        Ok(Self { path, measurement, image })
     }
 }
 
@@ -208,14 +256,32 @@ mod tests {
     }
 
     #[test]
-    fn launching_a_missing_binary_names_it() {
+    fn a_missing_binary_is_named_and_a_launchable_one_is_what_was_measured() {
         let dir = tempfile::tempdir().unwrap();
-        let platform = Platform::load_or_create(dir.path()).unwrap();
-        let err = platform.launch(&dir.path().join("no-such-enclave"), Stdio::null(), Stdio::null()).unwrap_err();
-        assert!(
-            err.to_string().starts_with(&format!("enclave binary {}", dir.path().join("no-such-enclave").display())),
-            "{err}"
-        );
+        let missing = dir.path().join("no-such-enclave");
+        let err = Launchable::load(&missing).unwrap_err();
+        assert!(err.to_string().starts_with(&format!("enclave binary {}", missing.display())), "{err}");
+
+        let binary = dir.path().join("enclave");
+        std::fs::write(&binary, b"first build").unwrap();
+        let loaded = Launchable::load(&binary).unwrap();
+        assert_eq!(loaded.measurement, measure(&binary).unwrap());
+        // Replacing the file later changes nothing of what is launched.
+        std::fs::write(&binary, b"the host's build").unwrap();
+        let mut kept = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::fs::File::open(format!("/proc/self/fd/{}", loaded.image.as_raw_fd())).unwrap(),
+            &mut kept,
+        )
+        .unwrap();
+        assert_eq!(kept, b"first build");
+        // And the sealed copy cannot be written through.
+        let mut opened = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", loaded.image.as_raw_fd()))
+            .unwrap();
+        let err = opened.write_all(b"patched").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "the measured copy is sealed against writes: {err}");
     }
 
     #[test]

@@ -143,7 +143,11 @@ impl Devnet {
         info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
 
         let measurement = measure(&options.enclave_binary).map_err(DevnetError::EnclaveBinary)?;
-        let platform = PlatformProcess::spawn(&PlatformProcess::locate(&options.enclave_binary), &options.data_dir)?;
+        let platform = PlatformProcess::spawn(
+            &PlatformProcess::locate(&options.enclave_binary),
+            &options.data_dir,
+            &options.enclave_binary,
+        )?;
         governance.set_platform_key(platform.key(), PlatformKind::Simulated).await?;
         let identity = platform.info().identity;
         governance.set_enclave_identity(identity.signer, identity.product_id, identity.svn).await?;
@@ -251,6 +255,7 @@ impl Devnet {
             pool: self.pool,
             enclave_binary: self.options.enclave_binary.clone(),
             platform_socket: self.platform.socket().to_owned(),
+            dataset_storage: vec![self.objects_url.clone()],
             state_dir: self.options.data_dir.join("worker"),
             results_url: self.results_url.clone(),
             storage: self.options.storage.clone(),

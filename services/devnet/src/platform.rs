@@ -20,9 +20,9 @@ pub struct PlatformProcess {
 }
 
 impl PlatformProcess {
-    /// Starts `binary --dir <data_dir>/platform --socket <data_dir>/platform.sock` and waits until
-    /// it listens.
-    pub fn spawn(binary: &Path, data_dir: &Path) -> Result<Self> {
+    /// Starts `binary --dir <data_dir>/platform --socket <data_dir>/platform.sock --enclave
+    /// <enclave>` and waits until it listens.
+    pub fn spawn(binary: &Path, data_dir: &Path, enclave: &Path) -> Result<Self> {
         let socket = data_dir.join("platform.sock");
         let io = |what: String| move |source| DevnetError::Io { what, source };
         let mut child = Command::new(binary)
@@ -30,6 +30,8 @@ impl PlatformProcess {
             .arg(data_dir.join("platform"))
             .arg("--socket")
             .arg(&socket)
+            .arg("--enclave")
+            .arg(enclave)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -34,6 +34,10 @@ pub(crate) enum EnclaveError {
     PolicyTooLarge(usize),
     #[error("keys for task {0} were already requested for another job, manifest or policy")]
     AlreadyRequested(U256),
+    #[error(
+        "this enclave is attested for chain {chain_id} contract {contract}; an identity signs for one deployment: launch another enclave"
+    )]
+    OtherDeployment { chain_id: u64, contract: Address },
     #[error("task {0} already ran in this enclave: a task runs once")]
     AlreadyRan(U256),
     #[error("the key release is for chain {chain_id} contract {contract}, not this enclave's deployment")]
@@ -130,6 +134,11 @@ impl Session {
         // the host, another binary or another platform can neither open nor plant one.
         let sealing = X25519SecretKey::from_bytes(platform.sealing_key()?.as_slice())?;
         let aad = deployment_aad(chain_id, contract);
+        if let Some(identity) = &self.identity
+            && (identity.chain_id, identity.contract) != (chain_id, contract)
+        {
+            return Err(EnclaveError::OtherDeployment { chain_id: identity.chain_id, contract: identity.contract });
+        }
         let key = match (self.identity.take(), sealed_identity) {
             (Some(identity), _) => identity.key,
             (None, Some(sealed)) => {

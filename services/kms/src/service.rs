@@ -12,7 +12,7 @@ use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease,
     KeyService, KmsInfo, ManifestDigest, Policy, PolicyResponse, ReleaseReceipt, ReleaseRequest, ReleaseResponse,
-    Released, SealedBox, X25519SecretKey, key_set_aad, open, recover_typed, seal_from, sign_typed,
+    Released, SealedBox, X25519SecretKey, canonical_signature, key_set_aad, open, recover_typed, seal_from, sign_typed,
 };
 use tracing::{Instrument, info, warn};
 
@@ -245,7 +245,10 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     // task key; another enclave, or the same one with another key, gets nothing.
     let task_key = req.task_key.to_b256();
     let task = TaskRef { chain_id: chain.chain_id(), contract: chain.address(), id: req.task_id };
-    let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key, req.authorization.clone()).await?;
+    // Kept, and returned with the receipt, in the one form `refundReleased` accepts.
+    let authorization = canonical_signature(&req.authorization)
+        .ok_or_else(|| KmsError::Internal("an authorization that verified does not parse".into()))?;
+    let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key, authorization.clone()).await?;
     if (holder, holder_key) != (req.enclave, task_key) {
         return Err(KmsError::AlreadyReleased { task: req.task_id, holder });
     }
@@ -270,7 +273,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let released = entry.key_ids.clone();
     state.store.record_release(task, entry).await?;
     info!(%dataset, key_ids = ?released, "keys released");
-    Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave, req.authorization.clone()) })
+    Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave, authorization) })
 }
 
 #[derive(Deserialize)]

@@ -214,11 +214,17 @@ impl Store {
                 |row| row.get(0),
             )
         };
+        // Both columns in one transaction, each added only if missing: a crash halfway cannot
+        // leave a store that never migrates.
+        let mut missing = String::new();
         if !claims_have("authorization")? {
-            conn.execute_batch(
-                "ALTER TABLE released_tasks ADD COLUMN authorization BLOB NOT NULL DEFAULT x'';
-                 ALTER TABLE released_tasks ADD COLUMN released INTEGER NOT NULL DEFAULT 0;",
-            )?;
+            missing.push_str("ALTER TABLE released_tasks ADD COLUMN authorization BLOB NOT NULL DEFAULT x'';");
+        }
+        if !claims_have("released")? {
+            missing.push_str("ALTER TABLE released_tasks ADD COLUMN released INTEGER NOT NULL DEFAULT 0;");
+        }
+        if !missing.is_empty() {
+            conn.execute_batch(&format!("BEGIN; {missing} COMMIT;"))?;
         }
         Ok(Self { conn })
     }

@@ -34,7 +34,8 @@ pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{
     AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, KeyService, Outcome, PoolOffer, Released,
-    ResultAttestation, address_of, domain, job_hash, random_salt, recover_typed, sign_hash, sign_typed,
+    ResultAttestation, address_of, canonical_signature, domain, job_hash, random_salt, recover_typed, sign_hash,
+    sign_typed,
 };
 pub use policy::{
     AggregateFunction, Aggregation, ColumnRule, DifferentialPrivacy, POLICY_VERSION, Policy, Role, Template,

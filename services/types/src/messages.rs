@@ -202,7 +202,36 @@ pub fn recover_typed<T: alloy_sol_types::SolStruct>(
     sig.recover_address_from_prehash(&message.eip712_signing_hash(domain)).ok()
 }
 
+/// The same signature in the one form the contract accepts (low s, v of 27 or 28), or `None`
+/// if it is malformed. Recovery here accepts high-s and other v encodings that OpenZeppelin's
+/// `ECDSA` refuses, so a signature kept to be posted on chain later is kept in this form: an
+/// operator cannot hand over one that verifies here and fails there.
+pub fn canonical_signature(signature: &[u8]) -> Option<alloy_primitives::Bytes> {
+    let sig = alloy_primitives::Signature::from_raw(signature).ok()?.normalized_s();
+    Some(sig.as_bytes().to_vec().into())
+}
+
 /// A fresh random 32-byte salt (dataset ids, pool ids, offer salts).
 pub fn random_salt() -> B256 {
     B256::from(rand::random::<[u8; 32]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_high_s_signature_is_kept_in_the_form_the_contract_accepts() {
+        use alloy_primitives::U256;
+        let key = k256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let hash = B256::repeat_byte(3);
+        let low = alloy_primitives::Signature::from_raw(&sign_hash(&key, &hash)).unwrap();
+        // The same signature with s' = n - s and the other parity: valid, but refused on chain.
+        let n = U256::from_str_radix("fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141", 16).unwrap();
+        let high = alloy_primitives::Signature::new(low.r(), n - low.s(), !low.v());
+        assert_eq!(high.recover_address_from_prehash(&hash).unwrap(), address_of(&key));
+        let canonical = canonical_signature(&high.as_bytes()).unwrap();
+        assert_eq!(canonical.as_ref(), sign_hash(&key, &hash).as_ref());
+        assert_eq!(canonical_signature(&[0u8; 10]), None);
+    }
 }

@@ -75,6 +75,12 @@ impl StorageUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this location is `prefix` or below it. Both are normalised when made, so a
+    /// comparison of segments is exact: `s3://b/team` is not within `s3://b/te`.
+    pub fn is_within(&self, prefix: &StorageUrl) -> bool {
+        self.0 == prefix.0 || self.0.strip_prefix(&prefix.0).is_some_and(|rest| rest.starts_with('/'))
+    }
 }
 
 impl std::fmt::Display for StorageUrl {
@@ -106,6 +112,17 @@ impl From<StorageUrl> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_is_within_a_prefix_by_whole_segments() {
+        let prefix = StorageUrl::parse("s3://datasets/team").unwrap();
+        for inside in ["s3://datasets/team", "s3://datasets/team/0xab/manifest.json"] {
+            assert!(StorageUrl::parse(inside).unwrap().is_within(&prefix), "{inside}");
+        }
+        for outside in ["s3://datasets/teammate/x", "s3://datasets", "file:///datasets/team/x", "s3://other/team"] {
+            assert!(!StorageUrl::parse(outside).unwrap().is_within(&prefix), "{outside}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_and_joined_without_climbing_out() {

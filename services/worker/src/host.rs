@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
+use futures::{StreamExt, TryStreamExt};
+use sha2::Digest;
 use strongroom_chain::{Chain, Task, TaskStatus};
 use strongroom_client::KmsClient;
 use strongroom_dataplane::Manifest;
@@ -32,6 +34,9 @@ pub struct WorkerConfig {
     /// Where the host keeps the enclave's identity, sealed by the enclave under its platform's
     /// sealing key (unreadable here): a restart takes it back and keeps the registration.
     pub state_dir: PathBuf,
+    /// The storage prefixes the worker reads datasets from; a task of a dataset elsewhere (say
+    /// `file:///etc`) is declined before anything is read.
+    pub dataset_storage: Vec<StorageUrl>,
     /// Storage URL under which sealed results are written (`file:///…/results`, `s3://…`).
     pub results_url: StorageUrl,
     /// The operator's storage credentials: read datasets, write results.
@@ -68,6 +73,10 @@ pub enum WorkerError {
         "the task's deadline (unix time {deadline}) is too close to serve it (now {now}): its keys are not asked for"
     )]
     TooLate { deadline: u64, now: u64 },
+    #[error("dataset manifest {0} is not under a storage prefix this worker reads datasets from: the task is declined")]
+    StorageNotAllowed(StorageUrl),
+    #[error("the storage does not serve what the task was rented against ({0}): its keys are not asked for")]
+    NotAsRented(String),
     #[error("worker state {0}: {1}")]
     State(String, String),
 }
@@ -148,8 +157,10 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
     // An identity that came back from its seal keeps a registration that is still good; a new
     // one, or one whose registration lapsed, registers with the fresh quote.
-    let (registered, _) = chain.enclave(enclave).await?;
-    if registered == measurement && chain.is_enclave_active(enclave).await? {
+    let (registered, expires_at) = chain.enclave(enclave).await?;
+    let now = chain.block_timestamp().await?;
+    let lasts = registered == measurement && expires_at > now.saturating_add(KEEP_REGISTRATION_FOR);
+    if lasts && chain.is_enclave_active(enclave).await? {
         info!(%enclave, "enclave identity unsealed; its registration still holds");
     } else {
         // Check the quote the way the contract will, so a misconfiguration reads as a sentence.
@@ -267,6 +278,10 @@ impl Worker {
                 .ok_or(WorkerError::UnknownDataVersion(dataset.id, rented))?,
         };
         let uri = StorageUrl::parse(&uri).map_err(|e| WorkerError::BadManifest(uri.clone(), e.to_string()))?;
+        // The dataset's owner chose the URI; the worker reads only where its operator allows.
+        if !self.config.dataset_storage.iter().any(|prefix| uri.is_within(prefix)) {
+            return Err(WorkerError::StorageNotAllowed(uri));
+        }
         let manifest_bytes = self.config.storage.get_at_most(&uri, Manifest::MAX_STORED_BYTES as u64).await?;
         // Only what the host needs to fetch the objects: the enclave checks the rest, and what it
         // finds wrong ends as an attested failure the analyst reads.
@@ -283,12 +298,27 @@ impl Worker {
         // then cannot run would be a release with no result. Each is read up to the size its
         // manifest lists (a larger one is not the listed object; the enclave checks its sha256
         // anyway), so the host holds no more than the manifest declares (`within_task_budget`).
-        let fetch = manifest
+        // A few at a time: a manifest of many small objects does not open as many connections.
+        let fetch: Vec<_> = manifest
             .objects
             .iter()
             .zip(&object_urls)
-            .map(|(entry, url)| self.config.storage.get_at_most(url, entry.bytes));
-        let objects = futures::future::try_join_all(fetch).await?;
+            .map(|(entry, url)| self.config.storage.get_at_most(url, entry.bytes))
+            .collect();
+        let objects: Vec<_> = futures::stream::iter(fetch).buffered(CONCURRENT_FETCHES).try_collect().await?;
+        // What the chain pins, checked here too, before any key moves: a copy that is not the
+        // rented one (a storage that serves other bytes) declines the task, which then refunds,
+        // instead of costing a release and ending as a host fault inside the enclave.
+        let found = strongroom_types::ManifestDigest::of(&manifest_bytes);
+        if found != rented {
+            return Err(WorkerError::NotAsRented(format!("manifest {uri} has digest {found}, not {rented}")));
+        }
+        for ((entry, url), object) in manifest.objects.iter().zip(&object_urls).zip(&objects) {
+            let found = B256::from_slice(&sha2::Sha256::digest(object));
+            if found != entry.sha256 {
+                return Err(WorkerError::NotAsRented(format!("object {url} has sha256 {found}, not {}", entry.sha256)));
+            }
+        }
         let now = chain.block_timestamp().await?;
         if now + MIN_TIME_TO_SERVE > task.params.deadline {
             return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
@@ -353,6 +383,12 @@ impl Worker {
 /// The least time before a task's deadline in which the host still asks for its keys: enough
 /// to run it and settle, so that keys are not released to a task that can no longer end.
 const MIN_TIME_TO_SERVE: u64 = 30;
+
+/// How many objects of a task are fetched at once.
+const CONCURRENT_FETCHES: usize = 4;
+
+/// How long a registration must still last for a restart to keep it rather than renew it.
+const KEEP_REGISTRATION_FOR: u64 = 86_400;
 
 /// How often a key release whose reply was lost is asked for.
 const RELEASE_ATTEMPTS: u32 = 3;

@@ -29,6 +29,10 @@ pub struct RunArgs {
     /// apart from the worker, as the hardware is); defaults to `<data-dir>/platform.sock`.
     #[arg(long, env = "STRONGROOM_PLATFORM_SOCKET")]
     pub platform_socket: Option<PathBuf>,
+    /// A storage prefix to read datasets from (repeatable); a task of a dataset elsewhere is
+    /// declined. Defaults to `<data-dir>/objects`.
+    #[arg(long = "dataset-storage")]
+    pub dataset_storage: Vec<StorageUrl>,
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
     pub results_url: Option<StorageUrl>,
@@ -51,6 +55,10 @@ impl WorkerCommand {
             operator_key: global.signer()?,
             pool: args.pool,
             enclave_binary,
+            dataset_storage: match args.dataset_storage.is_empty() {
+                true => vec![StorageUrl::from_path(&global.data_dir.join("objects"))?],
+                false => args.dataset_storage,
+            },
             platform_socket: args.platform_socket.unwrap_or_else(|| global.data_dir.join("platform.sock")),
             state_dir: global.data_dir.join("worker"),
             results_url,
