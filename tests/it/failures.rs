@@ -78,9 +78,10 @@ async fn attack_a_flipped_byte_in_storage_costs_no_release_and_refunds_in_full()
 
     // No key left the key service, and nobody earns: after the claim window the analyst gets
     // every price and the epsilon back, and the pool keeps its whole stake.
-    let audit: Vec<strongroom_types::AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
-    assert!(audit.is_empty(), "{audit:?}");
+    for dataset in [published.dataset, sample.dataset] {
+        let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), dataset, None).await;
+        assert!(audit.is_empty(), "{audit:?}");
+    }
     pass_claim_window(&devnet).await;
     let chain = devnet.chain_as(analyst_key()).await.unwrap();
     chain.refund(&tampered.task).await.unwrap();
@@ -111,8 +112,7 @@ async fn attack_a_query_of_a_hidden_column_gets_no_key_and_fails_naming_the_rule
     );
 
     // The enclave asked for no column key: the audit log shows the footer's alone.
-    let audit: Vec<strongroom_types::AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, None).await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].key_ids, ["footer"]);
     // The dataset's price came back to the analyst.

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_devnet::{analyst_key, operator_key, owner_key};
 use strongroom_e2e::{devnet, logs, publish_sample, rent, result_of, sample_rows};
-use strongroom_types::AuditEntry;
 
 /// Reads two of the dataset's six columns.
 const SQL: &str =
@@ -45,12 +44,7 @@ async fn sql_rental_end_to_end_pays_everyone_and_logs_no_secrets() {
     assert_eq!(analyst.pool(devnet.pool).await.unwrap().unwrap().locked, U256::ZERO);
 
     // The key service released this task's keys once, to the registered enclave, and audited it.
-    let audit: Vec<AuditEntry> = reqwest::get(format!("{}/v1/audit?task_id={}", devnet.kms.url(), rental.task_id()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, Some(rental.task_id())).await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].enclave, devnet.worker.as_ref().unwrap().enclave());
     assert_eq!(audit[0].dataset, published.dataset);

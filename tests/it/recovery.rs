@@ -6,7 +6,7 @@ use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_client::owner::{OfferTerms, Owner, PublishRequest};
 use strongroom_devnet::owner_key;
 use strongroom_e2e::{devnet, pass_claim_window, publish_sample, rent, result_of, spawn_key_service};
-use strongroom_types::{AuditEntry, RegistryVersion};
+use strongroom_types::RegistryVersion;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
@@ -24,8 +24,9 @@ async fn owner_moves_the_keys_to_a_new_key_service_from_the_backup() {
     let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
     assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
 
-    let audit = |url: String| async move {
-        reqwest::get(format!("{url}/v1/audit")).await.unwrap().json::<Vec<AuditEntry>>().await.unwrap()
+    let audit = |url: String| {
+        let devnet = &devnet;
+        async move { strongroom_e2e::audit(devnet, &url, published.dataset, None).await }
     };
     assert_eq!(audit(replacement.url()).await.len(), 1, "the new key service released the keys");
     assert!(audit(devnet.kms.url()).await.is_empty(), "the old one was never asked");

@@ -113,8 +113,7 @@ async fn attack_a_tasks_keys_are_released_once_to_one_enclave_and_task_key() {
             )
         );
     }
-    let audit: Vec<strongroom_types::AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, None).await;
     let released_to: Vec<Address> = audit.iter().filter(|e| e.task_id == task).map(|e| e.enclave).collect();
     assert_eq!(released_to, [first.address(), first.address()], "the release and its repeat, nothing else");
     devnet.shutdown().await;
@@ -255,5 +254,55 @@ async fn attack_an_owner_transferring_the_dataset_strands_no_task_rented_before(
     let enclave = registered_enclave(&devnet).await;
     let (status, body) = request(&devnet, &analyst, task, &enclave, &operator_key()).await;
     assert_eq!(status, 200, "the task rented before the transfer still gets its keys: {body}");
+    devnet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    result_of(&devnet, &rental).await;
+    let post = |body: serde_json::Value| {
+        let url = format!("{}/v1/audit", devnet.kms.url());
+        async move {
+            let response = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signed = |key: &PrivateKeySigner, not_after: u64| {
+        let message = strongroom_types::AuditRequest { dataset: published.dataset, notAfter: not_after };
+        serde_json::json!({
+            "dataset": published.dataset,
+            "not_after": not_after,
+            "signature": sign_typed(key.credential(), &message, &devnet.governance.domain()),
+        })
+    };
+
+    // Anyone else, the analyst included, reads nothing of who ran what when.
+    let (status, body) = post(signed(&analyst_key(), now + 60)).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("not_dataset_owner")), "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "{} asked for dataset {}'s audit log, which is for its owner {} alone",
+            analyst_key().address(),
+            published.dataset,
+            strongroom_devnet::owner_key().address()
+        )
+    );
+    // A request of the owner's seen on its way is good for an hour at most, and not after.
+    for not_after in [now - 1, now + 7_200] {
+        let (status, body) = post(signed(&strongroom_devnet::owner_key(), not_after)).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("audit_request_out_of_time")), "{body}");
+    }
+    // The log is no longer public.
+    let response = reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    // Its owner reads it.
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, None).await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].task_id, rental.task_id());
     devnet.shutdown().await;
 }

@@ -55,8 +55,7 @@ async fn datasets_and_results_live_on_an_s3_compatible_store() {
     std::fs::write(&object, bytes).unwrap();
     rent(&devnet, &published, sql, &Default::default()).await.unwrap();
     strongroom_e2e::wait_for_log(&format!("(object {} has sha256", published.object_urls()[1])).await;
-    let audit: Vec<strongroom_types::AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, None).await;
     assert_eq!(audit.len(), 1, "only the first task's keys were released");
     devnet.shutdown().await;
     s3.shutdown().await;

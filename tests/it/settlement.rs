@@ -412,8 +412,7 @@ async fn attack_a_dataset_naming_a_file_of_the_workers_machine_is_not_read() {
         "dataset manifest file:///etc/hostname is not under a storage prefix this worker reads datasets from",
     )
     .await;
-    let audit: Vec<strongroom_types::AuditEntry> =
-        reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap().json().await.unwrap();
+    let audit = strongroom_e2e::audit(&devnet, &devnet.kms.url(), dataset, None).await;
     assert!(audit.is_empty(), "no key was asked for: {audit:?}");
     pass_claim_window(&devnet).await;
     let analyst = devnet.chain_as(analyst_key()).await.unwrap();

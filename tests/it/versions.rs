@@ -8,7 +8,7 @@ use strongroom_dataplane as dataplane;
 use strongroom_dataplane::Manifest;
 use strongroom_devnet::Devnet;
 use strongroom_e2e::{devnet, publish_sample, publish_split, rent, result_of, spawn_key_service};
-use strongroom_types::{AuditEntry, DataVersion, RegistryVersion};
+use strongroom_types::{DataVersion, RegistryVersion};
 
 const BY_REGION: &str =
     "SELECT region, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region ORDER BY region";
@@ -85,9 +85,12 @@ async fn rotation_re_encrypts_under_fresh_keys_and_tasks_in_flight_still_run() {
     assert_eq!(table(&devnet, &published, BY_REGION).await, old);
     // The old task could only succeed on version 1: the enclave refuses any manifest but the one
     // it was rented against, and version 1's objects open with version 1's keys only.
-    let audit = |url: String| async move {
-        let entries: Vec<AuditEntry> = reqwest::get(format!("{url}/v1/audit")).await.unwrap().json().await.unwrap();
-        entries.iter().map(|e| e.task_id).collect::<Vec<_>>()
+    let audit = |url: String| {
+        let devnet = &devnet;
+        async move {
+            let entries = strongroom_e2e::audit(devnet, &url, published.dataset, None).await;
+            entries.iter().map(|e| e.task_id).collect::<Vec<_>>()
+        }
     };
     assert_eq!(audit(devnet.kms.url()).await, [before.task_id()], "the key service it was rented against");
     let after = audit(replacement.url()).await;

@@ -63,6 +63,17 @@ pub fn logs() -> LogCapture {
 
 pub mod s3;
 
+/// The audit log of `dataset` at the key service at `kms_url`, as its owner (the devnet's) reads it.
+pub async fn audit(
+    devnet: &Devnet,
+    kms_url: &str,
+    dataset: strongroom_types::DatasetId,
+    task: Option<U256>,
+) -> Vec<strongroom_types::AuditEntry> {
+    let kms = strongroom_client::KmsClient::new(kms_url).unwrap();
+    kms.audit(&strongroom_devnet::owner_key(), &devnet.governance.domain(), dataset, task).await.unwrap()
+}
+
 /// Waits until a log line of the run contains `needle` (half a minute at most): for what a
 /// service does without telling the caller, such as a worker declining a task.
 pub async fn wait_for_log(needle: &str) {

@@ -184,10 +184,21 @@ impl KmsClient {
         }
     }
 
-    /// The audit log, of one task or of all.
-    pub async fn audit(&self, task: Option<TaskId>) -> Result<Vec<AuditEntry>> {
-        let query = task.map(|t| format!("?task_id={t}")).unwrap_or_default();
-        self.0.get(&format!("/v1/audit{query}"), "show its audit log").await
+    /// A dataset's audit log (of one task or of all), which its owner alone may read: `owner`
+    /// signs the request for `domain`, the deployment the key service serves, good for a minute.
+    pub async fn audit(
+        &self,
+        owner: &alloy::signers::local::PrivateKeySigner,
+        domain: &alloy::sol_types::Eip712Domain,
+        dataset: DatasetId,
+        task: Option<TaskId>,
+    ) -> Result<Vec<AuditEntry>> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let not_after = now + 60;
+        let message = strongroom_types::AuditRequest { dataset, notAfter: not_after };
+        let signature = strongroom_types::sign_typed(owner.credential(), &message, domain);
+        let request = strongroom_types::AuditLogRequest { dataset, not_after, task_id: task, signature };
+        self.0.post("/v1/audit", &request, "show its audit log").await
     }
 }
 

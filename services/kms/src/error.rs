@@ -27,6 +27,14 @@ pub enum KmsError {
     BadDepositSignature,
     #[error("{signer} signed the deposit but dataset {dataset} is owned by {owner}")]
     NotOwner { dataset: B256, signer: Address, owner: Address },
+    #[error(
+        "the audit request is good until unix time {not_after}, and it is {now}: sign one good for at most an hour from now"
+    )]
+    AuditRequestOutOfTime { not_after: u64, now: u64 },
+    #[error("the audit request's signature does not recover to an address")]
+    BadAuditSignature,
+    #[error("{signer} asked for dataset {dataset}'s audit log, which is for its owner {owner} alone")]
+    NotAuditOwner { dataset: B256, signer: Address, owner: Address },
     #[error("task {task} was rented against key service key {registered}, not this service's {ours}")]
     WrongKeyService { task: U256, registered: B256, ours: B256 },
     #[error(
@@ -82,6 +90,9 @@ impl KmsError {
             Self::MeasurementNotAllowed { .. } => "measurement_not_allowed",
             Self::BadDepositSignature => "bad_deposit_signature",
             Self::NotOwner { .. } => "not_owner",
+            Self::AuditRequestOutOfTime { .. } => "audit_request_out_of_time",
+            Self::BadAuditSignature => "bad_audit_signature",
+            Self::NotAuditOwner { .. } => "not_dataset_owner",
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
@@ -118,7 +129,9 @@ impl ResponseError for KmsError {
             | Self::BadEnclaveSignature(_)
             | Self::EnclaveNotRegistered(_)
             | Self::MeasurementNotAllowed { .. }
-            | Self::NotOwner { .. } => StatusCode::FORBIDDEN,
+            | Self::NotOwner { .. }
+            | Self::NotAuditOwner { .. } => StatusCode::FORBIDDEN,
+            Self::AuditRequestOutOfTime { .. } | Self::BadAuditSignature => StatusCode::BAD_REQUEST,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -6,7 +6,7 @@
 //!           chain: task active, paid, before deadline · operator authorized the enclave ·
 //!                  enclave registered with a trusted measurement · dataset uses this service
 //!        ◀── KeyRelease{keys, on-chain task facts} HPKE-sealed to the enclave's task key
-//!           + one audit row per release (GET /v1/audit)
+//!           + one audit row per release (POST /v1/audit, signed by the dataset owner)
 //!           + a signed receipt of the release (also GET /v1/receipts/{task}), which settles a
 //!             task the pool abandons after getting its keys (`refundReleased`)
 //! ```

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use alloy::primitives::{B256, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use serde::Deserialize;
 use strongroom_chain::Chain;
 use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
-    AuditEntry, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT, INFO_RELEASE, KeyRelease,
-    KeyService, KmsInfo, ManifestDigest, Policy, PolicyResponse, ReleaseReceipt, ReleaseRequest, ReleaseResponse,
-    Released, SealedBox, X25519SecretKey, canonical_signature, key_set_aad, open, recover_typed, seal_from, sign_typed,
+    AuditEntry, AuditLogRequest, AuditRequest, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT,
+    INFO_RELEASE, KeyRelease, KeyService, KmsInfo, ManifestDigest, Policy, PolicyResponse, ReleaseReceipt,
+    ReleaseRequest, ReleaseResponse, Released, SealedBox, X25519SecretKey, canonical_signature, key_set_aad, open,
+    recover_typed, seal_from, sign_typed,
 };
 use tracing::{Instrument, info, warn};
 
@@ -100,7 +100,7 @@ fn routes(config: &mut web::ServiceConfig) {
         .route("/v1/info", web::get().to(get_info))
         .route("/v1/deposits", web::post().to(post_deposit))
         .route("/v1/releases", web::post().to(post_release))
-        .route("/v1/audit", web::get().to(get_audit))
+        .route("/v1/audit", web::post().to(post_audit))
         .route("/v1/receipts/{task_id}", web::get().to(get_receipt))
         .route("/v1/policies/{hash}", web::get().to(get_policy));
 }
@@ -276,12 +276,23 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave, authorization) })
 }
 
-#[derive(Deserialize)]
-struct AuditQuery {
-    task_id: Option<U256>,
-}
+/// How far ahead an audit request may be good: a request seen on its way is of use for no longer.
+const MAX_AUDIT_REQUEST_SECS: u64 = 3_600;
 
-async fn get_audit(state: web::Data<State>, query: web::Query<AuditQuery>) -> Result<HttpResponse> {
-    let entries = state.store.releases(query.task_id).await?;
+/// A dataset's audit log, for its owner alone: which tasks had which keys when says what the
+/// dataset is used for. The signature is checked before the chain is asked who owns it.
+async fn post_audit(state: web::Data<State>, body: web::Json<AuditLogRequest>) -> Result<HttpResponse> {
+    let req = body.into_inner();
+    let now = now() as u64;
+    if req.not_after < now || req.not_after > now + MAX_AUDIT_REQUEST_SECS {
+        return Err(KmsError::AuditRequestOutOfTime { not_after: req.not_after, now });
+    }
+    let message = AuditRequest { dataset: req.dataset, notAfter: req.not_after };
+    let signer = recover_typed(&message, &state.chain.domain(), &req.signature).ok_or(KmsError::BadAuditSignature)?;
+    let dataset = state.chain.dataset(req.dataset).await?.ok_or(KmsError::UnknownDataset(req.dataset))?;
+    if dataset.owner != signer {
+        return Err(KmsError::NotAuditOwner { dataset: req.dataset, signer, owner: dataset.owner });
+    }
+    let entries = state.store.releases(req.dataset, req.task_id).await?;
     Ok(HttpResponse::Ok().json(entries))
 }

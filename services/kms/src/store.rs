@@ -65,7 +65,7 @@ pub trait DepositStore: Send + Sync + 'static {
     async fn released_to(&self, task: TaskRef) -> crate::Result<Option<(Address, Bytes)>>;
 
     /// The audit log, of one task or of all, oldest first.
-    async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>>;
+    async fn releases(&self, dataset: B256, task: Option<U256>) -> crate::Result<Vec<AuditEntry>>;
 }
 
 /// The SQLite backend of [`DepositStore`].
@@ -128,8 +128,8 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.record_release(task, &entry)).await
     }
 
-    async fn releases(&self, task: Option<U256>) -> crate::Result<Vec<AuditEntry>> {
-        self.blocking(move |s| s.releases(task)).await
+    async fn releases(&self, dataset: B256, task: Option<U256>) -> crate::Result<Vec<AuditEntry>> {
+        self.blocking(move |s| s.releases(dataset, task)).await
     }
 
     async fn released_to(&self, task: TaskRef) -> crate::Result<Option<(Address, Bytes)>> {
@@ -352,13 +352,13 @@ impl Store {
         tx.commit()
     }
 
-    pub(crate) fn releases(&self, task: Option<U256>) -> rusqlite::Result<Vec<AuditEntry>> {
+    pub(crate) fn releases(&self, dataset: B256, task: Option<U256>) -> rusqlite::Result<Vec<AuditEntry>> {
         let mut stmt = self.conn.prepare(
             "SELECT task_id, dataset, enclave, key_ids, released_at FROM releases
-             WHERE ?1 IS NULL OR task_id = ?1 ORDER BY id",
+             WHERE dataset = ?2 AND (?1 IS NULL OR task_id = ?1) ORDER BY id",
         )?;
         let task = task.map(|t| t.to_be_bytes::<32>().to_vec());
-        let rows = stmt.query_map(params![task], |row| {
+        let rows = stmt.query_map(params![task, dataset.as_slice()], |row| {
             let task_id: Vec<u8> = row.get(0)?;
             let dataset: Vec<u8> = row.get(1)?;
             let enclave: Vec<u8> = row.get(2)?;

@@ -91,6 +91,18 @@ pub struct ReleaseResponse {
     pub receipt: ReleaseReceipt,
 }
 
+/// `POST /v1/audit`: a dataset's audit log, asked for by its owner (EIP-712 `AuditRequest`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditLogRequest {
+    pub dataset: B256,
+    /// Unix seconds after which the signature is refused; at most an hour ahead.
+    pub not_after: u64,
+    /// Only this task's rows.
+    pub task_id: Option<U256>,
+    /// EIP-712 `AuditRequest{dataset, notAfter}` by the dataset's owner on chain.
+    pub signature: Bytes,
+}
+
 /// One row of a key service's audit log.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AuditEntry {

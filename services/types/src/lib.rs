@@ -24,8 +24,8 @@ mod url;
 mod versions;
 
 pub use api::{
-    ApiError, AuditEntry, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind, PolicyResponse,
-    PostOfferRequest, ReleaseReceipt, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
+    ApiError, AuditEntry, AuditLogRequest, DepositRequest, DepositResponse, FailureCode, KmsInfo, OfferKind,
+    PolicyResponse, PostOfferRequest, ReleaseReceipt, ReleaseRequest, ReleaseResponse, ResultPayload, SignedOffer,
 };
 pub use attestation::{
     QUOTE_TYPE_SIMULATED, Quote, RecentBlock, enclave_address, quote_digest, quoted_block, report_data_for,
@@ -33,7 +33,7 @@ pub use attestation::{
 pub use error::{Error, Result};
 pub use keys::{DatasetKeys, JobKind, KeyId, KeyRelease, SecretKey32, TaskFacts};
 pub use messages::{
-    AppOffer, Authorization, DatasetOffer, Deposit, KeyRequest, KeyService, Outcome, PoolOffer, Released,
+    AppOffer, AuditRequest, Authorization, DatasetOffer, Deposit, KeyRequest, KeyService, Outcome, PoolOffer, Released,
     ResultAttestation, address_of, canonical_signature, domain, job_hash, random_salt, recover_typed, sign_hash,
     sign_typed,
 };

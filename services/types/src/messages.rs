@@ -78,6 +78,14 @@ sol! {
         bytes32 sealingKey;
     }
 
+    /// A dataset owner's request for its dataset's audit log at a key service, good until
+    /// `notAfter` (unix seconds): the log says which tasks ran when, which is the owner's alone.
+    #[derive(Debug, PartialEq, Eq)]
+    struct AuditRequest {
+        bytes32 dataset;
+        uint64 notAfter;
+    }
+
     /// A key service's receipt: it released the task's keys to this enclave. Past the task's
     /// deadline it settles the task as abandoned by the pool (`refundReleased`).
     #[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
