@@ -306,3 +306,55 @@ async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
     assert_eq!(audit[0].task_id, rental.task_id());
     devnet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_deposits_for_datasets_nobody_registers_are_bounded() {
+    let (_dir, devnet) = devnet(false).await;
+    let kms = strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap();
+    let info = kms.info().await.unwrap();
+    let squatter = PrivateKeySigner::random();
+    let manifest = strongroom_types::ManifestDigest::new(alloy::primitives::B256::repeat_byte(1));
+    let deposit = |dataset: alloy::primitives::B256| {
+        let keys = strongroom_types::DatasetKeys::generate(["a"]);
+        let aad = strongroom_types::key_set_aad(dataset, manifest);
+        let sealed =
+            strongroom_types::seal(&info.public_key, strongroom_types::INFO_DEPOSIT, &aad, &keys.to_json()).unwrap();
+        let message = strongroom_types::Deposit {
+            dataset,
+            manifestDigest: manifest.to_b256(),
+            keysDigest: alloy::primitives::keccak256(sealed.as_bytes()),
+            policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
+        };
+        let owner_signature = sign_typed(squatter.credential(), &message, &devnet.governance.domain());
+        let request = strongroom_types::DepositRequest {
+            dataset,
+            manifest_digest: manifest,
+            sealed_keys: sealed,
+            policy: body_policy(),
+            owner_signature,
+        };
+        let url = format!("{}/v1/deposits", devnet.kms.url());
+        async move {
+            let response = reqwest::Client::new().post(url).json(&request).send().await.unwrap();
+            (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // Ids nobody registered cost the squatter only a signature each: the key service keeps 16.
+    for _ in 0..16 {
+        let (status, body) = deposit(strongroom_types::random_salt()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = deposit(strongroom_types::random_salt()).await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("too_many_pending_deposits")), "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "{} has deposited keys for 16 datasets not registered on chain, and the key service keeps at most 16 \
+             (or is full): register those datasets, or wait a day for unregistered deposits to be dropped",
+            squatter.address()
+        )
+    );
+    // An owner who publishes is not held up by the squatter.
+    publish_sample(&devnet).await;
+    devnet.shutdown().await;
+}

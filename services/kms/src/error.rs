@@ -35,6 +35,10 @@ pub enum KmsError {
     BadAuditSignature,
     #[error("{signer} asked for dataset {dataset}'s audit log, which is for its owner {owner} alone")]
     NotAuditOwner { dataset: B256, signer: Address, owner: Address },
+    #[error(
+        "{depositor} has deposited keys for {mine} datasets not registered on chain, and the key service keeps at most {limit} (or is full): register those datasets, or wait a day for unregistered deposits to be dropped"
+    )]
+    TooManyPending { depositor: Address, mine: u64, limit: u64 },
     #[error("task {task} was rented against key service key {registered}, not this service's {ours}")]
     WrongKeyService { task: U256, registered: B256, ours: B256 },
     #[error(
@@ -93,6 +97,7 @@ impl KmsError {
             Self::AuditRequestOutOfTime { .. } => "audit_request_out_of_time",
             Self::BadAuditSignature => "bad_audit_signature",
             Self::NotAuditOwner { .. } => "not_dataset_owner",
+            Self::TooManyPending { .. } => "too_many_pending_deposits",
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
@@ -132,6 +137,7 @@ impl ResponseError for KmsError {
             | Self::NotOwner { .. }
             | Self::NotAuditOwner { .. } => StatusCode::FORBIDDEN,
             Self::AuditRequestOutOfTime { .. } | Self::BadAuditSignature => StatusCode::BAD_REQUEST,
+            Self::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
                 StatusCode::BAD_REQUEST
             }

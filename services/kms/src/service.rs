@@ -143,10 +143,12 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     }
     // The dataset may not be registered yet: owners deposit first so that a registered dataset
     // always has its keys. Ownership is then checked again at every release.
-    if let Some(dataset) = state.chain.dataset(req.dataset).await?
-        && dataset.owner != signer
-    {
-        return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
+    match state.chain.dataset(req.dataset).await? {
+        Some(dataset) if dataset.owner != signer => {
+            return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
+        }
+        Some(_) => {}
+        None => admit_pending(&state, req.dataset, signer).await?,
     }
     state
         .store
@@ -159,6 +161,30 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         depositor: signer,
         key_ids: keys.key_ids(),
     }))
+}
+
+/// How many datasets one depositor, and everybody, may have deposited for and not registered.
+const MAX_PENDING_PER_DEPOSITOR: u64 = 16;
+const MAX_PENDING: u64 = 4_096;
+/// How long a deposit waits for its dataset's registration before it is dropped.
+const PENDING_FOR_SECS: i64 = 86_400;
+
+/// Admits a deposit for a dataset not registered yet, within quotas: anyone can sign a deposit
+/// for an id nobody registered, so such deposits are counted, and dropped after a day if their
+/// dataset never registers (a registered one is checked again at every release).
+async fn admit_pending(state: &State, dataset: B256, depositor: alloy::primitives::Address) -> Result<()> {
+    let now = now();
+    for (id, by, since) in state.store.pending(64).await? {
+        let registered = state.chain.dataset(id).await?.is_some();
+        if registered || now - since > PENDING_FOR_SECS {
+            state.store.settle_pending(id, by, registered).await?;
+        }
+    }
+    let (mine, all) = state.store.count_pending(depositor).await?;
+    if mine >= MAX_PENDING_PER_DEPOSITOR || all >= MAX_PENDING {
+        return Err(KmsError::TooManyPending { depositor, mine, limit: MAX_PENDING_PER_DEPOSITOR });
+    }
+    state.store.add_pending(dataset, depositor).await
 }
 
 /// Opens keys sealed to this service for one data version of `dataset`; the plaintext is wiped

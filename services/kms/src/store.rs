@@ -31,6 +31,20 @@ pub trait DepositStore: Send + Sync + 'static {
         policy: String,
     ) -> crate::Result<()>;
 
+    /// Datasets deposited for before they were registered on chain, oldest first: (dataset,
+    /// depositor, unix time of the first deposit).
+    async fn pending(&self, limit: u32) -> crate::Result<Vec<(B256, Address, i64)>>;
+
+    /// Counts `depositor`'s pending datasets and all of them.
+    async fn count_pending(&self, depositor: Address) -> crate::Result<(u64, u64)>;
+
+    /// Marks `dataset` as deposited for by `depositor` before its registration.
+    async fn add_pending(&self, dataset: B256, depositor: Address) -> crate::Result<()>;
+
+    /// Ends `dataset`'s pending state: kept when it registered, or, when it never did, dropped
+    /// with its deposits by that depositor (and policies nothing refers to any more).
+    async fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> crate::Result<()>;
+
     /// The depositor's sealed keys for one data version of a dataset under the policy whose
     /// keccak256 is `policy_hash`, and that policy.
     async fn deposit(
@@ -98,6 +112,22 @@ impl DepositStore for SqliteDepositStore {
         policy: String,
     ) -> crate::Result<()> {
         self.blocking(move |s| s.put_deposit(dataset, depositor, manifest, &sealed, &policy)).await
+    }
+
+    async fn pending(&self, limit: u32) -> crate::Result<Vec<(B256, Address, i64)>> {
+        self.blocking(move |s| s.pending(limit)).await
+    }
+
+    async fn count_pending(&self, depositor: Address) -> crate::Result<(u64, u64)> {
+        self.blocking(move |s| s.count_pending(depositor)).await
+    }
+
+    async fn add_pending(&self, dataset: B256, depositor: Address) -> crate::Result<()> {
+        self.blocking(move |s| s.add_pending(dataset, depositor)).await
+    }
+
+    async fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> crate::Result<()> {
+        self.blocking(move |s| s.settle_pending(dataset, depositor, registered)).await
     }
 
     async fn deposit(
@@ -175,6 +205,12 @@ impl Store {
                  authorization BLOB NOT NULL DEFAULT x'',
                  released INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (chain_id, contract, task_id)
+             );
+             CREATE TABLE IF NOT EXISTS pending_datasets (
+                 dataset    BLOB NOT NULL,
+                 depositor  BLOB NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 PRIMARY KEY (dataset, depositor)
              );
              CREATE TABLE IF NOT EXISTS policies (
                  hash   BLOB PRIMARY KEY,
@@ -260,6 +296,44 @@ impl Store {
             params![policy_hash.as_slice(), policy],
         )?;
         Ok(())
+    }
+
+    pub(crate) fn pending(&self, limit: u32) -> rusqlite::Result<Vec<(B256, Address, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT dataset, depositor, created_at FROM pending_datasets ORDER BY created_at LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit], |row| {
+            let (dataset, depositor): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
+            Ok((B256::from_slice(&dataset), Address::from_slice(&depositor), row.get(2)?))
+        })?;
+        rows.collect()
+    }
+
+    pub(crate) fn count_pending(&self, depositor: Address) -> rusqlite::Result<(u64, u64)> {
+        self.conn.query_row(
+            "SELECT COUNT(*) FILTER (WHERE depositor = ?1), COUNT(*) FROM pending_datasets",
+            params![depositor.as_slice()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+    }
+
+    pub(crate) fn add_pending(&self, dataset: B256, depositor: Address) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO pending_datasets (dataset, depositor, created_at) VALUES (?1, ?2, ?3)",
+            params![dataset.as_slice(), depositor.as_slice(), now()],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> rusqlite::Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let key = params![dataset.as_slice(), depositor.as_slice()];
+        tx.execute("DELETE FROM pending_datasets WHERE dataset = ?1 AND depositor = ?2", key)?;
+        if !registered {
+            tx.execute("DELETE FROM deposits WHERE dataset = ?1 AND depositor = ?2", key)?;
+            tx.execute("DELETE FROM policies WHERE hash NOT IN (SELECT policy_hash FROM deposits)", [])?;
+        }
+        tx.commit()
     }
 
     pub(crate) fn policy(&self, hash: B256) -> rusqlite::Result<Option<String>> {
@@ -438,6 +512,38 @@ mod tests {
         assert_eq!(store.released_to(elsewhere).unwrap(), Some((Address::repeat_byte(9), b"other".to_vec())));
         store.record_release(task, &entry(enclave)).unwrap();
         assert_eq!(store.released_to(task).unwrap(), Some((enclave, b"auth".to_vec())));
+    }
+
+    #[test]
+    fn a_pending_dataset_that_never_registers_is_dropped_with_its_deposits_and_lone_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kms.sqlite")).unwrap();
+        let (squatter, owner) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let manifest = ManifestDigest::new(B256::repeat_byte(9));
+        let sealed = SealedBox(vec![1, 2, 3]);
+        for (dataset, by, policy) in [
+            (B256::repeat_byte(0xa), squatter, "junk"),
+            (B256::repeat_byte(0xb), owner, "real"),
+            (B256::repeat_byte(0xc), squatter, "real"),
+        ] {
+            store.put_deposit(dataset, by, manifest, &sealed, policy).unwrap();
+            store.add_pending(dataset, by).unwrap();
+        }
+        assert_eq!(store.count_pending(squatter).unwrap(), (2, 3));
+        assert_eq!(store.pending(10).unwrap().len(), 3);
+
+        store.settle_pending(B256::repeat_byte(0xb), owner, true).unwrap();
+        store.settle_pending(B256::repeat_byte(0xa), squatter, false).unwrap();
+        assert_eq!(store.count_pending(squatter).unwrap(), (1, 1));
+        let real = alloy::primitives::keccak256(b"real");
+        assert!(store.deposit(B256::repeat_byte(0xb), owner, manifest, real).unwrap().is_some(), "registered: kept");
+        let junk = alloy::primitives::keccak256(b"junk");
+        assert!(
+            store.deposit(B256::repeat_byte(0xa), squatter, manifest, junk).unwrap().is_none(),
+            "never registered: dropped"
+        );
+        assert_eq!(store.policy(junk).unwrap(), None, "a policy nothing refers to goes too");
+        assert_eq!(store.policy(real).unwrap().as_deref(), Some("real"));
     }
 
     #[test]
