@@ -422,3 +422,19 @@ async fn attack_a_dataset_naming_a_file_of_the_workers_machine_is_not_read() {
     assert_eq!(stake, (devnet.options.pool_stake, U256::ZERO), "the pool's stake is whole");
     devnet.shutdown().await;
 }
+
+/// A worker whose enclave registration ends before a task's deadline could not settle it: its
+/// result would be refused, and after a release the pool would be slashed. It asks for no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_registration_ends_before_the_deadline_asks_for_no_keys() {
+    let (_dir, devnet) = devnet(false).await;
+    devnet.governance.set_enclave_ttl(120).await.unwrap();
+    let worker = devnet.start_worker().await.unwrap();
+    let published = publish_sample(&devnet).await;
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    assert!(rental.task.params.deadline > devnet.governance.block_timestamp().await.unwrap() + 120);
+    strongroom_e2e::wait_for_log(&format!("enclave {} stays registered until unix time", worker.enclave())).await;
+    assert!(strongroom_e2e::audit(&devnet, &devnet.kms.url(), published.dataset, None).await.is_empty());
+    worker.shutdown().await;
+    devnet.shutdown().await;
+}

@@ -268,6 +268,11 @@ impl Chain {
         self.send(self.contract.setEnclaveIdentity(signer, product_id, min_svn)).await.map(|(o, _)| o)
     }
 
+    /// Lifetime of future enclave registrations, in seconds.
+    pub async fn set_enclave_ttl(&self, ttl: u64) -> Result<TxOutcome> {
+        self.send(self.contract.setEnclaveTtl(ttl)).await.map(|(o, _)| o)
+    }
+
     pub async fn set_measurement(&self, measurement: B256, trusted: bool) -> Result<TxOutcome> {
         self.send(self.contract.setMeasurement(measurement, trusted)).await.map(|(o, _)| o)
     }

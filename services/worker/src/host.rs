@@ -77,6 +77,10 @@ pub enum WorkerError {
     StorageNotAllowed(StorageUrl),
     #[error("the storage does not serve what the task was rented against ({0}): its keys are not asked for")]
     NotAsRented(String),
+    #[error(
+        "enclave {enclave} stays registered until unix time {until}, not past the task's deadline {deadline}: its keys are not asked for (a restart renews the registration)"
+    )]
+    RegistrationEnds { enclave: Address, until: u64, deadline: u64 },
     #[error("worker state {0}: {1}")]
     State(String, String),
 }
@@ -322,6 +326,16 @@ impl Worker {
         let now = chain.block_timestamp().await?;
         if now + MIN_TIME_TO_SERVE > task.params.deadline {
             return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
+        }
+        // A result from an enclave whose registration has lapsed is refused, and after a release
+        // that would slash the pool: such a task is declined before any key moves.
+        let (_, registered_until) = chain.enclave(self.enclave).await?;
+        if registered_until <= task.params.deadline {
+            return Err(WorkerError::RegistrationEnds {
+                enclave: self.enclave,
+                until: registered_until,
+                deadline: task.params.deadline,
+            });
         }
         let kms = KmsClient::with_http(&kms_url, self.http.clone());
         let policy = kms.policy(task.params.policyHash).await?;
