@@ -288,6 +288,22 @@ impl PlayedHost {
         strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap().release(&release).await.unwrap()
     }
 
+    /// Runs the task and settles it on chain with what the enclave signed; returns the outcome.
+    async fn run_and_submit(
+        &mut self,
+        task: &strongroom_chain::Task,
+        sealed_release: strongroom_types::SealedBox,
+        objects: &[Vec<u8>],
+    ) -> strongroom_types::Outcome {
+        let EnclaveReply::TaskResult { digest, outcome, signature, .. } = self.run(task, sealed_release, objects)
+        else {
+            panic!("expected a result");
+        };
+        let authorization = self.authorization(task.id);
+        self.operator.submit_result(task, digest, &location(task), authorization, signature, outcome).await.unwrap();
+        outcome
+    }
+
     fn run(
         &mut self,
         task: &strongroom_chain::Task,
@@ -351,15 +367,8 @@ async fn attack_a_host_relaying_a_looser_policy_gets_a_host_fault_and_no_pay() {
     // The host plans the job under a policy of its own and relays it to run.
     let looser = format!("{policy}\n# relaxed by the host\n");
     let release = host.release(&devnet, task, &manifest, &looser).await;
-    let EnclaveReply::TaskResult { digest, outcome, signature, .. } = host.run(task, release.sealed_release, &objects)
-    else {
-        panic!("expected a result");
-    };
+    let outcome = host.run_and_submit(task, release.sealed_release, &objects).await;
     assert_eq!(outcome, strongroom_types::Outcome::HostFault);
-    host.operator
-        .submit_result(task, digest, &location(task), host.authorization(task.id), signature, outcome)
-        .await
-        .unwrap();
     // The pool that broke the task earns nothing; the analyst has every price back.
     assert_eq!(balances(&devnet).await, [published.offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
     assert_eq!(devnet.governance.privacy_spend(published.dataset, task.params.analyst).await.unwrap(), (0, 0));
@@ -475,15 +484,8 @@ async fn attack_a_host_relaying_a_flipped_object_gets_a_host_fault_and_no_pay() 
     // The keys are released; the host then relays an object of its own making.
     let middle = objects[0].len() / 2;
     objects[0][middle] ^= 1;
-    let EnclaveReply::TaskResult { digest, outcome, signature, .. } = host.run(task, release.sealed_release, &objects)
-    else {
-        panic!("expected a result");
-    };
+    let outcome = host.run_and_submit(task, release.sealed_release, &objects).await;
     assert_eq!(outcome, strongroom_types::Outcome::HostFault);
-    host.operator
-        .submit_result(task, digest, &location(task), host.authorization(task.id), signature, outcome)
-        .await
-        .unwrap();
     assert_eq!(balances(&devnet).await, [published.offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
     let pool = devnet.governance.pool(devnet.pool).await.unwrap().unwrap();
     assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake, U256::ZERO), "nobody is slashed either");

@@ -600,24 +600,23 @@ impl Chain {
 
     /// The latest block by number and hash, which a quote binds to show it is fresh.
     pub async fn recent_block(&self) -> Result<strongroom_types::RecentBlock> {
-        let block = self
-            .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
-            .await
-            .map_err(|e| rpc(&self.url, e))?
-            .ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: "no latest block".into() })?;
-        Ok(strongroom_types::RecentBlock { number: block.header.number, hash: block.header.hash })
+        let header = self.latest_header().await?;
+        Ok(strongroom_types::RecentBlock { number: header.number, hash: header.hash })
     }
 
     /// The timestamp of the latest block: the contract's notion of "now".
     pub async fn block_timestamp(&self) -> Result<u64> {
+        Ok(self.latest_header().await?.timestamp)
+    }
+
+    async fn latest_header(&self) -> Result<alloy::rpc::types::Header> {
         let block = self
             .provider
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
             .map_err(|e| rpc(&self.url, e))?
             .ok_or_else(|| ChainError::Rpc { url: self.url.clone(), reason: "no latest block".into() })?;
-        Ok(block.header.timestamp)
+        Ok(block.header)
     }
 
     /// Tasks created for `pool` in blocks `from..=to` (status as created: active).
