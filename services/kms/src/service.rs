@@ -175,7 +175,8 @@ const PENDING_FOR_SECS: i64 = 86_400;
 async fn admit_pending(state: &State, dataset: B256, depositor: alloy::primitives::Address) -> Result<()> {
     let now = now();
     for (id, by, since) in state.store.pending(64).await? {
-        let registered = state.chain.dataset(id).await?.is_some();
+        // Registered by this depositor: another's deposits under its id are never used.
+        let registered = state.chain.dataset(id).await?.is_some_and(|d| d.owner == by);
         if registered || now - since > PENDING_FOR_SECS {
             state.store.settle_pending(id, by, registered).await?;
         }

@@ -319,7 +319,9 @@ impl Store {
 
     pub(crate) fn add_pending(&self, dataset: B256, depositor: Address) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO pending_datasets (dataset, depositor, created_at) VALUES (?1, ?2, ?3)",
+            // A fresh deposit restarts the wait: the last deposit, not the first, must be a day old.
+            "INSERT INTO pending_datasets (dataset, depositor, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dataset, depositor) DO UPDATE SET created_at = excluded.created_at",
             params![dataset.as_slice(), depositor.as_slice(), now()],
         )?;
         Ok(())
