@@ -18,7 +18,8 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
     error OfferVolumeExhausted(bytes32 offerHash, uint64 volume);
     error OfferAlreadyCancelled(bytes32 offerHash);
 
-    event OfferPresigned(bytes32 indexed offerHash, address indexed signer);
+    /// An offer, or an authorization of an enclave for a task, accepted on chain by `signer`.
+    event Presigned(bytes32 indexed digest, address indexed signer);
     event OfferCancelled(bytes32 indexed offerHash, address indexed signer);
 
     bytes32 private constant DATASET_OFFER_TYPEHASH = keccak256(
@@ -39,10 +40,10 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
     /// is a uint64: writing a whole word saves the masking re-read of a packed one.
     mapping(bytes32 offerHash => uint256) private _offerUsed;
 
-    /// Who presigned the offer. Kept (rather than a flag) so that a presignature only counts
-    /// while its author is still the offer's party: after a transfer the new owner's consent
-    /// is needed, exactly as for signatures.
-    mapping(bytes32 offerHash => address) private _presigner;
+    /// Who presigned the offer (or the authorization). Kept (rather than a flag) so that a
+    /// presignature only counts while its author is still the offer's party: after a transfer
+    /// the new owner's consent is needed, exactly as for signatures.
+    mapping(bytes32 digest => address) internal _presigner;
 
     // ---------------------------------------------------------------------
     // Presign and cancel (for contract accounts and for signing without an off-chain key)
@@ -87,9 +88,9 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
         return uint64(_offerUsed[offerHash]);
     }
 
-    /// True once the offer was presigned (by whoever was its party then).
-    function presigned(bytes32 offerHash) external view returns (bool) {
-        return _presigner[offerHash] != address(0);
+    /// Who presigned the offer or authorization with this digest (its party then); zero if nobody.
+    function presigner(bytes32 digest) external view returns (address) {
+        return _presigner[digest];
     }
 
     // ---------------------------------------------------------------------
@@ -165,10 +166,10 @@ abstract contract Offers is DatasetRegistry, AppRegistry, PoolRegistry {
         }
     }
 
-    function _presign(bytes32 offerHash) private {
-        if (_offerUsed[offerHash] == CANCELLED) revert OfferAlreadyCancelled(offerHash);
-        _presigner[offerHash] = msg.sender;
-        emit OfferPresigned(offerHash, msg.sender);
+    function _presign(bytes32 digest) internal {
+        if (_offerUsed[digest] == CANCELLED) revert OfferAlreadyCancelled(digest);
+        _presigner[digest] = msg.sender;
+        emit Presigned(digest, msg.sender);
     }
 
     function _cancel(bytes32 offerHash) private {

@@ -174,7 +174,8 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// @param location Where the sealed result can be fetched; only logged, but covered by the
     /// enclave's signature so that a relay (or a front-runner copying the signatures from the
     /// mempool) cannot settle the task with a location the analyst would never find.
-    /// @param authSig Pool operator's `Authorization(taskId, enclave)`.
+    /// @param authSig Pool operator's `Authorization(taskId, enclave)` (ECDSA), or empty when it
+    /// was presigned with `presignAuthorization`.
     /// @param enclaveSig Enclave's `Result(taskId, digest, outcome, location)`.
     /// @param outcome What the enclave attests (see `Outcome`). The pool is paid for the compute
     /// unless it is `HostFault`.
@@ -195,6 +196,16 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
         _commitments[taskId] = committed | _statusWord(_statusOf(outcome));
         _settle(task, taskId, outcome);
         emit ResultSubmitted(taskId, enclave, digest, location, outcome);
+    }
+
+    /// @notice Authorize `enclave` for the task on chain, for a pool operator that cannot sign
+    /// (a contract wallet): `submitResult` and `refundReleased` then take an empty `authSig`, and
+    /// the key service releases to that enclave on seeing it. Only the task's pool operator may,
+    /// while the task is active, and it cannot be taken back.
+    function presignAuthorization(TaskParams calldata task, uint256 taskId, address enclave) external {
+        _activeTask(task, taskId);
+        if (msg.sender != task.poolOperator) revert NotPoolOperator(task.pool, msg.sender);
+        _presign(_hashAuthorization(taskId, enclave));
     }
 
     /// @notice Refund a task whose keys were never shown released: the whole payment goes back
@@ -228,8 +239,8 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     /// pool price plus the stake the task locked (slashed). Anyone may call it after the deadline.
     /// @param enclave The enclave the key service released to, as its receipt names it.
     /// @param authSig The pool operator's `Authorization(taskId, enclave)`, which the key service
-    /// was shown with the request and returns with the receipt: a key service cannot slash a
-    /// pool for a release the pool never asked for.
+    /// was shown with the request and returns with the receipt (empty when presigned): a key
+    /// service cannot slash a pool for a release the pool never asked for.
     /// @param receipt The task's key service's EIP-712 `Released(uint256 taskId,address enclave)`,
     /// by the signer registered for the task's `kmsKey`.
     function refundReleased(
@@ -243,12 +254,10 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
         uint64 deadline = task.deadline;
         if (block.timestamp <= deadline) revert DeadlineNotReached(taskId, deadline);
         address keyService = keyServiceSigner(task.kmsKey);
-        if (keyService == address(0) || Signatures.recover(hashReleased(taskId, enclave), receipt) != keyService) {
+        if (keyService == address(0) || Signatures.recover(_hashReleased(taskId, enclave), receipt) != keyService) {
             revert InvalidReleaseReceipt(taskId, enclave);
         }
-        if (!Signatures.isValid(task.poolOperator, hashAuthorization(taskId, enclave), authSig)) {
-            revert NotAuthorized(taskId, enclave);
-        }
+        _checkAuthorization(task.poolOperator, taskId, enclave, authSig);
 
         _commitments[taskId] = committed | _statusWord(TaskStatus.Abandoned);
         uint128 slashed = task.stake;
@@ -300,29 +309,21 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
 
     /// EIP-712 `Released(uint256 taskId,address enclave)`: a key service's receipt that it
     /// released the task's keys to that enclave.
-    function hashReleased(uint256 taskId, address enclave) public view returns (bytes32) {
+    function _hashReleased(uint256 taskId, address enclave) private view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(RELEASED_TYPEHASH, taskId, enclave)));
     }
 
-    function hashAuthorization(uint256 taskId, address enclave) public view returns (bytes32) {
+    /// EIP-712 `Authorization(uint256 taskId,address enclave)`: the pool operator's assignment of
+    /// the task to that enclave.
+    function _hashAuthorization(uint256 taskId, address enclave) private view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(AUTHORIZATION_TYPEHASH, taskId, enclave)));
     }
 
     /// EIP-712 `Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)`:
-    /// the outcome enters as its `uint8`, the string as keccak256 of its bytes. `keyService` is
-    /// the key that sealed the key release the enclave opened (its sender, authenticated); the
-    /// contract settles only with the key service the task was rented against, so a release the
-    /// host made up cannot settle.
-    function hashResult(
-        uint256 taskId,
-        bytes32 digest,
-        Outcome outcome,
-        bytes32 keyService,
-        string calldata location
-    ) public view returns (bytes32) {
-        return _hashResult(taskId, digest, outcome, keyService, keccak256(bytes(location)));
-    }
-
+    /// the outcome enters as its `uint8`, the string as keccak256 of its bytes (`locationHash`).
+    /// `keyService` is the key that sealed the key release the enclave opened (its sender,
+    /// authenticated); the contract settles only with the key service the task was rented
+    /// against, so a release the host made up cannot settle.
     function _hashResult(uint256 taskId, bytes32 digest, Outcome outcome, bytes32 keyService, bytes32 locationHash)
         private
         view
@@ -570,9 +571,21 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
             if (measurement != pinned) revert MeasurementNotAllowed(enclave, measurement);
         }
         // Any active enclave could sign a result; only the one the operator assigned may settle.
-        if (!Signatures.isValid(task.poolOperator, hashAuthorization(taskId, enclave), authSig)) {
-            revert NotAuthorized(taskId, enclave);
-        }
+        _checkAuthorization(task.poolOperator, taskId, enclave, authSig);
+    }
+
+    /// Reverts unless the task's pool operator authorized `enclave`: by an ECDSA signature, or,
+    /// with `sig` empty, presigned on chain. Never by ERC-1271: a contract's answer can change
+    /// after the keys were released, and a pool whose authorization stopped holding at
+    /// `refundReleased` would keep its stake, and its colluding analyst everything, after the
+    /// result was passed on off chain. A contract operator presigns instead, which is for good.
+    function _checkAuthorization(address operator, uint256 taskId, address enclave, bytes calldata sig)
+        private
+        view
+    {
+        bytes32 digest = _hashAuthorization(taskId, enclave);
+        address signer = sig.length == 0 ? _presigner[digest] : Signatures.recover(digest, sig);
+        if (signer != operator) revert NotAuthorized(taskId, enclave);
     }
 
     /// Who signed the result, if it names the task's key service as the sender of the release the

@@ -320,7 +320,7 @@ contract FuzzTest is Fixture {
                     used++;
                 }
             }
-            assertEq(sr.presigned(h), isPresigned);
+            assertEq(sr.presigner(h) != address(0), isPresigned);
             assertEq(uint256(sr.offerUsed(h)), cancelled ? type(uint64).max : used);
         }
     }

@@ -21,6 +21,9 @@ import {
     PlatformKind,
     QUOTE_TYPE_SIMULATED
 } from "../src/Strongroom.sol";
+import {TaskDigests} from "./utils/TaskDigests.sol";
+
+using TaskDigests for Strongroom;
 
 /// Drives Strongroom with random registrations, rentals, settlements (good and bad),
 /// refunds, withdrawals and stake moves, and keeps an independent model of what every

@@ -24,6 +24,9 @@ import {
     TaskParams,
     QUOTE_TYPE_SIMULATED
 } from "../src/Strongroom.sol";
+import {TaskDigests} from "./utils/TaskDigests.sol";
+
+using TaskDigests for Strongroom;
 
 /// Governance, enclaves, the three registries and offers (digests, presign, cancel).
 /// Tasks are in Tasks.t.sol.
@@ -753,14 +756,10 @@ contract StrongroomTest is Fixture {
         sr.registerKeyService(key, new bytes(65));
     }
 
-    function test_HashKeyServiceAndReleased() public {
+    function test_HashKeyService() public {
         assertEq(
             sr.hashKeyService(KMS_KEY),
             _typed(keccak256(abi.encode(keccak256("KeyService(bytes32 sealingKey)"), KMS_KEY)))
-        );
-        assertEq(
-            sr.hashReleased(7, enclave),
-            _typed(keccak256(abi.encode(keccak256("Released(uint256 taskId,address enclave)"), uint256(7), enclave)))
         );
     }
 
@@ -812,25 +811,6 @@ contract StrongroomTest is Fixture {
         );
     }
 
-    function test_HashAuthorizationAndResult() public {
-        bytes32 aHash = keccak256(abi.encode(keccak256("Authorization(uint256 taskId,address enclave)"), 7, enclave));
-        assertEq(sr.hashAuthorization(7, enclave), _typed(aHash));
-        bytes32 rHash = keccak256(
-            abi.encode(
-                keccak256("Result(uint256 taskId,bytes32 digest,uint8 outcome,bytes32 keyService,string location)"),
-                7,
-                DIGEST,
-                uint8(Outcome.Refused),
-                KMS_KEY,
-                keccak256(bytes(LOCATION))
-            )
-        );
-        assertEq(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION), _typed(rHash));
-        // The location is signed too: another one is another digest.
-        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "s3://elsewhere/1") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
-        assertTrue(sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, "") != sr.hashResult(7, DIGEST, Outcome.Refused, KMS_KEY, LOCATION));
-    }
-
     // ------------------------------------------------------------------
     // Presign and cancel
     // ------------------------------------------------------------------
@@ -842,23 +822,23 @@ contract StrongroomTest is Fixture {
         bytes32 dHash = sr.hashDatasetOffer(d);
         bytes32 pHash = sr.hashPoolOffer(p);
         bytes32 aHash = sr.hashAppOffer(a);
-        assertFalse(sr.presigned(dHash));
+        assertEq(sr.presigner(dHash), address(0));
 
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Offers.OfferPresigned(dHash, datasetOwner);
+        emit Offers.Presigned(dHash, datasetOwner);
         vm.prank(datasetOwner);
         sr.presignDatasetOffer(d);
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Offers.OfferPresigned(pHash, operator);
+        emit Offers.Presigned(pHash, operator);
         vm.prank(operator);
         sr.presignPoolOffer(p);
         vm.expectEmit(true, true, false, true, address(sr));
-        emit Offers.OfferPresigned(aHash, appOwner);
+        emit Offers.Presigned(aHash, appOwner);
         vm.prank(appOwner);
         sr.presignAppOffer(a);
-        assertTrue(sr.presigned(dHash));
-        assertTrue(sr.presigned(pHash));
-        assertTrue(sr.presigned(aHash));
+        assertEq(sr.presigner(dHash), datasetOwner);
+        assertEq(sr.presigner(pHash), operator);
+        assertEq(sr.presigner(aHash), appOwner);
 
         vm.prank(analyst);
         uint256 taskId = sr.rentApp{value: DATASET_PRICE + POOL_PRICE + APP_PRICE}(d, "", p, "", a, "", _rental());

@@ -19,6 +19,9 @@ import {
     JobKind,
     PlatformKind
 } from "../src/Strongroom.sol";
+import {TaskDigests} from "./utils/TaskDigests.sol";
+
+using TaskDigests for Strongroom;
 
 /// Analyst that cannot receive ether, to exercise `WithdrawFailed`.
 contract RevertingReceiver {
@@ -798,19 +801,90 @@ contract TasksTest is Fixture {
         assertEq(_status(taskId), uint256(TaskStatus.Completed));
     }
 
-    function test_SubmitResult_WalletOperatorAuthorizes() public {
-        // A pool run by an ERC-1271 wallet: offers and authorizations are its owner's signatures.
-        TestWallet wallet = new TestWallet(operator);
+    /// A pool run by a contract wallet, its offer signed by the wallet's owner (ERC-1271), rented.
+    function _rentFromWalletPool() internal returns (TestWallet wallet, uint256 taskId, TaskParams memory t) {
+        wallet = new TestWallet(operator);
         vm.prank(operator);
         bytes32 pool = abi.decode(wallet.exec(address(sr), abi.encodeCall(sr.registerPool, (bytes32(0)))), (bytes32));
         vm.deal(address(this), 10 ether);
         sr.depositStake{value: 10 ether}(pool);
         PoolOffer memory p = _poolOffer();
         p.pool = pool;
-        (uint256 taskId, TaskParams memory t) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
+        (taskId, t) = _rentWith(_datasetOffer(), p, _rental(), SQL_TOTAL);
         assertEq(t.poolOperator, address(wallet));
-        _submit(t, taskId, Outcome.Completed); // Authorization signed by the wallet's owner key
+    }
+
+    function _presignAuthorization(TestWallet wallet, TaskParams memory t, uint256 taskId, address enclave_) internal {
+        vm.prank(operator);
+        wallet.exec(address(sr), abi.encodeCall(sr.presignAuthorization, (t, taskId, enclave_)));
+    }
+
+    /// A contract-wallet pool assigns the enclave on chain; the result then settles with no
+    /// authorization signature.
+    function test_SubmitResult_WalletOperatorPresignsTheAuthorization() public {
+        (TestWallet wallet, uint256 taskId, TaskParams memory t) = _rentFromWalletPool();
+        vm.expectEmit(true, true, false, true, address(sr));
+        emit Offers.Presigned(sr.hashAuthorization(taskId, enclave), address(wallet));
+        _presignAuthorization(wallet, t, taskId, enclave);
+        assertEq(sr.presigner(sr.hashAuthorization(taskId, enclave)), address(wallet));
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, "", res, Outcome.Completed);
         assertEq(sr.balances(address(wallet)), POOL_PRICE);
+    }
+
+    /// An authorization by ERC-1271 is refused even while the wallet vouches for it: the wallet
+    /// could stop vouching once the keys are out, and then no receipt would slash its stake.
+    function test_RevertWhen_SubmitResultWalletAuthorizationByErc1271() public {
+        (TestWallet wallet, uint256 taskId, TaskParams memory t) = _rentFromWalletPool();
+        bytes32 digest = sr.hashAuthorization(taskId, enclave);
+        bytes memory auth = _sig(OPERATOR_PK, digest);
+        assertEq(wallet.isValidSignature(digest, auth), bytes4(0x1626ba7e)); // the wallet says yes
+        bytes memory res = _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.submitResult(t, taskId, DIGEST, LOCATION, auth, res, Outcome.Completed);
+        // Nor does an empty signature stand in for a presignature nobody made.
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.submitResult(t, taskId, DIGEST, LOCATION, "", res, Outcome.Completed);
+    }
+
+    /// The presigned authorization is for good: the wallet's pool that got the keys and kept the
+    /// result is slashed by the receipt, with nothing the wallet can take back.
+    function test_RefundReleased_WalletPoolsPresignedAuthorizationSlashesItsStake() public {
+        (TestWallet wallet, uint256 taskId, TaskParams memory t) = _rentFromWalletPool();
+        _presignAuthorization(wallet, t, taskId, enclave);
+        vm.warp(uint256(t.deadline) + 1);
+        sr.refundReleased(t, taskId, enclave, "", _releasedSig(taskId, enclave));
+        assertEq(_status(taskId), uint256(TaskStatus.Abandoned));
+        assertEq(sr.balances(analyst), POOL_PRICE + t.stake);
+        assertEq(sr.balances(datasetOwner), DATASET_PRICE);
+        assertEq(sr.balances(address(wallet)), 0);
+    }
+
+    /// Only the task's own pool operator presigns its authorization, and only while it is active:
+    /// nobody else can assign the task, or overwrite the operator's presignature with their own.
+    function test_RevertWhen_PresignAuthorizationNotTheTasksOperator() public {
+        (TestWallet wallet, uint256 taskId, TaskParams memory t) = _rentFromWalletPool();
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, t.pool, stranger));
+        vm.prank(stranger);
+        sr.presignAuthorization(t, taskId, enclave);
+        // The stranger's own pool does not help.
+        vm.prank(stranger);
+        sr.registerPool(bytes32(uint256(5)));
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, t.pool, stranger));
+        vm.prank(stranger);
+        sr.presignAuthorization(t, taskId, stranger);
+        // Parameters that are not the task's are refused before anything else.
+        TaskParams memory forged = abi.decode(abi.encode(t), (TaskParams)); // a copy
+        forged.poolOperator = stranger;
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
+        vm.prank(stranger);
+        sr.presignAuthorization(forged, taskId, stranger);
+        // A settled task takes no more.
+        _presignAuthorization(wallet, t, taskId, enclave);
+        sr.submitResult(t, taskId, DIGEST, LOCATION, "", _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION), Outcome.Completed);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
+        vm.prank(operator);
+        wallet.exec(address(sr), abi.encodeCall(sr.presignAuthorization, (t, taskId, stranger)));
     }
 
     function test_RevertWhen_SubmitUnknownTask() public {

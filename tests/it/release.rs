@@ -54,7 +54,9 @@ async fn attack_no_key_goes_to_an_unregistered_enclave_an_unauthorized_one_or_a_
     assert_eq!(
         body["message"],
         format!(
-            "the pool operator {} did not authorize enclave {} for task {}",
+            "the pool operator {} did not authorize enclave {} for task {}: it signs `Authorization(taskId, \
+             enclave)` with its key or, if it is a contract, presigns it on chain with `presignAuthorization` and \
+             the request carries no authorization",
             operator_key().address(),
             enclave.address(),
             active.id

@@ -438,3 +438,93 @@ async fn a_worker_whose_registration_ends_before_the_deadline_asks_for_no_keys()
     worker.shutdown().await;
     devnet.shutdown().await;
 }
+
+/// A pool run by a contract wallet cannot sign, and an ERC-1271 answer is the wallet's to change:
+/// a wallet that vouched for its authorization while the keys were released and stopped before
+/// the receipt was posted would keep its stake, and an analyst colluding with it would get
+/// everything back after the result was passed on off chain. So the key service takes from a
+/// contract only an authorization presigned on chain, which is for good, and the receipt slashes
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_a_wallet_pool_gets_keys_only_with_an_authorization_it_cannot_take_back() {
+    use alloy::sol_types::SolCall;
+    use strongroom_chain::Strongroom;
+    use strongroom_e2e::{TestWallet, request_release_with};
+
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let analyst = devnet.chain_as(analyst_key()).await.unwrap();
+    // The wallet's owner is the operator's key; the wallet registers and funds a pool of its own.
+    let operator = devnet.chain_as(operator_key()).await.unwrap();
+    let wallet = TestWallet::deploy(operator.contract().provider().clone(), operator_key().address()).await.unwrap();
+    let exec = async |call: Vec<u8>, value: U256| {
+        let pending = wallet.exec(operator.address(), call.into()).value(value).send().await.unwrap();
+        assert!(pending.get_receipt().await.unwrap().status(), "the wallet's call succeeds");
+    };
+    let salt = random_salt();
+    exec(Strongroom::registerPoolCall { salt }.abi_encode(), U256::ZERO).await;
+    let pool = operator.contract().poolId(*wallet.address(), salt).call().await.unwrap();
+    exec(Strongroom::depositStakeCall { pool }.abi_encode(), devnet.options.pool_stake).await;
+    // Its offer is its owner's signature, which the wallet vouches for when the task is rented.
+    let offer = PoolOffer { pool, salt: random_salt(), ..devnet.pool_offer.clone() };
+    let offer_signature = sign_typed(operator_key().credential(), &offer, &analyst.domain());
+    let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &analyst).unwrap();
+    let options = RentOptions::default();
+    let rented = (&published.offer, &published.offer_signature);
+    let task =
+        analyst::rent(&analyst, &keys, rented, (&offer, &offer_signature), "SELECT 1", &options).await.unwrap().task;
+    assert_eq!(task.params.poolOperator, *wallet.address());
+    let stake = U256::from(task.params.stake);
+    assert_eq!(stake, devnet.options.pool_price, "the task locks the wallet pool's stake");
+
+    let enclave = registered_enclave(&devnet).await;
+    let task_key = X25519SecretKey::generate().public_key();
+    let refused = format!(
+        "the pool operator {} did not authorize enclave {} for task {}: it signs `Authorization(taskId, enclave)` with \
+         its key or, if it is a contract, presigns it on chain with `presignAuthorization` and the request carries no \
+         authorization",
+        wallet.address(),
+        enclave.address(),
+        task.id
+    );
+    // The owner's signature, which the wallet would vouch for: refused.
+    let (status, body) = request_release(&devnet, &analyst, task.id, &enclave, &operator_key(), task_key).await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["message"].as_str()),
+        (403, Some("not_authorized"), Some(&*refused))
+    );
+    // No signature and nothing presigned: refused.
+    let empty = alloy::primitives::Bytes::new();
+    let (status, body) = request_release_with(&devnet, &analyst, task.id, &enclave, empty.clone(), task_key).await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["message"].as_str()),
+        (403, Some("not_authorized"), Some(&*refused))
+    );
+    // Nobody but the task's operator presigns for it.
+    let err = analyst.presign_authorization(&task, enclave.address()).await.unwrap_err();
+    assert_eq!(err.revert_name(), Some("NotPoolOperator"));
+
+    // The wallet presigns; the key service sees it on chain and releases.
+    let presign =
+        Strongroom::presignAuthorizationCall { task: task.params.clone(), taskId: task.id, enclave: enclave.address() };
+    exec(presign.abi_encode(), U256::ZERO).await;
+    assert_eq!(analyst.authorization_presigner(task.id, enclave.address()).await.unwrap(), *wallet.address());
+    let (status, body) = request_release_with(&devnet, &analyst, task.id, &enclave, empty.clone(), task_key).await;
+    assert_eq!(status, 200, "{body}");
+    let receipt: strongroom_types::ReleaseReceipt = serde_json::from_value(body["receipt"].clone()).unwrap();
+    assert_eq!(receipt.authorization, empty, "the authorization is on chain, not in the receipt");
+
+    // No result by the deadline: the receipt slashes the wallet's pool, which has nothing to take back.
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    let Overdue::Abandoned { credited, .. } = analyst::settle_overdue(&analyst, &task).await.unwrap() else {
+        panic!("the keys were released to the wallet pool's enclave: the task is abandoned by the pool")
+    };
+    assert_eq!(credited, offer.price + stake);
+    assert_eq!(analyst.task(task.id).await.unwrap().unwrap().status, TaskStatus::Abandoned);
+    let pool = analyst.pool(pool).await.unwrap().unwrap();
+    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake - stake, U256::ZERO), "slashed");
+    assert_eq!(analyst.balance_of(analyst_key().address()).await.unwrap(), offer.price + stake);
+    assert_eq!(analyst.balance_of(owner_key().address()).await.unwrap(), published.offer.price);
+    assert_eq!(analyst.balance_of(*wallet.address()).await.unwrap(), U256::ZERO);
+    devnet.shutdown().await;
+}

@@ -13,6 +13,14 @@ use strongroom_devnet::analyst_key;
 use strongroom_devnet::{Devnet, DevnetOptions};
 use strongroom_types::{Authorization, KeyRequest, ReleaseRequest, X25519PublicKey, sign_typed};
 
+// A minimal contract wallet (ERC-1271 for its owner's key; `exec` for its owner's calls), from the
+// contract tests: a pool run by a contract rather than a key.
+alloy::sol!(
+    #[sol(rpc)]
+    TestWallet,
+    "../contracts/out/Fixture.sol/TestWallet.json"
+);
+
 pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../datasets/customers.csv");
 pub const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies/aggregate-with-threshold.toml");
 
@@ -302,6 +310,23 @@ pub async fn request_release(
     authorizer: &PrivateKeySigner,
     task_key: X25519PublicKey,
 ) -> (u16, serde_json::Value) {
+    let authorization = sign_typed(
+        authorizer.credential(),
+        &Authorization { taskId: task, enclave: enclave.address() },
+        &chain.domain(),
+    );
+    request_release_with(devnet, chain, task, enclave, authorization, task_key).await
+}
+
+/// [`request_release`] with the authorization as given: empty for one presigned on chain.
+pub async fn request_release_with(
+    devnet: &Devnet,
+    chain: &Chain,
+    task: U256,
+    enclave: &PrivateKeySigner,
+    authorization: alloy::primitives::Bytes,
+    task_key: X25519PublicKey,
+) -> (u16, serde_json::Value) {
     let domain = chain.domain();
     let body = ReleaseRequest {
         task_id: task,
@@ -313,11 +338,7 @@ pub async fn request_release(
             &KeyRequest { taskId: task, taskKey: task_key.to_b256(), columns: Vec::new() },
             &domain,
         ),
-        authorization: sign_typed(
-            authorizer.credential(),
-            &Authorization { taskId: task, enclave: enclave.address() },
-            &domain,
-        ),
+        authorization,
     };
     let response =
         reqwest::Client::new().post(format!("{}/v1/releases", devnet.kms.url())).json(&body).send().await.unwrap();

@@ -17,6 +17,9 @@ import {
     QUOTE_TYPE_SIMULATED
 } from "../../src/Strongroom.sol";
 import {VmExt} from "./VmExt.sol";
+import {TaskDigests} from "./TaskDigests.sol";
+
+using TaskDigests for Strongroom;
 
 /// Minimal ERC-1271 smart wallet: valid signatures are its owner EOA's 65-byte ECDSA signatures
 /// of the digest, exactly what a Safe-like wallet with one owner would accept.

@@ -8,10 +8,10 @@ use alloy::providers::fillers::GasFiller;
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{Eip712Domain, SolEvent};
+use alloy::sol_types::{Eip712Domain, SolEvent, SolStruct};
 use strongroom_types::{
-    AppOffer, DatasetId, DatasetOffer, JobKind, ManifestDigest, Outcome, PoolId, PoolOffer, Quote, RegistryVersion,
-    TaskId, domain,
+    AppOffer, Authorization, DatasetId, DatasetOffer, JobKind, ManifestDigest, Outcome, PoolId, PoolOffer, Quote,
+    RegistryVersion, TaskId, domain,
 };
 
 use crate::Strongroom::{self, Rental, StrongroomInstance, TaskParams};
@@ -433,6 +433,19 @@ impl Chain {
     /// The pool's operator, zero if the pool does not exist.
     pub async fn pool_operator(&self, pool: PoolId) -> Result<Address> {
         self.contract.poolOperator(pool).call().await.map_err(|e| self.err(e))
+    }
+
+    /// Authorizes `enclave` for the task on chain, as its pool operator (the sender), for good:
+    /// what a contract operator does instead of signing `Authorization`.
+    pub async fn presign_authorization(&self, task: &Task, enclave: Address) -> Result<TxOutcome> {
+        self.send(self.contract.presignAuthorization(task.params.clone(), task.id, enclave)).await.map(|(o, _)| o)
+    }
+
+    /// Who authorized `enclave` for the task on chain (`presignAuthorization`), zero if nobody:
+    /// how a contract-wallet pool, which cannot sign, assigns a task.
+    pub async fn authorization_presigner(&self, task: U256, enclave: Address) -> Result<Address> {
+        let digest = Authorization { taskId: task, enclave }.eip712_signing_hash(&self.domain());
+        self.contract.presigner(digest).call().await.map_err(|e| self.err(e))
     }
 
     // ---- offers ----

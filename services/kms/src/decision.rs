@@ -32,6 +32,9 @@ pub struct ChainView {
     pub enclave_active: bool,
     /// The enclave's measurement, read only when the task pins one (zero otherwise).
     pub enclave_measurement: B256,
+    /// Who presigned the request's authorization on chain, read only when the request carries
+    /// no signature (zero otherwise, or if nobody did).
+    pub authorization_presigner: Address,
     pub dataset: Option<DatasetInfo>,
 }
 
@@ -90,9 +93,17 @@ pub fn authorize<'a>(
         return Err(KmsError::DeadlinePassed { task: task_id, deadline: params.deadline });
     }
     check_enclave_signature(request, domain)?;
+    // As the contract takes it (which is what lets a receipt slash): an ECDSA signature, or none
+    // and a presignature on chain. Never ERC-1271, whose answer a wallet can change once the keys
+    // are out.
     let operator = params.poolOperator;
-    let authorization = Authorization { taskId: task_id, enclave: request.enclave };
-    if recover_typed(&authorization, domain, &request.authorization) != Some(operator) {
+    let authorized_by = match request.authorization.is_empty() {
+        true => Some(chain.authorization_presigner),
+        false => {
+            recover_typed(&Authorization { taskId: task_id, enclave: request.enclave }, domain, &request.authorization)
+        }
+    };
+    if operator.is_zero() || authorized_by != Some(operator) {
         return Err(KmsError::NotAuthorized { task: task_id, enclave: request.enclave, operator });
     }
     if !chain.enclave_active {
@@ -249,6 +260,7 @@ mod tests {
             task: Some(task),
             enclave_active: true,
             enclave_measurement: B256::repeat_byte(0xee),
+            authorization_presigner: Address::ZERO,
             dataset: Some(info),
         };
         let key_columns = Ok(["region", "spend", "email"].map(String::from).into());
@@ -315,6 +327,31 @@ mod tests {
                     )
                 }),
             ),
+            (
+                // No signature, and no presignature on chain to stand for it.
+                "not_authorized",
+                Box::new(|c| c.request.authorization = Bytes::new()),
+            ),
+            (
+                // A presignature, by someone other than the task's operator.
+                "not_authorized",
+                Box::new(|c| {
+                    c.request.authorization = Bytes::new();
+                    c.chain.authorization_presigner = Address::repeat_byte(0x66);
+                }),
+            ),
+            (
+                // A signature when the presigner is the operator: the signature is what counts.
+                "not_authorized",
+                Box::new(|c| {
+                    c.chain.authorization_presigner = params(c).poolOperator;
+                    c.request.authorization = sign_typed(
+                        PrivateKeySigner::random().credential(),
+                        &Authorization { taskId: c.request.task_id, enclave: c.request.enclave },
+                        &c.domain,
+                    );
+                }),
+            ),
             ("enclave_not_registered", Box::new(|c| c.chain.enclave_active = false)),
             ("measurement_not_allowed", Box::new(|c| params(c).measurement = B256::repeat_byte(0xef))),
             (
@@ -348,6 +385,11 @@ mod tests {
             let got = refusal(spoil);
             assert!(got.starts_with(expected), "expected `{expected}`, got `{got}`");
         }
+        // A contract operator's authorization presigned on chain, with none in the request.
+        let mut case = good();
+        case.request.authorization = Bytes::new();
+        case.chain.authorization_presigner = params(&mut case).poolOperator;
+        assert!(decide_case(&case).is_ok());
         // A pinned measurement that matches is no refusal.
         let mut case = good();
         params(&mut case).measurement = B256::repeat_byte(0xee);

@@ -15,7 +15,11 @@ pub enum KmsError {
     TaskNotActive { task: U256, status: &'static str },
     #[error("task {task} passed its deadline at unix time {deadline}")]
     DeadlinePassed { task: U256, deadline: u64 },
-    #[error("the pool operator {operator} did not authorize enclave {enclave} for task {task}")]
+    #[error(
+        "the pool operator {operator} did not authorize enclave {enclave} for task {task}: it signs \
+         `Authorization(taskId, enclave)` with its key or, if it is a contract, presigns it on chain \
+         with `presignAuthorization` and the request carries no authorization"
+    )]
     NotAuthorized { task: U256, enclave: Address, operator: Address },
     #[error("the key request is not signed by enclave {0}")]
     BadEnclaveSignature(Address),

@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use alloy::primitives::{B256, U256, keccak256};
+use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
 use strongroom_http::{Limits, ServiceHandle};
@@ -233,7 +233,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     }
     // The parameters come from the TaskCreated event, checked against the on-chain commitment.
     let task = chain.task(req.task_id).await?;
-    let (block_time, enclave_measurement, dataset) = match &task {
+    let (block_time, enclave_measurement, authorization_presigner, dataset) = match &task {
         Some(task) => (
             chain.block_timestamp().await?,
             // Needed only to compare with a pinned measurement.
@@ -241,9 +241,14 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
                 true => B256::ZERO,
                 false => chain.enclave(req.enclave).await?.0,
             },
+            // A pool operator that cannot sign (a contract wallet) presigns on chain instead.
+            match req.authorization.is_empty() {
+                true => chain.authorization_presigner(req.task_id, req.enclave).await?,
+                false => Address::ZERO,
+            },
             chain.dataset(task.params.dataset).await?,
         ),
-        None => (0, B256::ZERO, None),
+        None => (0, B256::ZERO, Address::ZERO, None),
     };
     let view = ChainView {
         chain_id: chain.chain_id(),
@@ -252,6 +257,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         task,
         enclave_active,
         enclave_measurement,
+        authorization_presigner,
         dataset,
     };
     let authorized = authorize(req, &chain.domain(), &view, state.secret.public_key().to_b256())?;
@@ -272,9 +278,13 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     // task key; another enclave, or the same one with another key, gets nothing.
     let task_key = req.task_key.to_b256();
     let task = TaskRef { chain_id: chain.chain_id(), contract: chain.address(), id: req.task_id };
-    // Kept, and returned with the receipt, in the one form `refundReleased` accepts.
-    let authorization = canonical_signature(&req.authorization)
-        .ok_or_else(|| KmsError::Internal("an authorization that verified does not parse".into()))?;
+    // Kept, and returned with the receipt, in the one form `refundReleased` accepts (empty when
+    // it was presigned on chain, where it stays for good).
+    let authorization = match req.authorization.is_empty() {
+        true => Bytes::new(),
+        false => canonical_signature(&req.authorization)
+            .ok_or_else(|| KmsError::Internal("an authorization that verified does not parse".into()))?,
+    };
     let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key, authorization.clone()).await?;
     if (holder, holder_key) != (req.enclave, task_key) {
         return Err(KmsError::AlreadyReleased { task: req.task_id, holder });

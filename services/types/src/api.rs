@@ -38,7 +38,8 @@ pub struct ReleaseReceipt {
     pub enclave: Address,
     pub signature: Bytes,
     /// The pool operator's EIP-712 `Authorization{taskId, enclave}` the release was asked with:
-    /// `refundReleased` checks it, so a key service cannot slash a pool that never asked.
+    /// `refundReleased` checks it, so a key service cannot slash a pool that never asked. Empty
+    /// when the operator (a contract wallet) presigned it on chain, where `refundReleased` finds it.
     pub authorization: Bytes,
 }
 
