@@ -585,7 +585,7 @@ contract Strongroom is EnclaveRegistry, KeyServiceRegistry, Offers {
     {
         bytes32 digest = _hashAuthorization(taskId, enclave);
         address signer = sig.length == 0 ? _presigner[digest] : Signatures.recover(digest, sig);
-        if (signer != operator) revert NotAuthorized(taskId, enclave);
+        if (operator == address(0) || signer != operator) revert NotAuthorized(taskId, enclave);
     }
 
     /// Who signed the result, if it names the task's key service as the sender of the release the

@@ -860,6 +860,26 @@ contract TasksTest is Fixture {
         assertEq(sr.balances(address(wallet)), 0);
     }
 
+    /// A receipt with no signature slashes only a pool that presigned, and only for the enclave it
+    /// presigned: a key service cannot slash a pool that never asked, or for another enclave.
+    function test_RevertWhen_RefundReleasedEmptyAuthorizationNotPresignedForThatEnclave() public {
+        (TestWallet wallet, uint256 taskId, TaskParams memory t) = _rentFromWalletPool();
+        assertTrue(t.stake > 0);
+        vm.warp(uint256(t.deadline) + 1);
+        bytes memory receipt = _releasedSig(taskId, enclave);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, "", receipt);
+        // Presigned for one enclave, released to another.
+        _presignAuthorization(wallet, t, taskId, stranger);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, "", receipt);
+        // Malformed signatures recover nobody.
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, hex"00", receipt);
+        vm.expectRevert(abi.encodeWithSelector(Strongroom.NotAuthorized.selector, taskId, enclave));
+        sr.refundReleased(t, taskId, enclave, new bytes(65), receipt);
+    }
+
     /// Only the task's own pool operator presigns its authorization, and only while it is active:
     /// nobody else can assign the task, or overwrite the operator's presignature with their own.
     function test_RevertWhen_PresignAuthorizationNotTheTasksOperator() public {
@@ -879,8 +899,13 @@ contract TasksTest is Fixture {
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskMismatch.selector, taskId));
         vm.prank(stranger);
         sr.presignAuthorization(forged, taskId, stranger);
-        // A settled task takes no more.
+        // Once presigned, a stranger's attempt leaves the operator's presignature as it was.
         _presignAuthorization(wallet, t, taskId, enclave);
+        vm.expectRevert(abi.encodeWithSelector(PoolRegistry.NotPoolOperator.selector, t.pool, stranger));
+        vm.prank(stranger);
+        sr.presignAuthorization(t, taskId, enclave);
+        assertEq(sr.presigner(sr.hashAuthorization(taskId, enclave)), address(wallet));
+        // A settled task takes no more.
         sr.submitResult(t, taskId, DIGEST, LOCATION, "", _resultSig(taskId, DIGEST, Outcome.Completed, LOCATION), Outcome.Completed);
         vm.expectRevert(abi.encodeWithSelector(Strongroom.TaskNotActive.selector, taskId, TaskStatus.Completed));
         vm.prank(operator);

@@ -1,6 +1,6 @@
 //! The key service refuses every release it should, each with its own error.
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use strongroom_chain::Chain;
 use strongroom_client::analyst::RentOptions;
@@ -273,14 +273,18 @@ async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
         }
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let signed = |key: &PrivateKeySigner, not_after: u64| {
-        let message = strongroom_types::AuditRequest { dataset: published.dataset, notAfter: not_after };
+    let ours = devnet.kms.info().public_key.to_b256();
+    let signed_for = |key: &PrivateKeySigner, key_service: B256, not_after: u64| {
+        let message =
+            strongroom_types::AuditRequest { dataset: published.dataset, keyService: key_service, notAfter: not_after };
         serde_json::json!({
             "dataset": published.dataset,
+            "key_service": key_service,
             "not_after": not_after,
             "signature": sign_typed(key.credential(), &message, &devnet.governance.domain()),
         })
     };
+    let signed = |key: &PrivateKeySigner, not_after: u64| signed_for(key, ours, not_after);
 
     // Anyone else, the analyst included, reads nothing of who ran what when.
     let (status, body) = post(signed(&analyst_key(), now + 60)).await;
@@ -299,6 +303,21 @@ async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
         let (status, body) = post(signed(&strongroom_devnet::owner_key(), not_after)).await;
         assert_eq!((status, body["error"].as_str()), (400, Some("audit_request_out_of_time")), "{body}");
     }
+    // A request the owner signed for another key service, replayed here by that one, is refused,
+    // and so is one relabelled as for this one (its signature then recovers nobody who owns).
+    let elsewhere = B256::repeat_byte(0x3e);
+    let (status, body) = post(signed_for(&strongroom_devnet::owner_key(), elsewhere, now + 60)).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("audit_request_for_another_key_service")), "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "the audit request is for key service {elsewhere}, and this is key service {ours}: sign one for this one"
+        )
+    );
+    let mut relabelled = signed_for(&strongroom_devnet::owner_key(), elsewhere, now + 60);
+    relabelled["key_service"] = serde_json::json!(ours);
+    let (status, body) = post(relabelled).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("not_dataset_owner")), "{body}");
     // The log is no longer public.
     let response = reqwest::get(format!("{}/v1/audit", devnet.kms.url())).await.unwrap();
     assert_eq!(response.status().as_u16(), 404);

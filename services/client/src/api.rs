@@ -185,19 +185,21 @@ impl KmsClient {
     }
 
     /// A dataset's audit log (of one task or of all), which its owner alone may read: `owner`
-    /// signs the request for `domain`, the deployment the key service serves, good for a minute.
+    /// signs the request for `domain`, the deployment the key service serves, and for
+    /// `key_service`, the sealing key the chain records for it, good for a minute.
     pub async fn audit(
         &self,
         owner: &alloy::signers::local::PrivateKeySigner,
         domain: &alloy::sol_types::Eip712Domain,
+        key_service: alloy::primitives::B256,
         dataset: DatasetId,
         task: Option<TaskId>,
     ) -> Result<Vec<AuditEntry>> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let not_after = now + 60;
-        let message = strongroom_types::AuditRequest { dataset, notAfter: not_after };
+        let message = strongroom_types::AuditRequest { dataset, keyService: key_service, notAfter: not_after };
         let signature = strongroom_types::sign_typed(owner.credential(), &message, domain);
-        let request = strongroom_types::AuditLogRequest { dataset, not_after, task_id: task, signature };
+        let request = strongroom_types::AuditLogRequest { dataset, key_service, not_after, task_id: task, signature };
         self.0.post("/v1/audit", &request, "show its audit log").await
     }
 }

@@ -37,6 +37,8 @@ pub enum KmsError {
     AuditRequestOutOfTime { not_after: u64, now: u64 },
     #[error("the audit request's signature does not recover to an address")]
     BadAuditSignature,
+    #[error("the audit request is for key service {asked}, and this is key service {ours}: sign one for this one")]
+    AuditRequestForAnotherKeyService { asked: B256, ours: B256 },
     #[error("{signer} asked for dataset {dataset}'s audit log, which is for its owner {owner} alone")]
     NotAuditOwner { dataset: B256, signer: Address, owner: Address },
     #[error(
@@ -100,6 +102,7 @@ impl KmsError {
             Self::NotOwner { .. } => "not_owner",
             Self::AuditRequestOutOfTime { .. } => "audit_request_out_of_time",
             Self::BadAuditSignature => "bad_audit_signature",
+            Self::AuditRequestForAnotherKeyService { .. } => "audit_request_for_another_key_service",
             Self::NotAuditOwner { .. } => "not_dataset_owner",
             Self::TooManyPending { .. } => "too_many_pending_deposits",
             Self::WrongKeyService { .. } => "wrong_key_service",
@@ -140,7 +143,9 @@ impl ResponseError for KmsError {
             | Self::MeasurementNotAllowed { .. }
             | Self::NotOwner { .. }
             | Self::NotAuditOwner { .. } => StatusCode::FORBIDDEN,
-            Self::AuditRequestOutOfTime { .. } | Self::BadAuditSignature => StatusCode::BAD_REQUEST,
+            Self::AuditRequestOutOfTime { .. }
+            | Self::BadAuditSignature
+            | Self::AuditRequestForAnotherKeyService { .. } => StatusCode::BAD_REQUEST,
             Self::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
                 StatusCode::BAD_REQUEST

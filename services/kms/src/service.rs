@@ -324,7 +324,11 @@ async fn post_audit(state: web::Data<State>, body: web::Json<AuditLogRequest>) -
     if req.not_after < now || req.not_after > now + MAX_AUDIT_REQUEST_SECS {
         return Err(KmsError::AuditRequestOutOfTime { not_after: req.not_after, now });
     }
-    let message = AuditRequest { dataset: req.dataset, notAfter: req.not_after };
+    let ours = state.secret.public_key().to_b256();
+    if req.key_service != ours {
+        return Err(KmsError::AuditRequestForAnotherKeyService { asked: req.key_service, ours });
+    }
+    let message = AuditRequest { dataset: req.dataset, keyService: ours, notAfter: req.not_after };
     let signer = recover_typed(&message, &state.chain.domain(), &req.signature).ok_or(KmsError::BadAuditSignature)?;
     let dataset = state.chain.dataset(req.dataset).await?.ok_or(KmsError::UnknownDataset(req.dataset))?;
     if dataset.owner != signer {

@@ -96,11 +96,13 @@ pub struct ReleaseResponse {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditLogRequest {
     pub dataset: B256,
+    /// The sealing key of the key service asked (as the chain records key services).
+    pub key_service: B256,
     /// Unix seconds after which the signature is refused; at most an hour ahead.
     pub not_after: u64,
     /// Only this task's rows.
     pub task_id: Option<U256>,
-    /// EIP-712 `AuditRequest{dataset, notAfter}` by the dataset's owner on chain.
+    /// EIP-712 `AuditRequest{dataset, keyService, notAfter}` by the dataset's owner on chain.
     pub signature: Bytes,
 }
 

@@ -78,11 +78,14 @@ sol! {
         bytes32 sealingKey;
     }
 
-    /// A dataset owner's request for its dataset's audit log at a key service, good until
-    /// `notAfter` (unix seconds): the log says which tasks ran when, which is the owner's alone.
+    /// A dataset owner's request for its dataset's audit log at the key service of sealing key
+    /// `keyService`, good until `notAfter` (unix seconds): the log says which tasks ran when,
+    /// which is the owner's alone. Naming the key service keeps one that was asked from
+    /// replaying the request at another.
     #[derive(Debug, PartialEq, Eq)]
     struct AuditRequest {
         bytes32 dataset;
+        bytes32 keyService;
         uint64 notAfter;
     }
 
