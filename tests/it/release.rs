@@ -329,13 +329,13 @@ async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_deposits_for_datasets_nobody_registers_are_bounded() {
+async fn attack_a_key_service_keeps_deposits_only_of_registered_owners_and_only_so_many() {
     let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
     let kms = strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap();
     let info = kms.info().await.unwrap();
-    let squatter = PrivateKeySigner::random();
-    let manifest = strongroom_types::ManifestDigest::new(alloy::primitives::B256::repeat_byte(1));
-    let deposit = |dataset: alloy::primitives::B256| {
+    let deposit = |by: &PrivateKeySigner, dataset: B256, manifest: B256| {
+        let manifest = strongroom_types::ManifestDigest::new(manifest);
         let keys = strongroom_types::DatasetKeys::generate(["a"]);
         let aad = strongroom_types::key_set_aad(dataset, manifest);
         let sealed =
@@ -346,7 +346,7 @@ async fn attack_deposits_for_datasets_nobody_registers_are_bounded() {
             keysDigest: alloy::primitives::keccak256(sealed.as_bytes()),
             policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
         };
-        let owner_signature = sign_typed(squatter.credential(), &message, &devnet.governance.domain());
+        let owner_signature = sign_typed(by.credential(), &message, &devnet.governance.domain());
         let request = strongroom_types::DepositRequest {
             dataset,
             manifest_digest: manifest,
@@ -360,22 +360,38 @@ async fn attack_deposits_for_datasets_nobody_registers_are_bounded() {
             (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
         }
     };
-    // Ids nobody registered cost the squatter only a signature each: the key service keeps 16.
-    for _ in 0..16 {
-        let (status, body) = deposit(strongroom_types::random_salt()).await;
-        assert_eq!(status, 200, "{body}");
-    }
-    let (status, body) = deposit(strongroom_types::random_salt()).await;
-    assert_eq!((status, body["error"].as_str()), (429, Some("too_many_pending_deposits")), "{body}");
+    // An id nobody registered costs only a signature, so it gets nothing kept.
+    let squatter = PrivateKeySigner::random();
+    let unregistered = strongroom_types::random_salt();
+    let (status, body) = deposit(&squatter, unregistered, B256::repeat_byte(1)).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("dataset_not_registered")), "{body}");
     assert_eq!(
         body["message"],
         format!(
-            "{} has deposited keys for 16 datasets not registered on chain, and the key service keeps at most 16 \
-             (or is full): register those datasets, or wait a day for unregistered deposits to be dropped",
-            squatter.address()
+            "dataset {unregistered} is not registered on chain: register it first (its owner deposits the keys of a \
+             registered dataset only), then deposit"
         )
     );
-    // An owner who publishes is not held up by the squatter.
+    // A registered dataset's owner keeps 64 deposits (data versions under their policies) at most;
+    // the sample's first is one.
+    let owner = strongroom_devnet::owner_key();
+    for version in 1..64u8 {
+        let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(version)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(0xff)).await;
+    assert_eq!((status, body["error"].as_str()), (429, Some("too_many_deposits")), "{body}");
+    assert_eq!(
+        body["message"],
+        format!(
+            "dataset {} has 64 deposits here (data versions and policies), the most a key service keeps for one \
+             dataset: publish a new dataset",
+            published.dataset
+        )
+    );
+    // A deposit it keeps already may be made again (a redeposit), and other datasets are not held up.
+    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(7)).await;
+    assert_eq!(status, 200, "{body}");
     publish_sample(&devnet).await;
     devnet.shutdown().await;
 }

@@ -477,12 +477,10 @@ impl Owner {
         let (uri, manifest_digest) = store_manifest(&self.storage, &dir, &manifest).await?;
         info!(%dataset, rows, bytes = manifest.bytes(), objects = manifest.objects.len(), "encrypted dataset stored");
 
-        // 2. Back the keys up (sealed) before they go anywhere, then deposit them, sealed to the
-        //    key service and bound to this dataset id and manifest.
+        // 2. Back the keys up (sealed) before they go anywhere.
         self.backup.store(dataset, manifest_digest, &keys, &policy_text)?;
-        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text).await?;
 
-        // 3. Register on chain.
+        // 3. Register on chain: a key service takes keys only from a registered dataset's owner.
         let (registered, outcome) = chain
             .register_dataset(
                 salt,
@@ -501,7 +499,20 @@ impl Owner {
             );
         }
 
-        // 4. Offer a licence.
+        // 4. Deposit the keys, sealed to the key service and bound to this dataset id and manifest.
+        //    Until an offer is signed nobody can rent the dataset, so a failure here leaves nothing
+        //    rentable without its keys; the backup finishes the job.
+        deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text)
+            .await
+            .map_err(|e| {
+                ClientError::Input(format!(
+                    "dataset {dataset} is registered but its keys were not deposited ({e}); nobody can rent it \
+                     until they are: run `strongroom dataset redeposit {dataset} --kms-url {}`",
+                    req.kms_url
+                ))
+            })?;
+
+        // 5. Offer a licence.
         let (offer, offer_signature) = sign_offer(chain, signer, dataset, policy_hash, &req.terms).await?;
         MarketClient::new(&req.market_url)?
             .post_offer(&PostOfferRequest::Dataset {

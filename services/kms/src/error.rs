@@ -42,9 +42,13 @@ pub enum KmsError {
     #[error("{signer} asked for dataset {dataset}'s audit log, which is for its owner {owner} alone")]
     NotAuditOwner { dataset: B256, signer: Address, owner: Address },
     #[error(
-        "{depositor} has deposited keys for {mine} datasets not registered on chain, and the key service keeps at most {limit} (or is full): register those datasets, or wait a day for unregistered deposits to be dropped"
+        "dataset {0} is not registered on chain: register it first (its owner deposits the keys of a registered dataset only), then deposit"
     )]
-    TooManyPending { depositor: Address, mine: u64, limit: u64 },
+    DepositForUnregisteredDataset(B256),
+    #[error(
+        "dataset {dataset} has {limit} deposits here (data versions and policies), the most a key service keeps for one dataset: publish a new dataset"
+    )]
+    TooManyDeposits { dataset: B256, limit: u64 },
     #[error("task {task} was rented against key service key {registered}, not this service's {ours}")]
     WrongKeyService { task: U256, registered: B256, ours: B256 },
     #[error(
@@ -104,7 +108,8 @@ impl KmsError {
             Self::BadAuditSignature => "bad_audit_signature",
             Self::AuditRequestForAnotherKeyService { .. } => "audit_request_for_another_key_service",
             Self::NotAuditOwner { .. } => "not_dataset_owner",
-            Self::TooManyPending { .. } => "too_many_pending_deposits",
+            Self::DepositForUnregisteredDataset(_) => "dataset_not_registered",
+            Self::TooManyDeposits { .. } => "too_many_deposits",
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
@@ -146,7 +151,8 @@ impl ResponseError for KmsError {
             Self::AuditRequestOutOfTime { .. }
             | Self::BadAuditSignature
             | Self::AuditRequestForAnotherKeyService { .. } => StatusCode::BAD_REQUEST,
-            Self::TooManyPending { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyDeposits { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DepositForUnregisteredDataset(_) => StatusCode::CONFLICT,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
                 StatusCode::BAD_REQUEST
             }

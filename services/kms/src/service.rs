@@ -141,14 +141,21 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     if let Some(column) = policy.granted_columns().find(|c| !keys.columns.contains_key(*c)) {
         return Err(KmsError::BadPolicy(format!("it grants column `{column}`, which has no key")));
     }
-    // The dataset may not be registered yet: owners deposit first so that a registered dataset
-    // always has its keys. Ownership is then checked again at every release.
-    match state.chain.dataset(req.dataset).await? {
-        Some(dataset) if dataset.owner != signer => {
-            return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: dataset.owner });
-        }
-        Some(_) => {}
-        None => admit_pending(&state, req.dataset, signer).await?,
+    // Only the registered owner deposits, so every deposit costs its signer a registration on
+    // chain: nobody fills the store for free with ids nobody registers. Owners register first,
+    // then deposit, then sign offers: until an offer exists nobody can rent the dataset, so a
+    // registration whose deposit failed is not rentable, and `strongroom dataset redeposit`
+    // finishes it. Ownership is checked again at every release.
+    let registered =
+        state.chain.dataset(req.dataset).await?.ok_or(KmsError::DepositForUnregisteredDataset(req.dataset))?;
+    if registered.owner != signer {
+        return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: registered.owner });
+    }
+    let kept = state.store.count_deposits(req.dataset, signer).await?;
+    if kept >= MAX_DEPOSITS_PER_DATASET
+        && !state.store.has_deposit(req.dataset, signer, req.manifest_digest, message.policyHash).await?
+    {
+        return Err(KmsError::TooManyDeposits { dataset: req.dataset, limit: MAX_DEPOSITS_PER_DATASET });
     }
     state
         .store
@@ -163,30 +170,9 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     }))
 }
 
-/// How many datasets one depositor, and everybody, may have deposited for and not registered.
-const MAX_PENDING_PER_DEPOSITOR: u64 = 16;
-const MAX_PENDING: u64 = 4_096;
-/// How long a deposit waits for its dataset's registration before it is dropped.
-const PENDING_FOR_SECS: i64 = 86_400;
-
-/// Admits a deposit for a dataset not registered yet, within quotas: anyone can sign a deposit
-/// for an id nobody registered, so such deposits are counted, and dropped after a day if their
-/// dataset never registers (a registered one is checked again at every release).
-async fn admit_pending(state: &State, dataset: B256, depositor: alloy::primitives::Address) -> Result<()> {
-    let now = now();
-    for (id, by, since) in state.store.pending(64).await? {
-        // Registered by this depositor: another's deposits under its id are never used.
-        let registered = state.chain.dataset(id).await?.is_some_and(|d| d.owner == by);
-        if registered || now - since > PENDING_FOR_SECS {
-            state.store.settle_pending(id, by, registered).await?;
-        }
-    }
-    let (mine, all) = state.store.count_pending(depositor).await?;
-    if mine >= MAX_PENDING_PER_DEPOSITOR || all >= MAX_PENDING {
-        return Err(KmsError::TooManyPending { depositor, mine, limit: MAX_PENDING_PER_DEPOSITOR });
-    }
-    state.store.add_pending(dataset, depositor).await
-}
+/// How many deposits (data versions, each under its policy) one owner keeps here for one dataset:
+/// a rotation or a licence change adds one, and earlier ones stay for the tasks rented against them.
+const MAX_DEPOSITS_PER_DATASET: u64 = 64;
 
 /// Opens keys sealed to this service for one data version of `dataset`; the plaintext is wiped
 /// when dropped.

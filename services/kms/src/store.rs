@@ -31,19 +31,17 @@ pub trait DepositStore: Send + Sync + 'static {
         policy: String,
     ) -> crate::Result<()>;
 
-    /// Datasets deposited for before they were registered on chain, oldest first: (dataset,
-    /// depositor, unix time of the first deposit).
-    async fn pending(&self, limit: u32) -> crate::Result<Vec<(B256, Address, i64)>>;
+    /// How many deposits (data versions under their policies) `depositor` keeps for `dataset`.
+    async fn count_deposits(&self, dataset: B256, depositor: Address) -> crate::Result<u64>;
 
-    /// Counts `depositor`'s pending datasets and all of them.
-    async fn count_pending(&self, depositor: Address) -> crate::Result<(u64, u64)>;
-
-    /// Marks `dataset` as deposited for by `depositor` before its registration.
-    async fn add_pending(&self, dataset: B256, depositor: Address) -> crate::Result<()>;
-
-    /// Ends `dataset`'s pending state: kept when it registered, or, when it never did, dropped
-    /// with its deposits by that depositor (and policies nothing refers to any more).
-    async fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> crate::Result<()>;
+    /// Whether `depositor` keeps a deposit for this data version of `dataset` under this policy.
+    async fn has_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: ManifestDigest,
+        policy_hash: B256,
+    ) -> crate::Result<bool>;
 
     /// The depositor's sealed keys for one data version of a dataset under the policy whose
     /// keccak256 is `policy_hash`, and that policy.
@@ -114,20 +112,18 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.put_deposit(dataset, depositor, manifest, &sealed, &policy)).await
     }
 
-    async fn pending(&self, limit: u32) -> crate::Result<Vec<(B256, Address, i64)>> {
-        self.blocking(move |s| s.pending(limit)).await
+    async fn count_deposits(&self, dataset: B256, depositor: Address) -> crate::Result<u64> {
+        self.blocking(move |s| s.count_deposits(dataset, depositor)).await
     }
 
-    async fn count_pending(&self, depositor: Address) -> crate::Result<(u64, u64)> {
-        self.blocking(move |s| s.count_pending(depositor)).await
-    }
-
-    async fn add_pending(&self, dataset: B256, depositor: Address) -> crate::Result<()> {
-        self.blocking(move |s| s.add_pending(dataset, depositor)).await
-    }
-
-    async fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> crate::Result<()> {
-        self.blocking(move |s| s.settle_pending(dataset, depositor, registered)).await
+    async fn has_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: ManifestDigest,
+        policy_hash: B256,
+    ) -> crate::Result<bool> {
+        self.blocking(move |s| s.has_deposit(dataset, depositor, manifest, policy_hash)).await
     }
 
     async fn deposit(
@@ -206,12 +202,9 @@ impl Store {
                  released INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (chain_id, contract, task_id)
              );
-             CREATE TABLE IF NOT EXISTS pending_datasets (
-                 dataset    BLOB NOT NULL,
-                 depositor  BLOB NOT NULL,
-                 created_at INTEGER NOT NULL,
-                 PRIMARY KEY (dataset, depositor)
-             );
+             -- Deposits once came before registration and were counted here; now only a
+             -- dataset's registered owner deposits.
+             DROP TABLE IF EXISTS pending_datasets;
              CREATE TABLE IF NOT EXISTS policies (
                  hash   BLOB PRIMARY KEY,
                  policy TEXT NOT NULL
@@ -298,44 +291,27 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn pending(&self, limit: u32) -> rusqlite::Result<Vec<(B256, Address, i64)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT dataset, depositor, created_at FROM pending_datasets ORDER BY created_at LIMIT ?1")?;
-        let rows = stmt.query_map(params![limit], |row| {
-            let (dataset, depositor): (Vec<u8>, Vec<u8>) = (row.get(0)?, row.get(1)?);
-            Ok((B256::from_slice(&dataset), Address::from_slice(&depositor), row.get(2)?))
-        })?;
-        rows.collect()
-    }
-
-    pub(crate) fn count_pending(&self, depositor: Address) -> rusqlite::Result<(u64, u64)> {
+    pub(crate) fn count_deposits(&self, dataset: B256, depositor: Address) -> rusqlite::Result<u64> {
         self.conn.query_row(
-            "SELECT COUNT(*) FILTER (WHERE depositor = ?1), COUNT(*) FROM pending_datasets",
-            params![depositor.as_slice()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
+            "SELECT COUNT(*) FROM deposits WHERE dataset = ?1 AND depositor = ?2",
+            params![dataset.as_slice(), depositor.as_slice()],
+            |row| row.get(0),
         )
     }
 
-    pub(crate) fn add_pending(&self, dataset: B256, depositor: Address) -> rusqlite::Result<()> {
-        self.conn.execute(
-            // A fresh deposit restarts the wait: the last deposit, not the first, must be a day old.
-            "INSERT INTO pending_datasets (dataset, depositor, created_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (dataset, depositor) DO UPDATE SET created_at = excluded.created_at",
-            params![dataset.as_slice(), depositor.as_slice(), now()],
-        )?;
-        Ok(())
-    }
-
-    pub(crate) fn settle_pending(&self, dataset: B256, depositor: Address, registered: bool) -> rusqlite::Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
-        let key = params![dataset.as_slice(), depositor.as_slice()];
-        tx.execute("DELETE FROM pending_datasets WHERE dataset = ?1 AND depositor = ?2", key)?;
-        if !registered {
-            tx.execute("DELETE FROM deposits WHERE dataset = ?1 AND depositor = ?2", key)?;
-            tx.execute("DELETE FROM policies WHERE hash NOT IN (SELECT policy_hash FROM deposits)", [])?;
-        }
-        tx.commit()
+    pub(crate) fn has_deposit(
+        &self,
+        dataset: B256,
+        depositor: Address,
+        manifest: ManifestDigest,
+        policy_hash: B256,
+    ) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM deposits
+             WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3 AND policy_hash = ?4",
+            params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), policy_hash.as_slice()],
+            |row| row.get(0),
+        )
     }
 
     pub(crate) fn policy(&self, hash: B256) -> rusqlite::Result<Option<String>> {
@@ -517,35 +493,25 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_dataset_that_never_registers_is_dropped_with_its_deposits_and_lone_policies() {
+    fn deposits_are_counted_per_dataset_and_owner_and_a_repeat_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("kms.sqlite")).unwrap();
-        let (squatter, owner) = (Address::repeat_byte(1), Address::repeat_byte(2));
-        let manifest = ManifestDigest::new(B256::repeat_byte(9));
+        let (owner, next_owner) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let (dataset, other) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
+        let (v1, v2) = (ManifestDigest::new(B256::repeat_byte(1)), ManifestDigest::new(B256::repeat_byte(2)));
         let sealed = SealedBox(vec![1, 2, 3]);
-        for (dataset, by, policy) in [
-            (B256::repeat_byte(0xa), squatter, "junk"),
-            (B256::repeat_byte(0xb), owner, "real"),
-            (B256::repeat_byte(0xc), squatter, "real"),
-        ] {
-            store.put_deposit(dataset, by, manifest, &sealed, policy).unwrap();
-            store.add_pending(dataset, by).unwrap();
-        }
-        assert_eq!(store.count_pending(squatter).unwrap(), (2, 3));
-        assert_eq!(store.pending(10).unwrap().len(), 3);
-
-        store.settle_pending(B256::repeat_byte(0xb), owner, true).unwrap();
-        store.settle_pending(B256::repeat_byte(0xa), squatter, false).unwrap();
-        assert_eq!(store.count_pending(squatter).unwrap(), (1, 1));
-        let real = alloy::primitives::keccak256(b"real");
-        assert!(store.deposit(B256::repeat_byte(0xb), owner, manifest, real).unwrap().is_some(), "registered: kept");
-        let junk = alloy::primitives::keccak256(b"junk");
-        assert!(
-            store.deposit(B256::repeat_byte(0xa), squatter, manifest, junk).unwrap().is_none(),
-            "never registered: dropped"
-        );
-        assert_eq!(store.policy(junk).unwrap(), None, "a policy nothing refers to goes too");
-        assert_eq!(store.policy(real).unwrap().as_deref(), Some("real"));
+        store.put_deposit(dataset, owner, v1, &sealed, "p").unwrap();
+        store.put_deposit(dataset, owner, v1, &sealed, "p").unwrap(); // a redeposit
+        store.put_deposit(dataset, owner, v1, &sealed, "q").unwrap(); // another licence
+        store.put_deposit(dataset, owner, v2, &sealed, "p").unwrap(); // a rotation
+        store.put_deposit(dataset, next_owner, v2, &sealed, "p").unwrap();
+        store.put_deposit(other, owner, v1, &sealed, "p").unwrap();
+        assert_eq!(store.count_deposits(dataset, owner).unwrap(), 3);
+        assert_eq!(store.count_deposits(dataset, next_owner).unwrap(), 1);
+        let p = alloy::primitives::keccak256(b"p");
+        assert!(store.has_deposit(dataset, owner, v2, p).unwrap());
+        assert!(!store.has_deposit(dataset, next_owner, v1, p).unwrap());
+        assert!(!store.has_deposit(dataset, owner, v2, alloy::primitives::keccak256(b"q")).unwrap());
     }
 
     #[test]
