@@ -528,3 +528,27 @@ async fn attack_a_wallet_pool_gets_keys_only_with_an_authorization_it_cannot_tak
     assert_eq!(analyst.balance_of(*wallet.address()).await.unwrap(), U256::ZERO);
     devnet.shutdown().await;
 }
+
+/// A worker that runs for longer than its enclave's registration renews it with a fresh quote as
+/// it nears its end, and goes on serving: the tasks rented after that are within the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_worker_renews_its_registration_and_keeps_serving() {
+    let (_dir, devnet) = devnet(false).await;
+    // Registrations of twenty minutes, renewed in their last ten; tasks last ten at most.
+    devnet.governance.set_enclave_ttl(1_200).await.unwrap();
+    let worker = devnet.start_worker().await.unwrap();
+    let (_, first_until) = devnet.governance.enclave(worker.enclave()).await.unwrap();
+    let published = publish_sample(&devnet).await;
+    // Eleven minutes on, a task's deadline would fall after the first registration ends.
+    devnet.increase_time(660).await.unwrap();
+    strongroom_e2e::wait_for_log("enclave registration renewed").await;
+    let (_, renewed_until) = devnet.governance.enclave(worker.enclave()).await.unwrap();
+    let now = devnet.governance.block_timestamp().await.unwrap();
+    assert!(renewed_until >= now + 1_100 && renewed_until > first_until, "{first_until} → {renewed_until} at {now}");
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    assert!(rental.task.params.deadline > first_until, "the first registration would not have covered it");
+    let result = strongroom_e2e::result_of(&devnet, &rental).await;
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    worker.shutdown().await;
+    devnet.shutdown().await;
+}

@@ -268,6 +268,11 @@ impl Chain {
         self.send(self.contract.setEnclaveIdentity(signer, product_id, min_svn)).await.map(|(o, _)| o)
     }
 
+    /// Lifetime of enclave registrations made from now on, in seconds.
+    pub async fn enclave_ttl(&self) -> Result<u64> {
+        self.contract.enclaveTtl().call().await.map_err(|e| self.err(e))
+    }
+
     /// Lifetime of future enclave registrations, in seconds.
     pub async fn set_enclave_ttl(&self, ttl: u64) -> Result<TxOutcome> {
         self.send(self.contract.setEnclaveTtl(ttl)).await.map(|(o, _)| o)

@@ -78,7 +78,7 @@ pub enum WorkerError {
     #[error("the storage does not serve what the task was rented against ({0}): its keys are not asked for")]
     NotAsRented(String),
     #[error(
-        "enclave {enclave} stays registered until unix time {until}, not past the task's deadline {deadline}: its keys are not asked for (a restart renews the registration)"
+        "enclave {enclave} stays registered until unix time {until}, not past the task's deadline {deadline}: its keys are not asked for (the worker renews a registration as it nears its end; the chain's enclave TTL must outlast the pool's task duration)"
     )]
     RegistrationEnds { enclave: Address, until: u64, deadline: u64 },
     #[error("worker state {0}: {1}")]
@@ -150,38 +150,27 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(WorkerError::State(sealed_path.display().to_string(), e.to_string())),
     };
-    let block = chain.recent_block().await?;
-    let reply = client
-        .call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address(), block, sealed_identity })
-        .await?;
-    let EnclaveReply::Attested { enclave, quote, platform_signature, sealed_identity } = reply else {
-        return Err(unexpected(reply));
-    };
-    write_atomically(&sealed_path, &sealed_identity)
-        .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
+    let (enclave, quote, platform_signature) = attest(&client, &chain, sealed_identity, &sealed_path).await?;
     // An identity that came back from its seal keeps a registration that is still good; a new
-    // one, or one whose registration lapsed, registers with the fresh quote.
+    // one, or one whose registration lapsed or nears its end, registers with the fresh quote.
+    let renew_within = renewal_margin(chain.enclave_ttl().await?);
     let (registered, expires_at) = chain.enclave(enclave).await?;
     let now = chain.block_timestamp().await?;
-    let lasts = registered == measurement && expires_at > now.saturating_add(KEEP_REGISTRATION_FOR);
-    if lasts && chain.is_enclave_active(enclave).await? {
-        info!(%enclave, "enclave identity unsealed; its registration still holds");
+    let lasts = registered == measurement && expires_at > now.saturating_add(renew_within);
+    let registered_until = if lasts && chain.is_enclave_active(enclave).await? {
+        info!(%enclave, until = expires_at, "enclave identity unsealed; its registration still holds");
+        expires_at
     } else {
-        // Check the quote the way the contract will, so a misconfiguration reads as a sentence.
-        let verifier = SimulatedVerifier {
-            trusted_platform_keys: [platform_key].into(),
-            trusted_measurements: [measurement].into(),
-            accept_simulated: true,
-        };
-        verifier.verify(&quote, &platform_signature)?;
-        chain.register_enclave(&quote, platform_signature).await?;
-        info!(%enclave, "enclave registered on chain");
-    }
+        let until = register(&chain, platform_key, measurement, &quote, platform_signature).await?;
+        info!(%enclave, until, "enclave registered on chain");
+        until
+    };
 
     let (stop, stopped) = watch::channel(false);
     // One HTTP client for every key release: connections are reused across tasks.
     let http = strongroom_client::http_client()?;
-    let worker = Worker { chain, client, http, config, enclave };
+    let registration = Registration { platform_key, measurement, sealed_path, until: registered_until, renew_within };
+    let worker = Worker { chain, client, http, config, enclave, registration };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
@@ -192,10 +181,86 @@ struct Worker {
     http: reqwest::Client,
     config: WorkerConfig,
     enclave: Address,
+    registration: Registration,
+}
+
+/// What the worker needs to keep its enclave registered while it runs.
+struct Registration {
+    platform_key: Address,
+    measurement: B256,
+    sealed_path: PathBuf,
+    /// When the registration on chain ends, as last registered.
+    until: u64,
+    /// How long before `until` it is renewed, from the chain's TTL when last registered.
+    renew_within: u64,
+}
+
+/// Asks the enclave for a quote naming a recent block (its identity taken back from
+/// `sealed_identity` on a first call), and keeps the identity it seals for the next start.
+async fn attest(
+    client: &EnclaveClient,
+    chain: &Chain,
+    sealed_identity: Option<alloy::primitives::Bytes>,
+    sealed_path: &std::path::Path,
+) -> Result<(Address, strongroom_types::Quote, alloy::primitives::Bytes), WorkerError> {
+    let block = chain.recent_block().await?;
+    let reply = client
+        .call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address(), block, sealed_identity })
+        .await?;
+    let EnclaveReply::Attested { enclave, quote, platform_signature, sealed_identity } = reply else {
+        return Err(unexpected(reply));
+    };
+    write_atomically(sealed_path, &sealed_identity)
+        .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
+    Ok((enclave, quote, platform_signature))
+}
+
+/// Registers the quote on chain, checked first the way the contract will check it so that a
+/// misconfiguration reads as a sentence; returns when the registration ends.
+async fn register(
+    chain: &Chain,
+    platform_key: Address,
+    measurement: B256,
+    quote: &strongroom_types::Quote,
+    platform_signature: alloy::primitives::Bytes,
+) -> Result<u64, WorkerError> {
+    let verifier = SimulatedVerifier {
+        trusted_platform_keys: [platform_key].into(),
+        trusted_measurements: [measurement].into(),
+        accept_simulated: true,
+    };
+    verifier.verify(quote, &platform_signature)?;
+    chain.register_enclave(quote, platform_signature).await?;
+    Ok(chain.enclave(strongroom_types::enclave_address(quote)).await?.1)
+}
+
+/// How long before its end a registration is renewed: a day, or half the registration's lifetime
+/// when that is shorter (so a short TTL is renewed halfway, not at every poll).
+fn renewal_margin(ttl: u64) -> u64 {
+    KEEP_REGISTRATION_FOR.min(ttl / 2)
 }
 
 impl Worker {
-    async fn run(self, mut stopped: watch::Receiver<bool>) {
+    /// Renews the enclave's registration with a fresh quote once it ends within the renewal
+    /// margin: a worker that runs for weeks keeps serving tasks without a restart.
+    async fn renew_if_due(&mut self) -> Result<(), WorkerError> {
+        let now = self.chain.block_timestamp().await?;
+        if now.saturating_add(self.registration.renew_within) < self.registration.until {
+            return Ok(());
+        }
+        let Registration { platform_key, measurement, ref sealed_path, .. } = self.registration;
+        let (enclave, quote, platform_signature) = attest(&self.client, &self.chain, None, sealed_path).await?;
+        if enclave != self.enclave {
+            return Err(WorkerError::Enclave(format!("the enclave re-attested as {enclave}, not {}", self.enclave)));
+        }
+        self.registration.until = register(&self.chain, platform_key, measurement, &quote, platform_signature).await?;
+        // The TTL may have changed since: the next renewal is timed by the one just applied.
+        self.registration.renew_within = renewal_margin(self.chain.enclave_ttl().await?);
+        info!(%enclave, until = self.registration.until, "enclave registration renewed");
+        Ok(())
+    }
+
+    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         let head = match self.config.start_block {
             Some(block) => Ok(block),
             None => self.chain.block_number().await,
@@ -219,6 +284,9 @@ impl Worker {
                     continue;
                 }
             };
+            if let Err(e) = self.renew_if_due().await {
+                warn!(error = %e, "cannot renew the enclave's registration; retrying");
+            }
             if head < next_block {
                 continue;
             }
