@@ -70,6 +70,17 @@ async fn owner_and_analyst_journeys_through_the_binary() {
     let backup = owner_dir.join("owner");
     assert!(backup.join("backup.salt").is_file() && !backup.join("backup.key").exists(), "passphrase-protected");
 
+    // A second offer under other terms, beside the first.
+    let out = strongroom(
+        &devnet,
+        &owner_dir,
+        &owner_key(),
+        &["dataset", "offer", &dataset, "--price", "0.02ether", "--volume", "5"],
+    );
+    assert!(out.status.success(), "offer failed: {}", out.stderr());
+    let offered = format!("dataset {dataset} offered at 20000000000000000 wei per task, for 5 tasks until unix time ");
+    assert!(out.stdout().starts_with(&offered), "{}", out.stdout());
+
     let out = strongroom(
         &devnet,
         &analyst_dir,

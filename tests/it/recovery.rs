@@ -79,3 +79,70 @@ async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
     worker.shutdown().await;
     devnet.shutdown().await;
 }
+
+/// A publish whose offer cannot be listed says what it left done (registered, keys deposited)
+/// and what finishes it; `Owner::offer` (`strongroom dataset offer`) lists one afterwards and the
+/// dataset rents as if the publish had gone through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_offer_was_not_listed_is_finished_by_offering_it() {
+    let (_dir, devnet) = devnet(true).await;
+    // A market that is not there: a port the OS gave out and nobody listens on any more.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let request = strongroom_e2e::sample_request(&devnet);
+    let terms = request.terms.clone();
+    let request = PublishRequest { market_url: format!("http://{gone}"), ..request };
+    let owner = devnet.owner().await.unwrap();
+    let err = owner.publish(&request).await.unwrap_err().to_string();
+    let (prefix, _) = err
+        .split_once(" is registered and its keys are deposited, but its offer was not listed (")
+        .unwrap_or_else(|| panic!("{err}"));
+    let dataset: strongroom_types::DatasetId = prefix.trim_start_matches("dataset ").parse().unwrap();
+    assert!(err.ends_with(&format!("run `strongroom dataset offer {dataset}` with the offer's terms")), "{err}");
+    let chain = devnet.chain_as(owner_key()).await.unwrap();
+    assert!(chain.dataset(dataset).await.unwrap().is_some(), "registered");
+    let market = strongroom_client::MarketClient::new(&devnet.market.url()).unwrap();
+    assert!(market.dataset_offers(dataset).await.unwrap().is_empty(), "nothing offered yet");
+
+    let offer = owner.offer(dataset, &terms, &devnet.market.url()).await.unwrap();
+    let listed = market.dataset_offers(dataset).await.unwrap();
+    let [strongroom_types::SignedOffer::Dataset { offer: listed, signature, .. }] = listed.as_slice() else {
+        panic!("one dataset offer listed: {listed:?}");
+    };
+    assert_eq!(listed, &offer);
+    let analyst_chain = devnet.chain_as(strongroom_devnet::analyst_key()).await.unwrap();
+    let keys = analyst::result_keys(&devnet.options.data_dir.join("analyst"), &analyst_chain).unwrap();
+    let kms_key = chain.dataset(dataset).await.unwrap().unwrap().kms_key;
+    let sql = "SELECT COUNT(*) AS n FROM dataset";
+    let rental = analyst::rent(
+        &analyst_chain,
+        &keys,
+        (listed, signature),
+        devnet.pool_offer_for(kms_key),
+        sql,
+        &RentOptions::default(),
+    )
+    .await
+    .unwrap();
+    let result = result_of(&devnet, &rental).await;
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
+
+    // Only the dataset's owner offers it.
+    let stranger = Owner::new(
+        devnet.chain_as(strongroom_devnet::analyst_key()).await.unwrap(),
+        strongroom_devnet::analyst_key(),
+        KeyBackup::new(&devnet.options.data_dir.join("stranger")),
+        Default::default(),
+    )
+    .unwrap();
+    let err = stranger.offer(dataset, &terms, &devnet.market.url()).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "dataset {dataset} is owned by {}, not by {}",
+            owner_key().address(),
+            strongroom_devnet::analyst_key().address()
+        )
+    );
+    devnet.shutdown().await;
+}

@@ -112,6 +112,26 @@ impl Owner {
     }
 }
 
+/// Signs an offer with these terms and lists it on the market at `market_url`.
+async fn list_offer(
+    chain: &Chain,
+    owner: &PrivateKeySigner,
+    dataset: DatasetId,
+    policy_hash: B256,
+    terms: &OfferTerms,
+    market_url: &str,
+) -> Result<(DatasetOffer, Bytes)> {
+    let (offer, signature) = sign_offer(chain, owner, dataset, policy_hash, terms).await?;
+    MarketClient::new(market_url)?
+        .post_offer(&PostOfferRequest::Dataset {
+            offer: offer.clone(),
+            signature: signature.clone(),
+            requesters: terms.requesters.clone(),
+        })
+        .await?;
+    Ok((offer, signature))
+}
+
 async fn sign_offer(
     chain: &Chain,
     owner: &PrivateKeySigner,
@@ -507,20 +527,20 @@ impl Owner {
             .map_err(|e| {
                 ClientError::Input(format!(
                     "dataset {dataset} is registered but its keys were not deposited ({e}); nobody can rent it \
-                     until they are: run `strongroom dataset redeposit {dataset} --kms-url {}`",
+                     until they are: run `strongroom dataset redeposit {dataset} --kms-url {}`, then \
+                     `strongroom dataset offer {dataset}` with the offer's terms",
                     req.kms_url
                 ))
             })?;
 
         // 5. Offer a licence.
-        let (offer, offer_signature) = sign_offer(chain, signer, dataset, policy_hash, &req.terms).await?;
-        MarketClient::new(&req.market_url)?
-            .post_offer(&PostOfferRequest::Dataset {
-                offer: offer.clone(),
-                signature: offer_signature.clone(),
-                requesters: req.terms.requesters.clone(),
-            })
-            .await?;
+        let (offer, offer_signature) =
+            list_offer(chain, signer, dataset, policy_hash, &req.terms, &req.market_url).await.map_err(|e| {
+                ClientError::Input(format!(
+                    "dataset {dataset} is registered and its keys are deposited, but its offer was not listed ({e}): \
+                     run `strongroom dataset offer {dataset}` with the offer's terms"
+                ))
+            })?;
         info!(%dataset, "dataset registered and offered");
         Ok(Published {
             dataset,
@@ -662,6 +682,17 @@ async fn owned_dataset(chain: &Chain, owner: &PrivateKeySigner, dataset: Dataset
 }
 
 impl Owner {
+    /// Offers a registered dataset of this owner's under new terms, for its registered policy, on
+    /// the market at `market_url`: after a publish whose offer was never listed, or when an
+    /// earlier offer ran out of time or volume. Earlier offers stay valid until they end.
+    pub async fn offer(&self, dataset: DatasetId, terms: &OfferTerms, market_url: &str) -> Result<DatasetOffer> {
+        let registered = owned_dataset(&self.chain, &self.signer, dataset).await?;
+        let (offer, _) =
+            list_offer(&self.chain, &self.signer, dataset, registered.policy_hash, terms, market_url).await?;
+        info!(%dataset, price = %offer.price, "dataset offered");
+        Ok(offer)
+    }
+
     /// Deposits a dataset's keys again from the owner's backup, to `kms_url`: the current data
     /// version's, then every earlier one's the backup holds. If that is another key service than the
     /// one registered, the dataset is updated on chain to point at it (a new

@@ -17,6 +17,8 @@ pub enum DatasetCommand {
     Publish(PublishArgs),
     /// Deposit a dataset's keys again from your local backup, e.g. to a new key service.
     Redeposit(RedepositArgs),
+    /// Offer one of your registered datasets under new terms (e.g. after an offer ran out).
+    Offer(OfferArgs),
     /// Re-encrypt a dataset under fresh keys as a new data version, deposit them, register it.
     Rotate(RotateArgs),
 }
@@ -84,16 +86,9 @@ impl RedepositArgs {
     }
 }
 
+/// The terms of a dataset offer.
 #[derive(Debug, Args)]
-pub struct PublishArgs {
-    /// CSV, JSON lines, Parquet or Arrow IPC file, or a directory of files of one of them.
-    pub input: PathBuf,
-    /// The input's schema, e.g. `id:Int64,email:Utf8` (default: inferred from the data).
-    #[arg(long)]
-    pub schema: Option<String>,
-    /// Licence policy file (its hash is registered on chain).
-    #[arg(long)]
-    pub policy: PathBuf,
+pub struct TermsArgs {
     /// Price per task, with its unit: e.g. 0.01ether, 10gwei.
     #[arg(long)]
     pub price: Amount,
@@ -106,12 +101,59 @@ pub struct PublishArgs {
     /// Only these analysts may rent (repeat the flag; a Merkle root goes on chain).
     #[arg(long = "requester")]
     pub requesters: Vec<alloy::primitives::Address>,
-    /// Total epsilon each analyst may spend on this dataset, e.g. 10.
-    #[arg(long, default_value = "10")]
-    pub privacy_budget: Epsilon,
     /// Most epsilon one task may reserve.
     #[arg(long, default_value = "1")]
     pub max_epsilon: Epsilon,
+}
+
+impl TermsArgs {
+    fn terms(self) -> OfferTerms {
+        OfferTerms {
+            volume: self.volume,
+            requesters: self.requesters,
+            max_epsilon: self.max_epsilon.0,
+            ..OfferTerms::sql(self.price.0, Duration::from_secs(self.valid_days * 86_400))
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct OfferArgs {
+    pub dataset: strongroom_types::DatasetId,
+    #[command(flatten)]
+    pub terms: TermsArgs,
+}
+
+impl OfferArgs {
+    async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let offer = global.owner().await?.offer(self.dataset, &self.terms.terms(), global.market_url()?).await?;
+        if global.json {
+            println!("{}", serde_json::json!({ "dataset": self.dataset, "offer": offer }));
+        } else {
+            println!(
+                "dataset {} offered at {} wei per task, for {} tasks until unix time {}",
+                self.dataset, offer.price, offer.volume, offer.validUntil
+            );
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// CSV, JSON lines, Parquet or Arrow IPC file, or a directory of files of one of them.
+    pub input: PathBuf,
+    /// The input's schema, e.g. `id:Int64,email:Utf8` (default: inferred from the data).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Licence policy file (its hash is registered on chain).
+    #[arg(long)]
+    pub policy: PathBuf,
+    #[command(flatten)]
+    pub terms: TermsArgs,
+    /// Total epsilon each analyst may spend on this dataset, e.g. 10.
+    #[arg(long, default_value = "10")]
+    pub privacy_budget: Epsilon,
     /// Key service that will hold the keys.
     #[arg(long, env = "STRONGROOM_KMS_URL")]
     pub kms_url: String,
@@ -128,6 +170,7 @@ impl DatasetCommand {
         let args = match self {
             Self::Publish(args) => args,
             Self::Redeposit(args) => return args.run(global).await,
+            Self::Offer(args) => return args.run(global).await,
             Self::Rotate(args) => return args.run(global).await,
         };
         let owner = global.owner().await?;
@@ -135,17 +178,12 @@ impl DatasetCommand {
             Some(url) => url,
             None => StorageUrl::from_path(&global.data_dir.join("objects"))?,
         };
-        let terms = OfferTerms {
-            volume: args.volume,
-            requesters: args.requesters,
-            max_epsilon: args.max_epsilon.0,
-            ..OfferTerms::sql(args.price.0, Duration::from_secs(args.valid_days * 86_400))
-        };
+        let terms = args.terms.terms();
         let spinner = spinner(format!("reading, encrypting and publishing {}", args.input.display()));
         let request = PublishRequest::new(
             &args.input,
             &args.policy,
-            args.price.0,
+            terms.price,
             &storage_url,
             &args.kms_url,
             global.market_url()?,
