@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, Bytes};
 use alloy::signers::local::PrivateKeySigner;
 use futures::{StreamExt, TryStreamExt};
 use sha2::Digest;
@@ -13,7 +13,7 @@ use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
-use strongroom_types::{Authorization, PoolId, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
+use strongroom_types::{Authorization, PoolId, Quote, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
 use tokio::sync::watch;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -200,9 +200,9 @@ struct Registration {
 async fn attest(
     client: &EnclaveClient,
     chain: &Chain,
-    sealed_identity: Option<alloy::primitives::Bytes>,
+    sealed_identity: Option<Bytes>,
     sealed_path: &std::path::Path,
-) -> Result<(Address, strongroom_types::Quote, alloy::primitives::Bytes), WorkerError> {
+) -> Result<(Address, Quote, Bytes), WorkerError> {
     let block = chain.recent_block().await?;
     let reply = client
         .call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address(), block, sealed_identity })
@@ -221,8 +221,8 @@ async fn register(
     chain: &Chain,
     platform_key: Address,
     measurement: B256,
-    quote: &strongroom_types::Quote,
-    platform_signature: alloy::primitives::Bytes,
+    quote: &Quote,
+    platform_signature: Bytes,
 ) -> Result<u64, WorkerError> {
     let verifier = SimulatedVerifier {
         trusted_platform_keys: [platform_key].into(),
@@ -284,11 +284,12 @@ impl Worker {
                     continue;
                 }
             };
-            if let Err(e) = self.renew_if_due().await {
-                warn!(error = %e, "cannot renew the enclave's registration; retrying");
-            }
             if head < next_block {
                 continue;
+            }
+            // The chain's clock moves only with its blocks: a registration can come due only now.
+            if let Err(e) = self.renew_if_due().await {
+                warn!(error = %e, "cannot renew the enclave's registration; retrying");
             }
             let tasks = match self.chain.tasks_created(self.config.pool, next_block, head).await {
                 Ok(tasks) => tasks,
