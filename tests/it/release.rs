@@ -164,6 +164,7 @@ async fn attack_a_deposit_not_signed_by_the_owner_or_replayed_under_another_poli
             manifestDigest: published.manifest_digest.to_b256(),
             keysDigest: digest,
             policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
+            notAfter: deposit_good_until(),
         },
         &chain.domain(),
     );
@@ -172,6 +173,7 @@ async fn attack_a_deposit_not_signed_by_the_owner_or_replayed_under_another_poli
         manifest_digest: published.manifest_digest,
         sealed_keys: sealed,
         policy: body_policy(),
+        not_after: deposit_good_until(),
         owner_signature: signature,
     };
     let response =
@@ -193,6 +195,7 @@ async fn attack_a_deposit_not_signed_by_the_owner_or_replayed_under_another_poli
             manifestDigest: published.manifest_digest.to_b256(),
             keysDigest: digest,
             policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
+            notAfter: deposit_good_until(),
         },
         &chain.domain(),
     );
@@ -237,6 +240,11 @@ async fn attack_a_deposit_not_signed_by_the_owner_or_replayed_under_another_poli
 }
 
 /// A licence for a dataset of one column, `a`.
+/// A minute from now: when a deposit signed now stops being good.
+fn deposit_good_until() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 60
+}
+
 fn body_policy() -> String {
     "version = 2\nname = \"a\"\n[columns]\na = \"dimension\"\n[aggregation]\nfunctions = [\"count\"]\nmin_group_size = 5\n"
         .into()
@@ -328,13 +336,17 @@ async fn attack_the_audit_log_is_for_the_datasets_owner_alone() {
     devnet.shutdown().await;
 }
 
+/// What a key service keeps for a dataset grows only with the dataset's transactions on chain:
+/// keys for the states the chain recorded it in under their depositor, and one more per owner
+/// that the chain has not recorded yet (a rotation deposits before it updates the dataset).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_a_key_service_keeps_deposits_only_of_registered_owners_and_only_so_many() {
+async fn attack_a_key_service_keeps_deposits_only_for_what_the_chain_recorded_and_one_more() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let kms = strongroom_client::KmsClient::new(&devnet.kms.url()).unwrap();
     let info = kms.info().await.unwrap();
-    let deposit = |by: &PrivateKeySigner, dataset: B256, manifest: B256| {
+    let policy = |name: &str| body_policy().replace("name = \"a\"", &format!("name = \"{name}\""));
+    let deposit_until = |by: &PrivateKeySigner, dataset: B256, manifest: B256, policy: String, not_after: u64| {
         let manifest = strongroom_types::ManifestDigest::new(manifest);
         let keys = strongroom_types::DatasetKeys::generate(["a"]);
         let aad = strongroom_types::key_set_aad(dataset, manifest);
@@ -344,14 +356,16 @@ async fn attack_a_key_service_keeps_deposits_only_of_registered_owners_and_only_
             dataset,
             manifestDigest: manifest.to_b256(),
             keysDigest: alloy::primitives::keccak256(sealed.as_bytes()),
-            policyHash: alloy::primitives::keccak256(body_policy().as_bytes()),
+            policyHash: alloy::primitives::keccak256(policy.as_bytes()),
+            notAfter: not_after,
         };
         let owner_signature = sign_typed(by.credential(), &message, &devnet.governance.domain());
         let request = strongroom_types::DepositRequest {
             dataset,
             manifest_digest: manifest,
             sealed_keys: sealed,
-            policy: body_policy(),
+            policy,
+            not_after,
             owner_signature,
         };
         let url = format!("{}/v1/deposits", devnet.kms.url());
@@ -360,10 +374,18 @@ async fn attack_a_key_service_keeps_deposits_only_of_registered_owners_and_only_
             (response.status().as_u16(), response.json::<serde_json::Value>().await.unwrap())
         }
     };
+    let deposit = |by: &PrivateKeySigner, dataset: B256, manifest: B256, policy: String| {
+        deposit_until(by, dataset, manifest, policy, deposit_good_until())
+    };
+    // A deposit's policy is public while the key service keeps it.
+    let policy_kept = |text: &str| {
+        let url = format!("{}/v1/policies/{}", devnet.kms.url(), alloy::primitives::keccak256(text.as_bytes()));
+        async move { reqwest::get(url).await.unwrap().status().as_u16() == 200 }
+    };
     // An id nobody registered costs only a signature, so it gets nothing kept.
     let squatter = PrivateKeySigner::random();
     let unregistered = strongroom_types::random_salt();
-    let (status, body) = deposit(&squatter, unregistered, B256::repeat_byte(1)).await;
+    let (status, body) = deposit(&squatter, unregistered, B256::repeat_byte(1), body_policy()).await;
     assert_eq!((status, body["error"].as_str()), (409, Some("dataset_not_registered")), "{body}");
     assert_eq!(
         body["message"],
@@ -372,26 +394,70 @@ async fn attack_a_key_service_keeps_deposits_only_of_registered_owners_and_only_
              registered dataset only), then deposit"
         )
     );
-    // A registered dataset's owner keeps 64 deposits (data versions under their policies) at most;
-    // the sample's first is one.
+    // The owner of one registration deposits versions the chain never recorded, one after another:
+    // each replaces the one before, and its policy goes with it.
     let owner = strongroom_devnet::owner_key();
-    for version in 1..64u8 {
-        let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(version)).await;
-        assert_eq!(status, 200, "{body}");
+    for n in 1..=20u8 {
+        let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(n), policy(&format!("v{n}"))).await;
+        assert_eq!((status, body["staged"].as_bool()), (200, Some(true)), "{body}");
     }
-    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(0xff)).await;
-    assert_eq!((status, body["error"].as_str()), (429, Some("too_many_deposits")), "{body}");
-    assert_eq!(
-        body["message"],
-        format!(
-            "dataset {} has 64 deposits here (data versions and policies), the most a key service keeps for one \
-             dataset: publish a new dataset",
-            published.dataset
-        )
-    );
-    // A deposit it keeps already may be made again (a redeposit), and other datasets are not held up.
-    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(7)).await;
-    assert_eq!(status, 200, "{body}");
-    publish_sample(&devnet).await;
+    assert!(!policy_kept(&policy("v19")).await);
+    assert!(policy_kept(&policy("v20")).await);
+    // Once the chain records the staged version it is kept for good, beside the next staged one.
+    let owner_chain = devnet.chain_as(owner.clone()).await.unwrap();
+    let registered = owner_chain.dataset(published.dataset).await.unwrap().unwrap();
+    let record = |n: u8| {
+        let (chain, registered) = (&owner_chain, &registered);
+        let (manifest, policy_hash) = (
+            strongroom_types::ManifestDigest::new(B256::repeat_byte(n)),
+            alloy::primitives::keccak256(policy(&format!("v{n}")).as_bytes()),
+        );
+        async move {
+            chain
+                .update_dataset(
+                    registered.id,
+                    &registered.uri,
+                    manifest,
+                    &registered.kms_url,
+                    registered.kms_key,
+                    policy_hash,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    record(20).await;
+    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(21), policy("v21")).await;
+    assert_eq!((status, body["staged"].as_bool()), (200, Some(true)), "{body}");
+    assert!(policy_kept(&policy("v20")).await);
+    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(20), policy("v20")).await;
+    assert_eq!((status, body["staged"].as_bool()), (200, Some(false)), "{body}");
+    // A new owner's deposits are counted from the transfer: the version current then is recorded
+    // for them, the versions before it (their seller's) are not.
+    record(21).await;
+    let buyer = PrivateKeySigner::random();
+    owner_chain.transfer_dataset(published.dataset, buyer.address()).await.unwrap();
+    let (status, body) = deposit(&buyer, published.dataset, B256::repeat_byte(21), policy("v21")).await;
+    assert_eq!((status, body["staged"].as_bool()), (200, Some(false)), "{body}");
+    let (status, body) = deposit(&buyer, published.dataset, B256::repeat_byte(20), policy("v20")).await;
+    assert_eq!((status, body["staged"].as_bool()), (200, Some(true)), "{body}");
+    // A deposit seen on its way is good for an hour at most: posted again later, to replace the
+    // one a rotation staged, it is refused.
+    let now = deposit_good_until() - 60;
+    for not_after in [now - 1, now + 7_200] {
+        let (status, body) =
+            deposit_until(&buyer, published.dataset, B256::repeat_byte(23), policy("v23"), not_after).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("deposit_out_of_time")), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("the deposit is good until unix time {not_after}, and it is ")),
+            "{body}"
+        );
+    }
+    // The seller may no longer deposit at all.
+    let (status, body) = deposit(&owner, published.dataset, B256::repeat_byte(22), policy("v22")).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("not_owner")), "{body}");
     devnet.shutdown().await;
 }

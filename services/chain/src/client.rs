@@ -146,6 +146,15 @@ impl Task {
     }
 }
 
+/// One state a dataset has been in: who owned it, and which data version under which policy it
+/// offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatasetState {
+    pub owner: Address,
+    pub manifest_digest: ManifestDigest,
+    pub policy_hash: B256,
+}
+
 /// What a dataset's registration or one of its updates set: where its data and keys were.
 struct DatasetRecordAt {
     manifest_digest: B256,
@@ -698,6 +707,61 @@ impl Chain {
             kms_url: e.kmsUrl,
         });
         Ok(updates.chain(registration).collect())
+    }
+
+    /// Every (owner, data version, policy) the dataset has been in, oldest first, from its
+    /// registration, update and transfer events: a task is rented in one of these states, and its
+    /// keys are looked up under that state's owner, version and policy.
+    pub async fn dataset_states(&self, dataset: DatasetId) -> Result<Vec<DatasetState>> {
+        use Strongroom::{DatasetRegistered, DatasetTransferred, DatasetUpdated};
+        // One query, so the three kinds of event come from one view of the chain, in its order.
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address())
+            .event_signature(vec![
+                DatasetRegistered::SIGNATURE_HASH,
+                DatasetUpdated::SIGNATURE_HASH,
+                DatasetTransferred::SIGNATURE_HASH,
+            ])
+            .topic1(dataset)
+            .from_block(0);
+        let logs = self.provider.get_logs(&filter).await.map_err(|e| rpc(&self.url, e))?;
+        enum Change {
+            Registered(Address, B256, B256),
+            Updated(B256, B256),
+            Transferred(Address),
+        }
+        let mut changes = Vec::with_capacity(logs.len());
+        for log in logs {
+            // A log without its place in a block is pending: not a state the dataset was in.
+            let (Some(block), Some(index)) = (log.block_number, log.log_index) else { continue };
+            let change = match log.topic0() {
+                Some(&DatasetRegistered::SIGNATURE_HASH) => log
+                    .log_decode::<DatasetRegistered>()
+                    .map(|l| Change::Registered(l.inner.owner, l.inner.manifestDigest, l.inner.policyHash)),
+                Some(&DatasetUpdated::SIGNATURE_HASH) => log
+                    .log_decode::<DatasetUpdated>()
+                    .map(|l| Change::Updated(l.inner.manifestDigest, l.inner.policyHash)),
+                _ => log.log_decode::<DatasetTransferred>().map(|l| Change::Transferred(l.inner.to)),
+            }
+            .map_err(|e| rpc(&self.url, format!("a dataset event of {dataset} does not decode: {e}")))?;
+            changes.push(((block, index), change));
+        }
+        changes.sort_by_key(|(at, _)| *at);
+        let mut states: Vec<DatasetState> = Vec::with_capacity(changes.len());
+        for (_, change) in changes {
+            let state = match (change, states.last()) {
+                (Change::Registered(owner, manifest, policy_hash), _) => {
+                    DatasetState { owner, manifest_digest: ManifestDigest::new(manifest), policy_hash }
+                }
+                (Change::Updated(manifest, policy_hash), Some(last)) => {
+                    DatasetState { manifest_digest: ManifestDigest::new(manifest), policy_hash, ..*last }
+                }
+                (Change::Transferred(owner), Some(last)) => DatasetState { owner, ..*last },
+                (_, None) => return Err(ChainError::MissingEvent("DatasetRegistered")),
+            };
+            states.push(state);
+        }
+        Ok(states)
     }
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.

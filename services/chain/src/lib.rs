@@ -17,7 +17,8 @@ mod time;
 pub use bindings::Strongroom;
 pub use bindings::Strongroom::{Rental, StrongroomErrors, TaskParams};
 pub use client::{
-    AppInfo, Chain, DatasetInfo, PlatformKind, PoolInfo, ResultEvent, Task, TaskStatus, TxOutcome, commitment_hash,
+    AppInfo, Chain, DatasetInfo, DatasetState, PlatformKind, PoolInfo, ResultEvent, Task, TaskStatus, TxOutcome,
+    commitment_hash,
 };
 pub use error::{ChainError, Result, describe_revert};
 pub use merkle::{RequesterTree, requester_leaf};

@@ -657,17 +657,33 @@ async fn deposit_keys(
     policy: &str,
 ) -> Result<DepositResponse> {
     let sealed_keys = seal(kms_key, INFO_DEPOSIT, &key_set_aad(dataset, manifest_digest), &keys.to_json())?;
+    // Good for minutes: a copy seen on its way cannot be posted again later.
+    let not_after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| ClientError::Internal(format!("the clock is before 1970: {e}")))?
+        .as_secs()
+        + DEPOSIT_VALID_SECS;
     let deposit = Deposit {
         dataset,
         manifestDigest: manifest_digest.to_b256(),
         keysDigest: keccak256(sealed_keys.as_bytes()),
         policyHash: keccak256(policy.as_bytes()),
+        notAfter: not_after,
     };
     let signature = sign_typed(owner.credential(), &deposit, &chain.domain());
-    let request =
-        DepositRequest { dataset, manifest_digest, sealed_keys, policy: policy.to_owned(), owner_signature: signature };
+    let request = DepositRequest {
+        dataset,
+        manifest_digest,
+        sealed_keys,
+        policy: policy.to_owned(),
+        not_after,
+        owner_signature: signature,
+    };
     kms.deposit(&request).await
 }
+
+/// How long a signed deposit is good for.
+const DEPOSIT_VALID_SECS: u64 = 600;
 
 /// The dataset as registered, checked to belong to `owner`.
 async fn owned_dataset(chain: &Chain, owner: &PrivateKeySigner, dataset: DatasetId) -> Result<DatasetInfo> {
@@ -852,6 +868,8 @@ impl Owner {
         let manifest = Manifest { data_version: version, rows, objects, ..old };
         let (uri, manifest_digest) = store_manifest(storage, &dir, &manifest).await?;
         backup.store(dataset, manifest_digest, &keys, &policy_text)?;
+        // Deposited before the chain points at the new version, so no task rented against it
+        // finds no keys; the key service keeps it as the one deposit not yet recorded.
         deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text).await?;
         chain
             .update_dataset(
@@ -863,6 +881,19 @@ impl Owner {
                 registered.policy_hash,
             )
             .await?;
+        // And again once recorded, so it is kept for good: a later deposit not yet recorded (a
+        // retried rotation, another version) would otherwise replace it.
+        let deposited =
+            deposit_keys(&kms, &kms_info.public_key, chain, signer, dataset, manifest_digest, &keys, &policy_text)
+                .await?;
+        if deposited.staged {
+            fail!(
+                Corrupt,
+                "the key service at {} does not see dataset {dataset} at version {manifest_digest} yet: run `strongroom dataset redeposit {dataset} --kms-url {}`",
+                registered.kms_url,
+                registered.kms_url
+            );
+        }
         info!(%dataset, %version, objects = manifest.objects.len(), "keys rotated");
         let dataset = chain
             .dataset(dataset)

@@ -35,6 +35,10 @@ pub enum KmsError {
         "the audit request is good until unix time {not_after}, and it is {now}: sign one good for at most an hour from now"
     )]
     AuditRequestOutOfTime { not_after: u64, now: u64 },
+    #[error(
+        "the deposit is good until unix time {not_after}, and it is {now}: sign one good for at most an hour from now"
+    )]
+    DepositOutOfTime { not_after: u64, now: u64 },
     #[error("the audit request's signature does not recover to an address")]
     BadAuditSignature,
     #[error("the audit request is for key service {asked}, and this is key service {ours}: sign one for this one")]
@@ -45,10 +49,6 @@ pub enum KmsError {
         "dataset {0} is not registered on chain: register it first (its owner deposits the keys of a registered dataset only), then deposit"
     )]
     DepositForUnregisteredDataset(B256),
-    #[error(
-        "dataset {dataset} has {limit} deposits here (data versions and policies), the most a key service keeps for one dataset: publish a new dataset"
-    )]
-    TooManyDeposits { dataset: B256, limit: u64 },
     #[error("task {task} was rented against key service key {registered}, not this service's {ours}")]
     WrongKeyService { task: U256, registered: B256, ours: B256 },
     #[error(
@@ -105,11 +105,11 @@ impl KmsError {
             Self::BadDepositSignature => "bad_deposit_signature",
             Self::NotOwner { .. } => "not_owner",
             Self::AuditRequestOutOfTime { .. } => "audit_request_out_of_time",
+            Self::DepositOutOfTime { .. } => "deposit_out_of_time",
             Self::BadAuditSignature => "bad_audit_signature",
             Self::AuditRequestForAnotherKeyService { .. } => "audit_request_for_another_key_service",
             Self::NotAuditOwner { .. } => "not_dataset_owner",
             Self::DepositForUnregisteredDataset(_) => "dataset_not_registered",
-            Self::TooManyDeposits { .. } => "too_many_deposits",
             Self::WrongKeyService { .. } => "wrong_key_service",
             Self::NoKeysDeposited { .. } => "no_keys_deposited",
             Self::UnknownDataset(_) => "unknown_dataset",
@@ -149,9 +149,9 @@ impl ResponseError for KmsError {
             | Self::NotOwner { .. }
             | Self::NotAuditOwner { .. } => StatusCode::FORBIDDEN,
             Self::AuditRequestOutOfTime { .. }
+            | Self::DepositOutOfTime { .. }
             | Self::BadAuditSignature
             | Self::AuditRequestForAnotherKeyService { .. } => StatusCode::BAD_REQUEST,
-            Self::TooManyDeposits { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::DepositForUnregisteredDataset(_) => StatusCode::CONFLICT,
             Self::BadDepositSignature | Self::UnknownColumn { .. } | Self::BadDeposit(_) | Self::BadPolicy(_) => {
                 StatusCode::BAD_REQUEST

@@ -127,11 +127,16 @@ async fn get_receipt(state: web::Data<State>, path: web::Path<U256>) -> Result<H
 
 async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) -> Result<HttpResponse> {
     let req = body.into_inner();
+    let now = now() as u64;
+    if req.not_after < now || req.not_after > now + MAX_REQUEST_SECS {
+        return Err(KmsError::DepositOutOfTime { not_after: req.not_after, now });
+    }
     let message = Deposit {
         dataset: req.dataset,
         manifestDigest: req.manifest_digest.to_b256(),
         keysDigest: keccak256(req.sealed_keys.as_bytes()),
         policyHash: keccak256(req.policy.as_bytes()),
+        notAfter: req.not_after,
     };
     let signer =
         recover_typed(&message, &state.chain.domain(), &req.owner_signature).ok_or(KmsError::BadDepositSignature)?;
@@ -141,38 +146,50 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
     if let Some(column) = policy.granted_columns().find(|c| !keys.columns.contains_key(*c)) {
         return Err(KmsError::BadPolicy(format!("it grants column `{column}`, which has no key")));
     }
-    // Only the registered owner deposits, so every deposit costs its signer a registration on
-    // chain: nobody fills the store for free with ids nobody registers. Owners register first,
-    // then deposit, then sign offers: until an offer exists nobody can rent the dataset, so a
-    // registration whose deposit failed is not rentable, and `strongroom dataset redeposit`
-    // finishes it. Ownership is checked again at every release.
+    // Only the registered owner deposits, and only keys for a state the chain has recorded the
+    // dataset in while they owned it, plus one not yet recorded (a rotation deposits before it
+    // updates the dataset): what a key service keeps for a dataset grows only with the dataset's
+    // transactions on chain. Owners register first, then deposit, then sign offers: until an
+    // offer exists nobody can rent the dataset, so a registration whose deposit failed is not
+    // rentable, and `strongroom dataset redeposit` finishes it. Ownership is checked again at
+    // every release.
     let registered =
         state.chain.dataset(req.dataset).await?.ok_or(KmsError::DepositForUnregisteredDataset(req.dataset))?;
     if registered.owner != signer {
         return Err(KmsError::NotOwner { dataset: req.dataset, signer, owner: registered.owner });
     }
-    let kept = state.store.count_deposits(req.dataset, signer).await?;
-    if kept >= MAX_DEPOSITS_PER_DATASET
-        && !state.store.has_deposit(req.dataset, signer, req.manifest_digest, message.policyHash).await?
-    {
-        return Err(KmsError::TooManyDeposits { dataset: req.dataset, limit: MAX_DEPOSITS_PER_DATASET });
-    }
-    state
-        .store
-        .put_deposit(req.dataset, signer, req.manifest_digest, req.sealed_keys.clone(), req.policy.clone())
-        .await?;
+    let deposited = (req.manifest_digest, message.policyHash);
+    let (sealed, policy) = (req.sealed_keys.clone(), req.policy.clone());
+    let staged = if (registered.manifest_digest, registered.policy_hash) == deposited {
+        state.store.put_deposit(req.dataset, signer, req.manifest_digest, sealed, policy).await?;
+        false
+    } else {
+        let recorded: Vec<_> = state
+            .chain
+            .dataset_states(req.dataset)
+            .await?
+            .into_iter()
+            .filter(|s| s.owner == signer)
+            .map(|s| (s.manifest_digest, s.policy_hash))
+            .collect();
+        let staged = !recorded.contains(&deposited);
+        match staged {
+            false => state.store.put_deposit(req.dataset, signer, req.manifest_digest, sealed, policy).await?,
+            true => {
+                state.store.stage_deposit(req.dataset, signer, req.manifest_digest, sealed, policy, recorded).await?
+            }
+        }
+        staged
+    };
     info!(dataset = %req.dataset, manifest = %req.manifest_digest, depositor = %signer, keys = keys.key_ids().len(), "keys deposited");
     Ok(HttpResponse::Ok().json(DepositResponse {
         dataset: req.dataset,
         manifest_digest: req.manifest_digest,
         depositor: signer,
         key_ids: keys.key_ids(),
+        staged,
     }))
 }
-
-/// How many deposits (data versions, each under its policy) one owner keeps here for one dataset:
-/// a rotation or a licence change adds one, and earlier ones stay for the tasks rented against them.
-const MAX_DEPOSITS_PER_DATASET: u64 = 64;
 
 /// Opens keys sealed to this service for one data version of `dataset`; the plaintext is wiped
 /// when dropped.
@@ -299,15 +316,16 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     Ok(ReleaseResponse { sealed_release, receipt: state.receipt(req.task_id, req.enclave, authorization) })
 }
 
-/// How far ahead an audit request may be good: a request seen on its way is of use for no longer.
-const MAX_AUDIT_REQUEST_SECS: u64 = 3_600;
+/// How far ahead a signed deposit or audit request may be good: one seen on its way is of use
+/// for no longer.
+const MAX_REQUEST_SECS: u64 = 3_600;
 
 /// A dataset's audit log, for its owner alone: which tasks had which keys when says what the
 /// dataset is used for. The signature is checked before the chain is asked who owns it.
 async fn post_audit(state: web::Data<State>, body: web::Json<AuditLogRequest>) -> Result<HttpResponse> {
     let req = body.into_inner();
     let now = now() as u64;
-    if req.not_after < now || req.not_after > now + MAX_AUDIT_REQUEST_SECS {
+    if req.not_after < now || req.not_after > now + MAX_REQUEST_SECS {
         return Err(KmsError::AuditRequestOutOfTime { not_after: req.not_after, now });
     }
     let ours = state.secret.public_key().to_b256();

@@ -21,7 +21,8 @@ pub struct TaskRef {
 #[async_trait::async_trait]
 pub trait DepositStore: Send + Sync + 'static {
     /// Stores (or replaces) the depositor's sealed keys for one data version of a dataset, named
-    /// by its manifest digest. Older versions' keys stay: tasks rented against them may still run.
+    /// by its manifest digest, under a policy: a state the chain has recorded the dataset in while
+    /// the depositor owned it. Older versions' keys stay: tasks rented against them may still run.
     async fn put_deposit(
         &self,
         dataset: B256,
@@ -31,17 +32,20 @@ pub trait DepositStore: Send + Sync + 'static {
         policy: String,
     ) -> crate::Result<()>;
 
-    /// How many deposits (data versions under their policies) `depositor` keeps for `dataset`.
-    async fn count_deposits(&self, dataset: B256, depositor: Address) -> crate::Result<u64>;
-
-    /// Whether `depositor` keeps a deposit for this data version of `dataset` under this policy.
-    async fn has_deposit(
+    /// Stores keys for a data version and policy the chain has not recorded yet: a rotation
+    /// deposits before it points the dataset at the new version. A depositor keeps one such
+    /// deposit per dataset, so this one replaces any other of theirs whose version and policy are
+    /// not among `recorded` (the states the chain has recorded for them), and what is kept for one
+    /// dataset grows only with its transactions on chain.
+    async fn stage_deposit(
         &self,
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
-        policy_hash: B256,
-    ) -> crate::Result<bool>;
+        sealed: SealedBox,
+        policy: String,
+        recorded: Vec<(ManifestDigest, B256)>,
+    ) -> crate::Result<()>;
 
     /// The depositor's sealed keys for one data version of a dataset under the policy whose
     /// keccak256 is `policy_hash`, and that policy.
@@ -112,18 +116,16 @@ impl DepositStore for SqliteDepositStore {
         self.blocking(move |s| s.put_deposit(dataset, depositor, manifest, &sealed, &policy)).await
     }
 
-    async fn count_deposits(&self, dataset: B256, depositor: Address) -> crate::Result<u64> {
-        self.blocking(move |s| s.count_deposits(dataset, depositor)).await
-    }
-
-    async fn has_deposit(
+    async fn stage_deposit(
         &self,
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
-        policy_hash: B256,
-    ) -> crate::Result<bool> {
-        self.blocking(move |s| s.has_deposit(dataset, depositor, manifest, policy_hash)).await
+        sealed: SealedBox,
+        policy: String,
+        recorded: Vec<(ManifestDigest, B256)>,
+    ) -> crate::Result<()> {
+        self.blocking(move |s| s.stage_deposit(dataset, depositor, manifest, &sealed, &policy, &recorded)).await
     }
 
     async fn deposit(
@@ -291,25 +293,47 @@ impl Store {
         Ok(())
     }
 
-    pub(crate) fn count_deposits(&self, dataset: B256, depositor: Address) -> rusqlite::Result<u64> {
-        self.conn.query_row(
-            "SELECT COUNT(*) FROM deposits WHERE dataset = ?1 AND depositor = ?2",
-            params![dataset.as_slice(), depositor.as_slice()],
-            |row| row.get(0),
-        )
-    }
-
-    pub(crate) fn has_deposit(
+    /// Replaces the depositor's deposits for `dataset` that the chain has not recorded (at most
+    /// one) with this one, and drops a policy nothing refers to any more, in one transaction.
+    pub(crate) fn stage_deposit(
         &self,
         dataset: B256,
         depositor: Address,
         manifest: ManifestDigest,
-        policy_hash: B256,
-    ) -> rusqlite::Result<bool> {
+        sealed: &SealedBox,
+        policy: &str,
+        recorded: &[(ManifestDigest, B256)],
+    ) -> rusqlite::Result<()> {
+        let staging = (manifest, alloy::primitives::keccak256(policy.as_bytes()));
+        let tx = self.conn.unchecked_transaction()?;
+        let kept: Vec<(Vec<u8>, Vec<u8>)> = tx
+            .prepare("SELECT manifest, policy_hash FROM deposits WHERE dataset = ?1 AND depositor = ?2")?
+            .query_map(params![dataset.as_slice(), depositor.as_slice()], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (kept_manifest, kept_policy) in kept {
+            let state = (ManifestDigest::new(B256::from_slice(&kept_manifest)), B256::from_slice(&kept_policy));
+            if state == staging || recorded.contains(&state) {
+                continue;
+            }
+            tx.execute(
+                "DELETE FROM deposits WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3 AND policy_hash = ?4",
+                params![dataset.as_slice(), depositor.as_slice(), kept_manifest, kept_policy],
+            )?;
+            tx.execute(
+                "DELETE FROM policies WHERE hash = ?1 AND NOT EXISTS (SELECT 1 FROM deposits WHERE policy_hash = ?1)",
+                params![kept_policy],
+            )?;
+        }
+        self.put_deposit(dataset, depositor, manifest, sealed, policy)?;
+        tx.commit()
+    }
+
+    /// How many deposits `depositor` keeps for `dataset` (for tests).
+    #[cfg(test)]
+    fn count_deposits(&self, dataset: B256, depositor: Address) -> rusqlite::Result<u64> {
         self.conn.query_row(
-            "SELECT COUNT(*) > 0 FROM deposits
-             WHERE dataset = ?1 AND depositor = ?2 AND manifest = ?3 AND policy_hash = ?4",
-            params![dataset.as_slice(), depositor.as_slice(), manifest.as_slice(), policy_hash.as_slice()],
+            "SELECT COUNT(*) FROM deposits WHERE dataset = ?1 AND depositor = ?2",
+            params![dataset.as_slice(), depositor.as_slice()],
             |row| row.get(0),
         )
     }
@@ -493,25 +517,59 @@ mod tests {
     }
 
     #[test]
-    fn deposits_are_counted_per_dataset_and_owner_and_a_repeat_replaces() {
+    fn deposits_are_kept_per_dataset_owner_version_and_policy_and_a_repeat_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("kms.sqlite")).unwrap();
         let (owner, next_owner) = (Address::repeat_byte(1), Address::repeat_byte(2));
         let (dataset, other) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
         let (v1, v2) = (ManifestDigest::new(B256::repeat_byte(1)), ManifestDigest::new(B256::repeat_byte(2)));
-        let sealed = SealedBox(vec![1, 2, 3]);
+        let (sealed, resealed) = (SealedBox(vec![1, 2, 3]), SealedBox(vec![4, 5, 6]));
         store.put_deposit(dataset, owner, v1, &sealed, "p").unwrap();
-        store.put_deposit(dataset, owner, v1, &sealed, "p").unwrap(); // a redeposit
+        store.put_deposit(dataset, owner, v1, &resealed, "p").unwrap(); // a redeposit
         store.put_deposit(dataset, owner, v1, &sealed, "q").unwrap(); // another licence
         store.put_deposit(dataset, owner, v2, &sealed, "p").unwrap(); // a rotation
         store.put_deposit(dataset, next_owner, v2, &sealed, "p").unwrap();
         store.put_deposit(other, owner, v1, &sealed, "p").unwrap();
         assert_eq!(store.count_deposits(dataset, owner).unwrap(), 3);
         assert_eq!(store.count_deposits(dataset, next_owner).unwrap(), 1);
-        let p = alloy::primitives::keccak256(b"p");
-        assert!(store.has_deposit(dataset, owner, v2, p).unwrap());
-        assert!(!store.has_deposit(dataset, next_owner, v1, p).unwrap());
-        assert!(!store.has_deposit(dataset, owner, v2, alloy::primitives::keccak256(b"q")).unwrap());
+        let (p, q) = (alloy::primitives::keccak256(b"p"), alloy::primitives::keccak256(b"q"));
+        assert_eq!(store.deposit(dataset, owner, v1, p).unwrap(), Some((resealed, "p".to_owned())));
+        assert_eq!(store.deposit(dataset, next_owner, v1, p).unwrap(), None);
+        assert_eq!(store.deposit(dataset, owner, v2, q).unwrap(), None);
+    }
+
+    #[test]
+    fn a_depositor_keeps_one_deposit_the_chain_has_not_recorded_per_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("kms.sqlite")).unwrap();
+        let (owner, other_owner) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let dataset = B256::repeat_byte(0xa);
+        let version = |n: u8| ManifestDigest::new(B256::repeat_byte(n));
+        let hash = |policy: &str| alloy::primitives::keccak256(policy.as_bytes());
+        let sealed = SealedBox(vec![1, 2, 3]);
+        store.put_deposit(dataset, owner, version(1), &sealed, "p").unwrap();
+        store.put_deposit(dataset, other_owner, version(9), &sealed, "s").unwrap();
+        // A rotation deposits version 2 before the chain records it; a retry replaces it.
+        store.stage_deposit(dataset, owner, version(2), &sealed, "p", &[(version(1), hash("p"))]).unwrap();
+        store.stage_deposit(dataset, owner, version(2), &sealed, "p", &[(version(1), hash("p"))]).unwrap();
+        assert_eq!(store.count_deposits(dataset, owner).unwrap(), 2);
+        // Version 2 was recorded; version 3 is staged beside it.
+        let recorded = [(version(1), hash("p")), (version(2), hash("p"))];
+        store.stage_deposit(dataset, owner, version(3), &sealed, "p", &recorded).unwrap();
+        assert_eq!(store.count_deposits(dataset, owner).unwrap(), 3);
+        // Versions staged one after another and never recorded take one row, and a policy only
+        // they named is dropped with them.
+        for n in 4..20 {
+            store.stage_deposit(dataset, owner, version(n), &sealed, &format!("r{n}"), &recorded).unwrap();
+        }
+        assert_eq!(store.count_deposits(dataset, owner).unwrap(), 3);
+        assert_eq!(store.deposit(dataset, owner, version(3), hash("p")).unwrap(), None);
+        assert_eq!(store.deposit(dataset, owner, version(19), hash("r19")).unwrap(), Some((sealed, "r19".into())));
+        assert_eq!(store.policy(hash("r4")).unwrap(), None);
+        assert_eq!(store.policy(hash("r19")).unwrap(), Some("r19".into()));
+        assert_eq!(store.policy(hash("p")).unwrap(), Some("p".into()));
+        // Another depositor's deposits are not touched.
+        assert_eq!(store.count_deposits(dataset, other_owner).unwrap(), 1);
     }
 
     #[test]

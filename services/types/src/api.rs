@@ -53,7 +53,10 @@ pub struct DepositRequest {
     pub sealed_keys: SealedBox,
     /// The licence policy file; its keccak256 must match the policy hash a task was rented under.
     pub policy: String,
-    /// EIP-712 `Deposit{dataset, manifestDigest, keysDigest = keccak256(sealed_keys)}` by the dataset owner.
+    /// Unix time after which the key service refuses this deposit: an hour from signing at most.
+    pub not_after: u64,
+    /// EIP-712 `Deposit{dataset, manifestDigest, keysDigest = keccak256(sealed_keys), policyHash,
+    /// notAfter}` by the dataset owner.
     pub owner_signature: Bytes,
 }
 
@@ -63,6 +66,11 @@ pub struct DepositResponse {
     pub manifest_digest: ManifestDigest,
     pub depositor: Address,
     pub key_ids: Vec<KeyId>,
+    /// The chain has not recorded this data version and policy for the depositor yet (a rotation
+    /// deposits before it updates the dataset): the key service keeps one such deposit per dataset
+    /// and depositor, and the next replaces it unless the chain has recorded this one by then.
+    #[serde(default)]
+    pub staged: bool,
 }
 
 /// `GET /v1/policies/{hash}`: a deposited licence policy; its keccak256 is the hash asked for.

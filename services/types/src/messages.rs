@@ -99,13 +99,16 @@ sol! {
 
     /// The dataset owner vouches for the sealed keys deposited with a key service: the keys of
     /// the data version whose manifest digest is `manifestDigest`, granted by the licence policy
-    /// whose keccak256 is `policyHash` (so nobody can re-post the deposit under another policy).
+    /// whose keccak256 is `policyHash` (so nobody can re-post the deposit under another policy),
+    /// good until unix time `notAfter` (so a deposit seen on its way cannot be posted again later,
+    /// to replace the deposit a rotation staged).
     #[derive(Debug, PartialEq, Eq)]
     struct Deposit {
         bytes32 dataset;
         bytes32 manifestDigest;
         bytes32 keysDigest;
         bytes32 policyHash;
+        uint64 notAfter;
     }
 }
 
