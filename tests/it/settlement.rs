@@ -549,6 +549,26 @@ async fn a_long_running_worker_renews_its_registration_and_keeps_serving() {
     assert!(rental.task.params.deadline > first_until, "the first registration would not have covered it");
     let result = strongroom_e2e::result_of(&devnet, &rental).await;
     assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    // Governance cuts the TTL below what can serve a task: near its end the worker does not
+    // register again, and says why.
+    devnet.governance.set_enclave_ttl(30).await.unwrap();
+    let now = devnet.governance.block_timestamp().await.unwrap();
+    devnet.increase_time(renewed_until - 10 - now).await.unwrap();
+    strongroom_e2e::wait_for_log(&format!(
+        "the enclave's registration, which ends at unix time {renewed_until}, is not renewed: under the chain's \
+         enclave TTL of 30 s a renewal would end it no later, or last under 60 s (governance must raise the TTL)"
+    ))
+    .await;
+    assert_eq!(devnet.governance.enclave(worker.enclave()).await.unwrap().1, renewed_until);
+    // With the TTL raised again, the registration is renewed.
+    devnet.governance.set_enclave_ttl(1_200).await.unwrap();
+    devnet.increase_time(5).await.unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while devnet.governance.enclave(worker.enclave()).await.unwrap().1 == renewed_until {
+        assert!(std::time::Instant::now() < until, "the registration was not renewed under the raised TTL");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(devnet.governance.is_enclave_active(worker.enclave()).await.unwrap());
     worker.shutdown().await;
     devnet.shutdown().await;
 }

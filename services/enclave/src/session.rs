@@ -139,8 +139,10 @@ impl Session {
         {
             return Err(EnclaveError::OtherDeployment { chain_id: identity.chain_id, contract: identity.contract });
         }
-        let key = match (self.identity.take(), sealed_identity) {
-            (Some(identity), _) => identity.key,
+        // Kept until the new quote is made: a renewal whose seal or quote fails leaves the
+        // enclave with the identity its registration names, not with none.
+        let key = match (&self.identity, sealed_identity) {
+            (Some(identity), _) => identity.key.clone(),
             (None, Some(sealed)) => {
                 let opened =
                     open(&sealing, INFO_IDENTITY, &aad, &strongroom_types::SealedBox(sealed.to_vec()), "identity")

@@ -81,6 +81,10 @@ pub enum WorkerError {
         "enclave {enclave} stays registered until unix time {until}, not past the task's deadline {deadline}: its keys are not asked for (the worker renews a registration as it nears its end; the chain's enclave TTL must outlast the pool's task duration)"
     )]
     RegistrationEnds { enclave: Address, until: u64, deadline: u64 },
+    #[error(
+        "the enclave's registration, which ends at unix time {until}, is not renewed: under the chain's enclave TTL of {ttl} s a renewal would end it no later, or last under {min_ttl} s (governance must raise the TTL)"
+    )]
+    RenewalUseless { ttl: u64, until: u64, min_ttl: u64 },
     #[error("worker state {0}: {1}")]
     State(String, String),
 }
@@ -150,13 +154,20 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(WorkerError::State(sealed_path.display().to_string(), e.to_string())),
     };
-    let (enclave, quote, platform_signature) = attest(&client, &chain, sealed_identity, &sealed_path).await?;
+    let Attestation { enclave, quote, platform_signature, sealed_identity } =
+        attest(&client, &chain, sealed_identity).await?;
+    // Kept for the next start: the identity it seals is the one registered below.
+    write_atomically(&sealed_path, &sealed_identity)
+        .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
     // An identity that came back from its seal keeps a registration that is still good; a new
     // one, or one whose registration lapsed or nears its end, registers with the fresh quote.
-    let renew_within = renewal_margin(chain.enclave_ttl().await?);
+    let ttl = chain.enclave_ttl().await?;
+    let renew_within = renewal_margin(ttl);
     let (registered, expires_at) = chain.enclave(enclave).await?;
     let now = chain.block_timestamp().await?;
-    let lasts = registered == measurement && expires_at > now.saturating_add(renew_within);
+    // Kept, too, when registering now would end it sooner (the TTL was cut since).
+    let lasts = registered == measurement
+        && (expires_at > now.saturating_add(renew_within) || expires_at >= now.saturating_add(ttl));
     let registered_until = if lasts && chain.is_enclave_active(enclave).await? {
         info!(%enclave, until = expires_at, "enclave identity unsealed; its registration still holds");
         expires_at
@@ -169,7 +180,8 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
     let (stop, stopped) = watch::channel(false);
     // One HTTP client for every key release: connections are reused across tasks.
     let http = strongroom_client::http_client()?;
-    let registration = Registration { platform_key, measurement, sealed_path, until: registered_until, renew_within };
+    let registration =
+        Registration { platform_key, measurement, until: registered_until, renew_within, next_attempt: 0 };
     let worker = Worker { chain, client, http, config, enclave, registration };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
@@ -188,21 +200,31 @@ struct Worker {
 struct Registration {
     platform_key: Address,
     measurement: B256,
-    sealed_path: PathBuf,
     /// When the registration on chain ends, as last registered.
     until: u64,
-    /// How long before `until` it is renewed, from the chain's TTL when last registered.
+    /// How long before `until` it is renewed, from the chain's TTL when last read.
     renew_within: u64,
+    /// Chain time before which no renewal is tried again, after one that failed or was useless:
+    /// a quarter of the renewal margin later, [`RENEWAL_RETRY`] at most.
+    next_attempt: u64,
 }
 
-/// Asks the enclave for a quote naming a recent block (its identity taken back from
-/// `sealed_identity` on a first call), and keeps the identity it seals for the next start.
+/// An enclave's answer to an attestation: its address, a quote over it naming a recent block,
+/// the platform's signature of the quote, and its identity sealed for its next start.
+struct Attestation {
+    enclave: Address,
+    quote: Quote,
+    platform_signature: Bytes,
+    sealed_identity: Bytes,
+}
+
+/// Asks the enclave for a quote naming a recent block, its identity taken back from
+/// `sealed_identity` on a first call.
 async fn attest(
     client: &EnclaveClient,
     chain: &Chain,
     sealed_identity: Option<Bytes>,
-    sealed_path: &std::path::Path,
-) -> Result<(Address, Quote, Bytes), WorkerError> {
+) -> Result<Attestation, WorkerError> {
     let block = chain.recent_block().await?;
     let reply = client
         .call(HostRequest::Attest { chain_id: chain.chain_id(), contract: chain.address(), block, sealed_identity })
@@ -210,9 +232,7 @@ async fn attest(
     let EnclaveReply::Attested { enclave, quote, platform_signature, sealed_identity } = reply else {
         return Err(unexpected(reply));
     };
-    write_atomically(sealed_path, &sealed_identity)
-        .map_err(|e| WorkerError::State(sealed_path.display().to_string(), e.to_string()))?;
-    Ok((enclave, quote, platform_signature))
+    Ok(Attestation { enclave, quote, platform_signature, sealed_identity })
 }
 
 /// Registers the quote on chain, checked first the way the contract will check it so that a
@@ -242,21 +262,54 @@ fn renewal_margin(ttl: u64) -> u64 {
 
 impl Worker {
     /// Renews the enclave's registration with a fresh quote once it ends within the renewal
-    /// margin: a worker that runs for weeks keeps serving tasks without a restart.
+    /// margin: a worker that runs for weeks keeps serving tasks without a restart. A renewal
+    /// that failed, or that would not extend the registration, is tried again only a while
+    /// later, so a chain that refuses costs no gas at every block.
     async fn renew_if_due(&mut self) -> Result<(), WorkerError> {
         let now = self.chain.block_timestamp().await?;
-        if now.saturating_add(self.registration.renew_within) < self.registration.until {
+        let due = |r: &Registration| now >= r.next_attempt && now.saturating_add(r.renew_within) >= r.until;
+        if !due(&self.registration) {
             return Ok(());
         }
-        let Registration { platform_key, measurement, ref sealed_path, .. } = self.registration;
-        let (enclave, quote, platform_signature) = attest(&self.client, &self.chain, None, sealed_path).await?;
-        if enclave != self.enclave {
-            return Err(WorkerError::Enclave(format!("the enclave re-attested as {enclave}, not {}", self.enclave)));
+        // As the chain has it now: renewed meanwhile (by a replayed quote), or not at all (a
+        // renewal the chain reorganised away).
+        self.registration.until = self.chain.enclave(self.enclave).await?.1;
+        let ttl = self.chain.enclave_ttl().await?;
+        self.registration.renew_within = renewal_margin(ttl);
+        if !due(&self.registration) {
+            return Ok(());
         }
-        self.registration.until = register(&self.chain, platform_key, measurement, &quote, platform_signature).await?;
-        // The TTL may have changed since: the next renewal is timed by the one just applied.
-        self.registration.renew_within = renewal_margin(self.chain.enclave_ttl().await?);
-        info!(%enclave, until = self.registration.until, "enclave registration renewed");
+        let renewed = self.renew(now, ttl).await;
+        self.registration.next_attempt = match &renewed {
+            Ok(()) => 0,
+            Err(_) => now.saturating_add((self.registration.renew_within / 4).clamp(1, RENEWAL_RETRY)),
+        };
+        renewed
+    }
+
+    /// Registers the enclave again with a fresh quote, if that ends its registration later.
+    async fn renew(&mut self, now: u64, ttl: u64) -> Result<(), WorkerError> {
+        let registration = &self.registration;
+        // Registering sets the end to now + the chain's TTL, which may have been cut since: a
+        // renewal must end the registration later than it ends now, and late enough to serve.
+        if now.saturating_add(ttl) <= registration.until || ttl < MIN_RENEWABLE_TTL {
+            return Err(WorkerError::RenewalUseless { ttl, until: registration.until, min_ttl: MIN_RENEWABLE_TTL });
+        }
+        let (platform_key, measurement) = (registration.platform_key, registration.measurement);
+        let attestation = attest(&self.client, &self.chain, None).await?;
+        // The enclave keeps its identity across attestations; another address would be a new
+        // enclave, and the sealed identity on disk is left as it is.
+        if attestation.enclave != self.enclave {
+            return Err(WorkerError::Enclave(format!(
+                "the enclave re-attested as {}, not {}",
+                attestation.enclave, self.enclave
+            )));
+        }
+        let until =
+            register(&self.chain, platform_key, measurement, &attestation.quote, attestation.platform_signature)
+                .await?;
+        self.registration.until = until;
+        info!(enclave = %self.enclave, until, "enclave registration renewed");
         Ok(())
     }
 
@@ -472,6 +525,13 @@ const CONCURRENT_FETCHES: usize = 4;
 
 /// How long a registration must still last for a restart to keep it rather than renew it.
 const KEEP_REGISTRATION_FOR: u64 = 86_400;
+
+/// The most chain time after a failed or useless renewal before the next is tried.
+const RENEWAL_RETRY: u64 = 300;
+
+/// The shortest TTL worth renewing under: a registration must outlast at least one task's
+/// minimum serving time twice over, or the gas buys no task.
+const MIN_RENEWABLE_TTL: u64 = 2 * MIN_TIME_TO_SERVE;
 
 /// How often a key release whose reply was lost is asked for.
 const RELEASE_ATTEMPTS: u32 = 3;
