@@ -6,6 +6,7 @@ mod cli;
 mod digests;
 mod failures;
 mod flow;
+mod index;
 mod privacy;
 mod recovery;
 mod release;

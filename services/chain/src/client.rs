@@ -156,7 +156,7 @@ pub struct DatasetState {
 }
 
 /// What a dataset's registration or one of its updates set: where its data and keys were.
-struct DatasetRecordAt {
+pub(crate) struct DatasetRecordAt {
     manifest_digest: B256,
     uri: String,
     kms_key: B256,
@@ -595,9 +595,10 @@ impl Chain {
     }
 
     /// The task with its parameters (from its `TaskCreated` event, checked against the
-    /// commitment stored on chain) and its current status; `None` if it does not exist.
+    /// commitment stored on chain) and its current status; `None` if it does not exist. Scans the
+    /// chain's logs: a service answering requests asks a [`crate::ChainIndex`] instead.
     pub async fn task(&self, id: TaskId) -> Result<Option<Task>> {
-        let commitment = self.contract.taskCommitment(id).call().await.map_err(|e| self.err(e))?;
+        let commitment = self.task_commitment(id).await?;
         if commitment.is_zero() {
             return Ok(None);
         }
@@ -606,12 +607,43 @@ impl Chain {
         let Some((event, log)) = logs.into_iter().next() else {
             return Err(ChainError::MissingEvent("TaskCreated"));
         };
-        let mut task = task_from_event(event, log.block_number.unwrap_or_default());
-        if commitment_hash(&task.params)[..31] != commitment[..31] {
-            return Err(ChainError::CommitmentMismatch(id));
+        checked_task(task_from_event(event, log.block_number.unwrap_or_default()), commitment).map(Some)
+    }
+
+    /// The task's commitment as stored: the hash of its parameters, its status in the last byte;
+    /// zero if it does not exist.
+    pub async fn task_commitment(&self, id: TaskId) -> Result<B256> {
+        self.contract.taskCommitment(id).call().await.map_err(|e| self.err(e))
+    }
+
+    /// Every log of the contract in blocks `from..=to`, in the chain's order.
+    pub async fn contract_logs(&self, from: u64, to: u64) -> Result<Vec<alloy::rpc::types::Log>> {
+        let filter = alloy::rpc::types::Filter::new().address(self.address()).from_block(from).to_block(to);
+        self.provider.get_logs(&filter).await.map_err(|e| rpc(&self.url, e))
+    }
+
+    /// The hash of block `number` as the chain has it now; `None` past the head.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>> {
+        let block = self.provider.get_block_by_number(number.into()).await.map_err(|e| rpc(&self.url, e))?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
+    /// The block the contract was deployed in: the first whose state holds its code, found by
+    /// bisection (a few dozen reads on any chain).
+    pub async fn deployment_block(&self) -> Result<u64> {
+        let has_code = |block: u64| async move {
+            let code = self.provider.get_code_at(self.address()).number(block).await.map_err(|e| rpc(&self.url, e))?;
+            Ok::<_, ChainError>(!code.is_empty())
+        };
+        let (mut low, mut high) = (0, self.block_number().await?);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match has_code(mid).await? {
+                true => high = mid,
+                false => low = mid + 1,
+            }
         }
-        task.status = TaskStatus::from_u8(commitment[31]);
-        Ok(Some(task))
+        Ok(low)
     }
 
     /// Withdrawable balance held by the contract for `account`.
@@ -662,106 +694,28 @@ impl Chain {
 
     /// The URI a dataset had while its manifest digest was `manifest`, from its registration and
     /// update events: a task rented before a key rotation reads the data version it was rented
-    /// against.
+    /// against. Scans the chain's logs: a service asks a [`crate::ChainIndex`] instead.
     pub async fn dataset_uri_for(&self, dataset: DatasetId, manifest: ManifestDigest) -> Result<Option<String>> {
-        let manifest = manifest.to_b256();
-        let history = self.dataset_history(dataset).await?;
-        Ok(history.into_iter().find(|r| r.manifest_digest == manifest).map(|r| r.uri))
+        Ok(uri_for(&self.dataset_history(dataset).await?, manifest))
     }
 
     /// The URL the dataset gave, in its registration or its latest update naming it, for the key
     /// service of key `kms_key`: where a task rented against that key service gets its keys.
     pub async fn key_service_url_for(&self, dataset: DatasetId, kms_key: B256) -> Result<Option<String>> {
-        let history = self.dataset_history(dataset).await?;
-        Ok(history.into_iter().find(|r| r.kms_key == kms_key).map(|r| r.kms_url))
+        Ok(key_service_url_for(&self.dataset_history(dataset).await?, kms_key))
     }
 
-    /// Every record the dataset's events have set, newest first: its updates, then its registration.
     async fn dataset_history(&self, dataset: DatasetId) -> Result<Vec<DatasetRecordAt>> {
-        let updated = self
-            .contract
-            .DatasetUpdated_filter()
-            .topic1(dataset)
-            .from_block(0)
-            .query()
-            .await
-            .map_err(|e| self.err(e))?;
-        let registered = self
-            .contract
-            .DatasetRegistered_filter()
-            .topic1(dataset)
-            .from_block(0)
-            .query()
-            .await
-            .map_err(|e| self.err(e))?;
-        let updates = updated.into_iter().rev().map(|(e, _)| DatasetRecordAt {
-            manifest_digest: e.manifestDigest,
-            uri: e.uri,
-            kms_key: e.kmsKey,
-            kms_url: e.kmsUrl,
-        });
-        let registration = registered.into_iter().map(|(e, _)| DatasetRecordAt {
-            manifest_digest: e.manifestDigest,
-            uri: e.uri,
-            kms_key: e.kmsKey,
-            kms_url: e.kmsUrl,
-        });
-        Ok(updates.chain(registration).collect())
-    }
-
-    /// Every (owner, data version, policy) the dataset has been in, oldest first, from its
-    /// registration, update and transfer events: a task is rented in one of these states, and its
-    /// keys are looked up under that state's owner, version and policy.
-    pub async fn dataset_states(&self, dataset: DatasetId) -> Result<Vec<DatasetState>> {
-        use Strongroom::{DatasetRegistered, DatasetTransferred, DatasetUpdated};
-        // One query, so the three kinds of event come from one view of the chain, in its order.
         let filter = alloy::rpc::types::Filter::new()
             .address(self.address())
             .event_signature(vec![
-                DatasetRegistered::SIGNATURE_HASH,
-                DatasetUpdated::SIGNATURE_HASH,
-                DatasetTransferred::SIGNATURE_HASH,
+                Strongroom::DatasetRegistered::SIGNATURE_HASH,
+                Strongroom::DatasetUpdated::SIGNATURE_HASH,
             ])
             .topic1(dataset)
             .from_block(0);
         let logs = self.provider.get_logs(&filter).await.map_err(|e| rpc(&self.url, e))?;
-        enum Change {
-            Registered(Address, B256, B256),
-            Updated(B256, B256),
-            Transferred(Address),
-        }
-        let mut changes = Vec::with_capacity(logs.len());
-        for log in logs {
-            // A log without its place in a block is pending: not a state the dataset was in.
-            let (Some(block), Some(index)) = (log.block_number, log.log_index) else { continue };
-            let change = match log.topic0() {
-                Some(&DatasetRegistered::SIGNATURE_HASH) => log
-                    .log_decode::<DatasetRegistered>()
-                    .map(|l| Change::Registered(l.inner.owner, l.inner.manifestDigest, l.inner.policyHash)),
-                Some(&DatasetUpdated::SIGNATURE_HASH) => log
-                    .log_decode::<DatasetUpdated>()
-                    .map(|l| Change::Updated(l.inner.manifestDigest, l.inner.policyHash)),
-                _ => log.log_decode::<DatasetTransferred>().map(|l| Change::Transferred(l.inner.to)),
-            }
-            .map_err(|e| rpc(&self.url, format!("a dataset event of {dataset} does not decode: {e}")))?;
-            changes.push(((block, index), change));
-        }
-        changes.sort_by_key(|(at, _)| *at);
-        let mut states: Vec<DatasetState> = Vec::with_capacity(changes.len());
-        for (_, change) in changes {
-            let state = match (change, states.last()) {
-                (Change::Registered(owner, manifest, policy_hash), _) => {
-                    DatasetState { owner, manifest_digest: ManifestDigest::new(manifest), policy_hash }
-                }
-                (Change::Updated(manifest, policy_hash), Some(last)) => {
-                    DatasetState { manifest_digest: ManifestDigest::new(manifest), policy_hash, ..*last }
-                }
-                (Change::Transferred(owner), Some(last)) => DatasetState { owner, ..*last },
-                (_, None) => return Err(ChainError::MissingEvent("DatasetRegistered")),
-            };
-            states.push(state);
-        }
-        Ok(states)
+        dataset_records_from_logs(dataset, logs, &self.url)
     }
 
     /// The `ResultSubmitted` event of `task_id`, once the worker has published it.
@@ -837,7 +791,112 @@ pub fn commitment_hash(params: &TaskParams) -> B256 {
     alloy::primitives::keccak256(alloy::sol_types::SolValue::abi_encode(params))
 }
 
-fn task_from_event(event: Strongroom::TaskCreated, block: u64) -> Task {
+/// Every record the dataset's registration and update logs set (any order; other logs are
+/// skipped), newest first.
+pub(crate) fn dataset_records_from_logs(
+    dataset: DatasetId,
+    logs: Vec<alloy::rpc::types::Log>,
+    url: &str,
+) -> Result<Vec<DatasetRecordAt>> {
+    use Strongroom::{DatasetRegistered, DatasetUpdated};
+    let mut records = Vec::with_capacity(logs.len());
+    for log in logs {
+        let (Some(block), Some(index)) = (log.block_number, log.log_index) else { continue };
+        if log.topics().get(1) != Some(&dataset) {
+            continue;
+        }
+        let decode_error =
+            |e: alloy::sol_types::Error| rpc(url, format!("a dataset event of {dataset} does not decode: {e}"));
+        let record = match log.topic0() {
+            Some(&DatasetRegistered::SIGNATURE_HASH) => {
+                let e = log.log_decode::<DatasetRegistered>().map_err(decode_error)?.inner.data;
+                DatasetRecordAt { manifest_digest: e.manifestDigest, uri: e.uri, kms_key: e.kmsKey, kms_url: e.kmsUrl }
+            }
+            Some(&DatasetUpdated::SIGNATURE_HASH) => {
+                let e = log.log_decode::<DatasetUpdated>().map_err(decode_error)?.inner.data;
+                DatasetRecordAt { manifest_digest: e.manifestDigest, uri: e.uri, kms_key: e.kmsKey, kms_url: e.kmsUrl }
+            }
+            _ => continue,
+        };
+        records.push(((block, index), record));
+    }
+    records.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    Ok(records.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The URI of the newest record naming `manifest`.
+pub(crate) fn uri_for(history: &[DatasetRecordAt], manifest: ManifestDigest) -> Option<String> {
+    history.iter().find(|r| r.manifest_digest == manifest.to_b256()).map(|r| r.uri.clone())
+}
+
+/// The key-service URL of the newest record naming key `kms_key`.
+pub(crate) fn key_service_url_for(history: &[DatasetRecordAt], kms_key: B256) -> Option<String> {
+    history.iter().find(|r| r.kms_key == kms_key).map(|r| r.kms_url.clone())
+}
+
+/// The states a dataset has been in, from its registration, update and transfer logs (any
+/// order; other logs are skipped).
+pub(crate) fn dataset_states_from_logs(
+    dataset: DatasetId,
+    logs: Vec<alloy::rpc::types::Log>,
+    url: &str,
+) -> Result<Vec<DatasetState>> {
+    use Strongroom::{DatasetRegistered, DatasetTransferred, DatasetUpdated};
+    enum Change {
+        Registered(Address, B256, B256),
+        Updated(B256, B256),
+        Transferred(Address),
+    }
+    let mut changes = Vec::with_capacity(logs.len());
+    for log in logs {
+        // A log without its place in a block is pending: not a state the dataset was in.
+        let (Some(block), Some(index)) = (log.block_number, log.log_index) else { continue };
+        if log.topics().get(1) != Some(&dataset) {
+            continue;
+        }
+        let change = match log.topic0() {
+            Some(&DatasetRegistered::SIGNATURE_HASH) => log
+                .log_decode::<DatasetRegistered>()
+                .map(|l| Change::Registered(l.inner.owner, l.inner.manifestDigest, l.inner.policyHash)),
+            Some(&DatasetUpdated::SIGNATURE_HASH) => {
+                log.log_decode::<DatasetUpdated>().map(|l| Change::Updated(l.inner.manifestDigest, l.inner.policyHash))
+            }
+            Some(&DatasetTransferred::SIGNATURE_HASH) => {
+                log.log_decode::<DatasetTransferred>().map(|l| Change::Transferred(l.inner.to))
+            }
+            _ => continue,
+        }
+        .map_err(|e| rpc(url, format!("a dataset event of {dataset} does not decode: {e}")))?;
+        changes.push(((block, index), change));
+    }
+    changes.sort_by_key(|(at, _)| *at);
+    let mut states: Vec<DatasetState> = Vec::with_capacity(changes.len());
+    for (_, change) in changes {
+        let state = match (change, states.last()) {
+            (Change::Registered(owner, manifest, policy_hash), _) => {
+                DatasetState { owner, manifest_digest: ManifestDigest::new(manifest), policy_hash }
+            }
+            (Change::Updated(manifest, policy_hash), Some(last)) => {
+                DatasetState { manifest_digest: ManifestDigest::new(manifest), policy_hash, ..*last }
+            }
+            (Change::Transferred(owner), Some(last)) => DatasetState { owner, ..*last },
+            (_, None) => return Err(ChainError::MissingEvent("DatasetRegistered")),
+        };
+        states.push(state);
+    }
+    Ok(states)
+}
+
+/// A task read from its event, checked against the commitment the chain stores for it.
+pub(crate) fn checked_task(mut task: Task, commitment: B256) -> Result<Task> {
+    if commitment_hash(&task.params)[..31] != commitment[..31] {
+        return Err(ChainError::CommitmentMismatch(task.id));
+    }
+    task.status = TaskStatus::from_u8(commitment[31]);
+    Ok(task)
+}
+
+pub(crate) fn task_from_event(event: Strongroom::TaskCreated, block: u64) -> Task {
     Task { id: event.taskId, params: event.params, spec: event.spec, status: TaskStatus::Active, block }
 }
 

@@ -21,6 +21,9 @@ pub enum ChainError {
         "task {0}'s TaskCreated event does not match the commitment stored on chain: the RPC node is lying or broken"
     )]
     CommitmentMismatch(U256),
+    // The local index of the chain's events.
+    #[error("the chain index {0}")]
+    Index(String),
     // Our own bug.
     #[error("internal: expected event {0} in the receipt")]
     MissingEvent(&'static str),

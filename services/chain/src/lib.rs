@@ -11,6 +11,7 @@
 mod bindings;
 mod client;
 mod error;
+mod index;
 mod merkle;
 mod time;
 
@@ -21,5 +22,6 @@ pub use client::{
     commitment_hash,
 };
 pub use error::{ChainError, Result, describe_revert};
+pub use index::{ChainIndex, IndexOptions};
 pub use merkle::{RequesterTree, requester_leaf};
 pub use time::format_utc;

@@ -158,6 +158,7 @@ impl Devnet {
                 data_dir: options.data_dir.join("kms"),
                 rpc_url: node.url().into(),
                 contract: governance.address(),
+                confirmations: 0,
             },
             loopback()?,
         )

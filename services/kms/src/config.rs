@@ -12,4 +12,9 @@ pub struct KmsConfig {
     pub rpc_url: String,
     /// The Strongroom contract.
     pub contract: Address,
+    /// How many blocks a task's rent must have on top before its keys are released, and a
+    /// dataset's change before a deposit counts it: 0 on a local chain, more where the chain can
+    /// reorganise (the index of the chain's events follows that far below the head).
+    #[serde(default)]
+    pub confirmations: u64,
 }

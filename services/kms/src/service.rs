@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpResponse, web};
 use alloy::primitives::{Address, B256, Bytes, U256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
-use strongroom_chain::Chain;
+use strongroom_chain::{Chain, ChainIndex, IndexOptions};
 use strongroom_http::{Limits, ServiceHandle};
 use strongroom_types::{
     AuditEntry, AuditLogRequest, AuditRequest, DatasetKeys, Deposit, DepositRequest, DepositResponse, INFO_DEPOSIT,
@@ -22,6 +22,8 @@ use crate::{KmsConfig, KmsError, Result};
 
 struct State {
     chain: Chain,
+    /// The chain's events, followed locally: tasks and dataset histories without log scans.
+    index: Arc<ChainIndex>,
     secret: X25519SecretKey,
     /// Signs receipts; registered on chain for `secret`'s public key.
     signer: PrivateKeySigner,
@@ -46,6 +48,8 @@ impl State {
 pub struct KmsHandle {
     service: ServiceHandle,
     info: KmsInfo,
+    /// Keeps the chain index following the chain; stopped with the service.
+    follower: tokio::task::JoinHandle<()>,
 }
 
 impl KmsHandle {
@@ -58,14 +62,21 @@ impl KmsHandle {
     }
 
     pub async fn shutdown(self) {
+        self.follower.abort();
         self.service.shutdown().await
     }
 
     /// Waits until the server stops (for `strongroom kms serve`).
     pub async fn wait(self) -> std::io::Result<()> {
-        self.service.wait().await
+        let stopped = self.service.wait().await;
+        self.follower.abort();
+        stopped
     }
 }
+
+/// How often the chain index looks for new blocks between requests; a request that needs a
+/// block not yet indexed catches up at once.
+const INDEX_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Starts the key service on `listener` (bind port 0 in tests); must run inside a tokio runtime.
 pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle> {
@@ -88,11 +99,19 @@ pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle
         signer: signer.address(),
         registration,
     };
-    let state = web::Data::new(State { chain, secret, signer, info: info.clone(), store });
+    let index = ChainIndex::open(
+        chain.clone(),
+        &IndexOptions { path: config.data_dir.join("chain-index.sqlite"), confirmations: config.confirmations },
+    )
+    .await?;
+    let index = Arc::new(index);
+    index.catch_up().await?;
+    let follower = index.clone().follow(INDEX_POLL);
+    let state = web::Data::new(State { chain, index, secret, signer, info: info.clone(), store });
     let limits = Limits { json_bytes: 1 << 20, ..Limits::default() };
     let service = strongroom_http::serve(listener, limits, state, routes)?;
     info!(addr = %service.addr(), public_key = %info.public_key, signer = %info.signer, "key service listening");
-    Ok(KmsHandle { service, info })
+    Ok(KmsHandle { service, info, follower })
 }
 
 fn routes(config: &mut web::ServiceConfig) {
@@ -165,7 +184,7 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         false
     } else {
         let recorded: Vec<_> = state
-            .chain
+            .index
             .dataset_states(req.dataset)
             .await?
             .into_iter()
@@ -235,7 +254,7 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
         return Err(KmsError::EnclaveNotRegistered(req.enclave));
     }
     // The parameters come from the TaskCreated event, checked against the on-chain commitment.
-    let task = chain.task(req.task_id).await?;
+    let task = state.index.task(req.task_id).await?;
     let (block_time, enclave_measurement, authorization_presigner, dataset) = match &task {
         Some(task) => (
             chain.block_timestamp().await?,

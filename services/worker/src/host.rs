@@ -7,7 +7,7 @@ use alloy::primitives::{Address, B256, Bytes};
 use alloy::signers::local::PrivateKeySigner;
 use futures::{StreamExt, TryStreamExt};
 use sha2::Digest;
-use strongroom_chain::{Chain, Task, TaskStatus};
+use strongroom_chain::{Chain, ChainIndex, IndexOptions, Task, TaskStatus};
 use strongroom_client::KmsClient;
 use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
@@ -182,13 +182,21 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
     let http = strongroom_client::http_client()?;
     let registration =
         Registration { platform_key, measurement, until: registered_until, renew_within, next_attempt: 0 };
-    let worker = Worker { chain, client, http, config, enclave, registration };
+    let index = ChainIndex::open(
+        chain.clone(),
+        &IndexOptions { path: config.state_dir.join("chain-index.sqlite"), confirmations: 0 },
+    )
+    .await?;
+    let worker = Worker { chain, index, client, http, config, enclave, registration };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
 
 struct Worker {
     chain: Chain,
+    /// The chain's events, followed locally: where an earlier data version or key service was,
+    /// without a log scan per task.
+    index: ChainIndex,
     client: EnclaveClient,
     http: reqwest::Client,
     config: WorkerConfig,
@@ -385,7 +393,8 @@ impl Worker {
         let key_service = X25519PublicKey(kms_key.0);
         let kms_url = match dataset.kms_key == kms_key {
             true => dataset.kms_url.clone(),
-            false => chain
+            false => self
+                .index
                 .key_service_url_for(dataset.id, kms_key)
                 .await?
                 .ok_or(WorkerError::UnknownKeyService(dataset.id, kms_key))?,
@@ -398,7 +407,8 @@ impl Worker {
         let rented = task.manifest_digest();
         let uri = match dataset.manifest_digest == rented {
             true => dataset.uri,
-            false => chain
+            false => self
+                .index
                 .dataset_uri_for(dataset.id, rented)
                 .await?
                 .ok_or(WorkerError::UnknownDataVersion(dataset.id, rented))?,

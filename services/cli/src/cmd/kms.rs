@@ -14,6 +14,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:7410")]
     pub listen: String,
+    /// Blocks a task's rent must have on top before its keys are released (raise it on a chain
+    /// that can reorganise).
+    #[arg(long, default_value_t = 0)]
+    pub confirmations: u64,
 }
 
 impl KmsCommand {
@@ -23,6 +27,7 @@ impl KmsCommand {
             data_dir: global.data_dir.join("kms"),
             rpc_url: global.rpc_url()?.into(),
             contract: global.contract()?,
+            confirmations: args.confirmations,
         };
         let handle = strongroom_kms::spawn(config, super::bind(&args.listen)?).await?;
         println!("key service listening on {} (public key {})", handle.url(), handle.info().public_key);
