@@ -616,9 +616,13 @@ impl Chain {
         self.contract.taskCommitment(id).call().await.map_err(|e| self.err(e))
     }
 
-    /// Every log of the contract in blocks `from..=to`, in the chain's order.
-    pub async fn contract_logs(&self, from: u64, to: u64) -> Result<Vec<alloy::rpc::types::Log>> {
-        let filter = alloy::rpc::types::Filter::new().address(self.address()).from_block(from).to_block(to);
+    /// The contract's logs of the events `events` in blocks `from..=to`, in the chain's order.
+    pub async fn contract_logs(&self, from: u64, to: u64, events: &[B256]) -> Result<Vec<alloy::rpc::types::Log>> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(self.address())
+            .event_signature(events.to_vec())
+            .from_block(from)
+            .to_block(to);
         self.provider.get_logs(&filter).await.map_err(|e| rpc(&self.url, e))
     }
 

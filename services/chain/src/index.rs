@@ -32,11 +32,29 @@ pub struct IndexOptions {
     pub confirmations: u64,
 }
 
+/// The events the index keeps: only the contract emits them, and only what it answers from. The
+/// contract's other events (some cheap for anyone to emit) are not fetched.
+const INDEXED_EVENTS: [B256; 4] = [
+    TaskCreated::SIGNATURE_HASH,
+    DatasetRegistered::SIGNATURE_HASH,
+    DatasetUpdated::SIGNATURE_HASH,
+    DatasetTransferred::SIGNATURE_HASH,
+];
+
 /// How many blocks one log query spans while the index catches up.
 const BLOCKS_PER_QUERY: u64 = 5_000;
 
 /// How many recent block hashes are kept to find where a reorganisation forked.
 const KEPT_HASHES: u64 = 256;
+
+/// Keeps a [`ChainIndex`] following its chain; dropping it stops that.
+pub struct Follower(tokio::task::JoinHandle<()>);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// The contract's events as of a confirmed block, kept in SQLite.
 pub struct ChainIndex {
@@ -85,24 +103,29 @@ impl ChainIndex {
         let mut cursor = self.cursor();
         while cursor < target {
             let to = target.min(cursor + BLOCKS_PER_QUERY);
-            let logs = self.chain.contract_logs(cursor + 1, to).await?;
-            let hash = self.chain.block_hash(to).await?.ok_or_else(|| self.rpc(format!("block {to} vanished")))?;
+            // The step's last block, the same before and after its logs are read: the logs are
+            // of the chain that block is on, not of a fork the node switched away from meanwhile.
+            let hash = self.block_hash(to).await?;
+            let logs = self.chain.contract_logs(cursor + 1, to, &INDEXED_EVENTS).await?;
+            if self.block_hash(to).await? != hash {
+                return Err(self.rpc(format!("block {to} changed while its logs were read; trying again")));
+            }
             self.store(&logs, to, hash)?;
             cursor = to;
         }
         Ok(cursor)
     }
 
-    /// Keeps the index following the chain every `interval` until the returned task is aborted.
-    pub fn follow(self: std::sync::Arc<Self>, interval: std::time::Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Keeps the index following the chain every `interval` until the returned guard is dropped.
+    pub fn follow(self: std::sync::Arc<Self>, interval: std::time::Duration) -> Follower {
+        Follower(tokio::spawn(async move {
             loop {
                 if let Err(e) = self.catch_up().await {
                     warn!(error = %e, "the chain index cannot follow the chain; retrying");
                 }
                 tokio::time::sleep(interval).await;
             }
-        })
+        }))
     }
 
     /// The task with its parameters from its indexed `TaskCreated` event, checked against the
@@ -114,14 +137,16 @@ impl ChainIndex {
             return Ok(None);
         }
         // Indexed already, and as the chain has it: no call to the chain beyond the commitment.
-        if let Some(task) = self.indexed_task(id)?
-            && let Ok(task) = checked_task(task, commitment)
-        {
+        if let Some(task) = self.indexed_task(id, commitment)? {
             return Ok(Some(task));
         }
         // Not yet indexed, or indexed from a block a reorganisation has replaced since.
         self.catch_up().await?;
-        self.indexed_task(id)?.map(|task| checked_task(task, commitment)).transpose()
+        match self.indexed_task(id, commitment)? {
+            Some(task) => Ok(Some(task)),
+            None if self.has_task_log(id)? => Err(ChainError::CommitmentMismatch(id)),
+            None => Ok(None),
+        }
     }
 
     /// The URI the dataset had while its manifest digest was `manifest` (the newest record
@@ -141,12 +166,22 @@ impl ChainIndex {
         dataset_records_from_logs(dataset, logs, self.chain.url())
     }
 
-    fn indexed_task(&self, id: U256) -> Result<Option<Task>> {
-        let Some(log) = self.logs_where(B256::from(id), &[TaskCreated::SIGNATURE_HASH])?.pop() else {
-            return Ok(None);
-        };
-        let event = log.log_decode::<TaskCreated>().map_err(|e| self.rpc(format!("task {id}'s event: {e}")))?;
-        Ok(Some(task_from_event(event.inner.data, log.block_number.unwrap_or_default())))
+    /// The indexed `TaskCreated` of task `id` that matches its commitment, newest first (an
+    /// older one may be of a block a reorganisation replaced, not yet rolled back).
+    fn indexed_task(&self, id: U256, commitment: B256) -> Result<Option<Task>> {
+        for log in self.logs_where(B256::from(id), &[TaskCreated::SIGNATURE_HASH])?.into_iter().rev() {
+            let event = log.log_decode::<TaskCreated>().map_err(|e| self.rpc(format!("task {id}'s event: {e}")))?;
+            if let Ok(task) =
+                checked_task(task_from_event(event.inner.data, log.block_number.unwrap_or_default()), commitment)
+            {
+                return Ok(Some(task));
+            }
+        }
+        Ok(None)
+    }
+
+    fn has_task_log(&self, id: U256) -> Result<bool> {
+        Ok(!self.logs_where(B256::from(id), &[TaskCreated::SIGNATURE_HASH])?.is_empty())
     }
 
     /// Every (owner, data version, policy) the dataset has been in up to the confirmed block,
@@ -219,13 +254,25 @@ impl ChainIndex {
                 return Ok(());
             }
         }
-        Err(ChainError::Rpc {
-            url: self.chain.url().to_owned(),
-            reason: format!(
-                "the chain reorganised deeper than the {} blocks the index keeps: delete the index file to rebuild it",
-                kept.len()
-            ),
-        })
+        // None of the kept blocks is on the chain any more (they may be few: a long step keeps
+        // only its last). Fetching again is always safe: go back far enough for any reorganisation
+        // a chain makes in practice.
+        let oldest = kept.last().map_or(newest, |(number, _)| *number);
+        let back_to = oldest.saturating_sub(KEPT_HASHES).max(self.deployment_block()?.saturating_sub(1));
+        warn!(
+            from = back_to + 1,
+            to = newest,
+            "the chain reorganised past every block the index kept; it fetches again"
+        );
+        self.truncate_after(back_to, B256::ZERO)
+    }
+
+    /// The block the contract was deployed in, where the index starts.
+    fn deployment_block(&self) -> Result<u64> {
+        self.db()
+            .query_row("SELECT block FROM deployment", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.store_err(e))
     }
 
     fn truncate_after(&self, number: u64, hash: B256) -> Result<()> {
@@ -245,7 +292,8 @@ impl ChainIndex {
         let tx = db.unchecked_transaction().map_err(|e| self.store_err(e))?;
         for log in logs {
             let (Some(block), Some(index), Some(block_hash)) = (log.block_number, log.log_index, log.block_hash) else {
-                continue;
+                // A node that answers without a log's place would have the cursor skip it.
+                return Err(self.rpc(format!("a log up to block {to} came without its block or index")));
             };
             let topics = log.topics();
             let topic = |i: usize| topics.get(i).map(|t| t.as_slice().to_vec());
@@ -282,6 +330,10 @@ impl ChainIndex {
         Ok(())
     }
 
+    async fn block_hash(&self, number: u64) -> Result<B256> {
+        self.chain.block_hash(number).await?.ok_or_else(|| self.rpc(format!("block {number} is not on the chain")))
+    }
+
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -299,6 +351,9 @@ fn store_error(path: &Path, e: rusqlite::Error) -> ChainError {
     ChainError::Index(format!("{}: {e}", path.display()))
 }
 
+/// The layout of the index file.
+const SCHEMA_VERSION: i64 = 1;
+
 fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -307,8 +362,19 @@ fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     // A cache of the chain: a crash loses at most the last step, which is fetched again.
     db.pragma_update(None, "synchronous", "NORMAL")?;
+    // A file of another layout is dropped and rebuilt: it holds nothing the chain does not.
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version != SCHEMA_VERSION {
+        db.execute_batch(
+            "DROP TABLE IF EXISTS deployment; DROP TABLE IF EXISTS cursor; DROP TABLE IF EXISTS blocks;
+             DROP TABLE IF EXISTS logs;",
+        )?;
+        db.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
     db.execute_batch(
-        "CREATE TABLE IF NOT EXISTS deployment (chain_id INTEGER NOT NULL, contract BLOB NOT NULL);
+        "CREATE TABLE IF NOT EXISTS deployment (
+             chain_id INTEGER NOT NULL, contract BLOB NOT NULL, block INTEGER NOT NULL
+         );
          CREATE TABLE IF NOT EXISTS cursor (number INTEGER NOT NULL, hash BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS logs (
@@ -331,8 +397,8 @@ fn reset(db: &Connection, deployment: (u64, Address), from: u64) -> rusqlite::Re
     let tx = db.unchecked_transaction()?;
     tx.execute_batch("DELETE FROM deployment; DELETE FROM cursor; DELETE FROM blocks; DELETE FROM logs;")?;
     tx.execute(
-        "INSERT INTO deployment (chain_id, contract) VALUES (?1, ?2)",
-        params![deployment.0 as i64, deployment.1.as_slice()],
+        "INSERT INTO deployment (chain_id, contract, block) VALUES (?1, ?2, ?3)",
+        params![deployment.0 as i64, deployment.1.as_slice(), from as i64],
     )?;
     // The cursor is the last block indexed: the one before the deployment's, whose hash is not
     // kept (nothing of the contract's is in it to roll back).

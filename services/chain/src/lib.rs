@@ -22,6 +22,6 @@ pub use client::{
     commitment_hash,
 };
 pub use error::{ChainError, Result, describe_revert};
-pub use index::{ChainIndex, IndexOptions};
+pub use index::{ChainIndex, Follower, IndexOptions};
 pub use merkle::{RequesterTree, requester_leaf};
 pub use time::format_utc;

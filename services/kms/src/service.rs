@@ -49,7 +49,7 @@ pub struct KmsHandle {
     service: ServiceHandle,
     info: KmsInfo,
     /// Keeps the chain index following the chain; stopped with the service.
-    follower: tokio::task::JoinHandle<()>,
+    _follower: strongroom_chain::Follower,
 }
 
 impl KmsHandle {
@@ -62,15 +62,12 @@ impl KmsHandle {
     }
 
     pub async fn shutdown(self) {
-        self.follower.abort();
         self.service.shutdown().await
     }
 
     /// Waits until the server stops (for `strongroom kms serve`).
     pub async fn wait(self) -> std::io::Result<()> {
-        let stopped = self.service.wait().await;
-        self.follower.abort();
-        stopped
+        self.service.wait().await
     }
 }
 
@@ -111,7 +108,7 @@ pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle
     let limits = Limits { json_bytes: 1 << 20, ..Limits::default() };
     let service = strongroom_http::serve(listener, limits, state, routes)?;
     info!(addr = %service.addr(), public_key = %info.public_key, signer = %info.signer, "key service listening");
-    Ok(KmsHandle { service, info, follower })
+    Ok(KmsHandle { service, info, _follower: follower })
 }
 
 fn routes(config: &mut web::ServiceConfig) {
@@ -183,7 +180,9 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
         state.store.put_deposit(req.dataset, signer, req.manifest_digest, sealed, policy).await?;
         false
     } else {
-        let recorded: Vec<_> = state
+        // The confirmed states, and the one the chain holds now, which a lagging or shallower
+        // index may not show yet and whose deposit a staged one must never replace.
+        let mut recorded: Vec<_> = state
             .index
             .dataset_states(req.dataset)
             .await?
@@ -191,6 +190,7 @@ async fn post_deposit(state: web::Data<State>, body: web::Json<DepositRequest>) 
             .filter(|s| s.owner == signer)
             .map(|s| (s.manifest_digest, s.policy_hash))
             .collect();
+        recorded.push((registered.manifest_digest, registered.policy_hash));
         let staged = !recorded.contains(&deposited);
         match staged {
             false => state.store.put_deposit(req.dataset, signer, req.manifest_digest, sealed, policy).await?,
