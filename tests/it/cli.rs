@@ -305,3 +305,62 @@ async fn accounts_are_keystores_key_files_or_the_environment_never_flags() {
     assert_eq!(out.stdout().trim(), balance_line, "{}", out.stderr());
     devnet.shutdown().await;
 }
+
+/// The processes descending from `pid`, read from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut next = vec![pid];
+    while let Some(parent) = next.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{parent}/task")).into_iter().flatten().flatten();
+        for task in tasks {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                found.push(child);
+                next.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` still runs: a zombie nobody has reaped yet has ended.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')))
+        .unwrap_or(false)
+}
+
+/// `strongroom devnet` killed with SIGKILL, which it cannot catch, leaves no anvil, platform
+/// daemon or enclave behind.
+#[test]
+fn a_devnet_killed_with_sigkill_leaves_no_process_behind() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let enclave = strongroom_worker::locate_enclave_binary().expect("binaries are built");
+    let mut devnet = std::process::Command::new(enclave.with_file_name("strongroom"))
+        .arg("devnet")
+        .env("STRONGROOM_DATA_DIR", dir.path())
+        .env("STRONGROOM_ANVIL", anvil())
+        .env_remove("STRONGROOM_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(devnet.stdout.take().unwrap());
+    let ready = stdout.lines().map_while(Result::ok).any(|line| line.starts_with("export STRONGROOM_STORAGE_URL="));
+    assert!(ready, "the devnet did not start");
+    let children = descendants(devnet.id());
+    let name = |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().to_owned();
+    let names: Vec<String> = children.iter().map(name).collect();
+    assert!(names.iter().any(|n| n == "anvil"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("strongroom-plat")), "{names:?}");
+    devnet.kill().unwrap();
+    devnet.wait().unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children.iter().any(|pid| running(*pid)) {
+        let left: Vec<String> = children.iter().filter(|p| running(**p)).map(name).collect();
+        assert!(std::time::Instant::now() < until, "still running after the devnet was killed: {left:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -12,6 +12,30 @@ mod platform;
 pub use node::{DEV_KEYS, DevNode, increase_time, mine_blocks};
 pub use platform::PlatformProcess;
 
+/// Has the child started by `command` killed when the thread starting it ends: the devnet's,
+/// which lives as long as the devnet does (a runtime's worker or its `block_on` thread, never a
+/// blocking-pool thread). A devnet killed with SIGKILL, which it cannot catch, so leaves no
+/// anvil or platform daemon behind.
+#[allow(unsafe_code)]
+fn dies_with_devnet(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let devnet = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec, and calls only prctl and getppid, which
+    // are async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Died before the prctl took: no signal would come.
+            if libc::getppid() != devnet {
+                return Err(std::io::Error::other("the devnet exited while starting its child"));
+            }
+            Ok(())
+        });
+    }
+}
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

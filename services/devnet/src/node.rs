@@ -73,7 +73,9 @@ impl DevNode {
                 binary.display()
             )));
         }
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        crate::dies_with_devnet(&mut command);
+        let mut child = command
             .args(["--port", "0", "--host", "127.0.0.1", "--accounts", "5", "--balance", "10000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -25,7 +25,9 @@ impl PlatformProcess {
     pub fn spawn(binary: &Path, data_dir: &Path, enclave: &Path) -> Result<Self> {
         let socket = data_dir.join("platform.sock");
         let io = |what: String| move |source| DevnetError::Io { what, source };
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        crate::dies_with_devnet(&mut command);
+        let mut child = command
             .arg("--dir")
             .arg(data_dir.join("platform"))
             .arg("--socket")
