@@ -16,7 +16,7 @@ export STRONGROOM_ANVIL ?= $(CURDIR)/$(CONTRACTS)/node_modules/.bin/anvil
 FORGE := node_modules/.bin/forge
 SOL_SOURCES := $(shell find $(CONTRACTS)/src -name '*.sol' 2>/dev/null)
 
-.PHONY: help demo test bench bench-gas bench-query lint tcb tcb-check contracts build test-contracts test-rust clean
+.PHONY: help demo test bench bench-gas bench-e2e bench-query lint tcb tcb-check contracts build test-contracts test-rust clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,11 +26,14 @@ demo: build ## Install, build, and run the whole flow once on a fresh local stac
 
 test: build tcb-check test-contracts test-rust ## Install, build, and run every test (forge + cargo)
 
-bench: build bench-gas bench-query ## Every benchmark: gas, encrypted-scan overhead, one whole rental
+bench: build bench-gas bench-e2e bench-query ## Every benchmark: gas, the flow under load, encrypted-scan overhead, one whole rental
 	$(TARGET_DIR)/debug/strongroom demo | tail -n 1
 
 bench-gas: contracts ## Gas of rent + submitResult (ten SQL tasks, an app task, a refund) on anvil
 	cargo run -q -p strongroom-e2e --bin bench-gas
+
+bench-e2e: build ## The whole flow under load: 8 analysts, 200 SQL tasks, one worker host (latency, throughput, gas)
+	cargo run -q -p strongroom-e2e --bin bench-e2e
 
 bench-query: contracts ## TPC-H on plain vs column-encrypted Parquet (SF=1; STRONGROOM_TPCH_SF to change)
 	cargo run -q -p strongroom-e2e --bin bench-query

@@ -286,6 +286,7 @@ impl Devnet {
             storage: self.options.storage.clone(),
             poll_interval: Duration::from_millis(50),
             start_block,
+            concurrent_tasks: 4,
         };
         Ok(strongroom_worker::spawn(config).await?)
     }

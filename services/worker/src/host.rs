@@ -45,6 +45,8 @@ pub struct WorkerConfig {
     /// First block to look for tasks in: after a restart, the tasks created while the worker
     /// was down are served if still active. `None`: from the chain head at start.
     pub start_block: Option<u64>,
+    /// How many tasks are served at once.
+    pub concurrent_tasks: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,7 +189,7 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         &IndexOptions { path: config.state_dir.join("chain-index.sqlite"), confirmations: 0 },
     )
     .await?;
-    let worker = Worker { chain, index, client, http, config, enclave, registration };
+    let worker = Worker { chain, index, client, http, config, enclave, registration, submitting: Default::default() };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
@@ -202,6 +204,8 @@ struct Worker {
     config: WorkerConfig,
     enclave: Address,
     registration: Registration,
+    /// Held while a transaction of the operator's is sent.
+    submitting: tokio::sync::Mutex<()>,
 }
 
 /// What the worker needs to keep its enclave registered while it runs.
@@ -360,14 +364,19 @@ impl Worker {
                 }
             };
             next_block = head + 1;
-            for task in tasks {
-                let span = info_span!("task", task = %task.id, dataset = %task.params.dataset);
-                match self.serve(&task).instrument(span.clone()).await {
-                    Ok(()) => {}
-                    // The task stays active; after its deadline the analyst is refunded.
-                    Err(e) => span.in_scope(|| error!(error = %e, "task abandoned")),
-                }
-            }
+            // The tasks of these blocks at once, up to the configured number: their chain,
+            // storage and key-service calls overlap, the enclave takes one request at a time.
+            let worker = &self;
+            futures::stream::iter(tasks)
+                .for_each_concurrent(self.config.concurrent_tasks.max(1), |task| async move {
+                    let span = info_span!("task", task = %task.id, dataset = %task.params.dataset);
+                    match worker.serve(&task).instrument(span.clone()).await {
+                        Ok(()) => {}
+                        // The task stays active; after its deadline the analyst is refunded.
+                        Err(e) => span.in_scope(|| error!(error = %e, "task abandoned")),
+                    }
+                })
+                .await;
         }
     }
 
@@ -520,7 +529,11 @@ impl Worker {
             return Err(unexpected(reply));
         };
         self.config.storage.put(&location, sealed_result.0).await?;
-        let sent = chain.submit_result(task, digest, location.as_str(), authorization, signature, outcome).await?;
+        // One transaction of the operator's at a time: each reads its nonce from the chain.
+        let sent = {
+            let _one_at_a_time = self.submitting.lock().await;
+            chain.submit_result(task, digest, location.as_str(), authorization, signature, outcome).await?
+        };
         info!(%digest, ?outcome, gas = sent.gas_used, "result submitted");
         Ok(())
     }

@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
     pub results_url: Option<StorageUrl>,
+    /// How many tasks are served at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrent_tasks: usize,
 }
 
 impl WorkerCommand {
@@ -65,6 +68,7 @@ impl WorkerCommand {
             storage: global.storage()?,
             poll_interval: Duration::from_millis(200),
             start_block: args.from_block,
+            concurrent_tasks: args.concurrent_tasks,
         };
         let handle = strongroom_worker::spawn(config).await?;
         eprintln!("worker serving pool {} with enclave {} (SIMULATED TEE)", args.pool, handle.enclave());
