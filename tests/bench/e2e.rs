@@ -4,6 +4,12 @@
 //! `STRONGROOM_BENCH_TASKS` (200) have been rented. Latency runs from sending `rent` to holding
 //! the decrypted result. Prints
 //! `e2e: tasks=<n> p50_ms=<ms> p95_ms=<ms> tasks_per_s=<x> gas_per_task=<n> failed=<n>`.
+//!
+//! Then the key service alone, on a second stack without a worker: an enclave of the pool's
+//! asks for the keys of `STRONGROOM_BENCH_RELEASES` (100) fresh tasks, 16 at a time, first with
+//! those alone on chain and again once `STRONGROOM_BENCH_CHAIN_TASKS` (10,000) are. Prints
+//! `kms: releases_per_s=<x> p95_ms=<ms> tasks_on_chain=<n>` for each: a release reads the chain's
+//! state and the key service's index, never its logs, so the two should match.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,7 +78,115 @@ async fn main() -> anyhow::Result<()> {
         Ok(devnet) => devnet.shutdown().await,
         Err(_) => unreachable!("every analyst has finished"),
     }
+    key_release_load(from_env("STRONGROOM_BENCH_RELEASES", 100), from_env("STRONGROOM_BENCH_CHAIN_TASKS", 10_000)).await
+}
+
+/// Releases of fresh tasks' keys with few tasks on chain, then with many.
+async fn key_release_load(releases: usize, chain_tasks: usize) -> anyhow::Result<()> {
+    let (_dir, devnet) = strongroom_e2e::devnet_with(|options| {
+        options.with_worker = false;
+        // Every task locks the pool price of the stake until it settles.
+        options.pool_stake = U256::from(10u64).pow(U256::from(21));
+    })
+    .await;
+    let mut terms = strongroom_client::owner::OfferTerms::sql(
+        U256::from(1_000_000_000_000u64),
+        strongroom_e2e::SAMPLE_OFFER_VALIDITY,
+    );
+    terms.volume = (chain_tasks + 2 * releases) as u64 * 2;
+    let published = strongroom_e2e::publish_with(&devnet, terms, 1_000_000).await;
+    let enclave = strongroom_e2e::registered_enclave(&devnet).await;
+    let renters = 8;
+    let mut chains = Vec::new();
+    for _ in 0..renters {
+        let signer = PrivateKeySigner::random();
+        set_balance(devnet.rpc_url(), signer.address(), U256::from(10u64).pow(U256::from(22))).await?;
+        chains.push(devnet.chain_as(signer).await?);
+    }
+    // First with only the tasks released on chain, then with the chain grown by others.
+    let fresh = rent_many(&devnet, &published, &chains, releases).await?;
+    release_all(&devnet, &chains[0], &enclave, &fresh, fresh.len()).await;
+    let filler = rent_many(&devnet, &published, &chains, chain_tasks.saturating_sub(2 * releases)).await?;
+    let fresh = rent_many(&devnet, &published, &chains, releases).await?;
+    release_all(&devnet, &chains[0], &enclave, &fresh, 2 * releases + filler.len()).await;
+    devnet.shutdown().await;
     Ok(())
+}
+
+/// Rents `count` tasks, spread over the renters' accounts (each sends one transaction at a time).
+async fn rent_many(
+    devnet: &strongroom_devnet::Devnet,
+    published: &strongroom_client::owner::Published,
+    chains: &[strongroom_chain::Chain],
+    count: usize,
+) -> anyhow::Result<Vec<U256>> {
+    let next = AtomicUsize::new(0);
+    let pool_offer = devnet.pool_offer_for(published_kms_key(devnet));
+    let value = published.offer.price + pool_offer.0.price;
+    let rental = strongroom_chain::Rental {
+        resultKey: alloy::primitives::B256::repeat_byte(1),
+        epsilon: 0,
+        maxPrice: value,
+        requesterProof: Vec::new(),
+        spec: SQL.as_bytes().to_vec().into(),
+    };
+    let per_renter = futures::future::try_join_all(chains.iter().map(|chain| {
+        let (next, rental) = (&next, &rental);
+        async move {
+            let mut ids = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                let (task, _) = chain
+                    .rent(
+                        &published.offer,
+                        published.offer_signature.clone(),
+                        pool_offer.0,
+                        pool_offer.1.clone(),
+                        rental,
+                        value,
+                    )
+                    .await?;
+                ids.push(task.id);
+            }
+            Ok::<_, anyhow::Error>(ids)
+        }
+    }))
+    .await?;
+    Ok(per_renter.into_iter().flatten().collect())
+}
+
+/// Asks for the keys of every task in `tasks`, 16 at a time, and prints the `kms:` line.
+async fn release_all(
+    devnet: &strongroom_devnet::Devnet,
+    chain: &strongroom_chain::Chain,
+    enclave: &PrivateKeySigner,
+    tasks: &[U256],
+    on_chain: usize,
+) {
+    use futures::StreamExt;
+    let operator = strongroom_devnet::operator_key();
+    let started = Instant::now();
+    let mut runs: Vec<(Duration, bool)> = futures::stream::iter(tasks)
+        .map(|task| {
+            let operator = &operator;
+            async move {
+                let task_key = strongroom_types::X25519SecretKey::generate().public_key();
+                let asked = Instant::now();
+                let (status, _) =
+                    strongroom_e2e::request_release(devnet, chain, *task, enclave, operator, task_key).await;
+                (asked.elapsed(), status == 200)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let failed = runs.iter().filter(|(_, ok)| !ok).count();
+    runs.sort();
+    let p95 = runs.get((runs.len() * 95).div_ceil(100).saturating_sub(1)).map_or(0, |(d, _)| d.as_millis());
+    println!(
+        "kms: releases_per_s={:.0} p95_ms={p95} tasks_on_chain={on_chain} failed={failed}",
+        runs.len() as f64 / wall.as_secs_f64()
+    );
 }
 
 /// Rents one task, waits for its result and decrypts it.
