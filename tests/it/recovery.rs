@@ -146,3 +146,26 @@ async fn a_publish_whose_offer_was_not_listed_is_finished_by_offering_it() {
     );
     devnet.shutdown().await;
 }
+
+/// Once the keys are released, a step that fails is tried again until the deadline: a result
+/// the storage refuses at first is stored and submitted when it takes it, and the pool keeps its
+/// pay and stake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_storage_refuses_at_first_is_stored_and_submitted_once_it_takes_it() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+    // A file where the results directory should be: every write under it fails.
+    let results = devnet.options.data_dir.join("results");
+    let _ = std::fs::remove_dir_all(&results);
+    std::fs::write(&results, b"not a directory").unwrap();
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    strongroom_e2e::wait_for_log("storing the result").await;
+    strongroom_e2e::wait_for_log("failed; trying again until the task's deadline").await;
+    assert_eq!(devnet.governance.task_status(rental.task_id()).await.unwrap(), strongroom_chain::TaskStatus::Active);
+    std::fs::remove_file(&results).unwrap();
+    let result = result_of(&devnet, &rental).await;
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
+    devnet.shutdown().await;
+}

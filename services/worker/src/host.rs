@@ -528,16 +528,66 @@ impl Worker {
         let EnclaveReply::TaskResult { sealed_result, digest, outcome, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        self.config.storage.put(&location, sealed_result.0).await?;
-        // One transaction of the operator's at a time: each reads its nonce from the chain.
-        let sent = {
-            let _one_at_a_time = self.submitting.lock().await;
-            chain.submit_result(task, digest, location.as_str(), authorization, signature, outcome).await?
-        };
-        info!(%digest, ?outcome, gas = sent.gas_used, "result submitted");
+        // The keys are out: from here a step that fails is tried again until the deadline, since
+        // a result that is never submitted costs the pool its stake.
+        let sealed_result = sealed_result.0;
+        self.until_deadline(task, "storing the result", || async {
+            Ok(self.config.storage.put(&location, sealed_result.clone()).await?)
+        })
+        .await?;
+        let sent = self
+            .until_deadline(task, "submitting the result", || async {
+                // A submission whose reply was lost may have landed.
+                if chain.task_status(task.id).await? != TaskStatus::Active {
+                    return Ok(None);
+                }
+                // One transaction of the operator's at a time: each reads its nonce from the chain.
+                let _one_at_a_time = self.submitting.lock().await;
+                let sent = chain.submit_result(
+                    task,
+                    digest,
+                    location.as_str(),
+                    authorization.clone(),
+                    signature.clone(),
+                    outcome,
+                );
+                Ok(Some(sent.await?))
+            })
+            .await?;
+        match sent {
+            Some(sent) => info!(%digest, ?outcome, gas = sent.gas_used, "result submitted"),
+            None => info!(%digest, ?outcome, "result submitted (an earlier attempt landed)"),
+        }
         Ok(())
     }
+
+    /// Runs `step` until it succeeds, pausing longer each time (up to [`RETRY_PAUSE_MAX`]), while
+    /// the task's deadline has not passed; a refusal by the contract is final.
+    async fn until_deadline<T, Step, Fut>(&self, task: &Task, what: &str, mut step: Step) -> Result<T, WorkerError>
+    where
+        Step: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, WorkerError>>,
+    {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let error = match step().await {
+                Ok(done) => return Ok(done),
+                Err(e @ WorkerError::Chain(strongroom_chain::ChainError::Reverted { .. })) => return Err(e),
+                Err(e) => e,
+            };
+            match self.chain.block_timestamp().await {
+                Ok(now) if now >= task.params.deadline => return Err(error),
+                _ => {}
+            }
+            warn!(error = %error, what, "failed; trying again until the task's deadline");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        }
+    }
 }
+
+/// The longest pause between two attempts at a step after the keys were released.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// The least time before a task's deadline in which the host still asks for its keys: enough
 /// to run it and settle, so that keys are not released to a task that can no longer end.
