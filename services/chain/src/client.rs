@@ -175,6 +175,9 @@ pub struct ResultEvent {
     pub tx_hash: B256,
 }
 
+/// The longest one call to the chain's node may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// A handle on the Strongroom contract of one chain.
 #[derive(Clone, Debug)]
 pub struct Chain {
@@ -206,9 +209,16 @@ impl Chain {
     }
 
     async fn provider(url: &str, signer: Option<PrivateKeySigner>) -> Result<(u64, DynProvider, Option<Address>)> {
-        let parsed =
+        let parsed: alloy::transports::http::reqwest::Url =
             url.parse().map_err(|e| ChainError::Rpc { url: url.to_owned(), reason: format!("not a URL: {e}") })?;
         let sender = signer.as_ref().map(|s| s.address());
+        // Every call to the node ends within RPC_TIMEOUT: a node that hangs fails the call, which
+        // the caller retries, instead of stalling it for good.
+        let http = alloy::transports::http::reqwest::Client::builder()
+            .timeout(RPC_TIMEOUT)
+            .build()
+            .map_err(|e| ChainError::Rpc { url: url.to_owned(), reason: format!("cannot set up HTTP: {e}") })?;
+        let rpc_client = || alloy::rpc::client::RpcClient::new_http_with_client(http.clone(), parsed.clone());
         let provider = match signer {
             // The nonce is read from the chain for every transaction: a cached nonce would be
             // consumed by a call that reverts during estimation and stall the next one.
@@ -218,9 +228,9 @@ impl Chain {
                 .with_simple_nonce_management()
                 .fetch_chain_id()
                 .wallet(EthereumWallet::from(signer))
-                .connect_http(parsed)
+                .connect_client(rpc_client())
                 .erased(),
-            None => ProviderBuilder::new().connect_http(parsed).erased(),
+            None => ProviderBuilder::new().connect_client(rpc_client()).erased(),
         };
         let chain_id = provider.get_chain_id().await.map_err(|e| rpc(url, e))?;
         Ok((chain_id, provider, sender))
