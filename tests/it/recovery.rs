@@ -80,6 +80,26 @@ async fn a_restarted_worker_serves_the_tasks_created_while_it_was_down() {
     devnet.shutdown().await;
 }
 
+/// A worker stopped and started again, with no block named, goes on from where it stopped: the
+/// task rented while it was down is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_started_again_goes_on_from_where_it_stopped() {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let worker = devnet.start_worker().await.unwrap();
+    let first = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    assert_eq!(result_of(&devnet, &first).await.outcome, strongroom_types::Outcome::Completed);
+    worker.shutdown().await;
+    let while_down = rent(&devnet, &published, "SELECT 2", &RentOptions::default()).await.unwrap();
+    strongroom_devnet::mine_blocks(&devnet.governance, 3).await.unwrap();
+    let worker = devnet.start_worker().await.unwrap();
+    let result = result_of(&devnet, &while_down).await;
+    let outcome = analyst::read_result(&result, &while_down.result_secret, &devnet.options.storage).await.unwrap();
+    assert!(matches!(outcome, Outcome::Table { rows: 1, .. }), "{outcome:?}");
+    worker.shutdown().await;
+    devnet.shutdown().await;
+}
+
 /// A publish whose offer cannot be listed says what it left done (registered, keys deposited)
 /// and what finishes it; `Owner::offer` (`strongroom dataset offer`) lists one afterwards and the
 /// dataset rents as if the publish had gone through.

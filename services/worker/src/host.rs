@@ -189,7 +189,9 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         &IndexOptions { path: config.state_dir.join("chain-index.sqlite"), confirmations: 0 },
     )
     .await?;
-    let worker = Worker { chain, index, client, http, config, enclave, registration, submitting: Default::default() };
+    let cursor = Cursor::new(&config.state_dir, &chain);
+    let worker =
+        Worker { chain, index, client, http, config, enclave, registration, submitting: Default::default(), cursor };
     let task = tokio::spawn(worker.run(stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
@@ -206,6 +208,32 @@ struct Worker {
     registration: Registration,
     /// Held while a transaction of the operator's is sent.
     submitting: tokio::sync::Mutex<()>,
+    /// The first block not yet looked at, kept across restarts.
+    cursor: Cursor,
+}
+
+/// The first block whose tasks the worker has not looked at yet, in `<state>/cursor` with the
+/// deployment it is of: a cursor of another chain or contract (a devnet started afresh in the
+/// same directory) is not used.
+struct Cursor {
+    path: PathBuf,
+    deployment: String,
+}
+
+impl Cursor {
+    fn new(state_dir: &std::path::Path, chain: &Chain) -> Self {
+        Self { path: state_dir.join("cursor"), deployment: format!("{} {}", chain.chain_id(), chain.address()) }
+    }
+
+    fn load(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let (deployment, block) = text.trim().rsplit_once(' ')?;
+        (deployment == self.deployment).then(|| block.parse().ok()).flatten()
+    }
+
+    fn store(&self, next_block: u64) -> std::io::Result<()> {
+        write_atomically(&self.path, format!("{} {next_block}\n", self.deployment).as_bytes())
+    }
 }
 
 /// What the worker needs to keep its enclave registered while it runs.
@@ -326,9 +354,15 @@ impl Worker {
     }
 
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+        // Where the last run stopped, so that the tasks created while the worker was down are
+        // served (those no longer active are left alone); else from the chain head.
+        // A cursor past the head is of a chain that was reset: the head it is.
         let head = match self.config.start_block {
             Some(block) => Ok(block),
-            None => self.chain.block_number().await,
+            None => self.chain.block_number().await.map(|head| match self.cursor.load() {
+                Some(cursor) if cursor <= head + 1 => cursor,
+                _ => head,
+            }),
         };
         let mut next_block = match head {
             Ok(n) => n,
@@ -364,6 +398,7 @@ impl Worker {
                 }
             };
             next_block = head + 1;
+            let served_through = next_block;
             // The tasks of these blocks at once, up to the configured number: their chain,
             // storage and key-service calls overlap, the enclave takes one request at a time.
             let worker = &self;
@@ -377,6 +412,9 @@ impl Worker {
                     }
                 })
                 .await;
+            if let Err(e) = self.cursor.store(served_through) {
+                warn!(error = %e, "cannot keep the worker's cursor; a restart serves from the chain head");
+            }
         }
     }
 
