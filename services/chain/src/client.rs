@@ -706,13 +706,6 @@ impl Chain {
         Ok(logs.into_iter().map(|(e, log)| task_from_event(e, log.block_number.unwrap_or_default())).collect())
     }
 
-    /// The URI a dataset had while its manifest digest was `manifest`, from its registration and
-    /// update events: a task rented before a key rotation reads the data version it was rented
-    /// against. Scans the chain's logs: a service asks a [`crate::ChainIndex`] instead.
-    pub async fn dataset_uri_for(&self, dataset: DatasetId, manifest: ManifestDigest) -> Result<Option<String>> {
-        Ok(uri_for(&self.dataset_history(dataset).await?, manifest))
-    }
-
     /// The URL the dataset gave, in its registration or its latest update naming it, for the key
     /// service of key `kms_key`: where a task rented against that key service gets its keys.
     pub async fn key_service_url_for(&self, dataset: DatasetId, kms_key: B256) -> Result<Option<String>> {

@@ -63,6 +63,8 @@ pub struct ChainIndex {
     db: Mutex<Connection>,
     /// One catch-up at a time: two would fetch the same blocks.
     sync: tokio::sync::Mutex<()>,
+    /// How many catch-ups have finished.
+    catch_ups: std::sync::atomic::AtomicU64,
 }
 
 impl ChainIndex {
@@ -83,11 +85,13 @@ impl ChainIndex {
             let from = chain.deployment_block().await?;
             reset(&db, deployment, from).map_err(|e| store_error(&options.path, e))?;
         }
-        Ok(Self { chain, confirmations: options.confirmations, db: Mutex::new(db), sync: Default::default() })
-    }
-
-    pub fn chain(&self) -> &Chain {
-        &self.chain
+        Ok(Self {
+            chain,
+            confirmations: options.confirmations,
+            db: Mutex::new(db),
+            sync: Default::default(),
+            catch_ups: Default::default(),
+        })
     }
 
     /// The last block indexed.
@@ -97,16 +101,39 @@ impl ChainIndex {
 
     /// Follows the chain up to `confirmations` below its head; returns the block indexed through.
     pub async fn catch_up(&self) -> Result<u64> {
+        let asked = self.catch_ups.load(std::sync::atomic::Ordering::Acquire);
         let _one_at_a_time = self.sync.lock().await;
+        // One that finished while this caller waited has read a head at least as new: callers
+        // who miss together cost one catch-up, not one each.
+        if self.catch_ups.load(std::sync::atomic::Ordering::Acquire) != asked {
+            return Ok(self.cursor());
+        }
+        let caught_up = self.follow_to_target().await;
+        self.catch_ups.fetch_add(1, std::sync::atomic::Ordering::Release);
+        caught_up
+    }
+
+    async fn follow_to_target(&self) -> Result<u64> {
         self.roll_back_reorganised().await?;
         let target = self.chain.block_number().await?.saturating_sub(self.confirmations);
         let mut cursor = self.cursor();
+        let mut span = BLOCKS_PER_QUERY;
         while cursor < target {
-            let to = target.min(cursor + BLOCKS_PER_QUERY);
+            let to = target.min(cursor + span);
             // The step's last block, the same before and after its logs are read: the logs are
             // of the chain that block is on, not of a fork the node switched away from meanwhile.
             let hash = self.block_hash(to).await?;
-            let logs = self.chain.contract_logs(cursor + 1, to, &INDEXED_EVENTS).await?;
+            // A range holding more logs than the node answers for (a flood of cheap events) is
+            // read in halves, down to one block, instead of stopping the index there for good.
+            let logs = match self.chain.contract_logs(cursor + 1, to, &INDEXED_EVENTS).await {
+                Ok(logs) => logs,
+                Err(e) if span == 1 => return Err(e),
+                Err(e) => {
+                    warn!(error = %e, from = cursor + 1, to, "a log query failed; reading a smaller range");
+                    span = (span / 2).max(1);
+                    continue;
+                }
+            };
             if self.block_hash(to).await? != hash {
                 return Err(self.rpc(format!("block {to} changed while its logs were read; trying again")));
             }

@@ -610,7 +610,12 @@ impl Worker {
         loop {
             let error = match step().await {
                 Ok(done) => return Ok(done),
-                Err(e @ WorkerError::Chain(strongroom_chain::ChainError::Reverted { .. })) => return Err(e),
+                // Refused by the contract, or mined and reverted: sending again would not change it.
+                Err(
+                    e @ WorkerError::Chain(
+                        strongroom_chain::ChainError::Reverted { .. } | strongroom_chain::ChainError::Failed(_),
+                    ),
+                ) => return Err(e),
                 Err(e) => e,
             };
             match self.chain.block_timestamp().await {
