@@ -391,7 +391,7 @@ async fn time_checked(
 ) -> anyhow::Result<(Duration, usize)> {
     let started = Instant::now();
     let plan = strongroom_policy::plan_job(ctx, sql, policy).await?;
-    let checked = strongroom_policy::check(&plan, policy, Some(1_000_000))?;
+    let checked = strongroom_policy::check(&plan, policy, Some(1_000_000), &strongroom_policy::NoiseSeed::random())?;
     let batches = ctx.execute_logical_plan(checked.plan).await?.collect().await?;
     Ok((started.elapsed(), batches.iter().map(|b| b.num_rows()).sum()))
 }

@@ -53,6 +53,7 @@ pub(crate) async fn run_encrypted(
     sql: &str,
     policy: &Policy,
     epsilon: u64,
+    seed: &strongroom_policy::NoiseSeed,
     released: &std::collections::BTreeSet<String>,
 ) -> Result<(Vec<u8>, u64, Vec<String>), TaskFailure> {
     let ctx = enclave_context_with(scan_config(), QUERY_MEMORY_LIMIT)?;
@@ -67,7 +68,7 @@ pub(crate) async fn run_encrypted(
     let url = url::Url::parse(STORE_URL).expect("a valid URL");
     ctx.register_object_store(&url, store);
     register_encrypted_table(&ctx, DATASET_TABLE, &format!("{STORE_URL}{DATASET_DIR}/"), factory).await?;
-    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, Some(epsilon))?;
+    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, Some(epsilon), seed)?;
     // The keys were asked for the plan made at the key request; the plan run must need no other.
     if let Some(missing) = checked.columns.iter().find(|c| !released.contains(*c)) {
         return Err(TaskFailure::KeyMissing(missing.clone()));

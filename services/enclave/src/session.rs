@@ -57,9 +57,10 @@ pub(crate) struct Session {
     tasks: HashMap<U256, PendingTask>,
     /// Key requests made so far: orders the pending tasks.
     requests: u64,
-    /// The tasks run so far, newest last, at most [`MAX_RAN_TASKS`]: none is run again. Older
-    /// ones cannot be either, as the key service releases a task's keys to one task key only,
-    /// and a run task's key is gone.
+    /// The tasks run so far, newest last, at most [`MAX_RAN_TASKS`]: none is run again here, as
+    /// its result was handed out. This saves work, it guards nothing: a task run again (once
+    /// forgotten here, or in another enclave of this identity) answers the same, as its key and
+    /// its noise are derived from the identity (`Identity::task_secret`).
     ran: std::collections::VecDeque<U256>,
 }
 
@@ -98,6 +99,36 @@ struct Identity {
     domain: Eip712Domain,
     chain_id: u64,
     contract: Address,
+}
+
+impl Identity {
+    /// A secret of this identity's for `task_id`, for `purpose`: HMAC-SHA256 under the identity
+    /// key, which only this binary on this platform can unseal. So the enclave, restarted after
+    /// a crash with its sealed identity, derives the same ones again (see `task_secret`).
+    fn derive(&self, purpose: &[u8], task_id: U256) -> zeroize::Zeroizing<[u8; 32]> {
+        use hmac::Mac;
+        let secret = zeroize::Zeroizing::new(self.key.to_bytes());
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret[..]).expect("HMAC takes a key of any length");
+        mac.update(purpose);
+        mac.update(&deployment_aad(self.chain_id, self.contract));
+        mac.update(&task_id.to_be_bytes::<32>());
+        zeroize::Zeroizing::new(mac.finalize().into_bytes().into())
+    }
+
+    /// The key a task's release is sealed to. Derived rather than drawn, so that after a crash
+    /// (the host's or the enclave's) the task is asked for with the same key, which the key
+    /// service answers with the release it already made, instead of refusing a second key.
+    /// Running a task again is then possible, and safe: its result is the same (see
+    /// `noise_seed`), so a host that runs it twice, or in two enclaves, learns nothing more.
+    fn task_secret(&self, task_id: U256) -> Result<X25519SecretKey, EnclaveError> {
+        Ok(X25519SecretKey::from_bytes(&self.derive(b"strongroom/v1/task-key\0", task_id)[..])?)
+    }
+
+    /// What a task's noise is drawn from: secret to all but this enclave, the same on every run of
+    /// the task, distinct from every other task's.
+    fn noise_seed(&self, task_id: U256) -> strongroom_policy::NoiseSeed {
+        strongroom_policy::NoiseSeed::new(*self.derive(b"strongroom/v1/noise-seed\0", task_id))
+    }
 }
 
 impl Session {
@@ -212,7 +243,7 @@ impl Session {
             }
             _ => Vec::new(),
         };
-        let secret = X25519SecretKey::generate();
+        let secret = identity.task_secret(task_id)?;
         let task_key = secret.public_key();
         let request = KeyRequest { taskId: task_id, taskKey: task_key.to_b256(), columns: columns.clone() };
         let signature = sign_hash(&identity.key, &request.eip712_signing_hash(&identity.domain));
@@ -274,7 +305,10 @@ impl Session {
         // The keys were requested for the columns of the job planned then; the job run now
         // (checked against the chain below) must be that one.
         let outcome = match keccak256(spec) == spec_hash {
-            true => run_checked(release, &needed, &manifest, &policy, attached, spec, runtime),
+            true => {
+                let seed = identity.noise_seed(task_id);
+                run_checked(release, &needed, &manifest, &policy, attached, spec, &seed, runtime)
+            }
             false => Err(TaskFailure::NotPlanned),
         };
         let (payload, outcome) = match outcome {
@@ -306,6 +340,7 @@ impl Session {
 }
 
 /// The checks and the computation whose failure is the analyst's to read (an attested failure).
+#[allow(clippy::too_many_arguments)]
 fn run_checked(
     release: KeyRelease,
     needed: &[String],
@@ -313,6 +348,7 @@ fn run_checked(
     policy: &str,
     objects: Vec<bytes::Bytes>,
     spec: &[u8],
+    seed: &strongroom_policy::NoiseSeed,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<ResultPayload, TaskFailure> {
     let facts = &release.facts;
@@ -353,7 +389,7 @@ fn run_checked(
     let released: std::collections::BTreeSet<String> = release.keys.columns.keys().cloned().collect();
     let factory = DecryptionFactory::new(release.keys, facts.dataset, manifest.data_version, names.clone());
     let objects = names.into_iter().zip(objects).collect();
-    let run = super::query::run_encrypted(objects, factory, sql, &policy, facts.epsilon, &released);
+    let run = super::query::run_encrypted(objects, factory, sql, &policy, facts.epsilon, seed, &released);
     let (arrow_ipc, rows, licence) = runtime.block_on(run)?;
     Ok(ResultPayload::Table { arrow_ipc: arrow_ipc.into(), rows, licence })
 }
@@ -442,7 +478,16 @@ mod tests {
         };
         let release = KeyRelease { facts, keys: keys.clone(), withheld: Vec::new() };
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        run_checked(release, &["n".into()], &stored, POLICY, objects, sql, &runtime)
+        run_checked(
+            release,
+            &["n".into()],
+            &stored,
+            POLICY,
+            objects,
+            sql,
+            &strongroom_policy::NoiseSeed::random(),
+            &runtime,
+        )
     }
 
     #[test]
@@ -587,6 +632,36 @@ mod tests {
         let again = session.request_keys(task_id, planned, stored.into(), relayed_policy.into(), &runtime).unwrap_err();
         assert_eq!(again.to_string(), "task 7 already ran in this enclave: a task runs once");
         (outcome, serde_json::from_slice(&opened).unwrap())
+    }
+
+    #[test]
+    fn an_enclave_restarted_with_its_identity_asks_for_a_task_with_the_same_key_and_noise() {
+        let (_, manifest, _) = dataset();
+        let (stored, _) = manifest.to_stored();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let first = attested();
+        let identity = first.identity.as_ref().unwrap();
+        // The same identity in a new process, as an unsealed identity is.
+        let again = || {
+            let mut session = attested();
+            session.identity.as_mut().unwrap().key = identity.key.clone();
+            session
+        };
+        let task_key = |mut session: Session, task: u64| match session
+            .request_keys(U256::from(task), SQL, stored.clone().into(), POLICY.into(), &runtime)
+            .unwrap()
+        {
+            EnclaveReply::KeyRequest { task_key, .. } => task_key,
+            other => panic!("a key request, not {other:?}"),
+        };
+        let key = task_key(again(), 5);
+        assert_eq!(task_key(again(), 5), key, "the restarted enclave asks with the same task key");
+        assert_ne!(task_key(again(), 6), key, "another task, another key");
+        assert_ne!(task_key(attested(), 5), key, "another identity, another key");
+        let seed = identity.noise_seed(U256::from(5));
+        assert_eq!(again().identity.unwrap().noise_seed(U256::from(5)), seed);
+        assert_ne!(identity.noise_seed(U256::from(6)), seed);
+        assert_ne!(attested().identity.unwrap().noise_seed(U256::from(5)), seed);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use datafusion::logical_expr::{ExprFunctionExt, Statement};
 use strongroom_types::{AggregateFunction, Policy, Role};
 
 use crate::clamp::{Clamp, bounds_in_type};
-use crate::noise::Noise;
+use crate::noise::{Noise, NoiseSeed};
 use crate::{Rule, Violation};
 
 /// The table name analysts query.
@@ -209,7 +209,8 @@ pub async fn check_on_schema(
 ) -> Result<Checked, Refusal> {
     let ctx = SessionContext::new();
     ctx.register_table(DATASET_TABLE, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, epsilon)?;
+    // Planning only: nothing runs, so no noise is drawn from the seed.
+    let checked = check(&plan_job(&ctx, sql, policy).await?, policy, epsilon, &NoiseSeed::random())?;
     // The enclave optimises and plans the checked plan before it reads anything; an error there
     // is the query's, and is found here too, before anyone pays.
     ctx.state().create_physical_plan(&checked.plan).await?;
@@ -231,10 +232,16 @@ pub fn check_measures(policy: &Policy, schema: &datafusion::arrow::datatypes::Sc
 
 /// Checks `plan` (from [`plan_sql`], over the table [`DATASET_TABLE`]) against `policy`.
 /// `epsilon` is the task's, in the contract's micro-units (`None` while only planning which keys
-/// to ask for: the columns do not depend on it).
-pub fn check(plan: &LogicalPlan, policy: &Policy, epsilon: Option<u64>) -> Result<Checked, Violation> {
+/// to ask for: the columns do not depend on it). The noise the plan adds under differential
+/// privacy is drawn from `seed`: the same seed draws the same noise for the same groups.
+pub fn check(
+    plan: &LogicalPlan,
+    policy: &Policy,
+    epsilon: Option<u64>,
+    seed: &NoiseSeed,
+) -> Result<Checked, Violation> {
     let scans = refuse_forbidden_nodes(plan)?;
-    let mut checker = Checker { policy, epsilon, columns: BTreeSet::new(), rewrites: Vec::new() };
+    let mut checker = Checker { policy, epsilon, seed: seed.clone(), columns: BTreeSet::new(), rewrites: Vec::new() };
     let mut plan = match scans {
         0 => plan.clone(),
         // A row-level refusal names the query's output, not the scan it reached.
@@ -362,6 +369,8 @@ struct Checker<'p> {
     policy: &'p Policy,
     /// The task's epsilon in micro-units; `None` while planning the key request.
     epsilon: Option<u64>,
+    /// What the task's noise is drawn from.
+    seed: NoiseSeed,
     /// Dataset columns the rewritten plan reads.
     columns: BTreeSet<String>,
     rewrites: Vec<String>,
@@ -701,14 +710,22 @@ impl Checker<'_> {
         };
         // Noise on every released value, each with its share of epsilon.
         let columns = level.schema().columns();
-        let mut noised: Vec<Expr> = columns[..group_count].iter().cloned().map(Expr::Column).collect();
+        // Each draw is the group's, keyed by its group columns (see `noise`): a rerun repeats it.
+        let group_key: Vec<Expr> = columns[..group_count].iter().cloned().map(Expr::Column).collect();
+        let mut noised = group_key.clone();
+        let seed = &self.seed;
         let (t, s) = share(units);
-        noised.push(Noise::call(Noise::count(t, s), Expr::Column(Column::from_name(UNITS_COLUMN))).alias(UNITS_COLUMN));
+        let units_noise = Noise::count(t, s, seed, UNITS_COLUMN);
+        noised.push(
+            Noise::call(units_noise, Expr::Column(Column::from_name(UNITS_COLUMN)), group_key.clone())
+                .alias(UNITS_COLUMN),
+        );
         let mut scales = vec![format!("the units {}", scale_text(t as f64 / s as f64))];
         for (i, call) in calls.iter().enumerate() {
             let count_noise = |name: String| {
                 let (t, s) = share(units * max_rows);
-                let expr = Noise::call(Noise::count(t, s), Expr::Column(Column::from_name(name.clone()))).alias(name);
+                let value = Expr::Column(Column::from_name(name.clone()));
+                let expr = Noise::call(Noise::count(t, s, seed, &name), value, group_key.clone()).alias(name);
                 (expr, scale_text(t as f64 / s as f64))
             };
             let sum_noise = |name: String| {
@@ -720,7 +737,8 @@ impl Checker<'_> {
                 let grid = if sensitivity > 0.0 { sensitivity / 1024.0 } else { 1.0 };
                 let (t, s) = share(1025);
                 let value = to_f64(Expr::Column(Column::from_name(name.clone())));
-                (Noise::call(Noise::sum(t, s, grid), value).alias(name), scale_text(t as f64 / s as f64 * grid))
+                let expr = Noise::call(Noise::sum(t, s, grid, seed, &name), value, group_key.clone()).alias(name);
+                (expr, scale_text(t as f64 / s as f64 * grid))
             };
             match call.function {
                 AggregateFunction::Count => {

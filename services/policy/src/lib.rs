@@ -21,4 +21,5 @@ mod noise;
 mod violation;
 
 pub use check::{Checked, DATASET_TABLE, Refusal, check, check_measures, check_on_schema, plan_job, plan_sql};
+pub use noise::NoiseSeed;
 pub use violation::{Rule, Violation};

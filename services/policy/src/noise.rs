@@ -1,8 +1,14 @@
 //! The noise of differential privacy: exact discrete Laplace samples (Canonne, Kamath and
 //! Steinke, "The Discrete Gaussian for Differential Privacy", 2020, algorithms 1 and 2), drawn
 //! with integer arithmetic only, so the distribution is exactly the one the privacy proof
-//! assumes: no floating-point Laplace, whose rounding leaks. Randomness is the thread's CSPRNG
-//! (ChaCha, seeded and reseeded from the operating system), as for the enclave's keys.
+//! assumes: no floating-point Laplace, whose rounding leaks.
+//!
+//! The noise is consistent: each released value's draw comes from a generator seeded by
+//! HMAC-SHA256 under the task's secret [`NoiseSeed`] of which value it is (its label) and of
+//! its group's key. The same task run twice (an enclave restarted after a crash, or a host that
+//! launches a second one) answers the same, so running it again tells nothing the first run did
+//! not; distinct tasks have independent seeds, so each is a fresh measurement, paid for in the
+//! privacy budget. The order rows come out in changes nothing.
 //!
 //! [`Noise`] is the scalar function the rewritten plan calls on each released aggregate; it is
 //! volatile, so the optimizer neither folds nor merges two draws.
@@ -11,9 +17,46 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array, Int64Array};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{DataFusionError, exec_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
-use rand::{Rng, RngCore};
+use hmac::{Hmac, Mac};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use sha2::Sha256;
+
+/// The secret a task's noise is drawn from: in the enclave, derived from its identity key and the
+/// task, so that nobody else can predict the noise and a rerun draws the same.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NoiseSeed([u8; 32]);
+
+impl NoiseSeed {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// A seed from the thread's CSPRNG, for a check whose noise no rerun needs to repeat
+    /// (planning, tests).
+    pub fn random() -> Self {
+        Self(rand::random())
+    }
+
+    /// The generator of the value `label` of the group whose key encodes as `group`.
+    fn generator(&self, label: &str, group: &[u8]) -> StdRng {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(b"strongroom/v1/noise\0");
+        mac.update(&(label.len() as u64).to_be_bytes());
+        mac.update(label.as_bytes());
+        mac.update(group);
+        StdRng::from_seed(mac.finalize().into_bytes().into())
+    }
+}
+
+impl std::fmt::Debug for NoiseSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NoiseSeed(…)")
+    }
+}
 
 /// An integer `x` with probability proportional to `exp(-|x| · s / t)`: the discrete Laplace
 /// of scale `t / s`. Both must be at least 1.
@@ -82,6 +125,9 @@ fn uniform_below<R: RngCore + ?Sized>(rng: &mut R, bound: u128) -> u128 {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Noise {
     signature: Signature,
+    seed: NoiseSeed,
+    /// Which released value of a group this is: two values of one group draw independently.
+    label: String,
     /// The scale's numerator and denominator, in grid units.
     t: u128,
     s: u128,
@@ -90,10 +136,12 @@ pub struct Noise {
 }
 
 impl Noise {
-    /// Noise of scale `t / s` on an integer count.
-    pub fn count(t: u128, s: u128) -> ScalarUDF {
+    /// Noise of scale `t / s` on an integer count, the value `label` of its group.
+    pub fn count(t: u128, s: u128, seed: &NoiseSeed, label: &str) -> ScalarUDF {
         ScalarUDF::from(Self {
-            signature: Signature::exact(vec![DataType::Int64], Volatility::Volatile),
+            signature: Signature::variadic_any(Volatility::Volatile),
+            seed: seed.clone(),
+            label: label.into(),
             t,
             s,
             grid_bits: None,
@@ -101,18 +149,25 @@ impl Noise {
     }
 
     /// Noise of scale `t / s` grid units on a real sum, rounded to `grid`.
-    pub fn sum(t: u128, s: u128, grid: f64) -> ScalarUDF {
+    pub fn sum(t: u128, s: u128, grid: f64, seed: &NoiseSeed, label: &str) -> ScalarUDF {
         ScalarUDF::from(Self {
-            signature: Signature::exact(vec![DataType::Float64], Volatility::Volatile),
+            signature: Signature::variadic_any(Volatility::Volatile),
+            seed: seed.clone(),
+            label: label.into(),
             t,
             s,
             grid_bits: Some(grid.to_bits()),
         })
     }
 
-    /// Wraps `f` in the function (its argument must already be of the signature's type).
-    pub fn call(udf: ScalarUDF, value: datafusion::logical_expr::Expr) -> datafusion::logical_expr::Expr {
-        Arc::new(udf).call(vec![value])
+    /// Wraps `value` in the function (it must already be of the function's type), drawing per
+    /// group of key `group` (the aggregate's group columns; none for a global aggregate).
+    pub fn call(
+        udf: ScalarUDF,
+        value: datafusion::logical_expr::Expr,
+        group: Vec<datafusion::logical_expr::Expr>,
+    ) -> datafusion::logical_expr::Expr {
+        Arc::new(udf).call([vec![value], group].concat())
     }
 }
 
@@ -130,17 +185,36 @@ impl ScalarUDFImpl for Noise {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else { return exec_err!("strongroom_noise takes one argument") };
+        let Some((value, group)) = args.args.split_first() else {
+            return exec_err!("strongroom_noise takes the value and its group's key");
+        };
         let array = value.to_array(args.number_rows)?;
-        let mut rng = rand::rng();
+        let group = group.iter().map(|key| key.to_array(args.number_rows)).collect::<Result<Vec<_>, _>>()?;
+        // Each row's group key, encoded so that equal keys give equal bytes and distinct keys
+        // distinct bytes, whatever their types.
+        let keys = match group.is_empty() {
+            true => None,
+            false => {
+                let fields = group.iter().map(|key| SortField::new(key.data_type().clone())).collect();
+                Some(RowConverter::new(fields)?.convert_columns(&group)?)
+            }
+        };
+        let key = |row: usize| keys.as_ref().map_or(&[][..], |keys| keys.row(row).data());
+        let draw = |row: usize| discrete_laplace(&mut self.seed.generator(&self.label, key(row)), self.t, self.s);
         let noised: ArrayRef = match self.grid_bits {
             None => {
                 let Some(counts) = array.as_any().downcast_ref::<Int64Array>() else {
                     return exec_err!("strongroom_noise on a count needs Int64");
                 };
-                let mut noise = || i64::try_from(discrete_laplace(&mut rng, self.t, self.s)).unwrap_or(i64::MAX);
+                let noise = |row| i64::try_from(draw(row)).unwrap_or(i64::MAX);
                 // NULL is noised as 0: a NULL passed through would tell an empty group apart.
-                Arc::new(counts.iter().map(|v| Some(v.unwrap_or(0).saturating_add(noise()))).collect::<Int64Array>())
+                Arc::new(
+                    counts
+                        .iter()
+                        .enumerate()
+                        .map(|(row, v)| Some(v.unwrap_or(0).saturating_add(noise(row))))
+                        .collect::<Int64Array>(),
+                )
             }
             Some(bits) => {
                 let grid = f64::from_bits(bits);
@@ -149,9 +223,10 @@ impl ScalarUDFImpl for Noise {
                 };
                 Arc::new(
                     sums.iter()
-                        .map(|v| {
+                        .enumerate()
+                        .map(|(row, v)| {
                             let v = v.unwrap_or(0.0);
-                            let cells = (v / grid).round() + discrete_laplace(&mut rng, self.t, self.s) as f64;
+                            let cells = (v / grid).round() + draw(row) as f64;
                             Some(cells * grid)
                         })
                         .collect::<Float64Array>(),

@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{CsvReadOptions, SessionContext};
 use strongroom_dataplane::ColumnEntry;
-use strongroom_policy::{Refusal, check, check_on_schema, plan_job};
+use strongroom_policy::{NoiseSeed, Refusal, check, check_on_schema, plan_job};
 use strongroom_types::Policy;
 
 pub(crate) fn policies_dir() -> PathBuf {
@@ -138,7 +138,7 @@ async fn verdict(ctx: &SessionContext, policy: &Policy, epsilon: u64, sql: &str)
             return ("refused".into(), lines_of(&violation.to_string()));
         }
     };
-    let checked = match check(&plan, policy, Some(epsilon)) {
+    let checked = match check(&plan, policy, Some(epsilon), &NoiseSeed::random()) {
         Ok(checked) => checked,
         Err(violation) => {
             let Err(Refusal::Licence(p)) = preflight else { panic!("the preflight does not refuse `{sql}`") };

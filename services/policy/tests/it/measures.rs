@@ -2,7 +2,7 @@
 //! every query that sums them, before any data is read.
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use strongroom_policy::{Rule, check, check_measures, plan_job};
+use strongroom_policy::{NoiseSeed, Rule, check, check_measures, plan_job};
 use strongroom_types::Policy;
 
 use crate::behaviour::fixture;
@@ -42,7 +42,7 @@ async fn a_query_that_sums_a_measure_the_data_cannot_hold_is_refused() {
     let ctx = fixture().await;
     let policy = policy("age = { role = \"measure\", bounds = [0.3, 0.7] }");
     let plan = plan_job(&ctx, "SELECT region, SUM(age) FROM dataset GROUP BY region", &policy).await.unwrap();
-    let err = check(&plan, &policy, None).unwrap_err();
+    let err = check(&plan, &policy, None, &NoiseSeed::random()).unwrap_err();
     assert_eq!(
         err.to_string(),
         "refused by the licence, rule measure_type: measure `age`: its bounds [0.3, 0.7] hold no value of its type \

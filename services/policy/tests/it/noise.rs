@@ -3,7 +3,7 @@
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
-use strongroom_policy::{check, plan_job};
+use strongroom_policy::{NoiseSeed, check, plan_job};
 use strongroom_types::Policy;
 
 use crate::behaviour::{fixture, policies_dir};
@@ -29,7 +29,8 @@ async fn the_noisy_count_that_passes_the_threshold_is_the_one_released() {
     let epsilon = 420_000;
     let (mut released, mut withheld) = (Vec::new(), 0);
     for _ in 0..80 {
-        let checked = check(&plan_job(&ctx, sql, &policy).await.unwrap(), &policy, Some(epsilon)).unwrap();
+        let checked =
+            check(&plan_job(&ctx, sql, &policy).await.unwrap(), &policy, Some(epsilon), &NoiseSeed::random()).unwrap();
         let tau = threshold(&checked.rewrites);
         assert_eq!(tau, 34, "{:?}", checked.rewrites);
         let batches = ctx.execute_logical_plan(checked.plan).await.unwrap().collect().await.unwrap();
@@ -62,7 +63,9 @@ async fn a_noisy_sum_of_integers_comes_back_rounded() {
         let measure = format!("age = {{ role = \"measure\", bounds = [0, {hi}] }}");
         let policy = Policy::parse(&text.replace("age = \"dimension\"", &measure)).unwrap();
         let sql = "SELECT SUM(age) AS years FROM dataset";
-        let checked = check(&plan_job(&ctx, sql, &policy).await.unwrap(), &policy, Some(100_000_000_000)).unwrap();
+        let checked =
+            check(&plan_job(&ctx, sql, &policy).await.unwrap(), &policy, Some(100_000_000_000), &NoiseSeed::random())
+                .unwrap();
         let batches = ctx.execute_logical_plan(checked.plan).await.unwrap().collect().await.unwrap();
         let got = batches[0].column(0).as_primitive::<Int64Type>().value(0);
         // What the rewrite sums: each customer's ages, held to the bounds per row and per customer.
@@ -74,4 +77,48 @@ async fn a_noisy_sum_of_integers_comes_back_rounded() {
         let want = batches[0].column(0).as_primitive::<Int64Type>().value(0);
         assert_eq!(got, want, "bounds [0, {hi}]");
     }
+}
+
+/// The noise is consistent: one seed draws the same noise for the same groups, however many
+/// times the task runs and whatever order its groups come out in (an enclave restarted after a
+/// crash reruns a task: it must not release a second, independent sample). Another seed (another
+/// task) draws afresh.
+#[tokio::test]
+async fn a_task_run_again_with_its_seed_releases_the_same_noisy_values() {
+    let ctx = fixture().await;
+    let text = std::fs::read_to_string(policies_dir().join("dp-required.toml")).unwrap();
+    let policy = Policy::parse(&text.replace("min_group_size = 10", "min_group_size = 1")).unwrap();
+    let sql = "SELECT region, plan, COUNT(*) AS n, SUM(monthly_spend) AS spend FROM dataset GROUP BY region, plan";
+    let run = |seed: NoiseSeed, order: &'static str| {
+        let (ctx, policy) = (ctx.clone(), policy.clone());
+        async move {
+            let checked =
+                check(&plan_job(&ctx, sql, &policy).await.unwrap(), &policy, Some(50_000_000), &seed).unwrap();
+            // The rows in another order: sorted above the noise, ascending or descending.
+            let sorted = ctx.execute_logical_plan(checked.plan).await.unwrap();
+            let sorted = match order {
+                "asc" => sorted.sort_by(vec![datafusion::prelude::col("region"), datafusion::prelude::col("plan")]),
+                _ => sorted.sort(vec![
+                    datafusion::prelude::col("region").sort(false, true),
+                    datafusion::prelude::col("plan").sort(false, true),
+                ]),
+            };
+            let batches = sorted.unwrap().collect().await.unwrap();
+            let mut rows: Vec<String> = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+                .unwrap()
+                .to_string()
+                .lines()
+                .filter(|line| line.starts_with("| ") && !line.contains("region"))
+                .map(str::to_owned)
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let seed = NoiseSeed::new([7; 32]);
+    let first = run(seed.clone(), "asc").await;
+    assert!(first.len() >= 4, "several groups are released: {first:?}");
+    assert_eq!(run(seed.clone(), "desc").await, first, "the same seed, the rows in another order");
+    assert_eq!(run(seed, "asc").await, first, "the same seed again");
+    assert_ne!(run(NoiseSeed::new([8; 32]), "asc").await, first, "another task's seed draws other noise");
 }
