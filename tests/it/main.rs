@@ -5,6 +5,7 @@ mod attacks;
 mod cli;
 mod digests;
 mod failures;
+mod faults;
 mod flow;
 mod index;
 mod privacy;

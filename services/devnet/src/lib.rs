@@ -287,6 +287,7 @@ impl Devnet {
             poll_interval: Duration::from_millis(50),
             start_block,
             concurrent_tasks: 4,
+            halt_at: None,
         };
         Ok(strongroom_worker::spawn(config).await?)
     }

@@ -1,9 +1,11 @@
 //! The host loop: watch the pool's tasks, relay keys, feed the enclave, publish results.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use alloy::primitives::{Address, B256, Bytes};
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use futures::{StreamExt, TryStreamExt};
 use sha2::Digest;
@@ -14,10 +16,12 @@ use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
 use strongroom_types::{Authorization, PoolId, Quote, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::enclave_client::EnclaveClient;
+use crate::journal::{Computed, Deployment, Journal, Step};
 
 /// Worker configuration. The operator key signs authorizations and pays for transactions.
 #[derive(Clone, Debug)]
@@ -45,8 +49,11 @@ pub struct WorkerConfig {
     /// First block to look for tasks in: after a restart, the tasks created while the worker
     /// was down are served if still active. `None`: from the chain head at start.
     pub start_block: Option<u64>,
-    /// How many tasks are served at once.
+    /// How many tasks are served at once (at most [`MAX_CONCURRENT_TASKS`]).
     pub concurrent_tasks: usize,
+    /// A fault drill: the step at which the worker stops serving a task and waits to be killed
+    /// (`STRONGROOM_WORKER_HALT_AT`); `None` in service.
+    pub halt_at: Option<Step>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +96,22 @@ pub enum WorkerError {
     RenewalUseless { ttl: u64, until: u64, min_ttl: u64 },
     #[error("worker state {0}: {1}")]
     State(String, String),
+}
+
+impl WorkerError {
+    /// Whether trying again may succeed: the chain, the storage or the key service did not
+    /// answer, or the key service's view of the chain has not reached the task yet.
+    fn may_pass(&self) -> bool {
+        match self {
+            WorkerError::Chain(strongroom_chain::ChainError::Rpc { .. }) => true,
+            WorkerError::Storage(storage::StorageError::Store { .. }) => true,
+            WorkerError::KeyService(strongroom_client::ClientError::Refused { error, .. }) => {
+                error.code == "unknown_task"
+            }
+            WorkerError::KeyService(e) => e.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 /// Replaces `path` with `bytes` so that a crash leaves the old file or the new, never half.
@@ -179,6 +202,13 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         until
     };
 
+    let genesis = chain
+        .block_hash(0)
+        .await?
+        .ok_or_else(|| WorkerError::State("chain".into(), "has no block 0: is the RPC URL a chain's?".into()))?;
+    let journal_path = config.state_dir.join("journal.sqlite");
+    let journal =
+        Journal::open(&journal_path, &Deployment { chain_id: chain.chain_id(), genesis, contract: chain.address() })?;
     let (stop, stopped) = watch::channel(false);
     // One HTTP client for every key release: connections are reused across tasks.
     let http = strongroom_client::http_client()?;
@@ -189,51 +219,57 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         &IndexOptions { path: config.state_dir.join("chain-index.sqlite"), confirmations: 0 },
     )
     .await?;
-    let cursor = Cursor::new(&config.state_dir, &chain);
-    let worker =
-        Worker { chain, index, client, http, config, enclave, registration, submitting: Default::default(), cursor };
-    let task = tokio::spawn(worker.run(stopped));
+    let worker = Worker { chain, index, client, http, config, enclave, submitting: Default::default(), journal };
+    let task = tokio::spawn(Arc::new(worker).run(registration, stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
 
+/// What the tasks served at once share.
 struct Worker {
     chain: Chain,
     /// The chain's events, followed locally: where an earlier data version or key service was,
-    /// without a log scan per task.
+    /// and the task a journal line is of, without a log scan per task.
     index: ChainIndex,
     client: EnclaveClient,
     http: reqwest::Client,
     config: WorkerConfig,
     enclave: Address,
-    registration: Registration,
     /// Held while a transaction of the operator's is sent.
     submitting: tokio::sync::Mutex<()>,
-    /// The first block not yet looked at, kept across restarts.
-    cursor: Cursor,
+    /// Where each task stands, and the first block not looked at yet, kept across restarts.
+    journal: Journal,
 }
 
-/// The first block whose tasks the worker has not looked at yet, in `<state>/cursor` with the
-/// deployment it is of: a cursor of another chain or contract (a devnet started afresh in the
-/// same directory) is not used.
-struct Cursor {
-    path: PathBuf,
-    deployment: String,
+/// How long a failing step of a task is tried again, and what is worth trying again.
+#[derive(Clone, Copy)]
+enum Patience {
+    /// Before any key is asked for: what may pass, until [`MIN_TIME_TO_SERVE`] before the deadline.
+    BeforeKeys,
+    /// Once the keys may have been released: what may pass, until the deadline, as the pool's
+    /// stake is then at stake.
+    AfterKeys,
+    /// Storing and submitting a computed result: all but a refusal by the contract (sending again
+    /// would not change it), until the deadline.
+    Result,
 }
 
-impl Cursor {
-    fn new(state_dir: &std::path::Path, chain: &Chain) -> Self {
-        Self { path: state_dir.join("cursor"), deployment: format!("{} {}", chain.chain_id(), chain.address()) }
+impl Patience {
+    fn waits_out(self, error: &WorkerError) -> bool {
+        use strongroom_chain::ChainError::{Failed, Reverted};
+        match self {
+            Patience::BeforeKeys | Patience::AfterKeys => error.may_pass(),
+            Patience::Result => !matches!(error, WorkerError::Chain(Reverted { .. } | Failed(_))),
+        }
     }
+}
 
-    fn load(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
-        let (deployment, block) = text.trim().rsplit_once(' ')?;
-        (deployment == self.deployment).then(|| block.parse().ok()).flatten()
-    }
-
-    fn store(&self, next_block: u64) -> std::io::Result<()> {
-        write_atomically(&self.path, format!("{} {next_block}\n", self.deployment).as_bytes())
-    }
+/// What a task needs from the storage and the chain before its keys are asked for: all checked.
+struct Prepared {
+    kms: KmsClient,
+    key_service: X25519PublicKey,
+    manifest: bytes::Bytes,
+    objects: Vec<bytes::Bytes>,
+    location: StorageUrl,
 }
 
 /// What the worker needs to keep its enclave registered while it runs.
@@ -305,31 +341,30 @@ impl Worker {
     /// margin: a worker that runs for weeks keeps serving tasks without a restart. A renewal
     /// that failed, or that would not extend the registration, is tried again only a while
     /// later, so a chain that refuses costs no gas at every block.
-    async fn renew_if_due(&mut self) -> Result<(), WorkerError> {
+    async fn renew_if_due(&self, registration: &mut Registration) -> Result<(), WorkerError> {
         let now = self.chain.block_timestamp().await?;
         let due = |r: &Registration| now >= r.next_attempt && now.saturating_add(r.renew_within) >= r.until;
-        if !due(&self.registration) {
+        if !due(registration) {
             return Ok(());
         }
         // As the chain has it now: renewed meanwhile (by a replayed quote), or not at all (a
         // renewal the chain reorganised away).
-        self.registration.until = self.chain.enclave(self.enclave).await?.1;
+        registration.until = self.chain.enclave(self.enclave).await?.1;
         let ttl = self.chain.enclave_ttl().await?;
-        self.registration.renew_within = renewal_margin(ttl);
-        if !due(&self.registration) {
+        registration.renew_within = renewal_margin(ttl);
+        if !due(registration) {
             return Ok(());
         }
-        let renewed = self.renew(now, ttl).await;
-        self.registration.next_attempt = match &renewed {
+        let renewed = self.renew(registration, now, ttl).await;
+        registration.next_attempt = match &renewed {
             Ok(()) => 0,
-            Err(_) => now.saturating_add((self.registration.renew_within / 4).clamp(1, RENEWAL_RETRY)),
+            Err(_) => now.saturating_add((registration.renew_within / 4).clamp(1, RENEWAL_RETRY)),
         };
         renewed
     }
 
     /// Registers the enclave again with a fresh quote, if that ends its registration later.
-    async fn renew(&mut self, now: u64, ttl: u64) -> Result<(), WorkerError> {
-        let registration = &self.registration;
+    async fn renew(&self, registration: &mut Registration, now: u64, ttl: u64) -> Result<(), WorkerError> {
         // Registering sets the end to now + the chain's TTL, which may have been cut since: a
         // renewal must end the registration later than it ends now, and late enough to serve.
         if now.saturating_add(ttl) <= registration.until || ttl < MIN_RENEWABLE_TTL {
@@ -348,34 +383,50 @@ impl Worker {
         let until =
             register(&self.chain, platform_key, measurement, &attestation.quote, attestation.platform_signature)
                 .await?;
-        self.registration.until = until;
+        registration.until = until;
         info!(enclave = %self.enclave, until, "enclave registration renewed");
         Ok(())
     }
 
-    async fn run(mut self, mut stopped: watch::Receiver<bool>) {
+    async fn run(self: Arc<Self>, mut registration: Registration, mut stopped: watch::Receiver<bool>) {
         // Where the last run stopped, so that the tasks created while the worker was down are
-        // served (those no longer active are left alone); else from the chain head.
-        // A cursor past the head is of a chain that was reset: the head it is.
-        let head = match self.config.start_block {
+        // served (those no longer active are left alone); else from the chain head. A cursor
+        // past the head is of a chain that was reset: the head it is.
+        let start = match self.config.start_block {
             Some(block) => Ok(block),
-            None => self.chain.block_number().await.map(|head| match self.cursor.load() {
-                Some(cursor) if cursor <= head + 1 => cursor,
-                _ => head,
-            }),
+            None => match (self.chain.block_number().await, self.journal.cursor()) {
+                (Ok(head), Ok(Some(cursor))) if cursor <= head + 1 => Ok(cursor),
+                (Ok(head), _) => Ok(head),
+                (Err(e), _) => Err(e),
+            },
         };
-        let mut next_block = match head {
+        let mut next_block = match start {
             Ok(n) => n,
             Err(e) => {
                 error!(error = %e, "cannot read the chain head; worker stops");
                 return;
             }
         };
+        let limit = Arc::new(Semaphore::new(self.config.concurrent_tasks.clamp(1, MAX_CONCURRENT_TASKS)));
+        let mut serving = Serving { tasks: JoinSet::new(), ids: HashSet::new(), limit };
+        // The tasks a run before this one left unfinished, at the step it left them.
+        match self.journal.unfinished() {
+            Ok(entries) => {
+                if !entries.is_empty() {
+                    info!(tasks = entries.len(), "taking up the tasks the journal has unfinished");
+                }
+                for entry in entries {
+                    serving.start(&self, entry.task_id, None);
+                }
+            }
+            Err(e) => error!(error = %e, "cannot read the journal's unfinished tasks"),
+        }
         loop {
             tokio::select! {
-                _ = stopped.changed() => return,
+                _ = stopped.changed() => break,
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
             }
+            serving.reap();
             let head = match self.chain.block_number().await {
                 Ok(head) => head,
                 Err(e) => {
@@ -387,50 +438,186 @@ impl Worker {
                 continue;
             }
             // The chain's clock moves only with its blocks: a registration can come due only now.
-            if let Err(e) = self.renew_if_due().await {
+            if let Err(e) = self.renew_if_due(&mut registration).await {
                 warn!(error = %e, "cannot renew the enclave's registration; retrying");
             }
-            let tasks = match self.chain.tasks_created(self.config.pool, next_block, head).await {
+            // A range at a time, as a provider refuses too wide a log query.
+            let through = head.min(next_block.saturating_add(BLOCKS_PER_QUERY - 1));
+            let tasks = match self.chain.tasks_created(self.config.pool, next_block, through).await {
                 Ok(tasks) => tasks,
                 Err(e) => {
                     warn!(error = %e, "cannot read new tasks; retrying");
                     continue;
                 }
             };
-            next_block = head + 1;
-            let served_through = next_block;
-            // The tasks of these blocks at once, up to the configured number: their chain,
-            // storage and key-service calls overlap, the enclave takes one request at a time.
-            let worker = &self;
-            futures::stream::iter(tasks)
-                .for_each_concurrent(self.config.concurrent_tasks.max(1), |task| async move {
-                    let span = info_span!("task", task = %task.id, dataset = %task.params.dataset);
-                    match worker.serve(&task).instrument(span.clone()).await {
-                        Ok(()) => {}
-                        // The task stays active; after its deadline the analyst is refunded.
-                        Err(e) => span.in_scope(|| error!(error = %e, "task abandoned")),
-                    }
-                })
-                .await;
-            if let Err(e) = self.cursor.store(served_through) {
-                warn!(error = %e, "cannot keep the worker's cursor; a restart serves from the chain head");
+            // Journaled before they are served, with the cursor moved past them in the same
+            // transaction: a crash from here on loses none, and serving does not hold up polling.
+            let seen: Vec<(U256, u64)> = tasks.iter().map(|t| (t.id, t.params.deadline)).collect();
+            let new = match self.journal.see(&seen, through + 1) {
+                Ok(new) => new,
+                Err(e) => {
+                    warn!(error = %e, "cannot journal new tasks; retrying");
+                    continue;
+                }
+            };
+            next_block = through + 1;
+            for task in tasks.into_iter().filter(|t| new.contains(&t.id)) {
+                serving.start(&self, task.id, Some(task));
             }
+        }
+        // Stopped: the tasks in hand are dropped at their next step, which a restart takes up.
+        serving.tasks.abort_all();
+        while serving.tasks.join_next().await.is_some() {}
+    }
+
+    /// Serves the task (`task`, or the chain's task of that id) from the step the journal has
+    /// it at, and journals how it ended.
+    async fn take_up(&self, id: U256, task: Option<Task>) {
+        let task = match task {
+            Some(task) => task,
+            None => match self.index.task(id).await {
+                Ok(Some(task)) => task,
+                Ok(None) => {
+                    let _ = self.journal.finish(id, Step::NotActive, Some("the chain has no such task"));
+                    return;
+                }
+                Err(e) => {
+                    // Left at its step: the next start takes it up again.
+                    error!(task = %id, error = %e, "cannot read the task from the chain");
+                    return;
+                }
+            },
+        };
+        let span = info_span!("task", task = %task.id, dataset = %task.params.dataset);
+        let served = self.serve(&task).instrument(span.clone()).await;
+        let _in_span = span.enter();
+        let step = match self.journal.entry(task.id) {
+            Ok(Some(entry)) => entry.step,
+            _ => Step::Seen,
+        };
+        let ended = match served {
+            Ok(()) => return,
+            // Nothing left the key service: the task stays active, and after its deadline the
+            // analyst is refunded.
+            Err(e) if step < Step::Authorized => {
+                error!(error = %e, "task declined");
+                self.journal.finish(task.id, Step::Declined, Some(&e.to_string()))
+            }
+            Err(e) => {
+                error!(error = %e, step = step.name(), "task given up");
+                self.journal.finish(task.id, Step::GivenUp, Some(&e.to_string()))
+            }
+        };
+        if let Err(e) = ended {
+            error!(error = %e, "cannot journal how the task ended");
         }
     }
 
     async fn serve(&self, task: &Task) -> Result<(), WorkerError> {
         let chain = &self.chain;
-        // Tasks from before a restart may have been settled or refunded meanwhile.
-        let status = chain.task_status(task.id).await?;
-        if status != TaskStatus::Active || chain.block_timestamp().await? > task.params.deadline {
-            info!(status = status.describe(), "task no longer needs serving");
+        let Some(entry) = self.journal.entry(task.id)? else {
+            return Err(WorkerError::State("journal".into(), format!("has no line for task {}", task.id)));
+        };
+        if entry.step.is_final() {
             return Ok(());
         }
-        let authorization = sign_typed(
+        // Tasks from before a restart may have been settled or refunded meanwhile.
+        let status = chain.task_status(task.id).await?;
+        let now = chain.block_timestamp().await?;
+        if status != TaskStatus::Active || now > task.params.deadline {
+            let why = match status {
+                TaskStatus::Active => "past its deadline".to_owned(),
+                other => other.describe().to_owned(),
+            };
+            info!(status = %why, "task no longer needs serving");
+            return self.journal.finish(task.id, Step::NotActive, Some(&why));
+        }
+        let computed = match entry.computed.filter(|_| entry.step >= Step::Computed) {
+            Some(computed) => computed,
+            None => self.compute(task, entry.step).await?,
+        };
+        if entry.step < Step::ResultStored {
+            let location = StorageUrl::parse(&computed.location)?;
+            // The keys are out: from here a step that fails is tried again until the deadline,
+            // since a result that is never submitted costs the pool its stake.
+            self.retrying(task, "storing the result", Patience::Result, || async {
+                Ok(self.config.storage.put(&location, computed.sealed_result.clone().into()).await?)
+            })
+            .await?;
+            self.journal.advance(task.id, Step::ResultStored)?;
+            self.halt_if_asked(Step::ResultStored).await;
+        }
+        let authorization = self.authorization(task);
+        let sent = self
+            .retrying(task, "submitting the result", Patience::Result, || async {
+                // A submission whose reply was lost, or sent before a restart, may have landed.
+                if chain.task_status(task.id).await? != TaskStatus::Active {
+                    return Ok(None);
+                }
+                // One transaction of the operator's at a time: each reads its nonce from the chain.
+                let _one_at_a_time = self.submitting.lock().await;
+                let sent = chain.submit_result(
+                    task,
+                    computed.digest,
+                    &computed.location,
+                    authorization.clone(),
+                    computed.signature.clone(),
+                    computed.outcome,
+                );
+                Ok(Some(sent.await?))
+            })
+            .await?;
+        let (digest, outcome) = (computed.digest, computed.outcome);
+        match sent {
+            Some(sent) => {
+                self.journal.submitted(task.id, sent.hash)?;
+                info!(%digest, ?outcome, gas = sent.gas_used, "result submitted");
+            }
+            None => info!(%digest, ?outcome, "result submitted (an earlier attempt landed)"),
+        }
+        let status = chain.task_status(task.id).await?;
+        match status {
+            TaskStatus::Active => Err(WorkerError::State(
+                "chain".into(),
+                format!("still has task {} active after its submission was mined", task.id),
+            )),
+            TaskStatus::Completed => self.journal.finish(task.id, Step::Confirmed, None),
+            other => self.journal.finish(task.id, Step::NotActive, Some(other.describe())),
+        }
+    }
+
+    /// The operator's authorization of this enclave for the task (deterministic: the same on
+    /// every call, as the key service's repeat check wants).
+    fn authorization(&self, task: &Task) -> Bytes {
+        sign_typed(
             self.config.operator_key.credential(),
             &Authorization { taskId: task.id, enclave: self.enclave },
-            &chain.domain(),
-        );
+            &self.chain.domain(),
+        )
+    }
+
+    /// From the step the task stands at up to its sealed result, journaled step by step; what
+    /// may pass is tried again (see [`Patience`]).
+    async fn compute(&self, task: &Task, step: Step) -> Result<Computed, WorkerError> {
+        let asked_for = step >= Step::Authorized;
+        let patience = if asked_for { Patience::AfterKeys } else { Patience::BeforeKeys };
+        let prepared = self.retrying(task, "preparing the task", patience, || self.prepare(task, asked_for)).await?;
+        if !asked_for {
+            self.journal.advance(task.id, Step::Authorized)?;
+            self.halt_if_asked(Step::Authorized).await;
+        }
+        let computed = self
+            .retrying(task, "running the task", Patience::AfterKeys, || self.request_release_run(task, &prepared))
+            .await?;
+        self.journal.computed(task.id, &computed)?;
+        self.halt_if_asked(Step::Computed).await;
+        Ok(computed)
+    }
+
+    /// Checks the task against the chain and the storage and fetches what it reads, before any
+    /// key is asked for.
+    async fn prepare(&self, task: &Task, asked_for: bool) -> Result<Prepared, WorkerError> {
+        let chain = &self.chain;
         let dataset =
             chain.dataset(task.params.dataset).await?.ok_or(WorkerError::UnknownDataset(task.params.dataset))?;
         // The key service the task was rented against: only it releases the task's keys, the
@@ -502,8 +689,9 @@ impl Worker {
                 return Err(WorkerError::NotAsRented(format!("object {url} has sha256 {found}, not {}", entry.sha256)));
             }
         }
+        // Taken up again after its keys were asked for, the task is finished if it still can be.
         let now = chain.block_timestamp().await?;
-        if now + MIN_TIME_TO_SERVE > task.params.deadline {
+        if !asked_for && now + MIN_TIME_TO_SERVE > task.params.deadline {
             return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
         }
         // A result from an enclave whose registration has lapsed is refused, and after a release
@@ -516,115 +704,140 @@ impl Worker {
                 deadline: task.params.deadline,
             });
         }
+        let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
         let kms = KmsClient::with_http(&kms_url, self.http.clone());
+        Ok(Prepared { kms, key_service, manifest: manifest_bytes, objects, location })
+    }
+
+    /// Has the enclave ask for the task's keys, relays the request to the key service and the
+    /// release back, and has the enclave run the task on the objects.
+    async fn request_release_run(&self, task: &Task, prepared: &Prepared) -> Result<Computed, WorkerError> {
+        let Prepared { kms, key_service, manifest, objects, location } = prepared;
         let policy = kms.policy(task.params.policyHash).await?;
         let reply = self
             .client
             .call(HostRequest::RequestKeys {
                 task_id: task.id,
                 spec: task.spec.clone(),
-                manifest: manifest_bytes.into(),
+                manifest: manifest.clone().into(),
                 policy,
             })
             .await?;
         let EnclaveReply::KeyRequest { task_key, columns, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
+        // Asked again after a lost reply or a restart, the request is the same (the enclave
+        // derives the task key), and the key service answers it with the same release.
         let request = ReleaseRequest {
             task_id: task.id,
             enclave: self.enclave,
             task_key,
             columns,
             enclave_signature: signature,
-            authorization: authorization.clone(),
+            authorization: self.authorization(task),
         };
-        // A reply lost on the way is asked for again: the key service answers a repeat of the
-        // same request (same enclave, same task key) with the same release.
-        let mut attempt = 1;
-        let release = loop {
-            match kms.release(&request).await {
-                Ok(release) => break release,
-                Err(e) if e.is_transient() && attempt < RELEASE_ATTEMPTS => {
-                    warn!(error = %e, attempt, "key release did not come back; asking again");
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let release = kms.release(&request).await?;
+        self.journal.advance(task.id, Step::KeysReleased)?;
         info!("keys released to the enclave (sealed)");
-        let location = self.config.results_url.join(&format!("task-{}.sealed", task.id))?;
+        self.halt_if_asked(Step::KeysReleased).await;
         let request = HostRequest::RunTask {
             task_id: task.id,
             sealed_release: release.sealed_release,
-            key_service,
+            key_service: *key_service,
             objects: objects.len() as u32,
             spec: task.spec.clone(),
             location: location.to_string(),
         };
-        let reply = self.client.call_with(request, objects).await?;
+        let reply = self.client.call_with(request, objects.clone()).await?;
         let EnclaveReply::TaskResult { sealed_result, digest, outcome, signature, .. } = reply else {
             return Err(unexpected(reply));
         };
-        // The keys are out: from here a step that fails is tried again until the deadline, since
-        // a result that is never submitted costs the pool its stake.
-        let sealed_result = sealed_result.0;
-        self.until_deadline(task, "storing the result", || async {
-            Ok(self.config.storage.put(&location, sealed_result.clone()).await?)
+        Ok(Computed {
+            location: location.to_string(),
+            sealed_result: sealed_result.0.into(),
+            digest,
+            outcome,
+            signature,
         })
-        .await?;
-        let sent = self
-            .until_deadline(task, "submitting the result", || async {
-                // A submission whose reply was lost may have landed.
-                if chain.task_status(task.id).await? != TaskStatus::Active {
-                    return Ok(None);
-                }
-                // One transaction of the operator's at a time: each reads its nonce from the chain.
-                let _one_at_a_time = self.submitting.lock().await;
-                let sent = chain.submit_result(
-                    task,
-                    digest,
-                    location.as_str(),
-                    authorization.clone(),
-                    signature.clone(),
-                    outcome,
-                );
-                Ok(Some(sent.await?))
-            })
-            .await?;
-        match sent {
-            Some(sent) => info!(%digest, ?outcome, gas = sent.gas_used, "result submitted"),
-            None => info!(%digest, ?outcome, "result submitted (an earlier attempt landed)"),
-        }
-        Ok(())
     }
 
-    /// Runs `step` until it succeeds, pausing longer each time (up to [`RETRY_PAUSE_MAX`]), while
-    /// the task's deadline has not passed; a refusal by the contract is final.
-    async fn until_deadline<T, Step, Fut>(&self, task: &Task, what: &str, mut step: Step) -> Result<T, WorkerError>
+    /// Runs `attempt` again while it fails with what `patience` waits out, pausing longer each
+    /// time (up to [`RETRY_PAUSE_MAX`]), until the time `patience` gives.
+    async fn retrying<T, Attempt, Fut>(
+        &self,
+        task: &Task,
+        what: &str,
+        patience: Patience,
+        mut attempt: Attempt,
+    ) -> Result<T, WorkerError>
     where
-        Step: FnMut() -> Fut,
+        Attempt: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, WorkerError>>,
     {
+        let (until, until_text) = match patience {
+            Patience::BeforeKeys => {
+                (task.params.deadline.saturating_sub(MIN_TIME_TO_SERVE), "30 s before the task's deadline")
+            }
+            Patience::AfterKeys | Patience::Result => (task.params.deadline, "the task's deadline"),
+        };
         let mut pause = Duration::from_millis(200);
         loop {
-            let error = match step().await {
+            let error = match attempt().await {
                 Ok(done) => return Ok(done),
-                // Refused by the contract, or mined and reverted: sending again would not change it.
-                Err(
-                    e @ WorkerError::Chain(
-                        strongroom_chain::ChainError::Reverted { .. } | strongroom_chain::ChainError::Failed(_),
-                    ),
-                ) => return Err(e),
+                Err(e) if !patience.waits_out(&e) => return Err(e),
                 Err(e) => e,
             };
             match self.chain.block_timestamp().await {
-                Ok(now) if now >= task.params.deadline => return Err(error),
+                Ok(now) if now >= until => return Err(error),
                 _ => {}
             }
-            warn!(error = %error, what, "failed; trying again until the task's deadline");
+            let _ = self.journal.failed_attempt(task.id, &error.to_string());
+            warn!(error = %error, what, "failed; trying again until {until_text}");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        }
+    }
+
+    /// For fault drills (`STRONGROOM_WORKER_HALT_AT=<step>`): once a task reaches the step, the
+    /// worker stops serving it and waits to be killed, as a host that crashed there would.
+    async fn halt_if_asked(&self, step: Step) {
+        if self.config.halt_at == Some(step) {
+            warn!(step = step.name(), "halting here, as STRONGROOM_WORKER_HALT_AT asks");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The tasks in hand: at most the configured number served at once, each once.
+struct Serving {
+    tasks: JoinSet<U256>,
+    ids: HashSet<U256>,
+    limit: Arc<Semaphore>,
+}
+
+impl Serving {
+    /// Serves the task unless it is in hand already (taken up from the journal, then seen again).
+    fn start(&mut self, worker: &Arc<Worker>, id: U256, task: Option<Task>) {
+        if !self.ids.insert(id) {
+            return;
+        }
+        let (worker, limit) = (Arc::clone(worker), Arc::clone(&self.limit));
+        self.tasks.spawn(async move {
+            let Ok(_permit) = limit.acquire_owned().await else { return id };
+            worker.take_up(id, task).await;
+            id
+        });
+    }
+
+    /// Forgets the tasks that ended.
+    fn reap(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next() {
+            match ended {
+                Ok(id) => {
+                    self.ids.remove(&id);
+                }
+                Err(e) => error!(error = %e, "a task's serving panicked; a restart takes it up again"),
+            }
         }
     }
 }
@@ -649,8 +862,12 @@ const RENEWAL_RETRY: u64 = 300;
 /// minimum serving time twice over, or the gas buys no task.
 const MIN_RENEWABLE_TTL: u64 = 2 * MIN_TIME_TO_SERVE;
 
-/// How often a key release whose reply was lost is asked for.
-const RELEASE_ATTEMPTS: u32 = 3;
+/// The most tasks served at once: below the enclave's bound on tasks whose keys were asked for
+/// and that have not run (256), beyond which it drops the oldest, whose release would be lost.
+pub const MAX_CONCURRENT_TASKS: usize = 64;
+
+/// The most blocks one query for new tasks spans: providers refuse wider log queries.
+const BLOCKS_PER_QUERY: u64 = 5_000;
 
 /// What one task's objects may total: the host holds them all, then relays them to the enclave,
 /// which holds them too. The manifest's owner writes the sizes; a rental of a manifest listing

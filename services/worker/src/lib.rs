@@ -15,5 +15,6 @@
 
 mod enclave_client;
 mod host;
+pub mod journal;
 
-pub use host::{WorkerConfig, WorkerError, WorkerHandle, locate_enclave_binary, spawn};
+pub use host::{MAX_CONCURRENT_TASKS, WorkerConfig, WorkerError, WorkerHandle, locate_enclave_binary, spawn};

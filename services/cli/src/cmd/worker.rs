@@ -5,6 +5,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use strongroom_types::{PoolId, StorageUrl};
 use strongroom_worker::WorkerConfig;
+use strongroom_worker::journal::{Journal, Step};
 
 use super::GlobalArgs;
 
@@ -12,6 +13,15 @@ use super::GlobalArgs;
 pub enum WorkerCommand {
     /// Launch the enclave, register it, and serve the pool's tasks until interrupted.
     Run(RunArgs),
+    /// Show the worker's journal: its tasks by step, and the latest with their last error.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many of the latest tasks to list.
+    #[arg(long, default_value_t = 20)]
+    pub last: u64,
 }
 
 #[derive(Debug, Args)]
@@ -36,14 +46,25 @@ pub struct RunArgs {
     /// Storage URL for sealed results; defaults to `<data-dir>/results`.
     #[arg(long, env = "STRONGROOM_RESULTS_URL")]
     pub results_url: Option<StorageUrl>,
-    /// How many tasks are served at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrent_tasks: usize,
+    /// How many tasks are served at once (at most 64).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=strongroom_worker::MAX_CONCURRENT_TASKS as u64))]
+    pub concurrent_tasks: u64,
 }
 
 impl WorkerCommand {
     pub async fn run(self, global: &GlobalArgs) -> anyhow::Result<()> {
-        let Self::Run(args) = self;
+        let args = match self {
+            Self::Run(args) => args,
+            Self::Status(args) => return status(global, &args),
+        };
+        // A fault drill: stop serving a task at this step and wait to be killed.
+        let halt_at = match std::env::var("STRONGROOM_WORKER_HALT_AT") {
+            Ok(name) => Some(Step::parse(&name).with_context(|| {
+                let steps: Vec<&str> = Step::ALL.iter().map(|s| s.name()).collect();
+                format!("STRONGROOM_WORKER_HALT_AT={name} names no step: one of {}", steps.join(", "))
+            })?),
+            Err(_) => None,
+        };
         let enclave_binary = args
             .enclave
             .or_else(strongroom_worker::locate_enclave_binary)
@@ -68,7 +89,8 @@ impl WorkerCommand {
             storage: global.storage()?,
             poll_interval: Duration::from_millis(200),
             start_block: args.from_block,
-            concurrent_tasks: args.concurrent_tasks,
+            concurrent_tasks: args.concurrent_tasks as usize,
+            halt_at,
         };
         let handle = strongroom_worker::spawn(config).await?;
         eprintln!("worker serving pool {} with enclave {} (SIMULATED TEE)", args.pool, handle.enclave());
@@ -76,4 +98,31 @@ impl WorkerCommand {
         handle.shutdown().await;
         Ok(())
     }
+}
+
+/// `strongroom worker status`: the journal of the worker of `--data-dir`, read beside it.
+fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
+    let journal = Journal::open_read_only(&global.data_dir.join("worker").join("journal.sqlite"))?;
+    let counts = journal.counts()?;
+    let line: Vec<String> = counts.iter().map(|(step, n)| format!("{}={n}", step.name())).collect();
+    println!("tasks: {}", line.join(" "));
+    match journal.cursor()? {
+        Some(block) => println!("next block: {block}"),
+        None => println!("next block: none yet"),
+    }
+    let recent = journal.recent(args.last)?;
+    if !recent.is_empty() {
+        println!("{:<13}  {:>10}  {:>8}  {:<10}  last error", "step", "deadline", "failures", "task");
+    }
+    for entry in recent {
+        println!(
+            "{:<13}  {:>10}  {:>8}  {:<10}  {}",
+            entry.step.name(),
+            entry.deadline,
+            entry.failures,
+            entry.task_id,
+            entry.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
 }

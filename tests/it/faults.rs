@@ -1,0 +1,157 @@
+//! kill -9 at the worst moments, with real processes: a worker process (`strongroom worker run`)
+//! killed at a step it was asked to halt at (`STRONGROOM_WORKER_HALT_AT`), then started again.
+//! After each, the task ends completed, its keys were released to one enclave and task key only,
+//! and the contract's books balance to the wei.
+
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use strongroom_chain::TaskStatus;
+use strongroom_client::analyst::{self, Outcome, RentOptions};
+use strongroom_devnet::{Devnet, analyst_key, governance_key, operator_key, owner_key};
+use strongroom_e2e::{audit, devnet, publish_sample, rent, result_of, strongroom_command};
+
+/// A `strongroom worker run` process of the devnet's pool, its output in a file.
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn start(devnet: &Devnet, halt_at: Option<&str>, run: u32) -> Self {
+        let log = devnet.options.data_dir.join(format!("worker-run-{run}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut command = strongroom_command(devnet, &devnet.options.data_dir);
+        command
+            .args(["worker", "run", "--pool", &devnet.pool.to_string()])
+            .args(["--platform-socket", &devnet.platform.socket().display().to_string()])
+            .args(["--dataset-storage", devnet.objects_url.as_str(), "--results-url", devnet.results_url.as_str()])
+            .env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(operator_key().to_bytes())))
+            .env_remove("STRONGROOM_WORKER_HALT_AT")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        if let Some(step) = halt_at {
+            command.env("STRONGROOM_WORKER_HALT_AT", step);
+        }
+        Self { child: command.spawn().expect("the strongroom binary is built"), log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_for(&self, needle: &str) {
+        let until = Instant::now() + Duration::from_secs(60);
+        while !self.output().contains(needle) {
+            assert!(Instant::now() < until, "the worker never said {needle:?}:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no destructor, no flush, no goodbye.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The contract's books: every wei it holds is owed to someone (a withdrawable balance, a pool's
+/// stake or unbonding stake, or the prices of a task still active), and nothing more.
+async fn assert_books_balance(devnet: &Devnet, active: &[strongroom_chain::Task]) {
+    let chain = &devnet.governance;
+    let held = chain.contract().provider().get_balance(chain.address()).await.unwrap();
+    let mut owed = U256::ZERO;
+    for account in [governance_key(), owner_key(), operator_key(), analyst_key()] {
+        owed += chain.balance_of(account.address()).await.unwrap();
+    }
+    let pool = chain.pool(devnet.pool).await.unwrap().expect("the devnet's pool");
+    owed += pool.stake + pool.unbonding;
+    for task in active {
+        let p = &task.params;
+        owed += U256::from(p.datasetPrice) + U256::from(p.poolPrice) + U256::from(p.appPrice);
+    }
+    assert_eq!(held, owed, "the contract holds {held} wei and owes {owed}");
+}
+
+/// Kills the worker at `step` while it serves one task, starts it again, and checks that the
+/// task completes once, with its keys released to one enclave, and that the pay went where the
+/// rental said.
+async fn killed_at(step: &str) {
+    let (_dir, devnet) = devnet(false).await;
+    let published = publish_sample(&devnet).await;
+    let chain = &devnet.governance;
+    let before = |account: alloy::primitives::Address| async move { chain.balance_of(account).await.unwrap() };
+    let (owner_before, operator_before) = (before(owner_key().address()).await, before(operator_key().address()).await);
+
+    let first = WorkerProcess::start(&devnet, Some(step), 1);
+    first.wait_for("worker serving pool").await;
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    first.wait_for("halting here, as STRONGROOM_WORKER_HALT_AT asks").await;
+    first.kill_9();
+    assert_eq!(chain.task_status(rental.task_id()).await.unwrap(), TaskStatus::Active, "nothing was submitted");
+    assert_books_balance(&devnet, std::slice::from_ref(&rental.task)).await;
+    let released_before = audit(&devnet, &devnet.kms.url(), published.dataset, Some(rental.task_id())).await;
+    assert_eq!(released_before.len(), 1, "the keys were released before the kill: {released_before:?}");
+
+    // Started again: the journal has the task at `step`, and the worker finishes it from there.
+    let second = WorkerProcess::start(&devnet, None, 2);
+    let result = result_of(&devnet, &rental).await;
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
+    let Outcome::Table { rows: 1, .. } = outcome else { panic!("one row: {outcome:?}") };
+    second.wait_for("taking up the tasks the journal has unfinished").await;
+
+    // One enclave had the keys: asked again (from a step before the result) it got the same
+    // release, which the key service gives only to the enclave and task key it first bound.
+    let released = audit(&devnet, &devnet.kms.url(), published.dataset, Some(rental.task_id())).await;
+    assert!(released.iter().all(|r| r.enclave == released_before[0].enclave), "{released:?}");
+    let asked_again = matches!(step, "keys_released" | "authorized");
+    assert_eq!(released.len(), 1 + usize::from(asked_again), "{released:?}");
+
+    // Paid once, to whom the rental said; nothing held for the task any more.
+    let p = &rental.task.params;
+    assert_eq!(before(owner_key().address()).await - owner_before, U256::from(p.datasetPrice));
+    assert_eq!(before(operator_key().address()).await - operator_before, U256::from(p.poolPrice));
+    assert_books_balance(&devnet, &[]).await;
+
+    // The journal says so, as `strongroom worker status` shows it.
+    let status =
+        strongroom_e2e::run(strongroom_command(&devnet, &devnet.options.data_dir).args(["worker", "status"]), b"");
+    assert!(status.status.success(), "{}", status.stderr());
+    let text = status.stdout();
+    assert!(
+        text.starts_with(
+            "tasks: seen=0 authorized=0 keys_released=0 computed=0 result_stored=0 submitted=0 confirmed=1 "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{:<13}  {:>10}  {:>8}  {:<10}", "confirmed", p.deadline, 0, rental.task_id())),
+        "{text}"
+    );
+    second.stop();
+    devnet.shutdown().await;
+}
+
+/// Killed once the key service released the keys to the enclave and before it ran the task: the
+/// restarted enclave asks with the same task key, gets the same release, and runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_the_keys_were_released_finishes_the_task_after_a_restart() {
+    killed_at("keys_released").await;
+}
+
+/// Killed with the result computed and stored, before its submission: the restarted worker
+/// submits the journaled result without asking for the keys again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_storing_the_result_and_submitting_it_submits_it_after_a_restart() {
+    killed_at("result_stored").await;
+}
