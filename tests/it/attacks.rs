@@ -289,21 +289,6 @@ impl PlayedHost {
     }
 
     /// Runs the task and settles it on chain with what the enclave signed; returns the outcome.
-    async fn run_and_submit(
-        &mut self,
-        task: &strongroom_chain::Task,
-        sealed_release: strongroom_types::SealedBox,
-        objects: &[Vec<u8>],
-    ) -> strongroom_types::Outcome {
-        let EnclaveReply::TaskResult { digest, outcome, signature, .. } = self.run(task, sealed_release, objects)
-        else {
-            panic!("expected a result");
-        };
-        let authorization = self.authorization(task.id);
-        self.operator.submit_result(task, digest, &location(task), authorization, signature, outcome).await.unwrap();
-        outcome
-    }
-
     fn run(
         &mut self,
         task: &strongroom_chain::Task,
@@ -355,8 +340,31 @@ async fn balances(devnet: &Devnet) -> [alloy::primitives::U256; 3] {
 
 const SQL: &str = "SELECT plan, COUNT(*) AS n FROM dataset GROUP BY plan";
 
+/// A host that relays what the chain does not pin after the keys were released gets no signed
+/// result (a signed host fault would refund the task, and a host that kept a real result from an
+/// earlier run could trade it for one): the task ends with the key service's receipt, the owner
+/// is paid and the pool's locked stake goes to the analyst.
+async fn assert_no_result_and_slashed(
+    devnet: &Devnet,
+    published: &strongroom_client::owner::Published,
+    task: &strongroom_chain::Task,
+    reply: EnclaveReply,
+    receipt: &strongroom_types::ReleaseReceipt,
+    failure: &str,
+) {
+    let EnclaveReply::Error { message } = reply else { panic!("no result, not {reply:?}") };
+    assert!(message.starts_with(&format!("no result is signed for task {}: {failure}", task.id)), "{message}");
+    devnet.increase_time(devnet.options.max_task_duration.as_secs() + 1).await.unwrap();
+    let analyst = devnet.chain_as(strongroom_devnet::analyst_key()).await.unwrap();
+    analyst.refund_released(task, receipt).await.unwrap();
+    let stake = U256::from(task.params.stake);
+    assert_eq!(balances(devnet).await, [devnet.pool_offer.price + stake, published.offer.price, U256::ZERO]);
+    let pool = devnet.governance.pool(devnet.pool).await.unwrap().unwrap();
+    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake - stake, U256::ZERO), "slashed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_a_host_relaying_a_looser_policy_gets_a_host_fault_and_no_pay() {
+async fn attack_a_host_relaying_a_looser_policy_gets_no_result_signed_and_is_slashed() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let rental = rent(&devnet, &published, SQL, &RentOptions::default()).await.unwrap();
@@ -367,11 +375,9 @@ async fn attack_a_host_relaying_a_looser_policy_gets_a_host_fault_and_no_pay() {
     // The host plans the job under a policy of its own and relays it to run.
     let looser = format!("{policy}\n# relaxed by the host\n");
     let release = host.release(&devnet, task, &manifest, &looser).await;
-    let outcome = host.run_and_submit(task, release.sealed_release, &objects).await;
-    assert_eq!(outcome, strongroom_types::Outcome::HostFault);
-    // The pool that broke the task earns nothing; the analyst has every price back.
-    assert_eq!(balances(&devnet).await, [published.offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
-    assert_eq!(devnet.governance.privacy_spend(published.dataset, task.params.analyst).await.unwrap(), (0, 0));
+    let reply = host.run(task, release.sealed_release, &objects);
+    let failure = "the licence policy relayed by the worker hashes to";
+    assert_no_result_and_slashed(&devnet, &published, task, reply, &release.receipt, failure).await;
     devnet.shutdown().await;
 }
 
@@ -472,7 +478,7 @@ async fn attack_a_receipt_for_one_task_slashes_nobody_for_another() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attack_a_host_relaying_a_flipped_object_gets_a_host_fault_and_no_pay() {
+async fn attack_a_host_relaying_a_flipped_object_gets_no_result_signed_and_is_slashed() {
     let (_dir, devnet) = devnet(false).await;
     let published = publish_sample(&devnet).await;
     let rental = rent(&devnet, &published, SQL, &RentOptions::default()).await.unwrap();
@@ -484,10 +490,8 @@ async fn attack_a_host_relaying_a_flipped_object_gets_a_host_fault_and_no_pay() 
     // The keys are released; the host then relays an object of its own making.
     let middle = objects[0].len() / 2;
     objects[0][middle] ^= 1;
-    let outcome = host.run_and_submit(task, release.sealed_release, &objects).await;
-    assert_eq!(outcome, strongroom_types::Outcome::HostFault);
-    assert_eq!(balances(&devnet).await, [published.offer.price + devnet.pool_offer.price, U256::ZERO, U256::ZERO]);
-    let pool = devnet.governance.pool(devnet.pool).await.unwrap().unwrap();
-    assert_eq!((pool.stake, pool.locked), (devnet.options.pool_stake, U256::ZERO), "nobody is slashed either");
+    let reply = host.run(task, release.sealed_release, &objects);
+    let failure = "dataset object part-00000.parquet has sha256";
+    assert_no_result_and_slashed(&devnet, &published, task, reply, &release.receipt, failure).await;
     devnet.shutdown().await;
 }

@@ -1,10 +1,11 @@
-//! kill -9 at the worst moments, with real processes: a worker process (`strongroom worker run`)
-//! killed at a step it was asked to halt at (`STRONGROOM_WORKER_HALT_AT`), then started again.
-//! After each, the task ends completed, its keys were released to one enclave and task key only,
-//! and the contract's books balance to the wei.
+//! kill -9 at the worst moments, with real processes: a worker (`strongroom worker run`) killed at
+//! a step it was asked to halt at (`STRONGROOM_WORKER_HALT_AT`), a key service (`strongroom kms
+//! serve`) killed in the middle of a release (`STRONGROOM_KMS_HALT_AFTER_BINDING`), each then
+//! started again. After each, the task ends completed, its keys went to one enclave and task key
+//! only, and the contract's books balance to the wei.
 
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -14,40 +15,56 @@ use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_devnet::{Devnet, analyst_key, governance_key, operator_key, owner_key};
 use strongroom_e2e::{audit, devnet, publish_sample, rent, result_of, strongroom_command};
 
-/// A `strongroom worker run` process of the devnet's pool, its output in a file.
-struct WorkerProcess {
+/// A `strongroom` process (a worker, a key service), its output in a file.
+struct Daemon {
     child: Child,
     log: PathBuf,
 }
 
-impl WorkerProcess {
-    fn start(devnet: &Devnet, halt_at: Option<&str>, run: u32) -> Self {
-        let log = devnet.options.data_dir.join(format!("worker-run-{run}.log"));
+impl Daemon {
+    fn start(mut command: Command, log: PathBuf) -> Self {
         let out = std::fs::File::create(&log).unwrap();
+        command.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+        Self { child: command.spawn().expect("the strongroom binary is built"), log }
+    }
+
+    /// `strongroom worker run` for the devnet's pool, halting at `halt_at` if given.
+    fn worker(devnet: &Devnet, halt_at: Option<&str>, run: u32) -> Self {
         let mut command = strongroom_command(devnet, &devnet.options.data_dir);
         command
             .args(["worker", "run", "--pool", &devnet.pool.to_string()])
             .args(["--platform-socket", &devnet.platform.socket().display().to_string()])
             .args(["--dataset-storage", devnet.objects_url.as_str(), "--results-url", devnet.results_url.as_str()])
             .env("STRONGROOM_KEY", format!("0x{}", alloy::hex::encode(operator_key().to_bytes())))
-            .env_remove("STRONGROOM_WORKER_HALT_AT")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out);
+            .env_remove("STRONGROOM_WORKER_HALT_AT");
         if let Some(step) = halt_at {
             command.env("STRONGROOM_WORKER_HALT_AT", step);
         }
-        Self { child: command.spawn().expect("the strongroom binary is built"), log }
+        Self::start(command, devnet.options.data_dir.join(format!("worker-run-{run}.log")))
+    }
+
+    /// `strongroom kms serve` with its data under `data_dir`, on `listen`.
+    fn key_service(devnet: &Devnet, data_dir: &Path, listen: &str, halt_after_binding: bool, run: u32) -> Self {
+        let mut command = strongroom_command(devnet, data_dir);
+        command.args(["kms", "serve", "--listen", listen]).env_remove("STRONGROOM_KMS_HALT_AFTER_BINDING");
+        if halt_after_binding {
+            command.env("STRONGROOM_KMS_HALT_AFTER_BINDING", "1");
+        }
+        Self::start(command, data_dir.join(format!("kms-run-{run}.log")))
     }
 
     fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_for(&self, needle: &str) {
+    /// Waits for a line containing `needle`; returns that line.
+    async fn wait_for(&self, needle: &str) -> String {
         let until = Instant::now() + Duration::from_secs(60);
-        while !self.output().contains(needle) {
-            assert!(Instant::now() < until, "the worker never said {needle:?}:\n{}", self.output());
+        loop {
+            if let Some(line) = self.output().lines().find(|line| line.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(Instant::now() < until, "the process never said {needle:?}:\n{}", self.output());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -57,8 +74,10 @@ impl WorkerProcess {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
+}
 
-    fn stop(mut self) {
+impl Drop for Daemon {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -92,7 +111,7 @@ async fn killed_at(step: &str) {
     let before = |account: alloy::primitives::Address| async move { chain.balance_of(account).await.unwrap() };
     let (owner_before, operator_before) = (before(owner_key().address()).await, before(operator_key().address()).await);
 
-    let first = WorkerProcess::start(&devnet, Some(step), 1);
+    let first = Daemon::worker(&devnet, Some(step), 1);
     first.wait_for("worker serving pool").await;
     let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
     first.wait_for("halting here, as STRONGROOM_WORKER_HALT_AT asks").await;
@@ -103,7 +122,7 @@ async fn killed_at(step: &str) {
     assert_eq!(released_before.len(), 1, "the keys were released before the kill: {released_before:?}");
 
     // Started again: the journal has the task at `step`, and the worker finishes it from there.
-    let second = WorkerProcess::start(&devnet, None, 2);
+    let second = Daemon::worker(&devnet, None, 2);
     let result = result_of(&devnet, &rental).await;
     assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
     let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
@@ -138,7 +157,7 @@ async fn killed_at(step: &str) {
         text.contains(&format!("{:<13}  {:>10}  {:>8}  {:<10}", "confirmed", p.deadline, 0, rental.task_id())),
         "{text}"
     );
-    second.stop();
+    drop(second);
     devnet.shutdown().await;
 }
 
@@ -154,4 +173,38 @@ async fn a_worker_killed_after_the_keys_were_released_finishes_the_task_after_a_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_between_storing_the_result_and_submitting_it_submits_it_after_a_restart() {
     killed_at("result_stored").await;
+}
+
+/// Killed once a release request bound the task to the enclave and its task key, before the
+/// release was recorded and answered: started again on the same port, the key service answers the
+/// worker's repeat of the request, and the task completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_service_killed_in_the_middle_of_a_release_answers_it_after_a_restart() {
+    let (_dir, devnet) = devnet(true).await;
+    let published = publish_sample(&devnet).await;
+    let kms_dir = devnet.options.data_dir.join("kms-process");
+    std::fs::create_dir_all(&kms_dir).unwrap();
+    let first = Daemon::key_service(&devnet, &kms_dir, "127.0.0.1:0", true, 1);
+    let line = first.wait_for("key service listening on ").await;
+    let url = line.split("key service listening on ").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    devnet.owner().await.unwrap().redeposit(published.dataset, &url).await.unwrap();
+
+    let rental = rent(&devnet, &published, "SELECT COUNT(*) AS n FROM dataset", &RentOptions::default()).await.unwrap();
+    first.wait_for("halting here, as STRONGROOM_KMS_HALT_AFTER_BINDING asks").await;
+    first.kill_9();
+    assert_eq!(devnet.governance.task_status(rental.task_id()).await.unwrap(), TaskStatus::Active);
+    let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let second = Daemon::key_service(&devnet, &kms_dir, &format!("127.0.0.1:{port}"), false, 2);
+    second.wait_for("key service listening on ").await;
+
+    let result = result_of(&devnet, &rental).await;
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    let outcome = analyst::read_result(&result, &rental.result_secret, &devnet.options.storage).await.unwrap();
+    let Outcome::Table { rows: 1, .. } = outcome else { panic!("one row: {outcome:?}") };
+    // The release that was cut off left no record; the repeat that completed it did, once.
+    let released = audit(&devnet, &url, published.dataset, Some(rental.task_id())).await;
+    assert_eq!(released.len(), 1, "{released:?}");
+    assert_books_balance(&devnet, &[]).await;
+    drop(second);
+    devnet.shutdown().await;
 }

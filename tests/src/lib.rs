@@ -119,6 +119,7 @@ pub async fn spawn_key_service(devnet: &Devnet, dir: &std::path::Path) -> strong
         rpc_url: devnet.rpc_url().into(),
         contract: devnet.governance.address(),
         confirmations: 0,
+        halt_after_binding: false,
     };
     strongroom_kms::spawn(config, std::net::TcpListener::bind("127.0.0.1:0").unwrap()).await.unwrap()
 }

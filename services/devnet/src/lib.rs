@@ -183,6 +183,7 @@ impl Devnet {
                 rpc_url: node.url().into(),
                 contract: governance.address(),
                 confirmations: 0,
+                halt_after_binding: false,
             },
             loopback()?,
         )

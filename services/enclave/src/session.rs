@@ -48,6 +48,10 @@ pub(crate) enum EnclaveError {
     Platform(#[from] strongroom_enclave_sim_guest::Error),
     #[error("malformed key release: {0}")]
     MalformedRelease(String),
+    #[error(
+        "no result is signed for task {task}: {failure}. The host relayed what the chain does not pin for it, and a signed host fault would refund a task whose real result a host may hold from an earlier run; relay the rented manifest, objects, job and policy"
+    )]
+    HostFault { task: U256, failure: String },
 }
 
 #[derive(Default)]
@@ -105,13 +109,14 @@ impl Identity {
     /// A secret of this identity's for `task_id`, for `purpose`: HMAC-SHA256 under the identity
     /// key, which only this binary on this platform can unseal. So the enclave, restarted after
     /// a crash with its sealed identity, derives the same ones again (see `task_secret`).
-    fn derive(&self, purpose: &[u8], task_id: U256) -> zeroize::Zeroizing<[u8; 32]> {
+    fn derive(&self, purpose: &[u8], task_id: U256, bound_to: &[u8]) -> zeroize::Zeroizing<[u8; 32]> {
         use hmac::Mac;
         let secret = zeroize::Zeroizing::new(self.key.to_bytes());
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&secret[..]).expect("HMAC takes a key of any length");
         mac.update(purpose);
         mac.update(&deployment_aad(self.chain_id, self.contract));
         mac.update(&task_id.to_be_bytes::<32>());
+        mac.update(bound_to);
         zeroize::Zeroizing::new(mac.finalize().into_bytes().into())
     }
 
@@ -121,13 +126,20 @@ impl Identity {
     /// Running a task again is then possible, and safe: its result is the same (see
     /// `noise_seed`), so a host that runs it twice, or in two enclaves, learns nothing more.
     fn task_secret(&self, task_id: U256) -> Result<X25519SecretKey, EnclaveError> {
-        Ok(X25519SecretKey::from_bytes(&self.derive(b"strongroom/v1/task-key\0", task_id)[..])?)
+        Ok(X25519SecretKey::from_bytes(&self.derive(b"strongroom/v1/task-key\0", task_id, &[])[..])?)
     }
 
     /// What a task's noise is drawn from: secret to all but this enclave, the same on every run of
-    /// the task, distinct from every other task's.
-    fn noise_seed(&self, task_id: U256) -> strongroom_policy::NoiseSeed {
-        strongroom_policy::NoiseSeed::new(*self.derive(b"strongroom/v1/noise-seed\0", task_id))
+    /// the task, distinct from every other task's. Bound to the task's facts as the key service
+    /// sealed them from the chain, not to its id alone: a rental that took the same id after a
+    /// reorganisation draws other noise, so the two results' difference does not cancel it.
+    fn noise_seed(&self, facts: &strongroom_types::TaskFacts) -> strongroom_policy::NoiseSeed {
+        let facts_hash = keccak256(serde_json::to_vec(facts).expect("facts serialize"));
+        strongroom_policy::NoiseSeed::new(*self.derive(
+            b"strongroom/v1/noise-seed\0",
+            facts.task_id,
+            facts_hash.as_slice(),
+        ))
     }
 }
 
@@ -306,13 +318,21 @@ impl Session {
         // (checked against the chain below) must be that one.
         let outcome = match keccak256(spec) == spec_hash {
             true => {
-                let seed = identity.noise_seed(task_id);
+                let seed = identity.noise_seed(&release.facts);
                 run_checked(release, &needed, &manifest, &policy, attached, spec, &seed, runtime)
             }
             false => Err(TaskFailure::NotPlanned),
         };
         let (payload, outcome) = match outcome {
             Ok(payload) => (payload, Outcome::Completed),
+            // Not signed: a task can run again (its key and noise are derived), so a host that
+            // kept a run's real result could trade it for a signed fault that refunds everything
+            // and gives the epsilon back. Unsigned, the task ends with the key service's receipt
+            // (`refundReleased`): the owner is paid, the epsilon spent, the pool slashed.
+            Err(failure) if failure.outcome() == Outcome::HostFault => {
+                eprintln!("enclave: task {task_id} was not relayed what the chain pins; no result is signed");
+                return Err(EnclaveError::HostFault { task: task_id, failure: failure.to_string() });
+            }
             Err(failure) => {
                 (ResultPayload::Failed { code: failure.code(), message: failure.to_string() }, failure.outcome())
             }
@@ -321,7 +341,7 @@ impl Session {
             Outcome::Completed => "succeeded",
             Outcome::Refused => "was refused (attested)",
             Outcome::Failed => "failed while running (attested)",
-            Outcome::HostFault => "was not relayed what the chain pins (attested host fault)",
+            Outcome::HostFault => unreachable!("a host fault is not signed"),
         };
         eprintln!("enclave: task {task_id} {said}");
         let plaintext = serde_json::to_vec(&payload).expect("payload serializes");
@@ -552,13 +572,13 @@ mod tests {
 
     /// Requests keys for `planned` under `relayed_policy`, releases them as a key service would
     /// for a task rented to run `rented` under [`POLICY`], then runs `relayed`; returns the
-    /// attested outcome and what the analyst reads.
+    /// attested outcome and what the analyst reads, or the enclave's refusal to sign one.
     fn request_release_run(
         planned: &[u8],
         rented: &[u8],
         relayed: &[u8],
         relayed_policy: &str,
-    ) -> (Outcome, ResultPayload) {
+    ) -> Result<(Outcome, ResultPayload), String> {
         request_release_run_under(POLICY, planned, rented, relayed, relayed_policy)
     }
 
@@ -569,7 +589,7 @@ mod tests {
         rented: &[u8],
         relayed: &[u8],
         relayed_policy: &str,
-    ) -> (Outcome, ResultPayload) {
+    ) -> Result<(Outcome, ResultPayload), String> {
         let (keys, manifest, objects) = dataset();
         let (stored, digest) = manifest.to_stored();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -617,7 +637,7 @@ mod tests {
         let sealed = seal_from(&task_key, &key_service, INFO_RELEASE, &aad, &plaintext).unwrap();
         let reply = session
             .run_task(task_id, &sealed, &key_service.public_key(), objects, relayed, "file:///r".into(), &runtime)
-            .unwrap();
+            .map_err(|e| e.to_string())?;
         let EnclaveReply::TaskResult { sealed_result, outcome, .. } = reply else { panic!("a task result") };
         let opened = open(
             &analyst,
@@ -631,7 +651,7 @@ mod tests {
         // And it is not run again, whatever the host asks.
         let again = session.request_keys(task_id, planned, stored.into(), relayed_policy.into(), &runtime).unwrap_err();
         assert_eq!(again.to_string(), "task 7 already ran in this enclave: a task runs once");
-        (outcome, serde_json::from_slice(&opened).unwrap())
+        Ok((outcome, serde_json::from_slice(&opened).unwrap()))
     }
 
     #[test]
@@ -658,10 +678,26 @@ mod tests {
         assert_eq!(task_key(again(), 5), key, "the restarted enclave asks with the same task key");
         assert_ne!(task_key(again(), 6), key, "another task, another key");
         assert_ne!(task_key(attested(), 5), key, "another identity, another key");
-        let seed = identity.noise_seed(U256::from(5));
-        assert_eq!(again().identity.unwrap().noise_seed(U256::from(5)), seed);
-        assert_ne!(identity.noise_seed(U256::from(6)), seed);
-        assert_ne!(attested().identity.unwrap().noise_seed(U256::from(5)), seed);
+        let facts = |task: u64| TaskFacts {
+            chain_id: 1,
+            contract: Address::ZERO,
+            task_id: U256::from(task),
+            dataset: B256::repeat_byte(9),
+            job_kind: JobKind::Sql,
+            job_hash: keccak256(SQL),
+            result_key: B256::repeat_byte(1),
+            policy_hash: keccak256(POLICY),
+            manifest_digest: ManifestDigest::new(B256::repeat_byte(2)),
+            deadline: 0,
+            epsilon: 1,
+        };
+        let seed = identity.noise_seed(&facts(5));
+        assert_eq!(again().identity.unwrap().noise_seed(&facts(5)), seed);
+        assert_ne!(identity.noise_seed(&facts(6)), seed);
+        assert_ne!(attested().identity.unwrap().noise_seed(&facts(5)), seed);
+        // Another rental that took the same id (after a reorganisation): other noise.
+        let other_analyst = TaskFacts { result_key: B256::repeat_byte(3), ..facts(5) };
+        assert_ne!(identity.noise_seed(&other_analyst), seed);
     }
 
     #[test]
@@ -713,51 +749,55 @@ mod tests {
 
     #[test]
     fn the_job_run_must_be_the_one_planned_for_the_key_request() {
-        let (outcome, payload) = request_release_run(SQL, SQL, SQL, POLICY);
+        let (outcome, payload) = request_release_run(SQL, SQL, SQL, POLICY).unwrap();
         assert!(
             outcome == Outcome::Completed && matches!(payload, ResultPayload::Table { rows: 1, .. }),
             "{payload:?}"
         );
 
-        // The host plans one query for the keys and relays the rented one to run.
+        // The host plans one query for the keys and relays the rented one to run: no result is
+        // signed (a signed host fault would refund the task).
         let wide = b"SELECT COUNT(n) AS c FROM dataset";
-        let (outcome, payload) = request_release_run(wide, SQL, SQL, POLICY);
-        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::HostFault);
-        assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
-        assert_eq!(message, "the job relayed to run is not the one whose columns were planned for the key request");
+        assert_eq!(
+            request_release_run(wide, SQL, SQL, POLICY).unwrap_err(),
+            host_fault("the job relayed to run is not the one whose columns were planned for the key request")
+        );
 
         // Or relays another job than the one rented, planned or not.
-        let (outcome, payload) = request_release_run(wide, SQL, wide, POLICY);
-        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::HostFault);
-        assert_eq!(code, strongroom_types::FailureCode::JobMismatch);
-        assert_eq!(message, "the job relayed by the worker does not match the job hash on chain");
+        assert_eq!(
+            request_release_run(wide, SQL, wide, POLICY).unwrap_err(),
+            host_fault("the job relayed by the worker does not match the job hash on chain")
+        );
+    }
+
+    /// The enclave's refusal to sign task 7's result, for `failure`.
+    fn host_fault(failure: &str) -> String {
+        format!(
+            "no result is signed for task 7: {failure}. The host relayed what the chain does not pin for it, and a \
+             signed host fault would refund a task whose real result a host may hold from an earlier run; relay the \
+             rented manifest, objects, job and policy"
+        )
     }
 
     #[test]
     fn the_job_is_held_to_the_licence_it_was_rented_under() {
         // A query the licence refuses asks for no key and fails, attested, naming the rule.
         let row_level = b"SELECT n FROM dataset";
-        let (outcome, payload) = request_release_run(row_level, row_level, row_level, POLICY);
+        let (outcome, payload) = request_release_run(row_level, row_level, row_level, POLICY).unwrap();
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert_eq!(outcome, Outcome::Refused);
         assert_eq!(code, strongroom_types::FailureCode::PolicyViolation);
         assert!(message.starts_with("refused by the licence, rule row_level_output: "), "{message}");
 
-        // A host that relays a looser policy than the one rented gets the task failed.
+        // A host that relays a looser policy than the one rented gets no result signed.
         let loose = POLICY.replace("min_group_size = 2", "min_group_size = 1");
-        let (outcome, payload) = request_release_run(SQL, SQL, SQL, &loose);
-        let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
-        assert_eq!(outcome, Outcome::HostFault);
-        assert_eq!(code, strongroom_types::FailureCode::PolicyMismatch);
         assert_eq!(
-            message,
-            format!(
+            request_release_run(SQL, SQL, SQL, &loose).unwrap_err(),
+            host_fault(&format!(
                 "the licence policy relayed by the worker hashes to {}, not {}, the policy the task was rented under",
                 keccak256(&loose),
                 keccak256(POLICY)
-            )
+            ))
         );
     }
 
@@ -768,7 +808,7 @@ mod tests {
         let policy = "version = 2\nname = \"t\"\n[columns]\nn = \"dimension\"\n[aggregation]\n\
                       functions = [\"count\"]\nmin_group_size = 1\nmax_output_rows = 2\n";
         let sql = b"SELECT n, COUNT(*) AS c FROM dataset GROUP BY n";
-        let (outcome, payload) = request_release_run_under(policy, sql, sql, sql, policy);
+        let (outcome, payload) = request_release_run_under(policy, sql, sql, sql, policy).unwrap();
         let ResultPayload::Failed { code, message } = payload else { panic!("expected a failure") };
         assert_eq!(outcome, Outcome::Failed);
         assert_eq!(code, strongroom_types::FailureCode::PolicyViolation);

@@ -17,4 +17,9 @@ pub struct KmsConfig {
     /// reorganise (the index of the chain's events follows that far below the head).
     #[serde(default)]
     pub confirmations: u64,
+    /// A fault drill (`STRONGROOM_KMS_HALT_AFTER_BINDING=1`): a release request, once it has bound
+    /// its task to the enclave and task key and before the release is recorded and answered,
+    /// waits for the service to be killed, as a key service that crashed there would.
+    #[serde(skip)]
+    pub halt_after_binding: bool,
 }

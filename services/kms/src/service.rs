@@ -29,6 +29,8 @@ struct State {
     signer: PrivateKeySigner,
     info: KmsInfo,
     store: Arc<dyn DepositStore>,
+    /// See [`KmsConfig::halt_after_binding`].
+    halt_after_binding: bool,
 }
 
 impl State {
@@ -104,7 +106,8 @@ pub async fn spawn(config: KmsConfig, listener: TcpListener) -> Result<KmsHandle
     let index = Arc::new(index);
     index.catch_up().await?;
     let follower = index.clone().follow(INDEX_POLL);
-    let state = web::Data::new(State { chain, index, secret, signer, info: info.clone(), store });
+    let halt_after_binding = config.halt_after_binding;
+    let state = web::Data::new(State { chain, index, secret, signer, info: info.clone(), store, halt_after_binding });
     let limits = Limits { json_bytes: 1 << 20, ..Limits::default() };
     let service = strongroom_http::serve(listener, limits, state, routes)?;
     info!(addr = %service.addr(), public_key = %info.public_key, signer = %info.signer, "key service listening");
@@ -310,6 +313,10 @@ async fn release(state: &State, req: &ReleaseRequest) -> Result<ReleaseResponse>
     let (holder, holder_key) = state.store.claim_task(task, req.enclave, task_key, authorization.clone()).await?;
     if (holder, holder_key) != (req.enclave, task_key) {
         return Err(KmsError::AlreadyReleased { task: req.task_id, holder });
+    }
+    if state.halt_after_binding {
+        tracing::warn!(task = %req.task_id, "halting here, as STRONGROOM_KMS_HALT_AFTER_BINDING asks");
+        std::future::pending::<()>().await;
     }
 
     let Some((Ok(mut keys), _)) = deposit else {

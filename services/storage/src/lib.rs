@@ -47,6 +47,13 @@ pub enum StorageError {
     Config { path: String, reason: String },
 }
 
+impl StorageError {
+    /// Whether the store answered that there is no such object: asking again will not help.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Store { source: object_store::Error::NotFound { .. }, .. })
+    }
+}
+
 /// Settings for the S3-compatible stores under one URL prefix.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

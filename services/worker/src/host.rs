@@ -15,7 +15,9 @@ use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
 use strongroom_storage as storage;
 use strongroom_types::protocol::{EnclaveReply, HostRequest};
-use strongroom_types::{Authorization, PoolId, Quote, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed};
+use strongroom_types::{
+    Authorization, Outcome, PoolId, Quote, ReleaseRequest, StorageUrl, X25519PublicKey, sign_typed,
+};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -104,7 +106,9 @@ impl WorkerError {
     fn may_pass(&self) -> bool {
         match self {
             WorkerError::Chain(strongroom_chain::ChainError::Rpc { .. }) => true,
-            WorkerError::Storage(storage::StorageError::Store { .. }) => true,
+            // A missing object is not coming back: a dataset whose owner deleted one would hold
+            // a serving slot until the deadline.
+            WorkerError::Storage(e @ storage::StorageError::Store { .. }) => !e.is_not_found(),
             WorkerError::KeyService(strongroom_client::ClientError::Refused { error, .. }) => {
                 error.code == "unknown_task"
             }
@@ -499,7 +503,7 @@ impl Worker {
             Ok(()) => return,
             // Nothing left the key service: the task stays active, and after its deadline the
             // analyst is refunded.
-            Err(e) if step < Step::Authorized => {
+            Err(e) if step < Step::Authorized || matches!(e, WorkerError::TooLate { .. }) => {
                 error!(error = %e, "task declined");
                 self.journal.finish(task.id, Step::Declined, Some(&e.to_string()))
             }
@@ -575,13 +579,19 @@ impl Worker {
             }
             None => info!(%digest, ?outcome, "result submitted (an earlier attempt landed)"),
         }
-        let status = chain.task_status(task.id).await?;
-        match status {
+        // Settled by this result (whichever outcome the enclave signed), or by something else.
+        let settled_as = match outcome {
+            Outcome::Completed => TaskStatus::Completed,
+            Outcome::Refused => TaskStatus::Refused,
+            Outcome::Failed => TaskStatus::Failed,
+            Outcome::HostFault => TaskStatus::HostFault,
+        };
+        match chain.task_status(task.id).await? {
             TaskStatus::Active => Err(WorkerError::State(
                 "chain".into(),
                 format!("still has task {} active after its submission was mined", task.id),
             )),
-            TaskStatus::Completed => self.journal.finish(task.id, Step::Confirmed, None),
+            status if status == settled_as => self.journal.finish(task.id, Step::Confirmed, None),
             other => self.journal.finish(task.id, Step::NotActive, Some(other.describe())),
         }
     }
@@ -713,6 +723,13 @@ impl Worker {
     /// release back, and has the enclave run the task on the objects.
     async fn request_release_run(&self, task: &Task, prepared: &Prepared) -> Result<Computed, WorkerError> {
         let Prepared { kms, key_service, manifest, objects, location } = prepared;
+        // Asked late, a first request would bind the task to this enclave with too little time
+        // left to run and settle it, and the pool would be slashed; a request that bound it
+        // already (the reply was lost, or the worker restarted) is asked again whatever the time.
+        let now = self.chain.block_timestamp().await?;
+        if now + MIN_TIME_TO_SERVE > task.params.deadline && kms.receipt(task.id).await?.is_none() {
+            return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
+        }
         let policy = kms.policy(task.params.policyHash).await?;
         let reply = self
             .client

@@ -242,7 +242,8 @@ impl Journal {
         Ok(new)
     }
 
-    /// Moves the task to `step`. A step is never undone: an older one is ignored.
+    /// Moves the task to `step`. A step is never undone: an older one is ignored, and so is any
+    /// once the task is over.
     pub fn advance(&self, task_id: U256, step: Step) -> Result<(), WorkerError> {
         self.update(task_id, step, "", params![])
     }
@@ -295,7 +296,7 @@ impl Journal {
             .optional()
             .map_err(|e| self.fail(e))?;
         let current = current.as_deref().and_then(Step::parse);
-        if current.is_some_and(|current| current > step) {
+        if current.is_some_and(|current| current.is_final() || current > step) {
             return Ok(());
         }
         let key = task_key(task_id);
@@ -502,10 +503,15 @@ mod tests {
 
         journal.submitted(one, B256::repeat_byte(9)).unwrap();
         journal.finish(one, Step::Confirmed, None).unwrap();
+        journal.finish(one, Step::GivenUp, Some("late")).unwrap();
         journal.finish(two, Step::Declined, Some("the task's deadline is too close")).unwrap();
         assert!(journal.unfinished().unwrap().is_empty());
         let entry = journal.entry(one).unwrap().unwrap();
-        assert_eq!((entry.step, entry.tx_hash), (Step::Confirmed, Some(B256::repeat_byte(9))));
+        assert_eq!(
+            (entry.step, entry.tx_hash),
+            (Step::Confirmed, Some(B256::repeat_byte(9))),
+            "an ended task stays ended"
+        );
         assert_eq!(entry.computed, None, "the sealed result is dropped once stored and submitted");
         assert_eq!(entry.last_error.as_deref(), Some("storage down"), "a finish without a reason keeps the last error");
         let counts = journal.counts().unwrap();

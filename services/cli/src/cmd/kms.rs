@@ -28,6 +28,7 @@ impl KmsCommand {
             rpc_url: global.rpc_url()?.into(),
             contract: global.contract()?,
             confirmations: args.confirmations,
+            halt_after_binding: std::env::var_os("STRONGROOM_KMS_HALT_AFTER_BINDING").is_some_and(|v| v == "1"),
         };
         let handle = strongroom_kms::spawn(config, super::bind(&args.listen)?).await?;
         println!("key service listening on {} (public key {})", handle.url(), handle.info().public_key);
