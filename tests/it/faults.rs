@@ -1,7 +1,7 @@
 //! kill -9 at the worst moments, with real processes: a worker (`strongroom worker run`) killed at
 //! a step it was asked to halt at (`STRONGROOM_WORKER_HALT_AT`), a key service (`strongroom kms
-//! serve`) killed in the middle of a release (`STRONGROOM_KMS_HALT_AFTER_BINDING`), each then
-//! started again. After each, the task ends completed, its keys went to one enclave and task key
+//! serve`) killed in the middle of a release (`STRONGROOM_KMS_HALT_AFTER_BINDING`), and the chain
+//! (anvil) killed with a task in flight, each then started again. After each, the task ends completed, its keys went to one enclave and task key
 //! only, and the contract's books balance to the wei.
 
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use strongroom_chain::TaskStatus;
 use strongroom_client::analyst::{self, Outcome, RentOptions};
 use strongroom_devnet::{Devnet, analyst_key, governance_key, operator_key, owner_key};
 use strongroom_e2e::{audit, devnet, publish_sample, rent, result_of, strongroom_command};
+use strongroom_worker::journal::Step;
 
 /// A `strongroom` process (a worker, a key service), its output in a file.
 struct Daemon {
@@ -206,5 +207,64 @@ async fn a_key_service_killed_in_the_middle_of_a_release_answers_it_after_a_rest
     assert_eq!(released.len(), 1, "{released:?}");
     assert_books_balance(&devnet, &[]).await;
     drop(second);
+    devnet.shutdown().await;
+}
+
+/// anvil killed with SIGKILL while a task is in flight (its keys released and its result computed,
+/// the results storage refusing it for now), then started again on its port from the state it
+/// dumps every second: the worker rides out the outage, stores and submits the result once the
+/// chain is back, the next task is served as usual, and the books balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_killed_and_restarted_from_its_dumped_state_loses_no_task() {
+    let (_dir, mut devnet) = strongroom_e2e::devnet_with(|options| {
+        options.chain_state = Some(options.data_dir.join("chain-state.json"));
+    })
+    .await;
+    let published = publish_sample(&devnet).await;
+    let sql = "SELECT COUNT(*) AS n FROM dataset";
+    let served = rent(&devnet, &published, sql, &RentOptions::default()).await.unwrap();
+    assert_eq!(result_of(&devnet, &served).await.outcome, strongroom_types::Outcome::Completed);
+
+    // A file where the results directory should be: the next result is computed, not stored.
+    let results = devnet.options.data_dir.join("results");
+    std::fs::remove_dir_all(&results).unwrap();
+    std::fs::write(&results, b"not a directory").unwrap();
+    let in_flight = rent(&devnet, &published, sql, &RentOptions::default()).await.unwrap();
+    let journal = strongroom_worker::journal::Journal::open_read_only(
+        &devnet.options.data_dir.join("worker").join("journal.sqlite"),
+    )
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    while journal.entry(in_flight.task_id()).unwrap().is_none_or(|e| e.step != Step::Computed) {
+        assert!(Instant::now() < until, "the task was never computed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the next dump, which then holds the rent; then the crash, and an outage.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    devnet.node.kill_9();
+    std::fs::remove_file(&results).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    devnet.node.restart().unwrap();
+
+    let result = result_of(&devnet, &in_flight).await;
+    assert_eq!(result.outcome, strongroom_types::Outcome::Completed);
+    let outcome = analyst::read_result(&result, &in_flight.result_secret, &devnet.options.storage).await.unwrap();
+    let Outcome::Table { rows: 1, .. } = outcome else { panic!("one row: {outcome:?}") };
+    let after = rent(&devnet, &published, sql, &RentOptions::default()).await.unwrap();
+    assert_eq!(result_of(&devnet, &after).await.outcome, strongroom_types::Outcome::Completed);
+
+    // Each task paid once; nothing held for any.
+    let p = &served.task.params;
+    assert_eq!(
+        devnet.governance.balance_of(owner_key().address()).await.unwrap(),
+        U256::from(p.datasetPrice) * U256::from(3)
+    );
+    assert_eq!(
+        devnet.governance.balance_of(operator_key().address()).await.unwrap(),
+        U256::from(p.poolPrice) * U256::from(3)
+    );
+    assert_books_balance(&devnet, &[]).await;
+    let counts = journal.counts().unwrap();
+    assert!(counts.contains(&(Step::Confirmed, 3)), "{counts:?}");
     devnet.shutdown().await;
 }

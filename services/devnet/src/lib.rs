@@ -115,6 +115,9 @@ pub struct DevnetOptions {
     pub results_url: Option<StorageUrl>,
     /// Storage credentials, shared by every party of the devnet.
     pub storage: Storage,
+    /// A file the chain's state is dumped to every second and started from (see
+    /// [`DevNode::spawn_with_state`]); `None`: the chain lives in memory only.
+    pub chain_state: Option<PathBuf>,
 }
 
 impl DevnetOptions {
@@ -130,6 +133,7 @@ impl DevnetOptions {
             objects_url: None,
             results_url: None,
             storage: Storage::default(),
+            chain_state: None,
         }
     }
 }
@@ -162,7 +166,7 @@ impl Devnet {
     pub async fn start(options: DevnetOptions) -> Result<Self> {
         std::fs::create_dir_all(&options.data_dir)
             .map_err(|source| DevnetError::Io { what: format!("creating {}", options.data_dir.display()), source })?;
-        let node = DevNode::spawn(&options.anvil)?;
+        let node = DevNode::spawn_with_state(&options.anvil, options.chain_state.as_deref())?;
         let governance = Chain::deploy(node.url(), governance_key(), true).await?;
         info!(contract = %governance.address(), rpc = node.url(), "contract deployed (simulated quotes accepted: devnet)");
 

@@ -46,6 +46,10 @@ const CHECKOUT_ANVIL: &str = "contracts/node_modules/.bin/anvil";
 pub struct DevNode {
     child: Child,
     url: String,
+    binary: PathBuf,
+    port: u16,
+    /// Where the chain's state is dumped every second and loaded from at a start, if anywhere.
+    state: Option<PathBuf>,
 }
 
 impl DevNode {
@@ -67,52 +71,29 @@ impl DevNode {
 
     /// Starts anvil with instant mining and waits until it listens.
     pub fn spawn(binary: &Path) -> Result<Self> {
-        if !binary.exists() {
-            return Err(DevnetError::Node(format!(
-                "anvil not found at {}: set STRONGROOM_ANVIL to its path, put it on PATH, or run from a checkout after `make contracts`",
-                binary.display()
-            )));
-        }
-        let mut command = Command::new(binary);
-        crate::dies_with_devnet(&mut command);
-        let mut child = command
-            .args(["--port", "0", "--host", "127.0.0.1", "--accounts", "5", "--balance", "10000"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // The chain needs none of the caller's secrets.
-            .env_remove("STRONGROOM_KEY")
-            .env_remove("STRONGROOM_KEYSTORE_PASSWORD")
-            .env_remove("STRONGROOM_BACKUP_PASSPHRASE")
-            .spawn()
-            .map_err(|e| DevnetError::Node(format!("cannot start {}: {e}", binary.display())))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        // anvil announces its address on stdout; keep draining afterwards so it never blocks.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-                if !sent && let Some(addr) = line.strip_prefix("Listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                    sent = true;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(addr) => break addr,
-                Err(_) if Instant::now() < deadline => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        return Err(DevnetError::Node(format!("anvil exited with {status} before listening")));
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    return Err(DevnetError::Node("anvil did not start listening within 30 s".into()));
-                }
-            }
-        };
-        Ok(Self { child, url: format!("http://{addr}") })
+        Self::spawn_with_state(binary, None)
+    }
+
+    /// Starts anvil as [`DevNode::spawn`] does; with `state`, from the chain kept in that file if
+    /// it exists, dumping the chain there every second (and at exit), so that a node killed and
+    /// started again ([`DevNode::restart`]) goes on from at most a second before.
+    pub fn spawn_with_state(binary: &Path, state: Option<&Path>) -> Result<Self> {
+        let (child, url, port) = start(binary, 0, state)?;
+        Ok(Self { child, url, binary: binary.to_owned(), port, state: state.map(Path::to_owned) })
+    }
+
+    /// Kills the node with SIGKILL, as a crash would: nothing is dumped on the way out.
+    pub fn kill_9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again on its port, from its dumped state if it keeps one.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill_9();
+        let (child, url, _) = start(&self.binary, self.port, self.state.as_deref())?;
+        (self.child, self.url) = (child, url);
+        Ok(())
     }
 
     pub fn url(&self) -> &str {
@@ -125,4 +106,63 @@ impl Drop for DevNode {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts anvil on `port` (0: one the OS picks) and waits until it listens; returns the process,
+/// its URL and its port.
+fn start(binary: &Path, port: u16, state: Option<&Path>) -> Result<(Child, String, u16)> {
+    if !binary.exists() {
+        return Err(DevnetError::Node(format!(
+            "anvil not found at {}: set STRONGROOM_ANVIL to its path, put it on PATH, or run from a checkout after `make contracts`",
+            binary.display()
+        )));
+    }
+    let mut command = Command::new(binary);
+    crate::dies_with_devnet(&mut command);
+    command.args(["--port", &port.to_string(), "--host", "127.0.0.1", "--accounts", "5", "--balance", "10000"]);
+    if let Some(state) = state {
+        command.arg("--state").arg(state).args(["--state-interval", "1", "--preserve-historical-states"]);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // The chain needs none of the caller's secrets.
+        .env_remove("STRONGROOM_KEY")
+        .env_remove("STRONGROOM_KEYSTORE_PASSWORD")
+        .env_remove("STRONGROOM_BACKUP_PASSPHRASE")
+        .spawn()
+        .map_err(|e| DevnetError::Node(format!("cannot start {}: {e}", binary.display())))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // anvil announces its address on stdout; keep draining afterwards so it never blocks.
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if !sent && let Some(addr) = line.strip_prefix("Listening on ") {
+                let _ = tx.send(addr.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(addr) => break addr,
+            Err(_) if Instant::now() < deadline => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Err(DevnetError::Node(format!("anvil exited with {status} before listening")));
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                return Err(DevnetError::Node("anvil did not start listening within 30 s".into()));
+            }
+        }
+    };
+    let port = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| DevnetError::Node(format!("anvil listens on {addr}, which names no port")))?;
+    Ok((child, format!("http://{addr}"), port))
 }
