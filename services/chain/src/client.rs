@@ -692,20 +692,6 @@ impl Chain {
         Ok(block.header)
     }
 
-    /// Tasks created for `pool` in blocks `from..=to` (status as created: active).
-    pub async fn tasks_created(&self, pool: PoolId, from: u64, to: u64) -> Result<Vec<Task>> {
-        let logs = self
-            .contract
-            .TaskCreated_filter()
-            .topic3(pool)
-            .from_block(from)
-            .to_block(to)
-            .query()
-            .await
-            .map_err(|e| self.err(e))?;
-        Ok(logs.into_iter().map(|(e, log)| task_from_event(e, log.block_number.unwrap_or_default())).collect())
-    }
-
     /// The URL the dataset gave, in its registration or its latest update naming it, for the key
     /// service of key `kms_key`: where a task rented against that key service gets its keys.
     pub async fn key_service_url_for(&self, dataset: DatasetId, kms_key: B256) -> Result<Option<String>> {

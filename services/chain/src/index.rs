@@ -12,7 +12,7 @@ use alloy::primitives::{Address, B256, U256};
 use alloy::rpc::types::Log;
 use alloy::sol_types::SolEvent;
 use rusqlite::{Connection, OptionalExtension, params};
-use strongroom_types::{DatasetId, ManifestDigest};
+use strongroom_types::{DatasetId, ManifestDigest, PoolId};
 use tracing::{info, warn};
 
 use crate::Strongroom::{DatasetRegistered, DatasetTransferred, DatasetUpdated, TaskCreated};
@@ -207,6 +207,21 @@ impl ChainIndex {
         Ok(None)
     }
 
+    /// The tasks rented from `pool` in blocks `from_block` up to the block indexed through (which
+    /// it returns too), oldest first, as their `TaskCreated` events have them; whether each is
+    /// still active is the chain's to say now.
+    pub async fn tasks_of_pool(&self, pool: PoolId, from_block: u64) -> Result<(Vec<Task>, u64)> {
+        let through = self.catch_up().await?;
+        let logs = self.select_logs("topic3 = ?2 AND block >= ?3", pool, from_block, &[TaskCreated::SIGNATURE_HASH])?;
+        let mut tasks = Vec::with_capacity(logs.len());
+        for log in logs {
+            let block = log.block_number.unwrap_or_default();
+            let event = log.log_decode::<TaskCreated>().map_err(|e| self.rpc(format!("a task's event: {e}")))?;
+            tasks.push(task_from_event(event.inner.data, block));
+        }
+        Ok((tasks, through))
+    }
+
     fn has_task_log(&self, id: U256) -> Result<bool> {
         Ok(!self.logs_where(B256::from(id), &[TaskCreated::SIGNATURE_HASH])?.is_empty())
     }
@@ -223,17 +238,22 @@ impl ChainIndex {
 
     /// The indexed logs whose first indexed topic is `topic1` and whose event is one of `kinds`.
     fn logs_where(&self, topic1: B256, kinds: &[B256]) -> Result<Vec<Log>> {
+        self.select_logs("topic1 = ?2 AND block >= ?3", topic1, 0, kinds)
+    }
+
+    /// The logs of `kinds` with `where_` (over ?2 = `topic` and ?3 = `from_block`) true.
+    fn select_logs(&self, where_: &str, topic: B256, from_block: u64, kinds: &[B256]) -> Result<Vec<Log>> {
         let db = self.db();
         let mut logs = Vec::new();
         for kind in kinds {
             let mut query = db
-                .prepare_cached(
+                .prepare_cached(&format!(
                     "SELECT block, log_index, block_hash, topics, data FROM logs
-                     WHERE topic0 = ?1 AND topic1 = ?2 ORDER BY block, log_index",
-                )
+                     WHERE topic0 = ?1 AND {where_} ORDER BY block, log_index"
+                ))
                 .map_err(|e| self.store_err(e))?;
             let rows = query
-                .query_map(params![kind.as_slice(), topic1.as_slice()], |r| {
+                .query_map(params![kind.as_slice(), topic.as_slice(), from_block as i64], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
                         r.get::<_, i64>(1)?,
@@ -325,14 +345,15 @@ impl ChainIndex {
             let topics = log.topics();
             let topic = |i: usize| topics.get(i).map(|t| t.as_slice().to_vec());
             tx.execute(
-                "INSERT OR REPLACE INTO logs (block, log_index, block_hash, topic0, topic1, topics, data)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO logs (block, log_index, block_hash, topic0, topic1, topic3, topics, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     block as i64,
                     index as i64,
                     block_hash.as_slice(),
                     topic(0),
                     topic(1),
+                    topic(3),
                     topics.concat(),
                     log.data().data.to_vec()
                 ],
@@ -379,7 +400,7 @@ fn store_error(path: &Path, e: rusqlite::Error) -> ChainError {
 }
 
 /// The layout of the index file.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 fn open_db(path: &Path) -> rusqlite::Result<Connection> {
     if let Some(dir) = path.parent() {
@@ -410,11 +431,13 @@ fn open_db(path: &Path) -> rusqlite::Result<Connection> {
              block_hash BLOB NOT NULL,
              topic0     BLOB,
              topic1     BLOB,
+             topic3     BLOB,
              topics     BLOB NOT NULL,
              data       BLOB NOT NULL,
              PRIMARY KEY (block, log_index)
          );
-         CREATE INDEX IF NOT EXISTS logs_by_topic ON logs (topic0, topic1);",
+         CREATE INDEX IF NOT EXISTS logs_by_topic ON logs (topic0, topic1);
+         CREATE INDEX IF NOT EXISTS logs_by_third_topic ON logs (topic0, topic3, block);",
     )?;
     Ok(db)
 }

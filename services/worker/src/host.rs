@@ -9,7 +9,7 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use futures::{StreamExt, TryStreamExt};
 use sha2::Digest;
-use strongroom_chain::{Chain, ChainIndex, IndexOptions, Task, TaskStatus};
+use strongroom_chain::{Chain, ChainIndex, IndexOptions, Task, TaskStatus, commitment_hash};
 use strongroom_client::KmsClient;
 use strongroom_dataplane::Manifest;
 use strongroom_enclave_sim::{PlatformDaemon, QuoteVerifier, SimulatedVerifier};
@@ -445,19 +445,22 @@ impl Worker {
             if let Err(e) = self.renew_if_due(&mut registration).await {
                 warn!(error = %e, "cannot renew the enclave's registration; retrying");
             }
-            // A range at a time, as a provider refuses too wide a log query.
-            let through = head.min(next_block.saturating_add(BLOCKS_PER_QUERY - 1));
-            let tasks = match self.chain.tasks_created(self.config.pool, next_block, through).await {
-                Ok(tasks) => tasks,
+            // From the index, which follows the chain's events a range at a time (a provider
+            // refuses too wide a log query) and rolls back what a reorganisation replaced.
+            let (tasks, through) = match self.index.tasks_of_pool(self.config.pool, next_block).await {
+                Ok(found) => found,
                 Err(e) => {
                     warn!(error = %e, "cannot read new tasks; retrying");
                     continue;
                 }
             };
+            if through < next_block {
+                continue;
+            }
             // Journaled before they are served, with the cursor moved past them in the same
             // transaction: a crash from here on loses none, and serving does not hold up polling.
-            let seen: Vec<(U256, u64)> = tasks.iter().map(|t| (t.id, t.params.deadline)).collect();
-            let new = match self.journal.see(&seen, through + 1) {
+            let seen: Vec<_> = tasks.iter().map(|t| (t.id, t.params.deadline, commitment_hash(&t.params))).collect();
+            let new = match self.journal.see(&seen, Some(through + 1)) {
                 Ok(new) => new,
                 Err(e) => {
                     warn!(error = %e, "cannot journal new tasks; retrying");
@@ -519,6 +522,12 @@ impl Worker {
 
     async fn serve(&self, task: &Task) -> Result<(), WorkerError> {
         let chain = &self.chain;
+        // The journal's line must be of this rental: one of a rental a reorganisation replaced
+        // (same id, other parameters) starts over, and its result is never submitted for this one.
+        let rental = (task.id, task.params.deadline, commitment_hash(&task.params));
+        if !self.journal.see(&[rental], None)?.is_empty() {
+            info!("the task is new to the journal, or its line was of a rental a reorganisation replaced");
+        }
         let Some(entry) = self.journal.entry(task.id)? else {
             return Err(WorkerError::State("journal".into(), format!("has no line for task {}", task.id)));
         };
@@ -882,9 +891,6 @@ const MIN_RENEWABLE_TTL: u64 = 2 * MIN_TIME_TO_SERVE;
 /// The most tasks served at once: below the enclave's bound on tasks whose keys were asked for
 /// and that have not run (256), beyond which it drops the oldest, whose release would be lost.
 pub const MAX_CONCURRENT_TASKS: usize = 64;
-
-/// The most blocks one query for new tasks spans: providers refuse wider log queries.
-const BLOCKS_PER_QUERY: u64 = 5_000;
 
 /// What one task's objects may total: the host holds them all, then relays them to the enclave,
 /// which holds them too. The manifest's owner writes the sizes; a rental of a manifest listing

@@ -27,7 +27,7 @@ use crate::WorkerError;
 
 /// Bumped when the layout changes; a journal of another layout is refused, not dropped (it may
 /// hold results not yet submitted).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Where a task stands. The order is the order of the steps; the last four end it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,6 +108,8 @@ pub struct Computed {
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub task_id: U256,
+    /// The hash of the rental's parameters: which rental of this id the line is of.
+    pub commitment: B256,
     pub deadline: u64,
     pub step: Step,
     /// Unix time (host clock) of the last change.
@@ -215,29 +217,39 @@ impl Journal {
             .map_err(|e| self.fail(e))
     }
 
-    /// Records the tasks of the blocks up to `next_block` as seen (those already there are left
-    /// as they stand) and moves the cursor there, in one transaction; returns the tasks new to the
-    /// journal.
-    pub fn see(&self, tasks: &[(U256, u64)], next_block: u64) -> Result<Vec<U256>, WorkerError> {
+    /// Records `tasks` (id, deadline, the hash of the rental's parameters) as seen, and moves the
+    /// cursor to `next_block` if given, in one transaction; returns the tasks new to the journal.
+    /// A task already there is left as it stands, unless its line is of another rental of the same
+    /// id (one a reorganisation replaced): that line starts again from `seen`, its result
+    /// (sealed to another analyst, signed for the other rental) dropped.
+    pub fn see(&self, tasks: &[(U256, u64, B256)], next_block: Option<u64>) -> Result<Vec<U256>, WorkerError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(|e| self.fail(e))?;
         let mut new = Vec::new();
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO tasks (task_id, deadline, step, updated_at, failures)
-                     VALUES (?1, ?2, 'seen', ?3, 0)",
+                    "INSERT INTO tasks (task_id, commitment, deadline, step, updated_at, failures)
+                     VALUES (?1, ?2, ?3, 'seen', ?4, 0)
+                     ON CONFLICT (task_id) DO UPDATE SET
+                         commitment = excluded.commitment, deadline = excluded.deadline, step = 'seen',
+                         updated_at = excluded.updated_at, failures = 0, last_error = NULL, location = NULL,
+                         sealed_result = NULL, digest = NULL, outcome = NULL, signature = NULL, tx_hash = NULL
+                     WHERE tasks.commitment != excluded.commitment",
                 )
                 .map_err(|e| self.fail(e))?;
-            for (task_id, deadline) in tasks {
-                if insert.execute(params![task_key(*task_id), *deadline as i64, now()]).map_err(|e| self.fail(e))? > 0 {
+            for (task_id, deadline, commitment) in tasks {
+                let params = params![task_key(*task_id), commitment.as_slice(), *deadline as i64, now()];
+                if insert.execute(params).map_err(|e| self.fail(e))? > 0 {
                     new.push(*task_id);
                 }
             }
         }
-        tx.execute("DELETE FROM cursor", []).map_err(|e| self.fail(e))?;
-        tx.execute("INSERT INTO cursor (next_block) VALUES (?1)", params![next_block as i64])
-            .map_err(|e| self.fail(e))?;
+        if let Some(next_block) = next_block {
+            tx.execute("DELETE FROM cursor", []).map_err(|e| self.fail(e))?;
+            tx.execute("INSERT INTO cursor (next_block) VALUES (?1)", params![next_block as i64])
+                .map_err(|e| self.fail(e))?;
+        }
         tx.commit().map_err(|e| self.fail(e))?;
         Ok(new)
     }
@@ -354,7 +366,7 @@ impl Journal {
 }
 
 const SELECT_ENTRY: &str = "SELECT task_id, deadline, step, updated_at, failures, last_error, location, sealed_result, \
-                            digest, outcome, signature, tx_hash FROM tasks";
+                            digest, outcome, signature, tx_hash, commitment FROM tasks";
 
 fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     let bad = |column: usize, what: &str| {
@@ -382,7 +394,12 @@ fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         _ => None,
     };
     let tx_hash: Option<Vec<u8>> = row.get(11)?;
+    let commitment: Vec<u8> = row.get(12)?;
+    if commitment.len() != 32 {
+        return Err(bad(12, "a commitment of 32 bytes"));
+    }
     Ok(Entry {
+        commitment: B256::from_slice(&commitment),
         task_id,
         deadline: row.get::<_, i64>(1)? as u64,
         step,
@@ -431,6 +448,7 @@ fn open_db(path: &Path) -> rusqlite::Result<Connection> {
          CREATE TABLE IF NOT EXISTS cursor (next_block INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS tasks (
              task_id       BLOB PRIMARY KEY,
+             commitment    BLOB NOT NULL,
              deadline      INTEGER NOT NULL,
              step          TEXT NOT NULL,
              updated_at    INTEGER NOT NULL,
@@ -471,8 +489,9 @@ mod tests {
         let journal = Journal::open(&path, &deployment).unwrap();
         assert_eq!(journal.cursor().unwrap(), None);
         let (one, two) = (U256::from(1), U256::from(2));
-        assert_eq!(journal.see(&[(one, 100), (two, 50)], 8).unwrap(), [one, two]);
-        assert_eq!(journal.see(&[(one, 100)], 9).unwrap(), Vec::<U256>::new(), "seen once");
+        let (rental, other_rental) = (B256::repeat_byte(5), B256::repeat_byte(6));
+        assert_eq!(journal.see(&[(one, 100, rental), (two, 50, rental)], Some(8)).unwrap(), [one, two]);
+        assert_eq!(journal.see(&[(one, 100, rental)], Some(9)).unwrap(), Vec::<U256>::new(), "seen once");
         journal.advance(one, Step::KeysReleased).unwrap();
         journal.computed(one, &computed()).unwrap();
         journal.advance(one, Step::Authorized).unwrap();
@@ -487,6 +506,19 @@ mod tests {
         assert_eq!(entry.computed, Some(computed()));
         let unfinished: Vec<U256> = journal.unfinished().unwrap().iter().map(|e| e.task_id).collect();
         assert_eq!(unfinished, [two, one], "earliest deadline first");
+
+        // Another rental took the id (a reorganisation replaced the first): its line starts over.
+        let three = U256::from(3);
+        journal.see(&[(three, 70, rental)], None).unwrap();
+        journal.computed(three, &computed()).unwrap();
+        assert_eq!(journal.see(&[(three, 80, other_rental)], None).unwrap(), [three]);
+        let entry = journal.entry(three).unwrap().unwrap();
+        assert_eq!(
+            (entry.step, entry.commitment, entry.deadline, entry.computed),
+            (Step::Seen, other_rental, 80, None)
+        );
+        journal.finish(three, Step::NotActive, None).unwrap();
+        assert_eq!(journal.cursor().unwrap(), Some(9), "moved only when asked");
 
         // Another chain (a devnet started afresh: same id and contract, another first block) is
         // refused while a task is unfinished here.
