@@ -143,11 +143,20 @@ async fn killed_at(step: &str) {
     assert_eq!(before(operator_key().address()).await - operator_before, U256::from(p.poolPrice));
     assert_books_balance(&devnet, &[]).await;
 
-    // The journal says so, as `strongroom worker status` shows it.
-    let status =
-        strongroom_e2e::run(strongroom_command(&devnet, &devnet.options.data_dir).args(["worker", "status"]), b"");
-    assert!(status.status.success(), "{}", status.stderr());
-    let text = status.stdout();
+    // The journal says so, as `strongroom worker status` shows it (the worker journals the
+    // confirmation just after the result lands).
+    let status = || {
+        let run =
+            strongroom_e2e::run(strongroom_command(&devnet, &devnet.options.data_dir).args(["worker", "status"]), b"");
+        assert!(run.status.success(), "{}", run.stderr());
+        run.stdout()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut text = status();
+    while !text.contains(" confirmed=1 ") && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        text = status();
+    }
     assert!(
         text.starts_with(
             "tasks: seen=0 authorized=0 keys_released=0 computed=0 result_stored=0 submitted=0 confirmed=1 "
@@ -264,7 +273,11 @@ async fn a_chain_killed_and_restarted_from_its_dumped_state_loses_no_task() {
         U256::from(p.poolPrice) * U256::from(3)
     );
     assert_books_balance(&devnet, &[]).await;
-    let counts = journal.counts().unwrap();
-    assert!(counts.contains(&(Step::Confirmed, 3)), "{counts:?}");
+    // The worker journals the confirmation just after the result lands.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !journal.counts().unwrap().contains(&(Step::Confirmed, 3)) {
+        assert!(Instant::now() < until, "{:?}", journal.counts().unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     devnet.shutdown().await;
 }
