@@ -425,6 +425,8 @@ impl Worker {
             }
             Err(e) => error!(error = %e, "cannot read the journal's unfinished tasks"),
         }
+        // The last head the loop acted on.
+        let mut seen_head = None;
         loop {
             tokio::select! {
                 _ = stopped.changed() => break,
@@ -438,9 +440,12 @@ impl Worker {
                     continue;
                 }
             };
-            if head < next_block {
+            // A new block, or nothing to do: the index may have read past the head read here, so
+            // the head, not the cursor, says whether the chain moved.
+            if head < next_block && seen_head == Some(head) {
                 continue;
             }
+            seen_head = Some(head);
             // The chain's clock moves only with its blocks: a registration can come due only now.
             if let Err(e) = self.renew_if_due(&mut registration).await {
                 warn!(error = %e, "cannot renew the enclave's registration; retrying");
