@@ -186,6 +186,10 @@ pub struct Chain {
     contract: StrongroomInstance<DynProvider>,
     chain_id: u64,
     sender: Option<Address>,
+    /// Held while one of the signer's transactions is filled and broadcast (shared by clones):
+    /// each reads its nonce from the node's pending count, which counts only those broadcast.
+    /// Not held while waiting for receipts, so transactions of one signer are mined together.
+    broadcasting: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Chain {
@@ -242,7 +246,7 @@ impl Chain {
         contract: Address,
     ) -> Self {
         let contract = Strongroom::new(contract, provider.clone());
-        Self { url: url.to_owned(), provider, contract, chain_id, sender }
+        Self { url: url.to_owned(), provider, contract, chain_id, sender, broadcasting: Default::default() }
     }
 
     /// The same deployment, acting as another account.
@@ -753,7 +757,10 @@ impl Chain {
         &self,
         call: alloy::contract::SolCallBuilder<&DynProvider, C>,
     ) -> Result<(TxOutcome, TransactionReceipt)> {
-        let pending = call.send().await.map_err(|e| self.err(e))?;
+        let pending = {
+            let _one_at_a_time = self.broadcasting.lock().await;
+            call.send().await.map_err(|e| self.err(e))?
+        };
         let receipt = pending
             .with_timeout(Some(Duration::from_secs(60)))
             .get_receipt()

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -98,6 +99,8 @@ pub enum WorkerError {
     RenewalUseless { ttl: u64, until: u64, min_ttl: u64 },
     #[error("worker state {0}: {1}")]
     State(String, String),
+    #[error("task {task} is {why}: its keys are not asked for")]
+    NotServable { task: U256, why: String },
 }
 
 impl WorkerError {
@@ -223,7 +226,7 @@ pub async fn spawn(config: WorkerConfig) -> Result<WorkerHandle, WorkerError> {
         &IndexOptions { path: config.state_dir.join("chain-index.sqlite"), confirmations: 0 },
     )
     .await?;
-    let worker = Worker { chain, index, client, http, config, enclave, submitting: Default::default(), journal };
+    let worker = Worker { chain, index, client, http, config, enclave, journal };
     let task = tokio::spawn(Arc::new(worker).run(registration, stopped));
     Ok(WorkerHandle { enclave, measurement, stop, task })
 }
@@ -238,8 +241,6 @@ struct Worker {
     http: reqwest::Client,
     config: WorkerConfig,
     enclave: Address,
-    /// Held while a transaction of the operator's is sent.
-    submitting: tokio::sync::Mutex<()>,
     /// Where each task stands, and the first block not looked at yet, kept across restarts.
     journal: Journal,
 }
@@ -459,6 +460,13 @@ impl Worker {
                     continue;
                 }
             };
+            // The index rolled back below the cursor (a reorganisation): the rentals mined again
+            // there are looked for again; the journal knows the ones it has by id and rental.
+            if through + 1 < next_block {
+                warn!(from = through + 1, "the chain reorganised below the worker's cursor; looking again from there");
+                next_block = through + 1;
+                continue;
+            }
             if through < next_block {
                 continue;
             }
@@ -511,6 +519,11 @@ impl Worker {
             Ok(()) => return,
             // Nothing left the key service: the task stays active, and after its deadline the
             // analyst is refunded.
+            // Settled meanwhile, or its id now another rental's: not this worker's to serve.
+            Err(e @ WorkerError::NotServable { .. }) => {
+                info!(error = %e, "task no longer needs serving");
+                self.journal.finish(task.id, Step::NotActive, Some(&e.to_string()))
+            }
             Err(e) if step < Step::Authorized || matches!(e, WorkerError::TooLate { .. }) => {
                 error!(error = %e, "task declined");
                 self.journal.finish(task.id, Step::Declined, Some(&e.to_string()))
@@ -539,8 +552,13 @@ impl Worker {
         if entry.step.is_final() {
             return Ok(());
         }
-        // Tasks from before a restart may have been settled or refunded meanwhile.
-        let status = chain.task_status(task.id).await?;
+        // Tasks from before a restart may have been settled or refunded meanwhile, and a
+        // reorganisation can give the id to another rental.
+        let Some(status) = self.rental_status(task).await? else {
+            let why = "another rental's, or no task's, on chain now (a reorganisation)";
+            info!(why, "task no longer needs serving");
+            return self.journal.finish(task.id, Step::NotActive, Some(why));
+        };
         let now = chain.block_timestamp().await?;
         if status != TaskStatus::Active || now > task.params.deadline {
             let why = match status {
@@ -572,8 +590,6 @@ impl Worker {
                 if chain.task_status(task.id).await? != TaskStatus::Active {
                     return Ok(None);
                 }
-                // One transaction of the operator's at a time: each reads its nonce from the chain.
-                let _one_at_a_time = self.submitting.lock().await;
                 let sent = chain.submit_result(
                     task,
                     computed.digest,
@@ -610,6 +626,15 @@ impl Worker {
         }
     }
 
+    /// The task's status as the chain has it now, if the chain's task of this id is this rental
+    /// (a reorganisation can give the id to another); `None` if it is another's, or none.
+    async fn rental_status(&self, task: &Task) -> Result<Option<TaskStatus>, WorkerError> {
+        let stored = self.chain.task_commitment(task.id).await?;
+        let ours = commitment_hash(&task.params);
+        // The stored word is the hash of the parameters with the status in its last byte.
+        Ok((stored[..31] == ours[..31]).then(|| TaskStatus::from(stored[31])))
+    }
+
     /// The operator's authorization of this enclave for the task (deterministic: the same on
     /// every call, as the key service's repeat check wants).
     fn authorization(&self, task: &Task) -> Bytes {
@@ -630,9 +655,9 @@ impl Worker {
             self.journal.advance(task.id, Step::Authorized)?;
             self.halt_if_asked(Step::Authorized).await;
         }
-        let computed = self
-            .retrying(task, "running the task", Patience::AfterKeys, || self.request_release_run(task, &prepared))
-            .await?;
+        let asked = AtomicBool::new(false);
+        let run = || self.request_release_run(task, &prepared, &asked);
+        let computed = self.retrying(task, "running the task", Patience::AfterKeys, run).await?;
         self.journal.computed(task.id, &computed)?;
         self.halt_if_asked(Step::Computed).await;
         Ok(computed)
@@ -735,13 +760,32 @@ impl Worker {
 
     /// Has the enclave ask for the task's keys, relays the request to the key service and the
     /// release back, and has the enclave run the task on the objects.
-    async fn request_release_run(&self, task: &Task, prepared: &Prepared) -> Result<Computed, WorkerError> {
+    /// `asked` is whether this serving of the task has sent a release request already.
+    async fn request_release_run(
+        &self,
+        task: &Task,
+        prepared: &Prepared,
+        asked: &AtomicBool,
+    ) -> Result<Computed, WorkerError> {
         let Prepared { kms, key_service, manifest, objects, location } = prepared;
+        // Still this rental, and active: no key is asked for a task settled meanwhile or for an id
+        // a reorganisation gave to another rental (whose facts the key service would seal).
+        match self.rental_status(task).await? {
+            Some(TaskStatus::Active) => {}
+            status => {
+                let why = status.map_or("another rental's on chain now (a reorganisation)", TaskStatus::describe);
+                return Err(WorkerError::NotServable { task: task.id, why: why.to_owned() });
+            }
+        }
         // Asked late, a first request would bind the task to this enclave with too little time
-        // left to run and settle it, and the pool would be slashed; a request that bound it
-        // already (the reply was lost, or the worker restarted) is asked again whatever the time.
+        // left to run and settle it, and the pool would be slashed. A request sent already in
+        // this serving may be bound (its reply lost or late), and is asked again whatever the
+        // time; after a restart, the key service's receipt says whether one was.
         let now = self.chain.block_timestamp().await?;
-        if now + MIN_TIME_TO_SERVE > task.params.deadline && kms.receipt(task.id).await?.is_none() {
+        if !asked.load(Ordering::Acquire)
+            && now + MIN_TIME_TO_SERVE > task.params.deadline
+            && kms.receipt(task.id).await?.is_none()
+        {
             return Err(WorkerError::TooLate { deadline: task.params.deadline, now });
         }
         let policy = kms.policy(task.params.policyHash).await?;
@@ -767,6 +811,7 @@ impl Worker {
             enclave_signature: signature,
             authorization: self.authorization(task),
         };
+        asked.store(true, Ordering::Release);
         let release = kms.release(&request).await?;
         self.journal.advance(task.id, Step::KeysReleased)?;
         info!("keys released to the enclave (sealed)");
