@@ -50,6 +50,10 @@ pub struct DevNode {
     port: u16,
     /// Where the chain's state is dumped every second and loaded from at a start, if anywhere.
     state: Option<PathBuf>,
+    /// anvil's home: it moves old blocks' states to files under `~/.foundry/anvil/tmp`, which
+    /// it removes only when it exits gracefully. A node killed (as `Drop` does) would leave them
+    /// in the user's home, gigabytes over a test suite; here they go with the node.
+    home: tempfile::TempDir,
 }
 
 impl DevNode {
@@ -78,8 +82,12 @@ impl DevNode {
     /// it exists, dumping the chain there every second (and at exit), so that a node killed and
     /// started again ([`DevNode::restart`]) goes on from at most a second before.
     pub fn spawn_with_state(binary: &Path, state: Option<&Path>) -> Result<Self> {
-        let (child, url, port) = start(binary, 0, state)?;
-        Ok(Self { child, url, binary: binary.to_owned(), port, state: state.map(Path::to_owned) })
+        let home = tempfile::Builder::new()
+            .prefix("strongroom-anvil-")
+            .tempdir()
+            .map_err(|e| DevnetError::Node(format!("cannot make a home directory for anvil: {e}")))?;
+        let (child, url, port) = start(binary, 0, state, home.path())?;
+        Ok(Self { child, url, binary: binary.to_owned(), port, state: state.map(Path::to_owned), home })
     }
 
     /// Kills the node with SIGKILL, as a crash would: nothing is dumped on the way out.
@@ -91,7 +99,7 @@ impl DevNode {
     /// Starts the node again on its port, from its dumped state if it keeps one.
     pub fn restart(&mut self) -> Result<()> {
         self.kill_9();
-        let (child, url, _) = start(&self.binary, self.port, self.state.as_deref())?;
+        let (child, url, _) = start(&self.binary, self.port, self.state.as_deref(), self.home.path())?;
         (self.child, self.url) = (child, url);
         Ok(())
     }
@@ -108,9 +116,9 @@ impl Drop for DevNode {
     }
 }
 
-/// Starts anvil on `port` (0: one the OS picks) and waits until it listens; returns the process,
-/// its URL and its port.
-fn start(binary: &Path, port: u16, state: Option<&Path>) -> Result<(Child, String, u16)> {
+/// Starts anvil on `port` (0: one the OS picks), with `home` as its home directory, and waits
+/// until it listens; returns the process, its URL and its port.
+fn start(binary: &Path, port: u16, state: Option<&Path>, home: &Path) -> Result<(Child, String, u16)> {
     if !binary.exists() {
         return Err(DevnetError::Node(format!(
             "anvil not found at {}: set STRONGROOM_ANVIL to its path, put it on PATH, or run from a checkout after `make contracts`",
@@ -126,6 +134,7 @@ fn start(binary: &Path, port: u16, state: Option<&Path>) -> Result<(Child, Strin
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .env("HOME", home)
         // The chain needs none of the caller's secrets.
         .env_remove("STRONGROOM_KEY")
         .env_remove("STRONGROOM_KEYSTORE_PASSWORD")
