@@ -496,7 +496,23 @@ impl Worker {
         let task = match task {
             Some(task) => task,
             None => match self.index.task(id).await {
-                Ok(Some(task)) => task,
+                // The journal's line must be of the chain's rental of this id: one of a rental a
+                // reorganisation replaced starts over, and its result is never submitted for this
+                // one. (A task found by polling was journaled as this rental just before.)
+                Ok(Some(task)) => {
+                    match self.journal.see(&[(id, task.params.deadline, commitment_hash(&task.params))], None) {
+                        Ok(reset) => {
+                            if !reset.is_empty() {
+                                warn!(task = %id, "the journal's line was of a rental a reorganisation replaced; it starts over");
+                            }
+                            task
+                        }
+                        Err(e) => {
+                            error!(task = %id, error = %e, "cannot journal the task");
+                            return;
+                        }
+                    }
+                }
                 Ok(None) => {
                     let _ = self.journal.finish(id, Step::NotActive, Some("the chain has no such task"));
                     return;
@@ -540,12 +556,6 @@ impl Worker {
 
     async fn serve(&self, task: &Task) -> Result<(), WorkerError> {
         let chain = &self.chain;
-        // The journal's line must be of this rental: one of a rental a reorganisation replaced
-        // (same id, other parameters) starts over, and its result is never submitted for this one.
-        let rental = (task.id, task.params.deadline, commitment_hash(&task.params));
-        if !self.journal.see(&[rental], None)?.is_empty() {
-            info!("the task is new to the journal, or its line was of a rental a reorganisation replaced");
-        }
         let Some(entry) = self.journal.entry(task.id)? else {
             return Err(WorkerError::State("journal".into(), format!("has no line for task {}", task.id)));
         };
